@@ -1,0 +1,156 @@
+//! The one error type of multiproc.
+
+use std::fmt;
+use std::io;
+
+/// A boxed error from a lower layer (the serde codec), kept as a `source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in multiproc.
+///
+/// Failures are values: a child that panicked, exited or was killed; a peer
+/// that sent malformed data or went away; a timeout; an operating-system call
+/// that failed (kept as [`std::error::Error::source`]).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Error, Process};
+///
+/// fn boom(_: ()) -> u8 {
+///     panic!("no luck")
+/// }
+///
+/// let err = Process::spawn(boom, ())?.join().unwrap_err();
+/// assert!(matches!(&err, Error::Panicked { message } if message == "no luck"));
+/// assert_eq!(err.to_string(), "child process panicked: no luck");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("could not {op}")]
+    Os {
+        /// What multiproc was doing, as a short verb phrase.
+        op: &'static str,
+        /// The error the operating system reported.
+        #[source]
+        source: io::Error,
+    },
+    /// The child's target panicked; `message` is the panic's text.
+    #[error("child process panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The child ended with `exit(code)` before its target returned.
+    #[error("child process exited with code {code} before returning a value")]
+    Exited {
+        /// The exit status.
+        code: i32,
+    },
+    /// The child was ended by a signal before its target returned.
+    #[error("child process was killed by signal {signal} ({})", signal_name(*.signal))]
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The child started but could not run its target (its arguments did not
+    /// decode, or it is not the same executable as its parent).
+    #[error("child process could not run its target: {message}")]
+    ChildSetup {
+        /// What went wrong, as reported by the child.
+        message: String,
+    },
+    /// A value could not be encoded for another process.
+    #[error("could not encode a value for another process")]
+    Encode {
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Bytes from another process did not decode as the expected type.
+    #[error("could not decode a value from another process")]
+    Decode {
+        /// The codec's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Another process sent data that breaks the protocol.
+    #[error("malformed data from another process: {detail}")]
+    Protocol {
+        /// What was wrong with it.
+        detail: String,
+    },
+    /// A frame announced more bytes than the receiver accepts.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The announced length.
+        len: u64,
+        /// The receiver's limit.
+        max: u64,
+    },
+    /// One message would carry more file descriptors than Linux passes at once.
+    #[error("too many file descriptors in one message ({count}, at most {max})")]
+    TooManyFds {
+        /// How many the message holds.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The process at the other end is gone.
+    #[error("peer disconnected")]
+    Disconnected,
+    /// The operation did not complete in time.
+    #[error("timed out")]
+    Timeout,
+    /// `fork_closure` refused to fork a multi-threaded process.
+    #[error("refusing to fork a process that has {threads} threads")]
+    ThreadedFork {
+        /// The number of threads the process had.
+        threads: usize,
+    },
+    /// The child's return value was already taken by an earlier join.
+    #[error("the child's result was already taken")]
+    ResultTaken,
+    /// The fork server process died.
+    #[error("the fork server is gone")]
+    ForkServerGone,
+}
+
+impl Error {
+    /// An adapter for `map_err` that wraps an OS error with what we were doing.
+    pub(crate) fn os(op: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Os { op, source }
+    }
+
+    pub(crate) fn protocol(detail: impl Into<String>) -> Self {
+        Self::Protocol { detail: detail.into() }
+    }
+}
+
+/// The short name of a signal, such as `SIGKILL`.
+fn signal_name(signal: i32) -> impl fmt::Display {
+    match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => "unknown signal",
+    }
+}
+
+/// `Result` with multiproc's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,287 @@
+//! Processes: spawning the current executable, forking, pidfds, signals, exit.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsString};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, WaitId, WaitIdOptions, pidfd_send_signal, waitid};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// It called `exit` with this code.
+    Exited(i32),
+    /// A signal with this number ended it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the exit status, or minus the signal number.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            Self::Exited(code) => code,
+            Self::Signaled(signal) => -signal,
+        }
+    }
+
+    /// The 8-byte form the fork server sends to a child's parent.
+    pub(crate) fn to_bytes(self) -> [u8; 8] {
+        let (kind, value) = match self {
+            Self::Exited(code) => (0i32, code),
+            Self::Signaled(signal) => (1i32, signal),
+        };
+        let mut out = [0; 8];
+        out[..4].copy_from_slice(&kind.to_le_bytes());
+        out[4..].copy_from_slice(&value.to_le_bytes());
+        out
+    }
+
+    /// Reads the form written by [`ExitStatus::to_bytes`]; `None` if malformed.
+    pub(crate) fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
+        let kind = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let value = i32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        match kind {
+            0 => Some(Self::Exited(value)),
+            1 if value > 0 => Some(Self::Signaled(value)),
+            _ => None,
+        }
+    }
+}
+
+/// The signals multiproc sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// `SIGTERM`.
+    Term,
+    /// `SIGKILL`.
+    Kill,
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get().unsigned_abs()
+}
+
+/// The id of the process that is this process's parent now (0 if none).
+pub(crate) fn getppid() -> u32 {
+    rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get().unsigned_abs())
+}
+
+fn to_pid(pid: u32) -> io::Result<Pid> {
+    i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or_else(|| io::Error::from(Errno::SRCH))
+}
+
+/// A pidfd for process `pid`: pollable (readable once it exited) and safe
+/// from pid reuse for signals.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
+}
+
+/// A pidfd for this process, to hand to children that must watch us.
+pub(crate) fn own_pidfd() -> io::Result<OwnedFd> {
+    pidfd_open(getpid())
+}
+
+/// Sends `signal` to the process behind `pidfd`; a process that already ended
+/// is not an error.
+pub(crate) fn send_signal(pidfd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
+    let signal = match signal {
+        Signal::Term => rustix::process::Signal::TERM,
+        Signal::Kill => rustix::process::Signal::KILL,
+    };
+    match pidfd_send_signal(pidfd, signal) {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has ended; `None` while it runs.
+///
+/// Only the parent of a process can reap it.
+pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
+    let status = loop {
+        match waitid(WaitId::PidFd(pidfd), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+            Err(Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    let Some(status) = status else { return Ok(None) };
+    if let Some(code) = status.exit_status() {
+        return Ok(Some(ExitStatus::Exited(code)));
+    }
+    if let Some(signal) = status.terminating_signal() {
+        return Ok(Some(ExitStatus::Signaled(signal)));
+    }
+    // waitid with NOHANG reports "no state change" as a zeroed status.
+    Ok(None)
+}
+
+/// Identity of the running executable file (device, inode).
+pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata("/proc/self/exe")?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Number of threads in this process.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Starts a new process running this same executable, with `env_entry`
+/// (`NAME=value`) added to a copy of our environment and `keep` left open
+/// (at the same number) in the child.
+///
+/// Uses `posix_spawn`, which glibc implements with `clone(CLONE_VM |
+/// CLONE_VFORK)`: fast, and safe in a multi-threaded parent because nothing
+/// but `exec` runs in the child before the new image. All other descriptors
+/// stay close-on-exec.
+pub(crate) fn spawn_self(env_name: &str, env_value: &str, keep: BorrowedFd<'_>) -> io::Result<u32> {
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| OsString::from("multiproc-child"));
+    let argv0 = CString::new(argv0.into_vec()).unwrap_or_else(|_| c"multiproc-child".to_owned());
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(key, _)| key != env_name)
+        .filter_map(|(key, value)| {
+            let mut entry = key.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            CString::new(entry).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{env_name}={env_value}")).map_err(io::Error::other)?);
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+    let argv: [*mut libc::c_char; 2] = [argv0.as_ptr().cast_mut(), std::ptr::null_mut()];
+    let fd: RawFd = keep.as_raw_fd();
+
+    // SAFETY: the file-action and attribute objects are initialised before use
+    // and destroyed on every path; `argv` and `envp` are null-terminated arrays
+    // of pointers into `argv0` and `env`, which outlive the call; `fd` is open
+    // for the duration (borrowed). posix_spawn does not keep any pointer.
+    unsafe {
+        let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+        let rc = libc::posix_spawn_file_actions_init(actions.as_mut_ptr());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let mut actions = actions.assume_init();
+        let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+        let rc = libc::posix_spawnattr_init(attr.as_mut_ptr());
+        if rc != 0 {
+            libc::posix_spawn_file_actions_destroy(&mut actions);
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let mut attr = attr.assume_init();
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        let mut rc = libc::posix_spawn_file_actions_adddup2(&mut actions, fd, fd);
+        if rc == 0 {
+            rc = libc::posix_spawnattr_setsigmask(&mut attr, empty.as_ptr());
+        }
+        if rc == 0 {
+            rc = libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGMASK as _);
+        }
+        let mut pid: libc::pid_t = 0;
+        if rc == 0 {
+            rc = libc::posix_spawn(
+                &mut pid,
+                c"/proc/self/exe".as_ptr(),
+                &actions,
+                &attr,
+                argv.as_ptr(),
+                envp.as_ptr(),
+            );
+        }
+        libc::posix_spawnattr_destroy(&mut attr);
+        libc::posix_spawn_file_actions_destroy(&mut actions);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(pid.unsigned_abs())
+    }
+}
+
+/// Which side of a `fork` we are on.
+#[derive(Debug)]
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The original process; the new one has this id.
+    Parent(u32),
+}
+
+/// Forks the calling process.
+///
+/// # Safety
+///
+/// Only the calling thread exists in the child. Any lock another thread held
+/// at that instant stays held there for ever, and data another thread was
+/// changing may be half-changed. The caller must make sure the child touches
+/// no such state before it exits (glibc re-initialises the allocator's locks,
+/// so allocating is fine; stdio locks must be held by the caller across the
+/// call).
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller upholds the contract above; fork itself has no other
+    // precondition.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid.unsigned_abs())),
+    }
+}
+
+/// Ends this process at once with `code`, after flushing Rust's standard
+/// output. Runs no `atexit` handler, as a forked child must not run its
+/// parent's.
+pub(crate) fn exit_now(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: `_exit` ends the process without touching any memory of ours;
+    // it has no precondition.
+    unsafe { libc::_exit(code) }
+}
+
+/// Ends this process with `SIGKILL`.
+pub(crate) fn kill_self() -> ! {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    exit_now(137)
+}
+
+/// Takes ownership of the descriptor a parent left open for us across `exec`.
+///
+/// Returns `None` if `raw` is not an open descriptor. Marks it close-on-exec
+/// again so that our own children do not inherit it.
+pub(crate) fn adopt_inherited_fd(raw: RawFd) -> Option<OwnedFd> {
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    if flags < 0 {
+        return None;
+    }
+    // SAFETY: this runs once, before `main`, on the descriptor number our parent
+    // named in the environment variable it addressed to us; it dup'ed that
+    // descriptor there for us alone, and nothing in this fresh image has
+    // claimed it. F_SETFD only changes its flags.
+    unsafe {
+        libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        Some(OwnedFd::from_raw_fd(raw))
+    }
+}
+
+/// Removes `name` from the environment and returns the value it had.
+///
+/// # Safety
+///
+/// No other thread may read or change the environment during the call; this
+/// holds before `main`, when the process has a single thread.
+pub(crate) unsafe fn take_env(name: &str) -> Option<OsString> {
+    let value = std::env::var_os(name)?;
+    // SAFETY: the caller guarantees no other thread touches the environment.
+    unsafe { std::env::remove_var(name) };
+    Some(value)
+}

@@ -1,0 +1,91 @@
+//! Unix stream sockets that carry file descriptors (`SCM_RIGHTS`).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType, recvmsg,
+    sendmsg, socketpair,
+};
+
+/// The most descriptors Linux passes in one message (`SCM_MAX_FD`).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
+
+/// A connected pair of close-on-exec Unix stream sockets.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+}
+
+/// Sends `bufs`, attaching `fds` to the first byte; returns how many bytes went.
+///
+/// Never raises `SIGPIPE`: a closed peer is an `EPIPE` error.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::from(Errno::TOOMANYREFS));
+    }
+    let mut space = [MaybeUninit::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::from(Errno::TOOMANYREFS));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    loop {
+        match sendmsg(sock, bufs, &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Receives into `buf`, appending any descriptors that came with the bytes to `fds`.
+///
+/// Returns the number of bytes read, `0` at end of stream. Received
+/// descriptors are close-on-exec. If the kernel had to drop descriptors
+/// because too many came at once, the ones that did arrive are closed and an
+/// error is returned.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::uninit(); CMSG_SPACE];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let msg = loop {
+        match recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
+            Err(Errno::INTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut received = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(incoming) = message {
+            received.extend(incoming);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file descriptors were dropped by the kernel (control data truncated)",
+        ));
+    }
+    fds.append(&mut received);
+    Ok(msg.bytes)
+}

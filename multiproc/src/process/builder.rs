@@ -1,0 +1,307 @@
+//! `Builder` and `StartMethod`: how a child process starts.
+#![allow(unsafe_code)] // fork: see the SAFETY comments
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::current::{self, ChildInfo};
+use super::fork;
+use super::handle::Process;
+use super::spawn::{self, Via};
+use crate::os;
+use crate::{Error, Result};
+
+/// How a child process is started, as in Python's `multiprocessing`.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, StartMethod};
+///
+/// for method in [StartMethod::Spawn, StartMethod::Fork, StartMethod::ForkServer] {
+///     let child = Process::builder().start_method(method).spawn(|x: u32| x * 2, 21)?;
+///     assert_eq!(child.join()?, 42);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// Re-execute the current binary and run the target there (the default).
+    ///
+    /// Safe in a multi-threaded parent; the child starts from a clean image,
+    /// takes over before `main`, and receives its arguments (and the file
+    /// descriptors inside them) over a private socket.
+    #[default]
+    Spawn,
+    /// Fork the parent without `exec`: the fastest, and the child starts with
+    /// a copy of the parent's memory.
+    ///
+    /// With [`Builder::spawn`] the child runs only the target on its own
+    /// arguments, and multiproc holds standard output and error across the
+    /// fork, so printing and allocating are fine. As in Python, forking a
+    /// multi-threaded parent is still hazardous for a target that takes a lock
+    /// another parent thread may have held at that instant. The closure form,
+    /// [`Builder::fork_closure`], refuses multi-threaded parents.
+    Fork,
+    /// Ask a fork server to fork the child: a small single-threaded helper
+    /// process, started from this binary on first use, that stops before
+    /// `main`. As safe as `Spawn` in a multi-threaded parent, nearly as fast as
+    /// `Fork`.
+    ForkServer,
+}
+
+/// Sets a child's name, daemon flag and start method, then starts it.
+///
+/// Python's keyword arguments to `Process(...)`, as a builder.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, StartMethod};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let child = Process::builder()
+///     .name("worker-1")
+///     .daemon(true)
+///     .start_method(StartMethod::ForkServer)
+///     .spawn(square, 3)?;
+/// assert_eq!(child.name(), "worker-1");
+/// assert_eq!(child.join()?, 9);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `spawn` or `fork_closure`"]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    start_method: StartMethod,
+}
+
+impl Builder {
+    /// A builder with the defaults: a `Process-N` name, not a daemon, `Spawn`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Builder::new().spawn(|x: i8| -x, 4)?;
+    /// assert_eq!(child.join()?, -4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the child (see [`current_process`](crate::current_process)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::builder().name("loader").spawn(|x: u8| x, 0)?;
+    /// assert_eq!(child.name(), "loader");
+    /// # child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child a daemon: it is killed as soon as this process ends,
+    /// however this process ends (`SIGKILL` included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::builder().daemon(true).spawn(|x: u8| x, 0)?;
+    /// assert!(child.daemon());
+    /// # child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses how the child starts (default [`StartMethod::Spawn`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    /// let child = Process::builder().start_method(StartMethod::Fork).spawn(|x: u8| x, 0)?;
+    /// assert_eq!(child.start_method(), StartMethod::Fork);
+    /// # child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
+        self
+    }
+
+    fn child_info(&self, method: StartMethod) -> ChildInfo {
+        let identity = current::next_identity();
+        let name = self.name.clone().unwrap_or_else(|| current::default_name(&identity));
+        ChildInfo {
+            name,
+            identity,
+            daemon: self.daemon,
+            parent_pid: os::getpid(),
+            start_method: method,
+        }
+    }
+
+    /// Starts a child process that runs `f(args)`.
+    ///
+    /// `f` is a function, or a closure that captures nothing; `args` and the
+    /// return value travel between the processes with serde (handles such as
+    /// [`FdHandle`](crate::FdHandle) arrive open and working).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the process cannot be started; [`Error::Encode`] if
+    /// `args` cannot be encoded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::builder().spawn(|(a, b): (u32, u32)| a + b, (2, 3))?;
+    /// assert_eq!(child.join()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn<A, R>(self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let method = self.start_method;
+        let info = self.child_info(method);
+        let (name, daemon) = (info.name.clone(), info.daemon);
+        let started = match method {
+            StartMethod::Spawn => spawn::start(Via::Exec, f, &args, info)?,
+            StartMethod::ForkServer => spawn::start(Via::ForkServer, f, &args, info)?,
+            // SAFETY: the child runs only `f` on `args`, which it owns; the
+            // hazard of other parent threads' locks is documented on
+            // `StartMethod::Fork`, as Python documents it.
+            StartMethod::Fork => unsafe { fork::start(info, move || f(args))? },
+        };
+        Ok(Process::new(started, name, daemon, method))
+    }
+
+    /// Forks a child that runs the closure `f`, which may capture anything
+    /// (the child gets a copy of this process's memory). The start method set
+    /// on the builder is ignored: this is always a fork.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ThreadedFork`] if this process has more than one thread (see
+    /// [`fork_closure_unchecked`](Self::fork_closure_unchecked));
+    /// [`Error::Os`] if the fork fails.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let words = vec!["a", "bc", "def"];
+    /// let child = multiproc::Process::builder().fork_closure(move || words.concat())?;
+    /// assert_eq!(child.join()?, "abcdef");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fork_closure<F, R>(self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        let threads = os::thread_count().map_err(Error::os("count this process's threads"))?;
+        if threads > 1 {
+            return Err(Error::ThreadedFork { threads });
+        }
+        // SAFETY: this process has a single thread, so no other thread can
+        // hold a lock or be changing data at the instant of the fork.
+        unsafe { self.fork_closure_unchecked(f) }
+    }
+
+    /// Forks a child that runs the closure `f`, even if this process has
+    /// other threads.
+    ///
+    /// # Safety
+    ///
+    /// Only the calling thread is copied into the child. Every lock another
+    /// thread held at the instant of the fork (a `Mutex`, an `RwLock`, a
+    /// `OnceLock` being initialised, a lock inside a C library) stays locked in
+    /// the child for ever, and data another thread was changing without a
+    /// lock may be half-changed. The caller must make sure that `f`, and what
+    /// it calls, touches no such state. multiproc itself flushes and holds
+    /// standard output and error across the fork, and glibc resets its
+    /// allocator's locks, so printing and allocating are fine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the fork fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let base = 40;
+    /// let _busy = std::thread::spawn(|| ());
+    /// // SAFETY: the closure only reads `base`, a copy no other thread can hold.
+    /// let child = unsafe { multiproc::Process::builder().fork_closure_unchecked(move || base + 2)? };
+    /// assert_eq!(child.join()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn fork_closure_unchecked<F, R>(self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        let info = self.child_info(StartMethod::Fork);
+        let (name, daemon) = (info.name.clone(), info.daemon);
+        // SAFETY: forwarded from this function's contract.
+        let started = unsafe { fork::start(info, f)? };
+        Ok(Process::new(started, name, daemon, StartMethod::Fork))
+    }
+}
+
+impl Process<()> {
+    /// A [`Builder`] to set the child's name, daemon flag and start method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::builder().name("w").spawn(|x: u8| x, 1)?;
+    /// assert_eq!(child.join()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// Starts `f(args)` in a new process with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// assert_eq!(Process::spawn(square, 7)?.join()?, 49);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        Builder::new().spawn(f, args)
+    }
+}

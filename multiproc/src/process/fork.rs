@@ -1,0 +1,63 @@
+//! Parent side of the fork start method.
+#![allow(unsafe_code)] // fork: see the SAFETY comments
+
+use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
+
+use serde::Serialize;
+
+use super::child;
+use super::current::{self, ChildInfo};
+use super::handle::{ExitWatch, Started};
+use crate::os::{self, Forked};
+use crate::{Error, Result};
+
+/// Forks; the child runs `body` and reports its outcome.
+///
+/// # Safety
+///
+/// As [`os::fork`]: if other threads exist, `body` must not touch state they
+/// may have been holding or changing at the instant of the fork. Standard
+/// output and error are flushed and held across the fork, so the child may
+/// print.
+pub(crate) unsafe fn start<R: Serialize>(
+    info: ChildInfo,
+    body: impl FnOnce() -> R,
+) -> Result<Started> {
+    let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
+    let parent = if info.daemon {
+        Some(os::own_pidfd().map_err(Error::os("open a pidfd for this process"))?)
+    } else {
+        None
+    };
+    let forked = {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let _ = out.flush();
+        let err = io::stderr().lock();
+        // SAFETY: the caller upholds `os::fork`'s contract for `body`; we hold
+        // the stdio locks so that no other thread holds them at the fork, and
+        // the child touches nothing else of ours before `body` runs.
+        let forked = unsafe { os::fork() };
+        drop(err);
+        drop(out);
+        forked
+    };
+    match forked.map_err(Error::os("fork"))? {
+        Forked::Child => {
+            drop(ours);
+            current::enter_child(info);
+            if let Some(parent) = parent {
+                if let Err(message) = child::watch_parent(parent) {
+                    child::fail(&theirs, message);
+                }
+            }
+            child::finish(&theirs, panic::catch_unwind(AssertUnwindSafe(body)))
+        }
+        Forked::Parent(pid) => {
+            drop(theirs);
+            let pidfd = os::pidfd_open(pid).map_err(Error::os("open a pidfd for a child"))?;
+            Ok(Started { pid, pidfd, channel: ours, exit: ExitWatch::Direct })
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Frames on a Unix stream socket: a 16-byte header, a payload, and the
+//! descriptors that belong to it.
+//!
+//! ```text
+//! magic "mpF1" | descriptor count: u32 LE | payload length: u64 LE | payload
+//! ```
+//!
+//! The descriptors ride on the first byte of the header, so the kernel hands
+//! them to the `recvmsg` that reads it and never mixes them with the next
+//! frame's. Everything in a header is checked before it is used: a wrong
+//! magic, a length over the receiver's limit, a descriptor count that does
+//! not match, a stream that ends mid-frame are errors, and the payload buffer
+//! grows with the bytes that actually arrive, never to a claimed size.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Instant;
+
+use crate::os::{self, MAX_FDS_PER_MESSAGE};
+use crate::{Error, Result};
+
+/// Bytes in a frame header.
+pub(crate) const HEADER_LEN: usize = 16;
+const MAGIC: [u8; 4] = *b"mpF1";
+/// The largest step by which a payload buffer grows ahead of the data.
+const GROWTH_STEP: usize = 1 << 20;
+
+/// One received frame.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// What a read made of the stream.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// A whole frame arrived.
+    Frame(Frame),
+    /// No whole frame yet; nothing more to read without blocking.
+    Pending,
+    /// The peer closed the stream at a frame boundary.
+    Closed,
+}
+
+fn map_send_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
+        _ => Error::Os { op: "send to another process", source: e },
+    }
+}
+
+/// Sends one frame made of the concatenation of `parts`, with `fds`.
+///
+/// Blocks until the whole frame is in the socket.
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> Result<()> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(Error::TooManyFds { count: fds.len(), max: MAX_FDS_PER_MESSAGE });
+    }
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4..8].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+    header[8..].copy_from_slice(&(len as u64).to_le_bytes());
+
+    let mut chunks: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+    chunks.push(&header);
+    chunks.extend(parts.iter().copied().filter(|p| !p.is_empty()));
+    let mut first = true;
+    while !chunks.is_empty() {
+        let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let attach: &[BorrowedFd<'_>] = if first { fds } else { &[] };
+        let mut sent = os::send_with_fds(sock, &slices, attach, false).map_err(map_send_error)?;
+        first = false;
+        while sent > 0 {
+            if sent >= chunks[0].len() {
+                sent -= chunks[0].len();
+                chunks.remove(0);
+            } else {
+                chunks[0] = &chunks[0][sent..];
+                sent = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reassembles frames from a stream, however the bytes are split.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    max_len: u64,
+    header: [u8; HEADER_LEN],
+    header_got: usize,
+    want: usize,
+    nfds: usize,
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl FrameReader {
+    /// A reader that refuses payloads longer than `max_len` bytes.
+    pub(crate) fn new(max_len: u64) -> Self {
+        Self {
+            max_len,
+            header: [0; HEADER_LEN],
+            header_got: 0,
+            want: 0,
+            nfds: 0,
+            payload: Vec::new(),
+            fds: Vec::new(),
+        }
+    }
+
+    /// True if part of a frame has been read.
+    pub(crate) fn is_mid_frame(&self) -> bool {
+        self.header_got > 0
+    }
+
+    /// Reads as much as is available; blocks only if `nonblocking` is false.
+    pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> Result<Progress> {
+        loop {
+            if self.header_got < HEADER_LEN {
+                let n = match os::recv_with_fds(
+                    sock,
+                    &mut self.header[self.header_got..],
+                    &mut self.fds,
+                    nonblocking,
+                ) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Ok(Progress::Pending);
+                    }
+                    Err(e) => return Err(self.recv_error(e)),
+                };
+                if n == 0 {
+                    if self.header_got == 0 && self.fds.is_empty() {
+                        return Ok(Progress::Closed);
+                    }
+                    return Err(self.truncated());
+                }
+                self.header_got += n;
+                if self.header_got < HEADER_LEN {
+                    continue;
+                }
+                self.parse_header()?;
+            }
+            if self.payload.len() < self.want {
+                let old = self.payload.len();
+                let step = (self.want - old).min(GROWTH_STEP.max(old));
+                self.payload.resize(old + step, 0);
+                let read =
+                    os::recv_with_fds(sock, &mut self.payload[old..], &mut self.fds, nonblocking);
+                match read {
+                    Ok(0) => {
+                        self.payload.truncate(old);
+                        return Err(self.truncated());
+                    }
+                    Ok(n) => self.payload.truncate(old + n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.payload.truncate(old);
+                        return Ok(Progress::Pending);
+                    }
+                    Err(e) => {
+                        self.payload.truncate(old);
+                        return Err(self.recv_error(e));
+                    }
+                }
+                continue;
+            }
+            // A whole frame.
+            let fds = std::mem::take(&mut self.fds);
+            let payload = std::mem::take(&mut self.payload);
+            let nfds = self.nfds;
+            self.header_got = 0;
+            self.want = 0;
+            self.nfds = 0;
+            if fds.len() != nfds {
+                return Err(Error::protocol(format!(
+                    "frame announced {nfds} file descriptors but {} arrived",
+                    fds.len()
+                )));
+            }
+            return Ok(Progress::Frame(Frame { payload, fds }));
+        }
+    }
+
+    fn parse_header(&mut self) -> Result<()> {
+        let h = &self.header;
+        if h[..4] != MAGIC {
+            self.reset();
+            return Err(Error::protocol("bad frame header"));
+        }
+        let nfds = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
+        if nfds > MAX_FDS_PER_MESSAGE {
+            self.reset();
+            return Err(Error::protocol(format!("frame announces {nfds} file descriptors")));
+        }
+        if len > self.max_len {
+            self.reset();
+            return Err(Error::FrameTooLarge { len, max: self.max_len });
+        }
+        self.nfds = nfds;
+        self.want =
+            usize::try_from(len).map_err(|_| Error::FrameTooLarge { len, max: self.max_len })?;
+        self.payload = Vec::with_capacity(self.want.min(GROWTH_STEP));
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.header_got = 0;
+        self.want = 0;
+        self.nfds = 0;
+        self.payload = Vec::new();
+        self.fds.clear();
+    }
+
+    fn truncated(&mut self) -> Error {
+        let got = self.payload.len();
+        let want = self.want;
+        let in_header = self.header_got < HEADER_LEN;
+        self.reset();
+        if in_header {
+            Error::protocol("stream ended inside a frame header")
+        } else {
+            Error::protocol(format!("stream ended after {got} of {want} payload bytes"))
+        }
+    }
+
+    fn recv_error(&mut self, e: io::Error) -> Error {
+        if e.kind() == io::ErrorKind::ConnectionReset {
+            if self.is_mid_frame() {
+                return self.truncated();
+            }
+            return Error::Disconnected;
+        }
+        if e.kind() == io::ErrorKind::InvalidData {
+            self.reset();
+            return Error::protocol(e.to_string());
+        }
+        Error::Os { op: "receive from another process", source: e }
+    }
+}
+
+/// Receives one frame, waiting at most until `deadline`.
+///
+/// `Ok(None)` means the peer closed the stream cleanly.
+pub(crate) fn recv_frame(
+    sock: BorrowedFd<'_>,
+    max_len: u64,
+    deadline: Option<Instant>,
+) -> Result<Option<Frame>> {
+    let mut reader = FrameReader::new(max_len);
+    loop {
+        match reader.read(sock, true)? {
+            Progress::Frame(frame) => return Ok(Some(frame)),
+            Progress::Closed => return Ok(None),
+            Progress::Pending => {
+                if os::wait_readable(&[sock], deadline)
+                    .map_err(Error::os("wait for another process"))?
+                    .is_none()
+                {
+                    return Err(Error::Timeout);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (UnixStream, UnixStream) {
+        UnixStream::pair().unwrap()
+    }
+
+    #[test]
+    fn frames_round_trip_with_descriptors() {
+        let (a, b) = pair();
+        let (x, _y) = crate::os::stream_pair().unwrap();
+        send_frame(a.as_fd(), &[b"he", b"llo"], &[x.as_fd()]).unwrap();
+        send_frame(a.as_fd(), &[], &[]).unwrap();
+        let f = recv_frame(b.as_fd(), 100, None).unwrap().unwrap();
+        assert_eq!(f.payload, b"hello");
+        assert_eq!(f.fds.len(), 1);
+        let mut reader = FrameReader::new(100);
+        match reader.read(b.as_fd(), true).unwrap() {
+            Progress::Frame(f) => assert!(f.payload.is_empty() && f.fds.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        drop(a);
+        assert!(matches!(reader.read(b.as_fd(), true).unwrap(), Progress::Closed));
+    }
+
+    #[test]
+    fn a_frame_split_in_pieces_is_reassembled() {
+        let (mut a, b) = pair();
+        let (c, d) = pair();
+        send_frame(c.as_fd(), &[b"split me please"], &[]).unwrap();
+        drop(c);
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut &d, &mut raw).unwrap();
+        let mut reader = FrameReader::new(100);
+        for byte in raw {
+            assert!(matches!(reader.read(b.as_fd(), true).unwrap(), Progress::Pending));
+            a.write_all(&[byte]).unwrap();
+        }
+        match reader.read(b.as_fd(), true).unwrap() {
+            Progress::Frame(f) => assert_eq!(f.payload, b"split me please"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_without_allocating_it() {
+        let (mut a, b) = pair();
+        let mut header = Vec::from(MAGIC);
+        header.extend(0u32.to_le_bytes());
+        header.extend(u64::MAX.to_le_bytes());
+        a.write_all(&header).unwrap();
+        let err = recv_frame(b.as_fd(), 1 << 20, None).unwrap_err();
+        assert!(matches!(err, Error::FrameTooLarge { len: u64::MAX, max: 1_048_576 }), "{err:?}");
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error() {
+        let (mut a, b) = pair();
+        let mut header = Vec::from(MAGIC);
+        header.extend(0u32.to_le_bytes());
+        header.extend(10u64.to_le_bytes());
+        a.write_all(&header).unwrap();
+        a.write_all(b"abc").unwrap();
+        drop(a);
+        let err = recv_frame(b.as_fd(), 100, None).unwrap_err();
+        assert!(err.to_string().contains("3 of 10"), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        let (mut a, b) = pair();
+        a.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let err = recv_frame(b.as_fd(), 100, None).unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_wrong_descriptor_count_is_a_protocol_error() {
+        let (mut a, b) = pair();
+        let mut header = Vec::from(MAGIC);
+        header.extend(2u32.to_le_bytes());
+        header.extend(0u64.to_le_bytes());
+        a.write_all(&header).unwrap();
+        let err = recv_frame(b.as_fd(), 100, None).unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_silent_peer_times_out() {
+        let (_a, b) = pair();
+        let deadline = Instant::now() + std::time::Duration::from_millis(20);
+        assert!(matches!(recv_frame(b.as_fd(), 100, Some(deadline)), Err(Error::Timeout)));
+    }
+}

@@ -1,0 +1,50 @@
+//! How values, and the file descriptors inside them, travel between processes.
+//!
+//! Every handle multiproc gives out (the shared-memory segments, locks, queues,
+//! connection ends and manager proxies of later components, and [`FdHandle`]
+//! now) is a serde value. When such a value is a process argument, a return
+//! value or a message, multiproc encodes it with a compact binary codec; each
+//! file descriptor inside it is replaced by an index into a side table, and
+//! the descriptors of the table travel beside the bytes with `SCM_RIGHTS` over
+//! a Unix socket (or are simply inherited, for the fork start method). On the
+//! other side the table is filled with the received descriptors and decoding
+//! takes each one back at its index, so the handle arrives open and working.
+//!
+//! A type of your own can carry a descriptor the same way, with
+//! `#[serde(with = "multiproc::transfer::fd")]` on a field of type `OwnedFd`,
+//! `File`, `UnixStream` (anything `AsFd + From<OwnedFd>`):
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::os::unix::net::UnixStream;
+//! use multiproc::Process;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Job {
+//!     id: u32,
+//!     #[serde(with = "multiproc::transfer::fd")]
+//!     reply: UnixStream,
+//! }
+//!
+//! fn work(mut job: Job) {
+//!     write!(job.reply, "job {} done", job.id).unwrap();
+//! }
+//!
+//! let (mut ours, theirs) = UnixStream::pair()?;
+//! Process::spawn(work, Job { id: 7, reply: theirs })?.join()?;
+//! let mut text = String::new();
+//! ours.read_to_string(&mut text)?;
+//! assert_eq!(text, "job 7 done");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Serializing such a value with any other serde serializer fails with an
+//! error saying that a descriptor can only travel through multiproc.
+
+pub(crate) mod codec;
+pub mod fd;
+pub(crate) mod frame;
+mod handle;
+
+pub use handle::FdHandle;
