@@ -340,7 +340,9 @@ impl<R> Process<R> {
                 life.channel_open = false;
             }
             Ok(Progress::Pending) => {}
-            Ok(Progress::Closed) => life.channel_open = false,
+            // A child killed before it read its bootstrap resets the socket:
+            // that is an end without outcome, which the exit status explains.
+            Ok(Progress::Closed) | Err(Error::Disconnected) => life.channel_open = false,
             Err(e) => {
                 life.outcome = Some(Err(e));
                 life.channel_open = false;

@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests: bounded waits, pipes, /proc.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use multiproc::{Process, StartMethod};
+use serde::de::DeserializeOwned;
+
+/// Every start method, for tests that must hold for all of them.
+pub const METHODS: [StartMethod; 3] =
+    [StartMethod::Spawn, StartMethod::Fork, StartMethod::ForkServer];
+
+/// The longest any test waits for anything.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Joins `p`, failing the test (and killing the child) if it takes too long.
+pub fn join<R: DeserializeOwned>(mut p: Process<R>) -> multiproc::Result<R> {
+    match p.join_timeout(LIMIT)? {
+        Some(value) => Ok(value),
+        None => {
+            let _ = p.kill();
+            panic!("child {} ({}) did not end within {LIMIT:?}", p.pid(), p.name())
+        }
+    }
+}
+
+/// Waits for `p` to end and returns its exit code, bounded.
+pub fn wait<R>(p: &Process<R>) -> i32 {
+    match p.wait_timeout(LIMIT).expect("wait") {
+        Some(code) => code,
+        None => {
+            let _ = p.kill();
+            panic!("child {} did not end within {LIMIT:?}", p.pid())
+        }
+    }
+}
+
+/// Reads exactly `n` bytes from `r`, failing the test after `LIMIT`.
+///
+/// The read runs on a helper thread so that a child that never writes fails
+/// the test instead of hanging it.
+pub fn read_exact_within(mut r: impl Read + Send + 'static, n: usize) -> Vec<u8> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0; n];
+        let result = r.read_exact(&mut buf).map(|()| buf);
+        let _ = tx.send(result);
+    });
+    rx.recv_timeout(LIMIT).expect("nothing to read within the limit").expect("read")
+}
+
+/// Reads until end of stream, failing the test after `LIMIT`.
+pub fn read_to_end_within(mut r: impl Read + Send + 'static) -> Vec<u8> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let result = r.read_to_end(&mut buf).map(|_| buf);
+        let _ = tx.send(result);
+    });
+    rx.recv_timeout(LIMIT).expect("no end of stream within the limit").expect("read")
+}
+
+/// The state letter of a process in /proc (`R`, `S`, `Z`...), or `None` if
+/// there is no such process.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}
+
+/// True once `pid` is gone or a zombie (dead but not reaped).
+pub fn is_dead(pid: u32) -> bool {
+    matches!(proc_state(pid), None | Some('Z') | Some('X'))
+}
+
+/// Waits until `check` holds, failing the test after `LIMIT`.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {LIMIT:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
