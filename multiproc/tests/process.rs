@@ -246,7 +246,10 @@ fn the_closure_form_forks_a_single_threaded_parent() {
 fn the_unchecked_closure_form_forks_a_multithreaded_parent() {
     let table = String::from("31415");
     // SAFETY: the closure only reads its own copy of `table`.
-    let p = unsafe { Process::builder().fork_closure_unchecked(move || table.bytes().map(|b| u32::from(b - b'0')).sum::<u32>()) };
+    let p = unsafe {
+        Process::builder()
+            .fork_closure_unchecked(move || table.bytes().map(|b| u32::from(b - b'0')).sum::<u32>())
+    };
     assert_eq!(join(p.unwrap()).unwrap(), 14);
 }
 

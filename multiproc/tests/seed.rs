@@ -1,0 +1,33 @@
+//! The seed example prints what the seed material prints.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The example binary `cargo test` built beside this test binary.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/seed-<hash> -> target/<profile>/examples/<name>
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} not built: run the tests with `cargo test`", path.display());
+    path
+}
+
+#[test]
+fn the_seed_example_prints_the_seed_output() {
+    let output = Command::new(example("seed")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let expected = "\
+== Processes: start a process, join it, print its result ==
+Process-1 computes 7 * 7
+49
+Spawn-worker computes 3 * 3
+9
+Fork-worker computes 3 * 3
+9
+ForkServer-worker computes 3 * 3
+9
+";
+    assert_eq!(stdout, expected);
+}
