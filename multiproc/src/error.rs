@@ -114,6 +114,12 @@ pub enum Error {
     /// The child's return value was already taken by an earlier join.
     #[error("the child's result was already taken")]
     ResultTaken,
+    /// The operation is not possible in this program.
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// Why.
+        reason: &'static str,
+    },
     /// The fork server process died.
     #[error("the fork server is gone")]
     ForkServerGone,

@@ -4,6 +4,8 @@
 mod error;
 mod os;
 mod process;
+#[allow(dead_code)] // transitional: wired to `sync` and `shared` in the next commit
+mod shm;
 pub mod transfer;
 
 pub use error::{BoxError, Error, Result};

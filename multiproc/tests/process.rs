@@ -436,3 +436,31 @@ fn errors_read_as_short_lowercase_phrases() {
 fn cpu_count_is_at_least_one() {
     assert!(multiproc::cpu_count() >= 1);
 }
+
+#[test]
+fn a_large_result_does_not_block_a_parent_that_only_polls() {
+    for method in METHODS {
+        let p = Process::builder().start_method(method).spawn(big, 4 << 20).unwrap();
+        eventually(&format!("{method:?}: child with a 4 MiB result ends"), || !p.is_alive());
+        assert_eq!(p.exit_code(), Some(0));
+        assert_eq!(join(p).unwrap().len(), 4 << 20);
+    }
+}
+
+fn fork_after_helper_threads(_: ()) -> u32 {
+    // Dropping a running child's handle starts multiproc's reaper thread...
+    let sleeper = Process::spawn(nap, 200).unwrap();
+    drop(sleeper);
+    // ...which must not make this (otherwise single-threaded) process refuse.
+    let captured = 41;
+    let p = Process::builder().fork_closure(move || captured + 1).unwrap();
+    join(p).unwrap()
+}
+
+#[test]
+fn the_closure_form_ignores_multiprocs_own_helper_threads() {
+    assert_eq!(join(Process::spawn(fork_after_helper_threads, ()).unwrap()).unwrap(), 42);
+    // A daemon child has a watcher thread of ours, too.
+    let daemon = Process::builder().daemon(true).spawn(fork_after_helper_threads, ()).unwrap();
+    assert_eq!(join(daemon).unwrap(), 42);
+}

@@ -5,9 +5,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::current::{self, ChildInfo};
-use super::fork;
 use super::handle::Process;
 use super::spawn::{self, Via};
+use super::{fork, helpers};
 use crate::os;
 use crate::{Error, Result};
 
@@ -214,7 +214,10 @@ impl Builder {
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
-        let threads = os::thread_count().map_err(Error::os("count this process's threads"))?;
+        // multiproc's own helper threads (the reaper, a daemon's watcher)
+        // hold no lock across a fork: `fork::start` takes theirs.
+        let threads =
+            helpers::foreign_thread_count().map_err(Error::os("count this process's threads"))?;
         if threads > 1 {
             return Err(Error::ThreadedFork { threads });
         }

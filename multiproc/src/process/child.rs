@@ -28,6 +28,9 @@ pub(crate) const BOOT_VAR: &str = "MULTIPROC_BOOT";
 /// Exit status of a child that could not start its target.
 pub(crate) const EXIT_BOOT_FAILED: i32 = 70;
 
+/// How long a child waits for its bootstrap message.
+const BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 const TAG_RETURNED: u8 = 0;
 const TAG_PANICKED: u8 = 1;
 const TAG_FAILED: u8 = 2;
@@ -89,7 +92,10 @@ fn split_boot(frame: &Frame) -> Result<(Boot, &[u8])> {
 
 /// Runs a child whose parent sends its bootstrap on `sock`.
 pub(crate) fn run_spawned(sock: OwnedFd) -> ! {
-    let frame = match frame::recv_frame(sock.as_fd(), u64::MAX, None) {
+    // The parent sends the bootstrap right after starting us; if it died
+    // first (and a forked sibling keeps the socket open), give up.
+    let deadline = crate::shm::park::deadline_after(BOOT_TIMEOUT);
+    let frame = match frame::recv_frame(sock.as_fd(), u64::MAX, deadline) {
         Ok(Some(frame)) => frame,
         // The parent went away before saying what to run.
         Ok(None) => os::exit_now(EXIT_BOOT_FAILED),
@@ -217,12 +223,9 @@ pub(crate) fn watch_parent(parent: OwnedFd) -> std::result::Result<(), String> {
         Ok(None) => {}
         Err(e) => return Err(format!("could not watch the parent process: {e}")),
     }
-    std::thread::Builder::new()
-        .name("multiproc-daemon".to_owned())
-        .spawn(move || {
-            let _ = os::wait_readable(&[parent.as_fd()], None);
-            os::kill_self()
-        })
-        .map(drop)
-        .map_err(|e| format!("could not start the daemon watcher thread: {e}"))
+    super::helpers::spawn_helper("multiproc-daemon", move || {
+        let _ = os::wait_readable(&[parent.as_fd()], None);
+        os::kill_self()
+    })
+    .map_err(|e| format!("could not start the daemon watcher thread: {e}"))
 }

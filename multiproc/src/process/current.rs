@@ -17,6 +17,11 @@ pub(crate) struct ChildInfo {
 }
 
 static INFO: Mutex<Option<ChildInfo>> = Mutex::new(None);
+
+/// Holds the child-info lock across a fork (see `fork::start`).
+pub(crate) fn lock_for_fork() -> std::sync::MutexGuard<'static, Option<ChildInfo>> {
+    INFO.lock().unwrap_or_else(PoisonError::into_inner)
+}
 static CHILDREN_STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// Records, in a new child, who it is.

@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::child::{self, ChildStart};
+use crate::os;
+use crate::{Error, Result};
 
 /// The monomorphic entry a child calls: decodes `A`, runs the target, reports.
 type Trampoline = fn(usize, ChildStart) -> !;
@@ -44,13 +46,26 @@ pub(crate) struct CodeRefs {
 
 impl CodeRefs {
     /// The references for running `f` in a child.
-    pub(crate) fn new<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] if `f` does not live in the same loaded object
+    /// as multiproc (a function of a dynamic library loaded beside it): its
+    /// offset would mean nothing in the child.
+    pub(crate) fn new<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Result<Self> {
         let trampoline: Trampoline = trampoline::<A, R>;
-        Self {
+        let home = os::object_base(anchor as fn() as usize);
+        let same_object = |addr: usize| home.is_some() && os::object_base(addr) == home;
+        if !same_object(f as usize) || !same_object(trampoline as usize) {
+            return Err(Error::Unsupported {
+                reason: "the target function is not in the same executable image as multiproc",
+            });
+        }
+        Ok(Self {
             layout: offset(probe as fn() as usize),
             trampoline: offset(trampoline as usize),
             target: offset(f as usize),
-        }
+        })
     }
 }
 
@@ -63,10 +78,13 @@ pub(crate) fn enter(refs: CodeRefs, start: ChildStart) -> ! {
         child::fail(&start.sock, "the child's executable differs from its parent's".to_owned());
     }
     // SAFETY: the parent computed `refs.trampoline` with `offset` from a
-    // `Trampoline` value in the same executable file (identity checked by the
-    // caller, layout checked just above), so `address` gives back that very
-    // function's address in this image. The bootstrap socket is private to
-    // our parent, a multiproc process, so nobody else chose these numbers.
+    // `Trampoline` value that it checked lies in the same loaded object as
+    // `anchor` (`CodeRefs::new`), in the same executable file (identity
+    // checked by the caller, layout checked just above), so `address` gives
+    // back that very function's address in this image. The bootstrap comes
+    // from the socket our parent named in the environment; a privileged
+    // program ignores that variable (`os::is_privileged`), so only someone who
+    // could run arbitrary code as us anyway can choose these numbers.
     let trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(address(refs.trampoline)) };
     trampoline(address(refs.target), start)
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::child;
 use super::current::{self, ChildInfo};
 use super::handle::{ExitWatch, Started};
+use super::{forkserver, helpers, reaper};
 use crate::os::{self, Forked};
 use crate::{Error, Result};
 
@@ -31,6 +32,13 @@ pub(crate) unsafe fn start<R: Serialize>(
         None
     };
     let forked = {
+        // No other thread may hold a lock the child needs: take them all, in
+        // the order every other path takes them (fork server, reaper, child
+        // info, stdout, stderr), and release them on both sides.
+        let server = forkserver::lock_for_fork();
+        let reaper = reaper::lock_for_fork();
+        let info_lock = current::lock_for_fork();
+        let helpers_lock = helpers::lock_for_fork();
         let stdout = io::stdout();
         let mut out = stdout.lock();
         let _ = out.flush();
@@ -41,6 +49,10 @@ pub(crate) unsafe fn start<R: Serialize>(
         let forked = unsafe { os::fork() };
         drop(err);
         drop(out);
+        drop(helpers_lock);
+        drop(info_lock);
+        drop(reaper);
+        drop(server);
         forked
     };
     match forked.map_err(Error::os("fork"))? {
@@ -56,7 +68,10 @@ pub(crate) unsafe fn start<R: Serialize>(
         }
         Forked::Parent(pid) => {
             drop(theirs);
-            let pidfd = os::pidfd_open(pid).map_err(Error::os("open a pidfd for a child"))?;
+            let pidfd = os::pidfd_open(pid).map_err(|e| {
+                os::kill_and_reap(pid);
+                Error::Os { op: "open a pidfd for a child", source: e }
+            })?;
             Ok(Started { pid, pidfd, channel: ours, exit: ExitWatch::Direct })
         }
     }

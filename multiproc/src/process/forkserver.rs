@@ -37,6 +37,11 @@ struct Conn {
 
 static SERVER: Mutex<Option<Conn>> = Mutex::new(None);
 
+/// Holds the fork-server lock across a fork (see `fork::start`).
+pub(crate) fn lock_for_fork() -> impl Sized {
+    SERVER.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A child the server forked for us.
 #[derive(Debug)]
 pub(crate) struct ServerChild {
@@ -63,12 +68,18 @@ pub(crate) fn request(boot: OwnedFd) -> Result<ServerChild> {
         let Some(conn) = server.as_ref() else { continue };
         match exchange(conn, boot.as_fd()) {
             Ok(child) => return Ok(child),
-            Err(Error::ForkServerGone) if attempt == 0 => {
+            Err(e) => {
+                // Whatever went wrong (a dead, stuck or confused server), a
+                // late reply must never be taken for the next request's:
+                // stop this server; the next request starts a new one.
                 if let Some(old) = server.take() {
+                    let _ = os::send_signal(old.server.as_fd(), os::Signal::Kill);
                     reaper::adopt(old.server);
                 }
+                if !matches!(e, Error::ForkServerGone) || attempt > 0 {
+                    return Err(e);
+                }
             }
-            Err(e) => return Err(e),
         }
     }
     Err(Error::ForkServerGone)
@@ -121,10 +132,18 @@ struct Kid {
 
 /// The server's loop. Runs before `main` in a fresh image; never returns.
 pub(crate) fn serve(control: OwnedFd) -> ! {
+    os::default_sigchld();
+    // A forked sibling may hold a copy of the control socket, so also watch
+    // the parent itself.
+    let parent_pid = os::getppid();
+    let Ok(parent) = os::pidfd_open(parent_pid) else { os::exit_now(0) };
+    if os::getppid() != parent_pid {
+        os::exit_now(0);
+    }
     let mut kids: Vec<Kid> = Vec::new();
     let mut reader = FrameReader::new(64);
     loop {
-        let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd()];
+        let mut fds: Vec<BorrowedFd<'_>> = vec![control.as_fd(), parent.as_fd()];
         fds.extend(kids.iter().map(|kid| kid.pidfd.as_fd()));
         let ready = match os::wait_readable(&fds, None) {
             Ok(Some(ready)) => ready,
@@ -132,6 +151,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             Err(_) => os::exit_now(1),
         };
         drop(fds);
+        if ready[1] {
+            os::exit_now(0);
+        }
         let mut request = None;
         if ready[0] {
             match reader.read(control.as_fd(), true) {
@@ -141,19 +163,24 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
                 Ok(Progress::Closed) | Err(_) => os::exit_now(0),
             }
         }
-        for index in (1..ready.len()).rev() {
+        for index in (2..ready.len()).rev() {
             if !ready[index] {
                 continue;
             }
-            let kid = &kids[index - 1];
-            if let Ok(Some(status)) = os::try_reap(kid.pidfd.as_fd()) {
-                let _ = os::send_with_fds(
-                    kid.status.as_fd(),
-                    &[std::io::IoSlice::new(&status.to_bytes())],
-                    &[],
-                    true,
-                );
-                kids.swap_remove(index - 1);
+            let kid = &kids[index - 2];
+            match os::try_reap(kid.pidfd.as_fd()) {
+                Ok(Some(status)) => {
+                    let bytes = status.to_bytes();
+                    let slice = [std::io::IoSlice::new(&bytes)];
+                    let _ = os::send_with_fds(kid.status.as_fd(), &slice, &[], true);
+                    kids.swap_remove(index - 2);
+                }
+                Ok(None) => {}
+                // Not ours to reap any more: forget it rather than spin on it
+                // (its parent sees the status socket close).
+                Err(_) => {
+                    kids.swap_remove(index - 2);
+                }
             }
         }
         let Some(frame) = request else { continue };
@@ -170,6 +197,7 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
             Ok(Forked::Child) => {
                 drop(kids);
                 drop(control);
+                drop(parent);
                 drop(status);
                 child::run_spawned(boot)
             }

@@ -247,7 +247,7 @@ impl<R> Process<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
-        if self.wait_until(Some(Instant::now() + timeout))? {
+        if self.wait_until(crate::shm::park::deadline_after(timeout))? {
             Ok(self.lock().status.map(ExitStatus::code))
         } else {
             Ok(None)
@@ -316,6 +316,9 @@ impl<R> Process<R> {
         if life.status.is_some() {
             return Ok(true);
         }
+        // Drain what the child sent so far: a child blocked writing a large
+        // result would otherwise never end for a parent that only polls.
+        self.read_channel(life);
         let status = match &self.exit {
             ExitWatch::Direct => {
                 os::try_reap(self.pidfd()).map_err(Error::os("wait for a child process"))?
@@ -444,7 +447,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
-        if !self.wait_until(Some(Instant::now() + timeout))? {
+        if !self.wait_until(crate::shm::park::deadline_after(timeout))? {
             return Ok(None);
         }
         self.take_result().map(Some)
@@ -468,7 +471,10 @@ fn read_server_status(sock: BorrowedFd<'_>) -> Result<Option<ExitStatus>> {
 
 impl<R> AsFd for Process<R> {
     /// The child's pidfd: readable once the child ended, so a `Process` can
-    /// be waited on with `poll` beside sockets.
+    /// be waited on with `poll` beside sockets. (A child whose return value
+    /// is larger than a socket buffer ends only once the parent reads it:
+    /// call [`is_alive`](Process::is_alive) or a wait method when the pidfd
+    /// stays quiet.)
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.pidfd()
     }

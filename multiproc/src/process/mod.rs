@@ -14,6 +14,7 @@ mod entry;
 mod fork;
 mod forkserver;
 mod handle;
+mod helpers;
 mod reaper;
 mod spawn;
 

@@ -22,6 +22,11 @@ struct State {
 static STATE: Mutex<State> =
     Mutex::new(State { owner: 0, pending: Vec::new(), waker: None, running: false });
 
+/// Holds the reaper's lock across a fork (see `fork::start`).
+pub(crate) fn lock_for_fork() -> impl Sized {
+    lock()
+}
+
 fn lock() -> std::sync::MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -47,8 +52,9 @@ pub(crate) fn adopt(pidfd: OwnedFd) {
     }
     let Some(waker) = state.waker.clone() else { return };
     // If no thread can be started, the pidfds wait for the next adoption.
-    let started =
-        std::thread::Builder::new().name("multiproc-reaper".to_owned()).spawn(move || run(&waker));
+    // Registering the thread takes the helper registry's lock, which is
+    // never taken while holding it: no lock-order problem with ours.
+    let started = super::helpers::spawn_helper("multiproc-reaper", move || run(&waker));
     state.running = started.is_ok();
 }
 

@@ -34,7 +34,7 @@ where
     os::ensure_start_hook_linked();
     let encoded = codec::encode(args)?;
     let exe = os::exe_identity().map_err(Error::os("identify the running executable"))?;
-    let boot = Boot { exe, refs: CodeRefs::new(f), info };
+    let boot = Boot { exe, refs: CodeRefs::new(f)?, info };
     let boot = postcard::to_allocvec(&boot).map_err(|e| Error::Encode { source: e.into() })?;
     let own = os::own_pidfd().map_err(Error::os("open a pidfd for this process"))?;
     let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(1 + encoded.fds.len());
@@ -51,7 +51,10 @@ where
             let pid = os::spawn_self(BOOT_VAR, &value, theirs.as_fd())
                 .map_err(Error::os("start a process"))?;
             drop(theirs);
-            let pidfd = os::pidfd_open(pid).map_err(Error::os("open a pidfd for a child"))?;
+            let pidfd = os::pidfd_open(pid).map_err(|e| {
+                os::kill_and_reap(pid);
+                Error::Os { op: "open a pidfd for a child", source: e }
+            })?;
             (pid, pidfd, ExitWatch::Direct)
         }
         Via::ForkServer => {

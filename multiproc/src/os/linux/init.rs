@@ -21,13 +21,18 @@ type InitFn = extern "C" fn(c_int, *const *const c_char, *const *const c_char);
 static START_HOOK: InitFn = start_hook;
 
 extern "C" fn start_hook(_argc: c_int, _argv: *const *const c_char, _envp: *const *const c_char) {
-    // A panic must not unwind into the C runtime; the child side handles its own
-    // failures, so anything that still escapes here means a broken bootstrap.
+    // A privileged (setuid, file-capability) program never takes orders from
+    // its environment: that would let anyone run code in it.
+    if super::is_privileged() {
+        return;
+    }
     // SAFETY: `.init_array` functions run before `main`, while this process has
     // a single thread, so nothing else reads or changes the environment.
     let Some(boot) = (unsafe { super::take_env(crate::process::child::BOOT_VAR) }) else {
         return;
     };
+    // A panic must not unwind into the C runtime; the child side handles its
+    // own failures, so anything that still escapes means a broken bootstrap.
     if std::panic::catch_unwind(|| crate::process::child::on_start(boot)).is_err() {
         super::exit_now(crate::process::child::EXIT_BOOT_FAILED);
     }

@@ -1,16 +1,25 @@
 //! Linux implementation of the OS layer.
 
+#[allow(dead_code)] // transitional, see lib.rs
+mod futex;
 mod init;
+#[allow(dead_code)] // transitional, see lib.rs
+mod memory;
 mod poll;
 mod proc;
 mod socket;
 mod waker;
 
+#[allow(unused_imports)] // transitional, see lib.rs
+pub(crate) use futex::{current_tid, futex_wait, futex_wake, thread_alive};
 pub(crate) use init::ensure_start_hook_linked;
+#[allow(unused_imports)] // transitional, see lib.rs
+pub(crate) use memory::{Mapping, file_identity, file_size, flock, is_sealed, sealed_memfd};
 pub(crate) use poll::wait_readable;
 pub(crate) use proc::{
-    ExitStatus, Forked, Signal, adopt_inherited_fd, exe_identity, exit_now, fork, getpid, getppid,
-    kill_self, own_pidfd, pidfd_open, send_signal, spawn_self, take_env, thread_count, try_reap,
+    ExitStatus, Forked, Signal, adopt_inherited_fd, default_sigchld, exe_identity, exit_now, fork,
+    getpid, getppid, is_privileged, kill_and_reap, kill_self, object_base, own_pidfd, pidfd_open,
+    send_signal, spawn_self, take_env, thread_ids, try_reap,
 };
 pub(crate) use socket::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds, stream_pair};
 pub(crate) use waker::Waker;

@@ -126,9 +126,52 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Number of threads in this process.
-pub(crate) fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+/// The thread ids of this process's threads.
+pub(crate) fn thread_ids() -> io::Result<Vec<u32>> {
+    let mut tids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task")? {
+        if let Some(tid) = task?.file_name().to_str().and_then(|name| name.parse().ok()) {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
+/// Kills and reaps a child we could not get a pidfd for, so that it
+/// leaves no zombie and has no effect.
+pub(crate) fn kill_and_reap(pid: u32) {
+    let Ok(pid) = to_pid(pid) else { return };
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+}
+
+/// Restores the default `SIGCHLD` disposition, so that our children are not
+/// reaped behind our back when the parent had it ignored.
+pub(crate) fn default_sigchld() {
+    // SAFETY: setting a signal's disposition to the default installs no
+    // handler; nothing else in this single-threaded process relies on it.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
+/// Whether this program runs with raised privileges (setuid, capabilities):
+/// then it must not take orders from its environment.
+pub(crate) fn is_privileged() -> bool {
+    // SAFETY: getauxval reads the auxiliary vector; no precondition.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The base address of the loaded object (executable or library) that
+/// contains `addr`, if any.
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::uninit();
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
+    if found == 0 {
+        return None;
+    }
+    // SAFETY: dladdr returned non-zero, so it initialised `info`.
+    let info = unsafe { info.assume_init() };
+    Some(info.dli_fbase as usize)
 }
 
 /// Starts a new process running this same executable, with `env_entry`
@@ -177,12 +220,19 @@ pub(crate) fn spawn_self(env_name: &str, env_value: &str, keep: BorrowedFd<'_>) 
         let mut attr = attr.assume_init();
         let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigemptyset(empty.as_mut_ptr());
+        let mut defaults = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(defaults.as_mut_ptr());
+        libc::sigaddset(defaults.as_mut_ptr(), libc::SIGCHLD);
         let mut rc = libc::posix_spawn_file_actions_adddup2(&mut actions, fd, fd);
         if rc == 0 {
             rc = libc::posix_spawnattr_setsigmask(&mut attr, empty.as_ptr());
         }
         if rc == 0 {
-            rc = libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGMASK as _);
+            rc = libc::posix_spawnattr_setsigdefault(&mut attr, defaults.as_ptr());
+        }
+        if rc == 0 {
+            let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            rc = libc::posix_spawnattr_setflags(&mut attr, flags as _);
         }
         let mut pid: libc::pid_t = 0;
         if rc == 0 {
@@ -228,7 +278,10 @@ pub(crate) unsafe fn fork() -> io::Result<Forked> {
     // precondition.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
+        0 => {
+            super::futex::note_fork_in_child();
+            Ok(Forked::Child)
+        }
         pid => Ok(Forked::Parent(pid.unsigned_abs())),
     }
 }

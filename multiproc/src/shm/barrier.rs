@@ -1,0 +1,150 @@
+//! A cyclic barrier, as Python's `threading.Barrier`: `parties` waiters are
+//! released together; a timeout or `abort` breaks it until `reset`.
+#![allow(unsafe_code)] // `InShm`: see its `# Safety`
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::lock::RawLock;
+use super::park;
+use super::segment::InShm;
+
+/// Why a barrier wait failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BarrierFailure {
+    /// The barrier is or became broken (abort, reset, another's timeout).
+    Broken,
+    /// This waiter's timeout expired; the barrier is now broken.
+    Timeout,
+}
+
+/// A barrier in shared memory. The fields other than `generation` change
+/// only under `lock`.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawBarrier {
+    lock: RawLock,
+    /// Bumped each time a cycle ends; waiters sleep on it.
+    generation: AtomicU32,
+    count: AtomicU32,
+    parties: AtomicU32,
+    broken: AtomicU32,
+    /// Bit `g % 64` tells whether cycle `g` ended broken.
+    outcomes: AtomicU64,
+}
+
+// SAFETY: atomics only, `#[repr(C)]`, no pointer.
+unsafe impl InShm for RawBarrier {}
+
+impl RawBarrier {
+    /// Sets the number of parties (on creation only).
+    pub(crate) fn init(&self, parties: u32) {
+        self.parties.store(parties.max(1), Ordering::Relaxed);
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
+        // The fields are plain counters: a previous holder that died cannot
+        // leave them inconsistent beyond what the next cycle repairs.
+        let _ = self.lock.lock(None);
+        let result = f();
+        self.lock.unlock();
+        result
+    }
+
+    /// Ends the current cycle, broken or not, and wakes its waiters.
+    fn end_cycle(&self, broken: bool) {
+        let generation = self.generation.load(Ordering::Relaxed);
+        let bit = 1u64 << (generation % 64);
+        if broken {
+            self.outcomes.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.outcomes.fetch_and(!bit, Ordering::Relaxed);
+        }
+        self.count.store(0, Ordering::Relaxed);
+        self.generation.store(generation.wrapping_add(1), Ordering::SeqCst);
+        park::wake(&self.generation, u32::MAX);
+    }
+
+    fn cycle_was_broken(&self, generation: u32) -> bool {
+        self.outcomes.load(Ordering::Relaxed) & (1u64 << (generation % 64)) != 0
+    }
+
+    /// Waits for the other parties; returns this waiter's arrival index
+    /// (0 for the first, `parties - 1` for the last, which released the rest).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<u32, BarrierFailure> {
+        let arrival = self.locked(|| {
+            if self.broken.load(Ordering::Relaxed) != 0 {
+                return Err(BarrierFailure::Broken);
+            }
+            let generation = self.generation.load(Ordering::Relaxed);
+            let index = self.count.load(Ordering::Relaxed);
+            if index.saturating_add(1) >= self.parties.load(Ordering::Relaxed) {
+                self.end_cycle(false);
+                return Ok(None);
+            }
+            self.count.store(index + 1, Ordering::Relaxed);
+            Ok(Some((generation, index)))
+        })?;
+        let Some((generation, index)) = arrival else {
+            return Ok(self.parties.load(Ordering::Relaxed).saturating_sub(1));
+        };
+        let ended = |b: &Self| b.generation.load(Ordering::SeqCst) != generation;
+        if !park::spin(|| ended(self)) {
+            loop {
+                if ended(self) {
+                    break;
+                }
+                let Some(timeout) = park::time_left(deadline) else {
+                    let timed_out = self.locked(|| {
+                        if ended(self) {
+                            return false;
+                        }
+                        self.broken.store(1, Ordering::Relaxed);
+                        self.end_cycle(true);
+                        true
+                    });
+                    if timed_out {
+                        return Err(BarrierFailure::Timeout);
+                    }
+                    break;
+                };
+                park::wait(&self.generation, generation, timeout);
+            }
+        }
+        let broken = self.locked(|| self.cycle_was_broken(generation));
+        if broken { Err(BarrierFailure::Broken) } else { Ok(index) }
+    }
+
+    /// Breaks the barrier: current and future waiters fail until `reset`.
+    pub(crate) fn abort(&self) {
+        self.locked(|| {
+            self.broken.store(1, Ordering::Relaxed);
+            self.end_cycle(true);
+        });
+    }
+
+    /// Returns the barrier to its empty state; current waiters fail.
+    pub(crate) fn reset(&self) {
+        self.locked(|| {
+            if self.count.load(Ordering::Relaxed) > 0 {
+                self.end_cycle(true);
+            }
+            self.broken.store(0, Ordering::Relaxed);
+        });
+    }
+
+    /// The number of parties.
+    pub(crate) fn parties(&self) -> u32 {
+        self.parties.load(Ordering::Relaxed)
+    }
+
+    /// How many wait now.
+    pub(crate) fn n_waiting(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether the barrier is broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed) != 0
+    }
+}

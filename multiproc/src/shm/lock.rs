@@ -1,0 +1,147 @@
+//! A robust mutex on one futex word.
+//!
+//! The word holds the owner's thread id (0 when free) and a "waiters" bit
+//! set by anyone who sleeps on it. Locking when free is one compare-and-swap,
+//! unlocking without waiters one swap: no system call when nobody waits.
+//! Sleepers wake at least every [`MAX_POLL`] to check that the owner still
+//! lives; if it died, one of them takes the word over and learns so.
+#![allow(unsafe_code)] // `InShm`: see its `# Safety`
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::Acquired;
+use super::park;
+use super::segment::InShm;
+
+/// Set when somebody sleeps (or is about to sleep) on the word.
+const WAITERS: u32 = 1 << 31;
+const TID_MASK: u32 = WAITERS - 1;
+/// The first liveness check of a silent owner comes after this long...
+const MIN_POLL: Duration = Duration::from_millis(5);
+/// ...and the interval doubles up to this, bounding how late a dead owner is
+/// noticed.
+const MAX_POLL: Duration = Duration::from_millis(40);
+
+/// A robust mutex word in shared memory.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawLock {
+    state: AtomicU32,
+}
+
+// SAFETY: one `AtomicU32`, `#[repr(C)]`, no pointer.
+unsafe impl InShm for RawLock {}
+
+impl RawLock {
+    /// Takes the lock if it is free (or its owner died).
+    pub(crate) fn try_lock(&self) -> Option<Acquired> {
+        let me = park::tid();
+        match self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+            Ok(_) => Some(Acquired::Clean),
+            Err(state) => self.take_from_dead(state, me),
+        }
+    }
+
+    /// Takes the lock over if `state` names a dead owner.
+    fn take_from_dead(&self, state: u32, me: u32) -> Option<Acquired> {
+        let owner = state & TID_MASK;
+        if owner == 0 || owner == me || park::owner_alive(owner) {
+            return None;
+        }
+        let new = me | (state & WAITERS);
+        self.state
+            .compare_exchange(state, new, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Acquired::OwnerDied)
+    }
+
+    /// Takes the lock, waiting until `deadline` at most; `None` on timeout.
+    #[inline]
+    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Option<Acquired> {
+        let me = park::tid();
+        if self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            return Some(Acquired::Clean);
+        }
+        self.lock_contended(me, deadline)
+    }
+
+    #[cold]
+    fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
+        let spun = park::spin(|| {
+            self.state.load(Ordering::Relaxed) == 0
+                && self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        });
+        if spun {
+            return Some(Acquired::Clean);
+        }
+        let mut poll = MIN_POLL;
+        let mut suspect_owner = false;
+        loop {
+            let state = self.state.load(Ordering::Relaxed);
+            let owner = state & TID_MASK;
+            if owner == 0 {
+                // Coming from a sleep, others may sleep too: keep the bit.
+                let new = me | WAITERS;
+                if self
+                    .state
+                    .compare_exchange(state, new, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Some(Acquired::Clean);
+                }
+                continue;
+            }
+            if suspect_owner {
+                suspect_owner = false;
+                if let Some(acquired) = self.take_from_dead(state, me) {
+                    return Some(acquired);
+                }
+            }
+            if state & WAITERS == 0
+                && self
+                    .state
+                    .compare_exchange(state, state | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            let timeout = match park::time_left(deadline)? {
+                None => poll,
+                Some(left) => left.min(poll),
+            };
+            if !park::wait(&self.state, state | WAITERS, Some(timeout)) {
+                // Nobody woke us for a while: is the owner still there?
+                suspect_owner = true;
+                poll = (poll * 2).min(MAX_POLL);
+            }
+        }
+    }
+
+    /// Releases the lock; `false` (and no change) if the caller's thread does
+    /// not own it.
+    #[inline]
+    pub(crate) fn unlock(&self) -> bool {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & TID_MASK != park::tid() {
+            return false;
+        }
+        // Only the owner changes the owner field while it is held; others
+        // only add the waiters bit, which the swap collects.
+        let previous = self.state.swap(0, Ordering::Release);
+        if previous & WAITERS != 0 {
+            park::wake(&self.state, 1);
+        }
+        true
+    }
+
+    /// The owner's thread id, 0 if free.
+    pub(crate) fn owner(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) & TID_MASK
+    }
+
+    /// Whether the calling thread owns the lock.
+    pub(crate) fn is_owned_by_me(&self) -> bool {
+        self.owner() == park::tid()
+    }
+}

@@ -1,0 +1,70 @@
+//! The one wait/wake interface of the shared-memory algorithms.
+
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use crate::os;
+
+/// How many times a waiter polls before it sleeps (a few microseconds).
+const SPIN_LIMIT: u32 = 128;
+
+/// The calling thread's id, as stored in lock words.
+#[inline]
+pub(crate) fn tid() -> u32 {
+    os::current_tid()
+}
+
+/// Whether the thread `tid` is still alive.
+pub(crate) fn owner_alive(tid: u32) -> bool {
+    os::thread_alive(tid)
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (`None`: no limit).
+/// Returns `false` if the timeout expired.
+#[inline]
+pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+    os::futex_wait(word, expected, timeout)
+}
+
+/// Wakes up to `count` sleepers on `word`.
+#[inline]
+pub(crate) fn wake(word: &AtomicU32, count: u32) {
+    os::futex_wake(word, count);
+}
+
+/// Polls `done` a bounded number of times; `true` as soon as it holds.
+///
+/// Spinning only pays when another CPU can make progress meanwhile, so it is
+/// skipped on a single-CPU machine.
+#[inline]
+pub(crate) fn spin(mut done: impl FnMut() -> bool) -> bool {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if *CPUS.get_or_init(crate::cpu_count) < 2 {
+        return false;
+    }
+    for _ in 0..SPIN_LIMIT {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
+
+/// The time left until `deadline`: `Some(None)` for no deadline,
+/// `None` once it passed.
+#[inline]
+pub(crate) fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() { None } else { Some(Some(left)) }
+        }
+    }
+}
+
+/// `now + timeout`, or no deadline if that overflows.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
