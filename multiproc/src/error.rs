@@ -114,6 +114,22 @@ pub enum Error {
     /// The child's return value was already taken by an earlier join.
     #[error("the child's result was already taken")]
     ResultTaken,
+    /// A lock's previous owner died while holding it (the lock is released
+    /// again by the time this error is seen through `?`).
+    #[error("the previous owner of the lock died while holding it")]
+    OwnerDied,
+    /// A non-blocking operation would have had to wait.
+    #[error("operation would block")]
+    WouldBlock,
+    /// A lock was released by a thread that does not hold it.
+    #[error("lock released by a thread that does not hold it")]
+    NotOwner,
+    /// A semaphore was released more often than its bound allows.
+    #[error("semaphore released too many times")]
+    TooManyReleases,
+    /// A barrier was broken (by `abort`, `reset`, or another waiter's timeout).
+    #[error("barrier is broken")]
+    BrokenBarrier,
     /// The operation is not possible in this program.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -4,10 +4,17 @@
 mod error;
 mod os;
 mod process;
-#[allow(dead_code)] // transitional: wired to `sync` and `shared` in the next commit
+pub mod shared;
 mod shm;
+pub mod sync;
 pub mod transfer;
 
+pub use bytemuck;
 pub use error::{BoxError, Error, Result};
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
+pub use shared::{Array, ArrayGuard, AtomicInt, RawArray, RawValue, Value, ValueGuard};
+pub use sync::{
+    Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,
+    LockError, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
+};
 pub use transfer::FdHandle;

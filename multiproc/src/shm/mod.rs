@@ -14,13 +14,13 @@
 pub(crate) mod barrier;
 pub(crate) mod condition;
 pub(crate) mod event;
+pub(crate) mod handle;
 pub(crate) mod lock;
 pub(crate) mod park;
 pub(crate) mod rlock;
 pub(crate) mod segment;
 pub(crate) mod semaphore;
 
-#[allow(unused_imports)] // transitional, see lib.rs
 pub(crate) use segment::{Kind, Segment};
 
 /// Whether a lock came free normally or was taken from a dead owner.

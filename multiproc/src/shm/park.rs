@@ -26,10 +26,12 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
     os::futex_wait(word, expected, timeout)
 }
 
-/// Wakes up to `count` sleepers on `word`.
+/// Wakes up to `count` sleepers on `word` (`u32::MAX`: all of them).
 #[inline]
 pub(crate) fn wake(word: &AtomicU32, count: u32) {
-    os::futex_wake(word, count);
+    // The kernel reads the count as a signed int: `u32::MAX` would be -1,
+    // which wakes just one sleeper.
+    os::futex_wake(word, count.min(i32::MAX as u32));
 }
 
 /// Polls `done` a bounded number of times; `true` as soon as it holds.

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use rustix::fs::{FlockOperation, MemfdFlags, SealFlags};
+use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// An anonymous shared-memory file of `size` bytes, sealed so that nobody
@@ -28,31 +28,6 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
 pub(crate) fn is_sealed(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_get_seals(fd)
         .is_ok_and(|seals| seals.contains(SealFlags::SHRINK | SealFlags::GROW))
-}
-
-/// (device, inode) of the file behind `fd`.
-pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    let stat = rustix::fs::fstat(fd)?;
-    Ok((stat.st_dev, stat.st_ino))
-}
-
-/// Takes a shared (`true`) or exclusive `flock` on `fd`, blocking or not.
-/// Returns `false` if `nonblocking` and the lock is held elsewhere.
-pub(crate) fn flock(fd: BorrowedFd<'_>, shared: bool, nonblocking: bool) -> io::Result<bool> {
-    let operation = match (shared, nonblocking) {
-        (true, false) => FlockOperation::LockShared,
-        (true, true) => FlockOperation::NonBlockingLockShared,
-        (false, false) => FlockOperation::LockExclusive,
-        (false, true) => FlockOperation::NonBlockingLockExclusive,
-    };
-    loop {
-        match rustix::fs::flock(fd, operation) {
-            Ok(()) => return Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) if nonblocking => return Ok(false),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// A shared, read-write mapping of a whole file.

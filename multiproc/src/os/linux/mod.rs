@@ -1,20 +1,16 @@
 //! Linux implementation of the OS layer.
 
-#[allow(dead_code)] // transitional, see lib.rs
 mod futex;
 mod init;
-#[allow(dead_code)] // transitional, see lib.rs
 mod memory;
 mod poll;
 mod proc;
 mod socket;
 mod waker;
 
-#[allow(unused_imports)] // transitional, see lib.rs
 pub(crate) use futex::{current_tid, futex_wait, futex_wake, thread_alive};
 pub(crate) use init::ensure_start_hook_linked;
-#[allow(unused_imports)] // transitional, see lib.rs
-pub(crate) use memory::{Mapping, file_identity, file_size, flock, is_sealed, sealed_memfd};
+pub(crate) use memory::{Mapping, file_size, is_sealed, sealed_memfd};
 pub(crate) use poll::wait_readable;
 pub(crate) use proc::{
     ExitStatus, Forked, Signal, adopt_inherited_fd, default_sigchld, exe_identity, exit_now, fork,
