@@ -27,11 +27,69 @@ def start_join(ctx):
     return run
 
 
+LOCK_BATCH = 100_000
+INCREMENTS = 100_000
+ROUND_TRIPS = 2_000
+
+
+def lock_unlock():
+    lock = mp.Lock()
+    start = time.perf_counter()
+    for _ in range(LOCK_BATCH):
+        lock.acquire()
+        lock.release()
+    return (time.perf_counter() - start) / LOCK_BATCH
+
+
+def add_under_lock(counter):
+    for _ in range(INCREMENTS):
+        with counter.get_lock():
+            counter.value += 1
+
+
+def value_increments_two_processes():
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("q", 0)
+    start = time.perf_counter()
+    child = ctx.Process(target=add_under_lock, args=(counter,))
+    child.start()
+    add_under_lock(counter)
+    child.join()
+    elapsed = time.perf_counter() - start
+    assert counter.value == 2 * INCREMENTS
+    return elapsed / (2 * INCREMENTS)
+
+
+def pong(ping, pong_event):
+    for _ in range(ROUND_TRIPS):
+        ping.wait()
+        ping.clear()
+        pong_event.set()
+
+
+def event_ping_pong():
+    ctx = mp.get_context("fork")
+    ping, pong_event = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=pong, args=(ping, pong_event))
+    child.start()
+    start = time.perf_counter()
+    for _ in range(ROUND_TRIPS):
+        ping.set()
+        pong_event.wait()
+        pong_event.clear()
+    elapsed = time.perf_counter() - start
+    child.join()
+    return elapsed / ROUND_TRIPS
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
         ("process: start + join, forkserver", 100, start_join(mp.get_context("forkserver"))),
         ("process: start + join, fork", 100, start_join(mp.get_context("fork"))),
+        ("lock: uncontended lock + unlock", 10, lock_unlock),
+        ("value: locked increment, 2 processes (time per increment)", 5, value_increments_two_processes),
+        ("event: ping-pong round trip, 2 processes", 5, event_ping_pong),
     ]
 
 

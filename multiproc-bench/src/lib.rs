@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{Process, StartMethod};
+use multiproc::{Event, Lock, Process, StartMethod, Value};
 
 /// One measured operation, run here and in Python.
 #[derive(Debug, Clone, Copy)]
@@ -16,7 +16,7 @@ pub struct Scenario {
     pub name: &'static str,
     /// How many timed samples the comparison takes (after warm-up).
     pub samples: usize,
-    /// Runs the operation once and returns how long it took.
+    /// Runs the operation (or a batch of it) and returns the time of one.
     pub run: fn() -> Duration,
 }
 
@@ -40,6 +40,70 @@ fn timed(f: impl FnOnce()) -> Duration {
     start.elapsed()
 }
 
+/// Operations per batch in the micro scenarios.
+const LOCK_BATCH: u32 = 100_000;
+const INCREMENTS: u64 = 200_000;
+const ROUND_TRIPS: u32 = 2_000;
+
+/// One uncontended `lock` + unlock, averaged over a batch.
+pub fn lock_unlock() -> Duration {
+    let lock = Lock::new().expect("lock");
+    let start = Instant::now();
+    for _ in 0..LOCK_BATCH {
+        drop(std::hint::black_box(lock.lock().expect("lock")));
+    }
+    start.elapsed() / LOCK_BATCH
+}
+
+fn add_under_lock(counter: Value<u64>) {
+    for _ in 0..INCREMENTS {
+        *counter.lock().expect("lock") += 1;
+    }
+}
+
+/// Two processes increment one `Value` under its lock at once; returns the
+/// time per increment (of the total). Checks the exact count.
+pub fn value_increments_two_processes() -> Duration {
+    let counter = Value::new(0u64).expect("value");
+    let start = Instant::now();
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(add_under_lock, counter.clone())
+        .expect("spawn");
+    add_under_lock(counter.clone());
+    child.join().expect("join");
+    let elapsed = start.elapsed();
+    assert_eq!(counter.get(), 2 * INCREMENTS, "lost increments");
+    elapsed / (2 * INCREMENTS as u32)
+}
+
+fn pong(events: (Event, Event)) {
+    let (ping, pong) = events;
+    for _ in 0..ROUND_TRIPS {
+        ping.wait();
+        ping.clear();
+        pong.set();
+    }
+}
+
+/// Event ping-pong between two processes; returns one round trip.
+pub fn event_ping_pong() -> Duration {
+    let (ping, pong_event) = (Event::new().expect("event"), Event::new().expect("event"));
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(pong, (ping.clone(), pong_event.clone()))
+        .expect("spawn");
+    let start = Instant::now();
+    for _ in 0..ROUND_TRIPS {
+        ping.set();
+        pong_event.wait();
+        pong_event.clear();
+    }
+    let elapsed = start.elapsed();
+    child.join().expect("join");
+    elapsed / ROUND_TRIPS
+}
+
 /// Every scenario, in the order of the comparison table.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -56,6 +120,17 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "process: start + join, fork",
         samples: 300,
         run: || timed(|| spawn_join(StartMethod::Fork)),
+    },
+    Scenario { name: "lock: uncontended lock + unlock", samples: 30, run: lock_unlock },
+    Scenario {
+        name: "value: locked increment, 2 processes (time per increment)",
+        samples: 15,
+        run: value_increments_two_processes,
+    },
+    Scenario {
+        name: "event: ping-pong round trip, 2 processes",
+        samples: 15,
+        run: event_ping_pong,
     },
 ];
 

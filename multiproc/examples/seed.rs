@@ -1,16 +1,16 @@
 //! Every scenario of the seed material (a tutorial on process
 //! intercommunication in Python, in `shared/seed/`), in Rust, printing the
 //! same output.
+#![allow(clippy::approx_constant)] // the seed writes 3.1415927 literally
 //!
 //! ```sh
 //! cargo run --release --example seed
 //! ```
 //!
 //! The scenarios of components still being built are added by their issues:
-//! queues, pipes, managers (list and namespace), shared `Value`/`Array`, and
-//! the PyCSP processes.
+//! queues, pipes, managers (list and namespace), and the PyCSP processes.
 
-use multiproc::{Process, StartMethod, current_process};
+use multiproc::{Array, Process, StartMethod, Value, current_process};
 
 /// The target of the process scenario.
 fn square(x: u64) -> u64 {
@@ -33,8 +33,32 @@ fn processes() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+/// The target of the Value/Array scenario.
+fn f(args: (Value<f64>, Array<i32>)) {
+    let (n, a) = args;
+    n.set(3.1415927);
+    for x in a.lock().expect("lock").iter_mut() {
+        *x = -*x;
+    }
+}
+
+/// Python: `num = Value('d', 0.0); arr = Array('i', range(10))`, a child
+/// sets the value and negates the array, the parent prints both.
+fn value_and_array() -> Result<(), multiproc::Error> {
+    let num = Value::new(0.0f64)?;
+    let arr = Array::from_iter(0..10)?;
+    let p = Process::spawn(f, (num.clone(), arr.clone()))?;
+    p.join()?;
+    println!("{}", num.get());
+    println!("{:?}", arr.to_vec());
+    Ok(())
+}
+
 fn main() -> Result<(), multiproc::Error> {
     println!("== Processes: start a process, join it, print its result ==");
     processes()?;
+    println!();
+    println!("== Ctypes-Array and Value ==");
+    value_and_array()?;
     Ok(())
 }

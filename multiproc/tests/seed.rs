@@ -28,6 +28,10 @@ Fork-worker computes 3 * 3
 9
 ForkServer-worker computes 3 * 3
 9
+
+== Ctypes-Array and Value ==
+3.1415927
+[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]
 ";
     assert_eq!(stdout, expected);
 }
