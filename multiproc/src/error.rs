@@ -130,6 +130,42 @@ pub enum Error {
     /// A barrier was broken (by `abort`, `reset`, or another waiter's timeout).
     #[error("barrier is broken")]
     BrokenBarrier,
+    /// A named shared-memory block of that name already exists.
+    #[error("shared memory {name:?} already exists")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+    /// No named shared-memory block has that name.
+    #[error("no shared memory named {name:?}")]
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// A name that cannot name a shared-memory block.
+    #[error("invalid shared memory name {name:?}")]
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// A shared-memory block has another size than the one asked for.
+    #[error("shared memory has {actual} bytes, not {expected}")]
+    SizeMismatch {
+        /// The size asked for.
+        expected: usize,
+        /// The block's size.
+        actual: usize,
+    },
+    /// An access past the end of a shared-memory block.
+    #[error("{len} bytes at offset {offset} do not fit in {size} bytes of shared memory")]
+    OutOfBounds {
+        /// Where the access started.
+        offset: usize,
+        /// How many bytes it covered.
+        len: usize,
+        /// The block's size.
+        size: usize,
+    },
     /// The operation is not possible in this program.
     #[error("unsupported: {reason}")]
     Unsupported {

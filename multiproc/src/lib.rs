@@ -12,7 +12,9 @@ pub mod transfer;
 pub use bytemuck;
 pub use error::{BoxError, Error, Result};
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
-pub use shared::{Array, ArrayGuard, AtomicInt, RawArray, RawValue, Value, ValueGuard};
+pub use shared::{
+    Array, ArrayGuard, AtomicInt, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+};
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,
     LockError, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,

@@ -383,6 +383,7 @@ fn ten_thousand_create_drop_cycles_leak_nothing() {
         drop((Value::new(1u8).unwrap(), multiproc::Array::<u8>::new(3).unwrap()));
         drop((RawValue::new(1u8).unwrap(), multiproc::RawArray::<u8>::new(3).unwrap()));
     }
-    assert!(open_fds() <= fds, "descriptors leaked: {} -> {}", fds, open_fds());
-    assert_eq!(dev_shm_entries(), shm);
+    // Other tests of this binary open descriptors too: wait for them.
+    common::eventually("no descriptor is left behind", || open_fds() <= fds);
+    assert!(dev_shm_entries() <= shm, "anonymous segments never appear in /dev/shm");
 }

@@ -67,6 +67,7 @@ pub(crate) fn on_start(boot: OsString) -> ! {
     match kind {
         "spawn" => run_spawned(sock),
         "forkserver" => forkserver::serve(sock),
+        "janitor" => crate::shared::janitor::serve(sock),
         _ => {
             eprintln!("multiproc: unknown start kind {kind:?} in {BOOT_VAR}");
             os::exit_now(EXIT_BOOT_FAILED)

@@ -13,12 +13,15 @@
 mod array;
 mod atomic;
 mod cells;
+pub(crate) mod janitor;
 mod raw;
+mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard};
 pub use atomic::AtomicInt;
 pub use raw::{RawArray, RawValue};
+pub use shared_memory::SharedMemory;
 pub use value::{Value, ValueGuard};
 
 use crate::shm::lock::RawLock;

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::fs::{FlockOperation, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// An anonymous shared-memory file of `size` bytes, sealed so that nobody
@@ -28,6 +28,63 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
 pub(crate) fn is_sealed(fd: BorrowedFd<'_>) -> bool {
     rustix::fs::fcntl_get_seals(fd)
         .is_ok_and(|seals| seals.contains(SealFlags::SHRINK | SealFlags::GROW))
+}
+
+/// (device, inode) of the file behind `fd`.
+pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let stat = rustix::fs::fstat(fd)?;
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+/// Takes a shared (`true`) or exclusive `flock` on `fd`, blocking or not.
+/// Returns `false` if `nonblocking` and the lock is held elsewhere.
+pub(crate) fn flock(fd: BorrowedFd<'_>, shared: bool, nonblocking: bool) -> io::Result<bool> {
+    let operation = match (shared, nonblocking) {
+        (true, false) => FlockOperation::LockShared,
+        (true, true) => FlockOperation::NonBlockingLockShared,
+        (false, false) => FlockOperation::LockExclusive,
+        (false, true) => FlockOperation::NonBlockingLockExclusive,
+    };
+    loop {
+        match rustix::fs::flock(fd, operation) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) if nonblocking => return Ok(false),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creates `path` (which must not exist), read-write for the owner only.
+pub(crate) fn create_exclusive(path: &std::path::Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )?)
+}
+
+/// Opens an existing `path`, read-write or read-only.
+pub(crate) fn open_existing(path: &std::path::Path, write: bool) -> io::Result<OwnedFd> {
+    let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+    Ok(rustix::fs::open(path, access | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Sets the length of the file behind `fd`.
+pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// (device, inode) of the file at `path`.
+pub(crate) fn path_identity(path: &std::path::Path) -> io::Result<(u64, u64)> {
+    let stat = rustix::fs::stat(path)?;
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+/// Removes `path` if it still names the file with `identity`; true if it
+/// did. (Another name created since then is left alone.)
+pub(crate) fn unlink_if_same(path: &std::path::Path, identity: (u64, u64)) -> bool {
+    path_identity(path).is_ok_and(|now| now == identity) && rustix::fs::unlink(path).is_ok()
 }
 
 /// A shared, read-write mapping of a whole file.

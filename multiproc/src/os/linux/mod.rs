@@ -10,12 +10,15 @@ mod waker;
 
 pub(crate) use futex::{current_tid, futex_wait, futex_wake, thread_alive};
 pub(crate) use init::ensure_start_hook_linked;
-pub(crate) use memory::{Mapping, file_size, is_sealed, sealed_memfd};
+pub(crate) use memory::{
+    Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
+    path_identity, sealed_memfd, set_len, unlink_if_same,
+};
 pub(crate) use poll::wait_readable;
 pub(crate) use proc::{
-    ExitStatus, Forked, Signal, adopt_inherited_fd, default_sigchld, exe_identity, exit_now, fork,
-    getpid, getppid, is_privileged, kill_and_reap, kill_self, object_base, own_pidfd, pidfd_open,
-    send_signal, spawn_self, take_env, thread_ids, try_reap,
+    ExitStatus, Forked, Signal, adopt_inherited_fd, default_sigchld, detach, exe_identity,
+    exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self, object_base,
+    own_pidfd, pidfd_open, reap_blocking, send_signal, spawn_self, take_env, thread_ids, try_reap,
 };
 pub(crate) use socket::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds, stream_pair};
 pub(crate) use waker::Waker;

@@ -338,3 +338,27 @@ pub(crate) unsafe fn take_env(name: &str) -> Option<OsString> {
     unsafe { std::env::remove_var(name) };
     Some(value)
 }
+
+/// Detaches this process from its parent's session and terminal, and points
+/// its standard streams at /dev/null (for a long-lived helper that must not
+/// keep a pipe of its starter open or get its terminal's signals).
+pub(crate) fn detach() {
+    let _ = rustix::process::setsid();
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for target in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors replaces them
+            // atomically; nothing in this helper holds them as Rust objects.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) };
+        }
+    }
+}
+
+/// Waits (blocking) for our child behind `pidfd` to end and reaps it.
+pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) {
+    loop {
+        match waitid(WaitId::PidFd(pidfd), WaitIdOptions::EXITED) {
+            Err(Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The janitor: removes named shared-memory blocks once nobody uses them,
+//! even when every user was killed.
+//!
+//! Every process that has a block open holds a *shared* `flock` on its file
+//! (through one open file description, which children that receive the
+//! handle share). The janitor, a small detached process started on a
+//! process's first `SharedMemory::create`, keeps its own open file
+//! description of each block it was told about and, in one thread per block,
+//! waits for an *exclusive* `flock`: the kernel grants it once every shared
+//! lock is gone, which happens when the last user closes the block or dies,
+//! by `SIGKILL` or otherwise. The janitor then removes the name (if it still
+//! names that file) and forgets the block; it exits when its creator is gone
+//! and no block is left to watch.
+#![allow(unsafe_code)] // the detaching fork: see its SAFETY comment
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use crate::os::{self, Forked};
+use crate::process::child::BOOT_VAR;
+use crate::transfer::frame::{self, Frame, FrameReader, Progress};
+use crate::{Error, Result};
+
+#[derive(Debug)]
+struct Conn {
+    owner: u32,
+    control: OwnedFd,
+}
+
+static JANITOR: Mutex<Option<Conn>> = Mutex::new(None);
+
+/// Asks this process's janitor (started on first use) to remove `path` once
+/// nobody holds the file behind `fd` any more.
+pub(crate) fn watch(path: &Path, fd: BorrowedFd<'_>) -> Result<()> {
+    let mut janitor = JANITOR.lock().unwrap_or_else(PoisonError::into_inner);
+    let me = os::getpid();
+    for attempt in 0..2 {
+        if janitor.as_ref().is_none_or(|conn| conn.owner != me) {
+            *janitor = Some(start()?);
+        }
+        let Some(conn) = janitor.as_ref() else { continue };
+        match frame::send_frame(conn.control.as_fd(), &[path.as_os_str().as_bytes()], &[fd]) {
+            Ok(()) => return Ok(()),
+            Err(Error::Disconnected) if attempt == 0 => *janitor = None,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Disconnected)
+}
+
+fn start() -> Result<Conn> {
+    os::ensure_start_hook_linked();
+    let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
+    let value = format!("janitor:{}", theirs.as_raw_fd());
+    let pid = os::spawn_self(BOOT_VAR, &value, theirs.as_fd())
+        .map_err(Error::os("start the shared-memory janitor"))?;
+    drop(theirs);
+    // The process we started forks the janitor and exits at once.
+    let pidfd = os::pidfd_open(pid).map_err(|e| {
+        os::kill_and_reap(pid);
+        Error::Os { op: "open a pidfd for the janitor", source: e }
+    })?;
+    os::reap_blocking(pidfd.as_fd());
+    Ok(Conn { owner: os::getpid(), control: ours })
+}
+
+/// The janitor's main loop. Runs before `main` in a fresh image.
+pub(crate) fn serve(control: OwnedFd) -> ! {
+    // SAFETY: this process is single-threaded (it never left the pre-`main`
+    // hook); the fork makes the janitor nobody's child, so that it outlives
+    // its creator without becoming anybody's zombie.
+    match unsafe { os::fork() } {
+        Ok(Forked::Child) => {}
+        Ok(Forked::Parent(_)) => os::exit_now(0),
+        Err(_) => os::exit_now(1),
+    }
+    os::detach();
+    let mut watchers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut reader = FrameReader::new(4096);
+    loop {
+        match reader.read(control.as_fd(), false) {
+            Ok(Progress::Frame(frame)) => {
+                watchers.retain(|w| !w.is_finished());
+                if let Some(watcher) = watch_block(frame) {
+                    watchers.push(watcher);
+                }
+            }
+            Ok(Progress::Pending) => {}
+            Ok(Progress::Closed) | Err(_) => break,
+        }
+    }
+    // Our creator is gone; the blocks it made may still be in use.
+    for watcher in watchers {
+        let _ = watcher.join();
+    }
+    os::exit_now(0)
+}
+
+/// Starts the thread that removes one block once nobody uses it.
+fn watch_block(frame: Frame) -> Option<std::thread::JoinHandle<()>> {
+    let path = PathBuf::from(OsString::from_vec(frame.payload));
+    let received = frame.fds.into_iter().next()?;
+    // Our own open file description: the received one carries its sender's
+    // shared lock, which must not keep us waiting.
+    let reopened = format!("/proc/self/fd/{}", received.as_raw_fd());
+    let own = os::open_existing(Path::new(&reopened), false).ok()?;
+    drop(received);
+    let identity = os::file_identity(own.as_fd()).ok()?;
+    std::thread::Builder::new()
+        .spawn(move || {
+            if os::flock(own.as_fd(), false, false).is_ok() {
+                os::unlink_if_same(&path, identity);
+            }
+        })
+        .ok()
+}
