@@ -387,3 +387,53 @@ fn ten_thousand_create_drop_cycles_leak_nothing() {
     common::eventually("no descriptor is left behind", || open_fds() <= fds);
     assert!(dev_shm_entries() <= shm, "anonymous segments never appear in /dev/shm");
 }
+
+/// Hammers every lock form and a semaphore, checking invariants inside.
+fn stress(args: (Lock, RLock, Semaphore, RawValue<u32>, RawValue<u64>, u32)) -> u64 {
+    let (lock, rlock, slots, inside, total, rounds) = args;
+    let mut mine = 0;
+    for i in 0..rounds {
+        let guard = match i % 3 {
+            0 => lock.lock().ok(),
+            1 => lock.try_lock().ok(),
+            _ => lock.lock_timeout(Duration::from_millis(1)).ok(),
+        };
+        if guard.is_some() {
+            total.set(total.get() + 1); // protected by `lock` only
+            mine += 1;
+        }
+        drop(guard);
+        {
+            let _outer = rlock.lock().unwrap();
+            let _inner = rlock.lock().unwrap();
+            assert_eq!(rlock.depth(), 2);
+        }
+        if slots.acquire_timeout(LIMIT) {
+            let now = inside.fetch_add(1) + 1;
+            assert!(now <= 2, "{now} processes inside a semaphore of 2");
+            inside.fetch_sub(1);
+            slots.release().unwrap();
+        }
+    }
+    mine
+}
+
+#[test]
+fn eight_processes_stress_the_futex_state_machines() {
+    let lock = Lock::new().unwrap();
+    let rlock = RLock::new().unwrap();
+    let slots = Semaphore::new(2).unwrap();
+    let inside = RawValue::new(0u32).unwrap();
+    let total = RawValue::new(0u64).unwrap();
+    let args = (lock, rlock, slots.clone(), inside.clone(), total.clone(), 20_000);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Process::builder().start_method(METHODS[i % 3]).spawn(stress, args.clone()).unwrap()
+        })
+        .collect();
+    let counted: u64 = children.into_iter().map(|c| join(c).unwrap()).sum();
+    assert!(counted >= 8 * 20_000 / 3, "the blocking form always succeeds: {counted}");
+    assert_eq!(total.get(), counted, "every successful acquisition counted exactly once");
+    assert_eq!(slots.value(), 2);
+    assert_eq!(inside.load(), 0);
+}
