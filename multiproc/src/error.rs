@@ -166,6 +166,18 @@ pub enum Error {
         /// The block's size.
         size: usize,
     },
+    /// A non-blocking get found the queue empty.
+    #[error("queue is empty")]
+    Empty,
+    /// A non-blocking put found the queue full.
+    #[error("queue is full")]
+    Full,
+    /// The queue was closed (and, for a get, has no message left).
+    #[error("queue closed")]
+    Closed,
+    /// `task_done` was called more often than messages were put.
+    #[error("task_done called more times than there were items")]
+    TaskDoneTooOften,
     /// The operation is not possible in this program.
     #[error("unsupported: {reason}")]
     Unsupported {

@@ -4,6 +4,7 @@
 mod error;
 mod os;
 mod process;
+pub mod queue;
 pub mod shared;
 mod shm;
 pub mod sync;
@@ -12,6 +13,7 @@ pub mod transfer;
 pub use bytemuck;
 pub use error::{BoxError, Error, Result};
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
+pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{
     Array, ArrayGuard, AtomicInt, RawArray, RawValue, SharedMemory, Value, ValueGuard,
 };

@@ -17,6 +17,7 @@ pub(crate) mod event;
 pub(crate) mod handle;
 pub(crate) mod lock;
 pub(crate) mod park;
+pub(crate) mod ring;
 pub(crate) mod rlock;
 pub(crate) mod segment;
 pub(crate) mod semaphore;

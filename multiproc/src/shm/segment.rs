@@ -24,6 +24,7 @@ pub(crate) enum Kind {
     Array = 8,
     RawValue = 9,
     RawArray = 10,
+    Queue = 11,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             Self::Array => "multiproc-array",
             Self::RawValue => "multiproc-rawvalue",
             Self::RawArray => "multiproc-rawarray",
+            Self::Queue => "multiproc-queue",
         }
     }
 }
@@ -56,6 +58,9 @@ struct Header {
     elem_align: AtomicU32,
     /// Number of elements (for arrays), 0 otherwise.
     elem_count: AtomicU64,
+    /// Where a ring starts in the file (0: no ring), and its length.
+    ring_offset: AtomicU64,
+    ring_len: AtomicU64,
 }
 
 /// Where the body starts: a cache line after the segment's start.
@@ -79,6 +84,8 @@ pub(crate) struct Segment {
     map: Mapping,
     kind: Kind,
     elem_count: usize,
+    /// (offset in the file, length) of a ring mapped twice, if any.
+    ring: Option<(usize, usize)>,
 }
 
 /// Element shape recorded in a segment, checked on arrival.
@@ -97,7 +104,7 @@ impl Segment {
             .map_err(Error::os("create a shared-memory segment"))?;
         let map =
             Mapping::new(fd.as_fd(), len).map_err(Error::os("map a shared-memory segment"))?;
-        let segment = Self { fd, map, kind, elem_count: shape.count };
+        let segment = Self { fd, map, kind, elem_count: shape.count, ring: None };
         let header = segment.header();
         header.kind.store(kind as u32, Ordering::Relaxed);
         header.elem_size.store(shape.size as u32, Ordering::Relaxed);
@@ -128,7 +135,7 @@ impl Segment {
         }
         let map =
             Mapping::new(fd.as_fd(), len).map_err(Error::os("map a shared-memory segment"))?;
-        let mut segment = Self { fd, map, kind, elem_count: 0 };
+        let mut segment = Self { fd, map, kind, elem_count: 0, ring: None };
         let header = segment.header();
         if header.magic.load(Ordering::Acquire) != MAGIC
             || header.kind.load(Ordering::Relaxed) != kind as u32
@@ -152,20 +159,75 @@ impl Segment {
             return Err(Error::protocol(format!("{} is too small for its contents", kind.name())));
         }
         segment.elem_count = count;
+        let ring_offset = segment.header().ring_offset.load(Ordering::Relaxed);
+        let ring_len = segment.header().ring_len.load(Ordering::Relaxed);
+        if ring_offset != 0 {
+            let ring_offset =
+                usize::try_from(ring_offset).map_err(|_| Error::protocol("bad ring"))?;
+            let ring_len = usize::try_from(ring_len).map_err(|_| Error::protocol("bad ring"))?;
+            if ring_offset.checked_add(ring_len) != Some(len) || ring_offset < BODY {
+                return Err(Error::protocol("ring does not match its segment"));
+            }
+            segment.map = Mapping::mirrored(segment.fd.as_fd(), ring_offset, ring_len)
+                .map_err(Error::os("map a shared-memory ring"))?;
+            segment.ring = Some((ring_offset, ring_len));
+            if segment.body_len() < needed {
+                return Err(Error::protocol(format!(
+                    "{} is too small for its contents",
+                    kind.name()
+                )));
+            }
+        }
         Ok(Arc::new(segment))
+    }
+
+    /// A new zero-filled segment with a body of `body_len` bytes followed by a
+    /// ring of `ring_len` bytes (rounded up to whole pages) mapped twice in a
+    /// row (see [`Mapping::mirrored`]).
+    pub(crate) fn create_ring(kind: Kind, body_len: usize, ring_len: usize) -> Result<Arc<Self>> {
+        let page = os::page_size();
+        let too_large = || Error::Unsupported { reason: "ring too large" };
+        let ring_offset = align_up(BODY.checked_add(body_len).ok_or_else(too_large)?, page);
+        let ring_len = align_up(ring_len.max(1), page);
+        let len = ring_offset.checked_add(ring_len).ok_or_else(too_large)?;
+        let fd = os::sealed_memfd(kind.name(), len as u64)
+            .map_err(Error::os("create a shared-memory segment"))?;
+        let map = Mapping::mirrored(fd.as_fd(), ring_offset, ring_len)
+            .map_err(Error::os("map a shared-memory ring"))?;
+        let segment = Self { fd, map, kind, elem_count: 0, ring: Some((ring_offset, ring_len)) };
+        let header = segment.header();
+        header.kind.store(kind as u32, Ordering::Relaxed);
+        header.ring_offset.store(ring_offset as u64, Ordering::Relaxed);
+        header.ring_len.store(ring_len as u64, Ordering::Relaxed);
+        header.magic.store(MAGIC, Ordering::Release);
+        Ok(Arc::new(segment))
+    }
+
+    /// The ring's first byte and length; the `length` bytes after any byte
+    /// of the ring are mapped (the ring repeats once).
+    ///
+    /// # Panics
+    ///
+    /// If the segment has no ring (a bug in multiproc).
+    pub(crate) fn ring(&self) -> (*mut u8, usize) {
+        let (offset, len) = self.ring.expect("segment without a ring");
+        (self.map.as_ptr().wrapping_add(offset), len)
     }
 
     fn header(&self) -> &Header {
         // SAFETY: the mapping is at least `BODY` (64) bytes, page-aligned, and
-        // `Header` is 24 bytes of atomics (valid for any bit pattern, fine to
+        // `Header` is 40 bytes of atomics (valid for any bit pattern, fine to
         // share between processes). The reference borrows `self`, which owns
         // the mapping.
         unsafe { &*self.map.as_ptr().cast::<Header>() }
     }
 
-    /// Length of the body in bytes.
+    /// Length of the body in bytes (up to the ring, if there is one).
     pub(crate) fn body_len(&self) -> usize {
-        self.map.len() - BODY
+        match self.ring {
+            Some((offset, _)) => offset - BODY,
+            None => self.map.len() - BODY,
+        }
     }
 
     /// The number of elements recorded at creation (arrays).

@@ -123,6 +123,54 @@ impl Mapping {
         Ok(Self { ptr, len })
     }
 
+    /// Maps `[0, ring_offset + ring_len)` of `fd`, then the ring
+    /// `[ring_offset, ring_offset + ring_len)` a second time right after it,
+    /// so that any `ring_len` bytes of the ring starting anywhere in it are
+    /// contiguous in memory. `ring_offset` and `ring_len` must be multiples of
+    /// the page size, and the file exactly `ring_offset + ring_len` long.
+    pub(crate) fn mirrored(
+        fd: BorrowedFd<'_>,
+        ring_offset: usize,
+        ring_len: usize,
+    ) -> io::Result<Self> {
+        let page = page_size();
+        if ring_len == 0 || !ring_offset.is_multiple_of(page) || !ring_len.is_multiple_of(page) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring not page-aligned"));
+        }
+        let first = ring_offset.checked_add(ring_len).ok_or(io::ErrorKind::InvalidInput)?;
+        let len = first.checked_add(ring_len).ok_or(io::ErrorKind::InvalidInput)?;
+        // SAFETY: reserving fresh address space (null hint) overlaps nothing.
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE,
+            )?
+        };
+        let mapping = Self {
+            ptr: NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("null mapping"))?,
+            len,
+        };
+        let rw = ProtFlags::READ | ProtFlags::WRITE;
+        let fixed = MapFlags::SHARED | MapFlags::FIXED;
+        // SAFETY: both fixed mappings replace parts of the reservation made
+        // just above, which `mapping` owns and nothing else references; on
+        // error `mapping`'s drop unmaps the whole reservation.
+        unsafe {
+            rustix::mm::mmap(base, first, rw, fixed, fd, 0)?;
+            rustix::mm::mmap(
+                base.cast::<u8>().add(first).cast(),
+                ring_len,
+                rw,
+                fixed,
+                fd,
+                ring_offset as u64,
+            )?;
+        }
+        Ok(mapping)
+    }
+
     /// The first byte; page-aligned.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
@@ -143,4 +191,9 @@ impl Drop for Mapping {
             let _ = rustix::mm::munmap(self.ptr.as_ptr().cast::<c_void>(), self.len);
         }
     }
+}
+
+/// The size of a memory page.
+pub(crate) fn page_size() -> usize {
+    rustix::param::page_size()
 }

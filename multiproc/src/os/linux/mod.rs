@@ -12,7 +12,7 @@ pub(crate) use futex::{current_tid, futex_wait, futex_wake, thread_alive};
 pub(crate) use init::ensure_start_hook_linked;
 pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
-    path_identity, sealed_memfd, set_len, unlink_if_same,
+    page_size, path_identity, sealed_memfd, set_len, unlink_if_same,
 };
 pub(crate) use poll::wait_readable;
 pub(crate) use proc::{

@@ -1,0 +1,152 @@
+//! `JoinableQueue<T>`: a queue whose producers can wait for every item to be
+//! processed.
+
+use std::fmt;
+use std::ops::Deref;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::Queue;
+use crate::shm::park::deadline_after;
+use crate::{Error, Result};
+
+/// A [`Queue`] with `task_done` and `join` (Python's `JoinableQueue`).
+///
+/// Every method of [`Queue`] is available (through `Deref`). A consumer
+/// calls [`task_done`](JoinableQueue::task_done) once it has processed an
+/// item; [`join`](JoinableQueue::join) waits until every item ever put has
+/// been marked so. The count lives in the queue's shared memory, so killing
+/// a producer never leaves `join` waiting for an item that was not put.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     while let Ok(job) = q.get() {
+///         let _ = job * 2; // work
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// let q = JoinableQueue::new()?;
+/// let w = Process::spawn(worker, q.clone())?;
+/// for job in 0..10 {
+///     q.put(job)?;
+/// }
+/// q.join(); // all ten processed
+/// q.close();
+/// w.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct JoinableQueue<T> {
+    inner: Queue<T>,
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the shared memory cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Ok(Self { inner: Queue::new()? })
+    }
+
+    /// A joinable queue holding at most `maxsize` items.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the shared memory cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::bounded(8)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Ok(Self { inner: Queue::bounded(maxsize)? })
+    }
+
+    /// Marks one item as processed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TaskDoneTooOften`] if every item put is already marked
+    /// (Python raises `ValueError`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// assert!(q.task_done().is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn task_done(&self) -> Result<()> {
+        if self.inner.raw().ring().task_done() { Ok(()) } else { Err(Error::TaskDoneTooOften) }
+    }
+
+    /// Waits until every item put has been marked done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::new()?;
+    /// q.join(); // nothing was put
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join(&self) {
+        self.inner.raw().ring().join(None);
+    }
+
+    /// Waits at most `timeout`; returns whether every item was marked done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert!(!q.join_timeout(Duration::from_millis(5)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.inner.raw().ring().join(deadline_after(timeout))
+    }
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+
+    fn deref(&self) -> &Queue<T> {
+        &self.inner
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.inner).finish()
+    }
+}

@@ -1,0 +1,371 @@
+//! `Queue<T>` and its builder.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::PutError;
+use super::raw::{DEFAULT_RING, RawQueue, Wait};
+use crate::Result;
+use crate::shm::park::deadline_after;
+
+/// A multi-producer, multi-consumer FIFO queue between processes (Python's
+/// `multiprocessing.Queue`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, Queue};
+///
+/// fn f(q: Queue<(i32, Option<()>, String)>) {
+///     q.put((42, None, "hello".to_owned())).unwrap();
+/// }
+///
+/// let q = Queue::new()?;
+/// let p = Process::spawn(f, q.clone())?;
+/// assert_eq!(format!("{:?}", q.get()?), r#"(42, None, "hello")"#);
+/// p.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Queue<T> {
+    raw: RawQueue,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Self { raw: self.raw.clone(), _items: PhantomData }
+    }
+}
+
+/// Sets a queue's item bound and ring size.
+///
+/// # Examples
+///
+/// ```
+/// let q = multiproc::Queue::<Vec<u8>>::builder().maxsize(100).ring_bytes(8 << 20).build()?;
+/// assert_eq!(q.maxsize(), Some(100));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build`"]
+pub struct QueueBuilder<T> {
+    maxsize: usize,
+    ring_bytes: usize,
+    _items: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+    /// At most `maxsize` items at once (0: no bound; Python's `maxsize`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::builder().maxsize(2).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// The size of the shared ring in bytes (default 1 MiB, rounded up to
+    /// whole pages). Items larger than the ring still pass, streamed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::builder().ring_bytes(64 << 10).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn ring_bytes(mut self, bytes: usize) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`](crate::Error::Os) if the shared memory cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::builder().build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Queue<T>> {
+        Ok(Queue { raw: RawQueue::create(self.maxsize, self.ring_bytes)?, _items: PhantomData })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue (in items) with the default ring.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`](crate::Error::Os) if the shared memory cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<String>::new()?;
+    /// assert!(q.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Queue::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.put(1)?;
+    /// assert!(q.is_full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Self::builder().maxsize(maxsize).build()
+    }
+
+    /// A builder for the item bound and the ring size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::builder().maxsize(3).build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder { maxsize: 0, ring_bytes: DEFAULT_RING, _items: PhantomData }
+    }
+
+    /// Puts `item`, waiting for room as long as it takes. When it returns
+    /// `Ok`, the item is in the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`]; [`PutError::Failed`] if the item does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put([1, 2, 3])?;
+    /// assert_eq!(q.get()?, [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.raw.put(item, Wait::Forever)
+    }
+
+    /// Puts `item` if there is room now (Python's `put_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] (with the item), and as [`put`](Queue::put).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.try_put('a')?;
+    /// assert!(q.try_put('b').is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        self.raw.put(item, Wait::Never)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Timeout`] (with the item), and as [`put`](Queue::put).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::bounded(1)?;
+    /// q.put(1)?;
+    /// assert!(q.put_timeout(2, Duration::from_millis(5)).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.raw.put(item, Wait::Until(deadline_after(timeout)))
+    }
+
+    /// Takes the oldest item, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed) once the queue is closed and
+    /// empty; [`Error::Decode`](crate::Error::Decode) if the item does not
+    /// decode as `T` (it is consumed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(5u8)?;
+    /// assert_eq!(q.get()?, 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self) -> Result<T> {
+        self.raw.get(Wait::Forever)
+    }
+
+    /// Takes the oldest item if there is one now (Python's `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`](crate::Error::Empty), and as [`get`](Queue::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// assert!(matches!(q.try_get(), Err(multiproc::Error::Empty)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_get(&self) -> Result<T> {
+        self.raw.get(Wait::Never)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`](crate::Error::Timeout), and as [`get`](Queue::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::<u8>::new()?;
+    /// assert!(q.get_timeout(Duration::from_millis(5)).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.raw.get(Wait::Until(deadline_after(timeout)))
+    }
+
+    /// Python's `qsize()`: the number of items in the queue (exact).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1)?;
+    /// q.put(2)?;
+    /// assert_eq!(q.len(), 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Python's `empty()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(multiproc::Queue::<u8>::new()?.is_empty());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Python's `full()`: whether a bounded queue holds `maxsize` items.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!multiproc::Queue::<u8>::new()?.is_full());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_full(&self) -> bool {
+        self.maxsize().is_some_and(|max| self.len() >= max)
+    }
+
+    /// The item bound, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Queue::<u8>::bounded(4)?.maxsize(), Some(4));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn maxsize(&self) -> Option<usize> {
+        match self.raw.ring().maxsize() {
+            0 => None,
+            max => Some(usize::try_from(max).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// Closes the queue, for every handle in every process: later puts fail
+    /// with [`PutError::Closed`]; gets take what is left, then fail with
+    /// [`Error::Closed`](crate::Error::Closed); blocked callers wake up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert!(q.put(2).is_err());
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(matches!(q.get(), Err(multiproc::Error::Closed)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.raw.ring().close();
+    }
+
+    /// Whether the queue was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!multiproc::Queue::<u8>::new()?.is_closed());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.raw.ring().is_closed()
+    }
+
+    pub(crate) fn raw(&self) -> &RawQueue {
+        &self.raw
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.raw.serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(Self { raw: RawQueue::deserialize(deserializer)?, _items: PhantomData })
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue").field("len", &self.raw.len()).finish()
+    }
+}

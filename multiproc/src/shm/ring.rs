@@ -1,0 +1,469 @@
+//! A crash-safe multi-producer, multi-consumer byte-record ring.
+//!
+//! Producers take the producer lock, consumers the consumer lock (both
+//! robust), so each side has one writer at a time; the two sides meet only
+//! through the committed positions `tail` (written by the producer side) and
+//! `head` (written by the consumer side). A record is an 8-byte header
+//! (payload length, flags) and its payload, padded to 8 bytes; it becomes
+//! visible only when `tail` moves past it, so a producer killed while writing
+//! leaves nothing behind. The ring is mapped twice in a row, so a record is
+//! always contiguous in memory.
+//!
+//! A message is one record (`FIRST | LAST`) or, when larger than the ring, a
+//! stream of records `FIRST`, ..., `LAST` written while the producer keeps its
+//! lock. A consumer that meets a new `FIRST` in the middle of a stream, or
+//! finds the streaming producer dead, drops the partial message; one that
+//! meets continuation records without their `FIRST` (its predecessor died
+//! mid-stream) skips them.
+//!
+//! Each side counts complete messages (`put_count`, `get_count`). Moving a
+//! position and its count is two stores, so it goes through an *intent*: the
+//! two new values are written, marked valid, applied, and cleared; a lock
+//! holder that took over from a dead one applies a valid intent again.
+#![allow(unsafe_code)] // `InShm` and the ring's byte slices: see SAFETY comments
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use super::Acquired;
+use super::lock::RawLock;
+use super::park;
+use super::segment::InShm;
+
+/// Record flags.
+pub(crate) const FIRST: u32 = 1;
+pub(crate) const LAST: u32 = 2;
+/// Bytes of a record header.
+pub(crate) const HEADER: usize = 8;
+/// While in the middle of a streamed message, a consumer checks this often
+/// that its producer still lives.
+const STREAM_POLL: Duration = Duration::from_millis(20);
+
+/// A position and message count, moved together.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Intent {
+    valid: AtomicU32,
+    _pad: u32,
+    position: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Intent {
+    fn commit(&self, position: &AtomicU64, count: &AtomicU64, new_position: u64, new_count: u64) {
+        self.position.store(new_position, Ordering::Relaxed);
+        self.count.store(new_count, Ordering::Relaxed);
+        self.valid.store(1, Ordering::Release);
+        position.store(new_position, Ordering::Release);
+        count.store(new_count, Ordering::Release);
+        self.valid.store(0, Ordering::Release);
+    }
+
+    fn recover(&self, position: &AtomicU64, count: &AtomicU64) {
+        if self.valid.load(Ordering::Acquire) == 1 {
+            position.store(self.position.load(Ordering::Relaxed), Ordering::Release);
+            count.store(self.count.load(Ordering::Relaxed), Ordering::Release);
+            self.valid.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// One side of the ring: its lock, committed position and count, and the
+/// futex its *opposite* side sleeps on.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct Side {
+    lock: RawLock,
+    /// Bumped when this side made progress the other side may wait for.
+    seq: AtomicU32,
+    position: AtomicU64,
+    count: AtomicU64,
+    intent: Intent,
+    /// How many of the *other* side sleep on `seq`.
+    sleepers: AtomicU32,
+}
+
+/// The control block of a ring.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct RawRing {
+    producer: Side,
+    consumer: Side,
+    shared: Shared,
+}
+
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct Shared {
+    closed: AtomicU32,
+    /// Bumped by `task_done`; joiners sleep on it.
+    done_seq: AtomicU32,
+    maxsize: AtomicU64,
+    done_count: AtomicU64,
+    joiners: AtomicU32,
+}
+
+// SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
+unsafe impl InShm for RawRing {}
+
+/// Why a ring operation did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The deadline passed.
+    Timeout,
+    /// The ring is closed (and, for consumers, empty).
+    Closed,
+    /// The producer of a partly read stream died.
+    ProducerDied,
+}
+
+/// The ring's bytes, as mapped in this process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bytes {
+    pub(crate) base: *mut u8,
+    pub(crate) cap: usize,
+}
+
+impl Bytes {
+    fn at(&self, position: u64) -> *mut u8 {
+        self.base.wrapping_add((position % self.cap as u64) as usize)
+    }
+}
+
+fn record_size(payload: usize) -> u64 {
+    (HEADER + payload.div_ceil(8) * 8) as u64
+}
+
+/// Waits on `side.seq` (after registering as a sleeper) until `ready()`.
+fn sleep_until(
+    side: &Side,
+    deadline: Option<Instant>,
+    poll: Option<Duration>,
+    mut ready: impl FnMut() -> Option<Result<(), Stop>>,
+) -> Result<(), Stop> {
+    if let Some(done) = ready() {
+        return done;
+    }
+    if park::spin(|| ready().is_some()) {
+        if let Some(done) = ready() {
+            return done;
+        }
+    }
+    side.sleepers.fetch_add(1, Ordering::SeqCst);
+    let result = loop {
+        let seq = side.seq.load(Ordering::SeqCst);
+        if let Some(done) = ready() {
+            break done;
+        }
+        let Some(left) = park::time_left(deadline) else { break Err(Stop::Timeout) };
+        let timeout = match (left, poll) {
+            (Some(left), Some(poll)) => Some(left.min(poll)),
+            (left, poll) => left.or(poll),
+        };
+        park::wait(&side.seq, seq, timeout);
+    };
+    side.sleepers.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+/// Tells sleepers of the other side that `side` made progress.
+fn announce(side: &Side) {
+    fence(Ordering::SeqCst);
+    if side.sleepers.load(Ordering::Relaxed) > 0 {
+        side.seq.fetch_add(1, Ordering::SeqCst);
+        park::wake(&side.seq, u32::MAX);
+    }
+}
+
+impl RawRing {
+    /// Sets the item bound (0: none), on creation only.
+    pub(crate) fn init(&self, maxsize: u64) {
+        self.shared.maxsize.store(maxsize, Ordering::Relaxed);
+    }
+
+    /// Messages in the ring.
+    pub(crate) fn len(&self) -> u64 {
+        let get = self.consumer.count.load(Ordering::Acquire);
+        self.producer.count.load(Ordering::Acquire).saturating_sub(get)
+    }
+
+    /// The item bound (0: none).
+    pub(crate) fn maxsize(&self) -> u64 {
+        self.shared.maxsize.load(Ordering::Relaxed)
+    }
+
+    /// Closes the ring: puts fail from now on, gets drain what is there.
+    pub(crate) fn close(&self) {
+        self.shared.closed.store(1, Ordering::SeqCst);
+        for side in [&self.producer, &self.consumer] {
+            side.seq.fetch_add(1, Ordering::SeqCst);
+            park::wake(&side.seq, u32::MAX);
+        }
+    }
+
+    /// Whether the ring is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Takes the producer side.
+    pub(crate) fn producer(&self, bytes: Bytes, deadline: Option<Instant>) -> Option<Producer<'_>> {
+        let side = &self.producer;
+        if side.lock.lock(deadline)? == Acquired::OwnerDied {
+            side.intent.recover(&side.position, &side.count);
+        }
+        Some(Producer { ring: self, bytes })
+    }
+
+    /// Takes the consumer side; `try_only` gives up at once if it is taken.
+    pub(crate) fn consumer(
+        &self,
+        bytes: Bytes,
+        deadline: Option<Instant>,
+        try_only: bool,
+    ) -> Option<Consumer<'_>> {
+        let side = &self.consumer;
+        let acquired = if try_only { side.lock.try_lock() } else { side.lock.lock(deadline) };
+        if acquired? == Acquired::OwnerDied {
+            side.intent.recover(&side.position, &side.count);
+        }
+        Some(Consumer { ring: self, bytes })
+    }
+
+    /// Marks one fetched message done; `false` if all are done already.
+    pub(crate) fn task_done(&self) -> bool {
+        let put = self.producer.count.load(Ordering::Acquire);
+        let done =
+            self.shared.done_count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |done| {
+                (done < put).then_some(done + 1)
+            });
+        if done.is_err() {
+            return false;
+        }
+        fence(Ordering::SeqCst);
+        if self.shared.joiners.load(Ordering::Relaxed) > 0 {
+            self.shared.done_seq.fetch_add(1, Ordering::SeqCst);
+            park::wake(&self.shared.done_seq, u32::MAX);
+        }
+        true
+    }
+
+    /// Waits until every message put so far is marked done.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+        let all_done = || {
+            self.shared.done_count.load(Ordering::SeqCst)
+                >= self.producer.count.load(Ordering::SeqCst)
+        };
+        if all_done() {
+            return true;
+        }
+        self.shared.joiners.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            let seq = self.shared.done_seq.load(Ordering::SeqCst);
+            if all_done() {
+                break true;
+            }
+            let Some(left) = park::time_left(deadline) else { break false };
+            // Puts do not wake joiners; poll now and then for a late task_done
+            // racing with a put.
+            park::wait(
+                &self.shared.done_seq,
+                seq,
+                Some(left.unwrap_or(STREAM_POLL).min(STREAM_POLL)),
+            );
+        };
+        self.shared.joiners.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+}
+
+/// The producer side, held; releases the lock on drop.
+#[derive(Debug)]
+pub(crate) struct Producer<'a> {
+    ring: &'a RawRing,
+    bytes: Bytes,
+}
+
+impl Producer<'_> {
+    /// Free bytes in the ring.
+    fn free(&self) -> usize {
+        let tail = self.ring.producer.position.load(Ordering::Relaxed);
+        let head = self.ring.consumer.position.load(Ordering::Acquire);
+        self.bytes.cap.saturating_sub(tail.wrapping_sub(head) as usize)
+    }
+
+    /// The largest payload one record can carry.
+    pub(crate) fn max_payload(&self) -> usize {
+        self.bytes.cap - HEADER
+    }
+
+    /// Waits until `need` bytes are free and, for a new message, the item
+    /// bound allows one more.
+    pub(crate) fn wait_for_room(
+        &self,
+        need: usize,
+        new_message: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        let ring = self.ring;
+        sleep_until(&ring.consumer, deadline, None, || {
+            // Closing refuses new messages; a stream already begun finishes.
+            if new_message && ring.is_closed() {
+                return Some(Err(Stop::Closed));
+            }
+            let maxsize = ring.maxsize();
+            let items_ok = !new_message || maxsize == 0 || ring.len() < maxsize;
+            (items_ok && self.free() >= need).then_some(Ok(()))
+        })
+    }
+
+    /// The free bytes after a record header's room, to write a payload into.
+    pub(crate) fn payload_area(&mut self) -> &mut [u8] {
+        let free = self.free();
+        if free <= HEADER {
+            return &mut [];
+        }
+        let tail = self.ring.producer.position.load(Ordering::Relaxed);
+        let start = self.bytes.at(tail).wrapping_add(HEADER);
+        let len = (free - HEADER) & !7;
+        // SAFETY: `[tail, tail + free)` is the free part of the ring: no
+        // consumer reads it (they stop at `tail`) and no other producer writes
+        // it (we hold the producer lock). It is contiguous thanks to the
+        // double mapping, `free <= cap`, and it lives as long as the segment
+        // that `self` borrows.
+        unsafe { std::slice::from_raw_parts_mut(start, len) }
+    }
+
+    /// Publishes a record of `payload` bytes (already written by
+    /// `payload_area`) with `flags`.
+    pub(crate) fn publish(&mut self, payload: usize, flags: u32) {
+        let side = &self.ring.producer;
+        let tail = side.position.load(Ordering::Relaxed);
+        let header = self.bytes.at(tail);
+        let mut bytes = [0u8; HEADER];
+        bytes[..4].copy_from_slice(&(payload as u32).to_le_bytes());
+        bytes[4..].copy_from_slice(&flags.to_le_bytes());
+        // SAFETY: the header slot is the first 8 bytes of the free part of
+        // the ring (see `payload_area`), which the caller checked holds the
+        // record.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), header, HEADER) };
+        let new_tail = tail + record_size(payload);
+        if flags & LAST != 0 {
+            let count = side.count.load(Ordering::Relaxed) + 1;
+            side.intent.commit(&side.position, &side.count, new_tail, count);
+        } else {
+            side.position.store(new_tail, Ordering::Release);
+        }
+        announce(side);
+    }
+}
+
+impl Drop for Producer<'_> {
+    fn drop(&mut self) {
+        self.ring.producer.lock.unlock();
+    }
+}
+
+/// A record at the head of the ring.
+#[derive(Debug)]
+pub(crate) struct Record<'a> {
+    pub(crate) flags: u32,
+    pub(crate) payload: &'a [u8],
+}
+
+/// The consumer side, held; releases the lock on drop.
+#[derive(Debug)]
+pub(crate) struct Consumer<'a> {
+    ring: &'a RawRing,
+    bytes: Bytes,
+}
+
+impl Consumer<'_> {
+    fn available(&self) -> bool {
+        let head = self.ring.consumer.position.load(Ordering::Relaxed);
+        self.ring.producer.position.load(Ordering::Acquire) != head
+    }
+
+    /// Waits for a record. In the middle of a stream (`streaming`) it waits
+    /// regardless of `deadline` and closing, as long as the producer lives.
+    pub(crate) fn wait_for_record(
+        &self,
+        deadline: Option<Instant>,
+        streaming: bool,
+    ) -> Result<(), Stop> {
+        let ring = self.ring;
+        if !streaming {
+            return sleep_until(&ring.producer, deadline, None, || {
+                if self.available() {
+                    Some(Ok(()))
+                } else if ring.is_closed() {
+                    Some(Err(Stop::Closed))
+                } else {
+                    None
+                }
+            });
+        }
+        loop {
+            let waited = sleep_until(&ring.producer, None, Some(STREAM_POLL), || {
+                self.available().then_some(Ok(()))
+            });
+            if waited.is_ok() || self.available() {
+                return Ok(());
+            }
+            let owner = ring.producer.lock.owner();
+            if owner == 0 || !park::owner_alive(owner) {
+                return Err(Stop::ProducerDied);
+            }
+        }
+    }
+
+    /// The record at the head (there must be one), or `None` if its header
+    /// is impossible (a corrupted ring).
+    pub(crate) fn peek(&self) -> Option<Record<'_>> {
+        let head = self.ring.consumer.position.load(Ordering::Relaxed);
+        let tail = self.ring.producer.position.load(Ordering::Acquire);
+        let start = self.bytes.at(head);
+        let mut header = [0u8; HEADER];
+        // SAFETY: `[head, tail)` holds complete records that no one writes
+        // while we hold the consumer lock; the double mapping makes the 8
+        // bytes contiguous.
+        unsafe { std::ptr::copy_nonoverlapping(start, header.as_mut_ptr(), HEADER) };
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let size = tail.wrapping_sub(head);
+        if len > self.bytes.cap - HEADER || record_size(len) > size {
+            return None;
+        }
+        // SAFETY: as above; the payload lies inside `[head, tail)` (checked).
+        let payload = unsafe { std::slice::from_raw_parts(start.wrapping_add(HEADER), len) };
+        Some(Record { flags, payload })
+    }
+
+    /// Consumes the record at the head; `completes` a message or not.
+    pub(crate) fn consume(&mut self, payload: usize, completes: bool) {
+        let side = &self.ring.consumer;
+        let new_head = side.position.load(Ordering::Relaxed) + record_size(payload);
+        if completes {
+            let count = side.count.load(Ordering::Relaxed) + 1;
+            side.intent.commit(&side.position, &side.count, new_head, count);
+        } else {
+            side.position.store(new_head, Ordering::Release);
+        }
+        announce(side);
+    }
+
+    /// Drops everything in the ring (after finding it corrupted).
+    pub(crate) fn discard_all(&mut self) {
+        let side = &self.ring.consumer;
+        let tail = self.ring.producer.position.load(Ordering::Acquire);
+        let count = self.ring.producer.count.load(Ordering::Acquire);
+        side.intent.commit(&side.position, &side.count, tail, count);
+        announce(side);
+    }
+}
+
+impl Drop for Consumer<'_> {
+    fn drop(&mut self) {
+        self.ring.consumer.lock.unlock();
+    }
+}

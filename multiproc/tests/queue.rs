@@ -1,0 +1,281 @@
+//! Queues between processes: FIFO, bounds, close, joinable, sizes, kills.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{LIMIT, METHODS, eventually, join, wait};
+use multiproc::{Error, JoinableQueue, Process, PutError, Queue, SimpleQueue};
+use serde::{Deserialize, Serialize};
+
+fn seed(q: Queue<(i32, Option<()>, String)>) {
+    q.put((42, None, "hello".to_owned())).unwrap();
+}
+
+#[test]
+fn the_seed_scenario_passes_a_tuple_from_a_child_with_every_start_method() {
+    for method in METHODS {
+        let q = Queue::new().unwrap();
+        let p = Process::builder().start_method(method).spawn(seed, q.clone()).unwrap();
+        let item = q.get_timeout(LIMIT).unwrap();
+        assert_eq!(format!("{item:?}"), r#"(42, None, "hello")"#, "{method:?}");
+        join(p).unwrap();
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Message {
+    producer: u32,
+    seq: u32,
+    payload: Vec<u8>,
+    checksum: u64,
+}
+
+fn checksum(producer: u32, seq: u32, payload: &[u8]) -> u64 {
+    payload.iter().fold(u64::from(producer) << 32 | u64::from(seq), |h, &b| {
+        h.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(b))
+    })
+}
+
+fn message(producer: u32, seq: u32) -> Message {
+    let len = (seq as usize * 7 + producer as usize) % 300;
+    let payload: Vec<u8> = (0..len).map(|i| (i as u32 ^ seq) as u8).collect();
+    Message { producer, seq, checksum: checksum(producer, seq, &payload), payload }
+}
+
+fn check(m: &Message) -> bool {
+    m.checksum == checksum(m.producer, m.seq, &m.payload)
+}
+
+const PER_PRODUCER: u32 = 5_000;
+
+fn produce(args: (Queue<Option<Message>>, u32)) {
+    let (q, producer) = args;
+    for seq in 0..PER_PRODUCER {
+        q.put(Some(message(producer, seq))).unwrap();
+    }
+}
+
+fn consume(q: Queue<Option<Message>>) -> Vec<(u32, u32)> {
+    let mut seen = Vec::new();
+    while let Some(m) = q.get_timeout(LIMIT).unwrap() {
+        assert!(check(&m), "corrupted message {}/{}", m.producer, m.seq);
+        seen.push((m.producer, m.seq));
+    }
+    seen
+}
+
+#[test]
+fn four_producers_and_four_consumers_keep_per_producer_fifo_and_lose_nothing() {
+    let q = Queue::builder().ring_bytes(64 << 10).build().unwrap();
+    let consumers: Vec<_> = (0..4).map(|_| Process::spawn(consume, q.clone()).unwrap()).collect();
+    let producers: Vec<_> = (0..4)
+        .map(|i| {
+            Process::builder().start_method(METHODS[i % 3]).spawn(produce, (q.clone(), i as u32))
+        })
+        .map(Result::unwrap)
+        .collect();
+    for p in producers {
+        join(p).unwrap();
+    }
+    for _ in 0..4 {
+        q.put(None).unwrap(); // one stop sign per consumer
+    }
+    let mut all: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for c in consumers {
+        let seen = join(c).unwrap();
+        // FIFO per producer, as seen by each consumer.
+        let mut last: BTreeMap<u32, u32> = BTreeMap::new();
+        for (producer, seq) in seen {
+            if let Some(prev) = last.insert(producer, seq) {
+                assert!(seq > prev, "producer {producer}: {seq} after {prev}");
+            }
+            all.entry(producer).or_default().push(seq);
+        }
+    }
+    for producer in 0..4 {
+        let mut seqs = all.remove(&producer).unwrap_or_default();
+        seqs.sort_unstable();
+        assert_eq!(
+            seqs,
+            (0..PER_PRODUCER).collect::<Vec<_>>(),
+            "exactly once, producer {producer}"
+        );
+    }
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_bounded_queue_blocks_and_times_out() {
+    let q = Queue::bounded(2).unwrap();
+    q.put(1).unwrap();
+    q.try_put(2).unwrap();
+    assert!(q.is_full());
+    assert_eq!(q.len(), 2);
+    assert!(matches!(q.try_put(3), Err(PutError::Full(3))));
+    let start = Instant::now();
+    assert!(matches!(q.put_timeout(3, Duration::from_millis(30)), Err(PutError::Timeout(3))));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    let getter = q.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        getter.get().unwrap()
+    });
+    q.put_timeout(3, LIMIT).unwrap(); // unblocked by the get
+    assert_eq!(t.join().unwrap(), 1);
+    assert_eq!((q.get().unwrap(), q.get().unwrap()), (2, 3));
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    let start = Instant::now();
+    assert!(matches!(q.get_timeout(Duration::from_millis(30)), Err(Error::Timeout)));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+fn block_on_get(q: Queue<u8>) -> bool {
+    matches!(q.get_timeout(LIMIT), Err(Error::Closed))
+}
+
+#[test]
+fn close_fails_puts_drains_gets_and_wakes_blocked_consumers() {
+    let q = Queue::new().unwrap();
+    let blocked = Process::spawn(block_on_get, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    q.close();
+    assert!(join(blocked).unwrap(), "a blocked consumer learns of the close");
+
+    let q = Queue::new().unwrap();
+    q.put(1u8).unwrap();
+    q.put(2).unwrap();
+    q.close();
+    assert!(q.is_closed());
+    assert!(matches!(q.put(3), Err(PutError::Closed(3))));
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.try_get().unwrap(), 2);
+    assert!(matches!(q.get(), Err(Error::Closed)));
+    assert!(matches!(q.try_get(), Err(Error::Closed)));
+}
+
+fn work(q: JoinableQueue<u32>) -> u32 {
+    let mut done = 0;
+    while let Ok(job) = q.get_timeout(LIMIT) {
+        if job == u32::MAX {
+            q.task_done().unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        done += 1;
+        q.task_done().unwrap();
+    }
+    done
+}
+
+#[test]
+fn a_joinable_queue_joins_on_workers_in_other_processes() {
+    let q = JoinableQueue::new().unwrap();
+    let workers: Vec<_> = (0..3).map(|_| Process::spawn(work, q.clone()).unwrap()).collect();
+    for job in 0..300 {
+        q.put(job).unwrap();
+    }
+    assert!(q.join_timeout(LIMIT), "all jobs processed");
+    assert!(q.is_empty());
+    for _ in 0..3 {
+        q.put(u32::MAX).unwrap();
+    }
+    let done: u32 = workers.into_iter().map(|w| join(w).unwrap()).sum();
+    assert_eq!(done, 300);
+    assert!(q.join_timeout(LIMIT));
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+}
+
+fn echo_len(args: (Queue<serde_bytes::ByteBuf>, Queue<usize>)) {
+    let (input, output) = args;
+    while let Ok(item) = input.get_timeout(LIMIT) {
+        let sum = item.iter().map(|&b| b as usize).sum::<usize>();
+        output.put(item.len() ^ (sum << 1)).unwrap();
+    }
+}
+
+#[test]
+fn messages_of_every_size_pass_including_256_mib_through_a_small_ring() {
+    let ring = 64 << 10;
+    let input = Queue::builder().ring_bytes(ring).build().unwrap();
+    let output = Queue::new().unwrap();
+    let child = Process::spawn(echo_len, (input.clone(), output.clone())).unwrap();
+    let sizes = [0, 1, 7, ring - 16, ring - 8, ring, ring + 1, 3 * ring + 5, 256 << 20];
+    for size in sizes {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        let sum = bytes.iter().map(|&b| b as usize).sum::<usize>();
+        input.put(serde_bytes::ByteBuf::from(bytes)).unwrap();
+        assert_eq!(output.get_timeout(LIMIT).unwrap(), size ^ (sum << 1), "size {size}");
+    }
+    input.close();
+    join(child).unwrap();
+}
+
+fn put_and_exit(q: Queue<String>) {
+    q.put("made it".to_owned()).unwrap();
+    std::process::exit(0); // at once: no feeder thread to flush
+}
+
+#[test]
+fn an_item_put_just_before_exit_arrives() {
+    for method in METHODS {
+        let q = Queue::new().unwrap();
+        let p = Process::builder().start_method(method).spawn(put_and_exit, q.clone()).unwrap();
+        assert_eq!(wait(&p), 0);
+        assert_eq!(q.try_get().unwrap(), "made it", "{method:?}");
+    }
+}
+
+#[test]
+fn simple_queue_basics() {
+    let q = SimpleQueue::new().unwrap();
+    assert!(q.is_empty());
+    q.put(vec![1, 2]).unwrap();
+    assert!(!q.is_empty());
+    assert_eq!(q.get().unwrap(), vec![1, 2]);
+    q.close();
+    assert!(q.put(vec![]).is_err());
+}
+
+fn file_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn ten_thousand_queue_cycles_leak_nothing() {
+    drop(Queue::<u8>::new().unwrap());
+    let fds = file_descriptors();
+    for i in 0..10_000u32 {
+        let q = Queue::new().unwrap();
+        q.put(i).unwrap();
+        assert_eq!(q.get().unwrap(), i);
+        drop(JoinableQueue::<u8>::new().unwrap());
+    }
+    eventually("no descriptor is left behind", || file_descriptors() <= fds);
+}
+
+fn wait_for_one(q: Queue<u8>) -> u8 {
+    q.get().unwrap()
+}
+
+#[test]
+fn a_blocked_consumer_uses_no_cpu() {
+    let q = Queue::new().unwrap();
+    let p = Process::spawn(wait_for_one, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // past its spin
+    let before = cpu_ticks(p.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(p.pid()) - before;
+    q.put(7).unwrap();
+    assert_eq!(join(p).unwrap(), 7);
+    // Clock ticks are 10 ms: 1% of a second is one tick.
+    assert!(used <= 1, "a blocked consumer used {used} ticks of CPU in one second");
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
