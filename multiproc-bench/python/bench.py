@@ -82,6 +82,48 @@ def event_ping_pong():
     return elapsed / ROUND_TRIPS
 
 
+def echo(inq, outq):
+    while True:
+        n = inq.get()
+        if n is None:
+            return
+        outq.put(n)
+
+
+def queue_round_trip():
+    ctx = mp.get_context("fork")
+    there, back = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(target=echo, args=(there, back))
+    child.start()
+    n = 2000
+    start = time.perf_counter()
+    for i in range(n):
+        there.put(i)
+        assert back.get() == i
+    elapsed = time.perf_counter() - start
+    there.put(None)
+    child.join()
+    return elapsed / n
+
+
+def drain(q, n, size):
+    for _ in range(n):
+        assert len(q.get()) == size
+
+
+def one_way(size, n):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    child = ctx.Process(target=drain, args=(q, n, size))
+    child.start()
+    message = bytes(size)
+    start = time.perf_counter()
+    for _ in range(n):
+        q.put(message)
+    child.join()
+    return (time.perf_counter() - start) / n
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -90,6 +132,9 @@ def scenarios():
         ("lock: uncontended lock + unlock", 10, lock_unlock),
         ("value: locked increment, 2 processes (time per increment)", 5, value_increments_two_processes),
         ("event: ping-pong round trip, 2 processes", 5, event_ping_pong),
+        ("queue: round trip of a small message", 5, queue_round_trip),
+        ("queue: one-way 64-byte messages (time per message)", 3, lambda: one_way(64, 100_000)),
+        ("queue: one-way 1 MiB messages (time per message)", 3, lambda: one_way(1 << 20, 300)),
     ]
 
 

@@ -7,7 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::{Event, Lock, Process, StartMethod, Value};
+use multiproc::{Event, Lock, Process, Queue, StartMethod, Value};
+use serde_bytes::ByteBuf;
 
 /// One measured operation, run here and in Python.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +105,67 @@ pub fn event_ping_pong() -> Duration {
     elapsed / ROUND_TRIPS
 }
 
+const QUEUE_ROUND_TRIPS: u64 = 20_000;
+const SMALL_MESSAGES: u64 = 1_000_000;
+const BIG_MESSAGES: u64 = 300;
+/// The size of a "big" message.
+pub const BIG: usize = 1 << 20;
+
+fn echo(queues: (Queue<u64>, Queue<u64>)) {
+    let (input, output) = queues;
+    while let Ok(n) = input.get() {
+        output.put(n).expect("put");
+    }
+}
+
+/// Two queues, a child echoing: one round trip of a small message.
+pub fn queue_round_trip() -> Duration {
+    let (there, back) = (Queue::new().expect("queue"), Queue::new().expect("queue"));
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(echo, (there.clone(), back.clone()))
+        .expect("spawn");
+    let start = Instant::now();
+    for n in 0..QUEUE_ROUND_TRIPS {
+        there.put(n).expect("put");
+        assert_eq!(back.get().expect("get"), n);
+    }
+    let elapsed = start.elapsed();
+    there.close();
+    child.join().expect("join");
+    elapsed / QUEUE_ROUND_TRIPS as u32
+}
+
+fn drain(args: (Queue<ByteBuf>, u64)) -> u64 {
+    let (q, n) = args;
+    (0..n).map(|_| q.get().expect("get").len() as u64).sum()
+}
+
+fn one_way(size: usize, messages: u64, ring: usize) -> Duration {
+    let q = Queue::builder().ring_bytes(ring).build().expect("queue");
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(drain, (q.clone(), messages))
+        .expect("spawn");
+    let message = ByteBuf::from(vec![7u8; size]);
+    let start = Instant::now();
+    for _ in 0..messages {
+        q.put(message.clone()).expect("put");
+    }
+    assert_eq!(child.join().expect("join"), messages * size as u64);
+    start.elapsed() / messages as u32
+}
+
+/// One-way throughput of 64-byte messages: the time per message.
+pub fn queue_small_one_way() -> Duration {
+    one_way(64, SMALL_MESSAGES, 1 << 20)
+}
+
+/// One-way throughput of 1 MiB messages (8 MiB ring): the time per message.
+pub fn queue_big_one_way() -> Duration {
+    one_way(BIG, BIG_MESSAGES, 8 << 20)
+}
+
 /// Every scenario, in the order of the comparison table.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -131,6 +193,17 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "event: ping-pong round trip, 2 processes",
         samples: 15,
         run: event_ping_pong,
+    },
+    Scenario { name: "queue: round trip of a small message", samples: 11, run: queue_round_trip },
+    Scenario {
+        name: "queue: one-way 64-byte messages (time per message)",
+        samples: 7,
+        run: queue_small_one_way,
+    },
+    Scenario {
+        name: "queue: one-way 1 MiB messages (time per message)",
+        samples: 7,
+        run: queue_big_one_way,
     },
 ];
 

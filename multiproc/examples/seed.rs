@@ -8,9 +8,9 @@
 //! ```
 //!
 //! The scenarios of components still being built are added by their issues:
-//! queues, pipes, managers (list and namespace), and the PyCSP processes.
+//! pipes, managers (list and namespace), and the PyCSP processes.
 
-use multiproc::{Array, Process, StartMethod, Value, current_process};
+use multiproc::{Array, Process, Queue, StartMethod, Value, current_process};
 
 /// The target of the process scenario.
 fn square(x: u64) -> u64 {
@@ -30,6 +30,20 @@ fn processes() -> Result<(), multiproc::Error> {
             .spawn(square, 3)?;
         println!("{}", p.join()?);
     }
+    Ok(())
+}
+
+/// The target of the queue scenario: `q.put([42, None, 'hello'])`.
+fn put_hello(q: Queue<(i32, Option<()>, String)>) {
+    q.put((42, None, "hello".to_owned())).expect("put");
+}
+
+/// Python: `q = Queue(); p = Process(target=f, args=(q,)); print(q.get())`.
+fn queues() -> Result<(), multiproc::Error> {
+    let q = Queue::new()?;
+    let p = Process::spawn(put_hello, q.clone())?;
+    println!("{:?}", q.get()?);
+    p.join()?;
     Ok(())
 }
 
@@ -57,6 +71,9 @@ fn value_and_array() -> Result<(), multiproc::Error> {
 fn main() -> Result<(), multiproc::Error> {
     println!("== Processes: start a process, join it, print its result ==");
     processes()?;
+    println!();
+    println!("== Queues ==");
+    queues()?;
     println!();
     println!("== Ctypes-Array and Value ==");
     value_and_array()?;

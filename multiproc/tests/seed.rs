@@ -18,8 +18,7 @@ fn the_seed_example_prints_the_seed_output() {
     let output = Command::new(example("seed")).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
-    let expected = "\
-== Processes: start a process, join it, print its result ==
+    let expected = r#"== Processes: start a process, join it, print its result ==
 Process-1 computes 7 * 7
 49
 Spawn-worker computes 3 * 3
@@ -29,9 +28,12 @@ Fork-worker computes 3 * 3
 ForkServer-worker computes 3 * 3
 9
 
+== Queues ==
+(42, None, "hello")
+
 == Ctypes-Array and Value ==
 3.1415927
 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]
-";
+"#;
     assert_eq!(stdout, expected);
 }
