@@ -152,3 +152,18 @@ fn a_child_dropping_its_handle_does_not_remove_a_block_the_parent_uses() {
         eventually("removed after the last user", || !exists(&name));
     }
 }
+
+#[test]
+fn dropping_a_handle_never_removes_a_block_another_program_made() {
+    // Python's shm_open takes no flock: a plain file stands in for it.
+    let name = unique("foreign");
+    let path = Path::new("/dev/shm").join(&name);
+    std::fs::write(&path, [0u8; 32]).unwrap();
+    let block = SharedMemory::open(&name).unwrap();
+    block.write(0, b"ours").unwrap();
+    drop(block);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(path.exists(), "a name multiproc did not create must survive");
+    assert_eq!(&std::fs::read(&path).unwrap()[..4], b"ours");
+    std::fs::remove_file(path).unwrap();
+}

@@ -437,3 +437,11 @@ fn eight_processes_stress_the_futex_state_machines() {
     assert_eq!(slots.value(), 2);
     assert_eq!(inside.load(), 0);
 }
+
+#[test]
+#[should_panic(expected = "guard of another condition")]
+fn waiting_with_another_conditions_guard_is_refused() {
+    let (a, b) = (Condition::new().unwrap(), Condition::new().unwrap());
+    let mut guard = a.lock().unwrap();
+    let _ = b.wait_timeout(&mut guard, Duration::from_millis(1));
+}

@@ -39,6 +39,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         let reaper = reaper::lock_for_fork();
         let info_lock = current::lock_for_fork();
         let helpers_lock = helpers::lock_for_fork();
+        let janitor_lock = crate::shared::janitor::lock_for_fork();
         let stdout = io::stdout();
         let mut out = stdout.lock();
         let _ = out.flush();
@@ -49,6 +50,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         let forked = unsafe { os::fork() };
         drop(err);
         drop(out);
+        drop(janitor_lock);
         drop(helpers_lock);
         drop(info_lock);
         drop(reaper);

@@ -9,6 +9,7 @@ use bytemuck::Pod;
 use serde::{Deserializer, Serializer};
 
 use super::locked_data_offset;
+use crate::shm::copy;
 use crate::shm::lock::RawLock;
 use crate::shm::segment::{self, Shape};
 use crate::shm::{Kind, Segment};
@@ -66,6 +67,9 @@ impl<T: Pod> Cells<T> {
         kind: Kind,
         locked: bool,
     ) -> Result<Self, D::Error> {
+        if align_of::<T>() > MAX_ALIGN {
+            return Err(serde::de::Error::custom("elements aligned to more than 64 bytes"));
+        }
         let shape = Shape { size: size_of::<T>(), align: align_of::<T>(), count: 0 };
         let seg =
             segment::deserialize(deserializer, kind, shape, |len| body_len::<T>(locked, len))?;
@@ -101,16 +105,17 @@ impl<T: Pod> Cells<T> {
 
     /// Reads element `index` without a lock (it may tear if written now).
     pub(crate) fn read(&self, index: usize) -> T {
-        // SAFETY: `ptr` is in bounds and aligned in a mapping `self` keeps
-        // alive; `T: Pod` is valid for any bits another process may have
-        // left there. A volatile read copes with concurrent writers in other
-        // processes the compiler cannot see.
-        unsafe { self.ptr(index).read_volatile() }
+        let mut value = T::zeroed();
+        // SAFETY: `ptr` is in bounds in a mapping `self` keeps alive; the copy
+        // goes through atomics, so concurrent writers make it tear, never UB;
+        // `T: Pod` is valid for any bytes.
+        unsafe { copy::copy_out(self.ptr(index).cast(), bytemuck::bytes_of_mut(&mut value)) };
+        value
     }
 
     /// Writes element `index` without a lock.
     pub(crate) fn write(&self, index: usize, value: T) {
-        // SAFETY: as for `read`; every bit pattern of `T` is valid for readers.
-        unsafe { self.ptr(index).write_volatile(value) }
+        // SAFETY: as for `read`.
+        unsafe { copy::copy_in(self.ptr(index).cast(), bytemuck::bytes_of(&value)) }
     }
 }

@@ -32,6 +32,11 @@ struct Conn {
 
 static JANITOR: Mutex<Option<Conn>> = Mutex::new(None);
 
+/// Holds the janitor lock across a fork (see `process::fork`).
+pub(crate) fn lock_for_fork() -> impl Sized {
+    JANITOR.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Asks this process's janitor (started on first use) to remove `path` once
 /// nobody holds the file behind `fd` any more.
 pub(crate) fn watch(path: &Path, fd: BorrowedFd<'_>) -> Result<()> {
@@ -78,6 +83,9 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
         Err(_) => os::exit_now(1),
     }
     os::detach();
+    // Keep nothing of our creator's open but our control socket.
+    os::close_other_fds(control.as_fd());
+    let _ = std::env::set_current_dir("/");
     let mut watchers: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let mut reader = FrameReader::new(4096);
     loop {
@@ -109,11 +117,15 @@ fn watch_block(frame: Frame) -> Option<std::thread::JoinHandle<()>> {
     let own = os::open_existing(Path::new(&reopened), false).ok()?;
     drop(received);
     let identity = os::file_identity(own.as_fd()).ok()?;
+    let path_for_error = path.clone();
+    // A watcher only waits for a lock: a small stack is plenty.
     std::thread::Builder::new()
+        .stack_size(64 << 10)
         .spawn(move || {
             if os::flock(own.as_fd(), false, false).is_ok() {
                 os::unlink_if_same(&path, identity);
             }
         })
+        .map_err(|e| eprintln!("multiproc janitor: cannot watch {}: {e}", path_for_error.display()))
         .ok()
 }

@@ -55,6 +55,10 @@ pub struct SharedMemory {
 
 struct Block {
     name: String,
+    /// Made by multiproc's `create` (then its janitor watches it too): only
+    /// such names are removed early by a last drop; a name made by another
+    /// program, which takes no `flock`, is never removed behind its back.
+    created_here: bool,
     identity: (u64, u64),
     map: Option<Mapping>,
     /// Holds this process's shared `flock`; `None` only during drop.
@@ -129,7 +133,7 @@ impl SharedMemory {
                 return Err(e);
             }
         };
-        Self::map(name, fd, identity, size)
+        Self::map(name, fd, identity, size, true)
     }
 
     /// Creates a block of `size` bytes with a generated, unique name (Python's
@@ -194,7 +198,7 @@ impl SharedMemory {
         if size == 0 {
             return Err(not_found());
         }
-        Self::map(name, fd, identity, size)
+        Self::map(name, fd, identity, size, false)
     }
 
     /// Opens the existing block `name`, which must have exactly `size` bytes.
@@ -222,10 +226,17 @@ impl SharedMemory {
         Ok(block)
     }
 
-    fn map(name: &str, fd: OwnedFd, identity: (u64, u64), size: usize) -> Result<Self> {
+    fn map(
+        name: &str,
+        fd: OwnedFd,
+        identity: (u64, u64),
+        size: usize,
+        created_here: bool,
+    ) -> Result<Self> {
         let map = Mapping::new(fd.as_fd(), size).map_err(Error::os("map shared memory"))?;
         let name = name.strip_prefix('/').unwrap_or(name).to_owned();
-        Ok(Self { block: Arc::new(Block { name, identity, map: Some(map), fd: Some(fd), size }) })
+        let block = Block { name, created_here, identity, map: Some(map), fd: Some(fd), size };
+        Ok(Self { block: Arc::new(block) })
     }
 
     /// The block's name.
@@ -294,11 +305,9 @@ impl SharedMemory {
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
         // SAFETY: the range is inside the mapping (checked), which lives as
-        // long as `self`; bytes are valid for any bits; `buf` is ours and
-        // cannot overlap a mapping of shared memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
-        };
+        // long as `self`; the copy goes through atomics (concurrent writers
+        // make it tear, never UB).
+        unsafe { crate::shm::copy::copy_out(self.as_ptr().add(offset), buf) };
         Ok(())
     }
 
@@ -320,9 +329,7 @@ impl SharedMemory {
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check(offset, data.len())?;
         // SAFETY: as for `read`, with the copy going the other way.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
-        };
+        unsafe { crate::shm::copy::copy_in(self.as_ptr().add(offset), data) };
         Ok(())
     }
 
@@ -366,6 +373,9 @@ impl Drop for Block {
         // Releases our shared lock, unless another process shares this open
         // file (a forked child, or one we sent the handle to).
         self.fd = None;
+        if !self.created_here {
+            return;
+        }
         // If nobody holds the block any more, remove its name now rather than
         // leave it to the janitor. A fresh open file has its own lock, which
         // conflicts with every holder's, so it is granted only when there is
@@ -420,7 +430,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
             return Err(D::Error::custom("empty shared memory"));
         }
         let identity = os::file_identity(wire.fd.as_fd()).map_err(D::Error::custom)?;
-        Self::map(&wire.name, wire.fd, identity, size).map_err(D::Error::custom)
+        Self::map(&wire.name, wire.fd, identity, size, false).map_err(D::Error::custom)
     }
 }
 

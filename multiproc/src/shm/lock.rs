@@ -35,12 +35,33 @@ unsafe impl InShm for RawLock {}
 
 impl RawLock {
     /// Takes the lock if it is free (or its owner died).
+    ///
+    /// The owner's liveness is checked (a few system calls) only once the same
+    /// owner has been seen holding the lock for [`MIN_POLL`], so a `try_lock`
+    /// loop does not turn into a system-call loop.
     pub(crate) fn try_lock(&self) -> Option<Acquired> {
         let me = park::tid();
         match self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => Some(Acquired::Clean),
-            Err(state) => self.take_from_dead(state, me),
+            Err(state) if self.held_long(state) => self.take_from_dead(state, me),
+            Err(_) => None,
         }
+    }
+
+    /// Whether this thread has seen `state`'s owner on this lock for `MIN_POLL`.
+    fn held_long(&self, state: u32) -> bool {
+        thread_local! {
+            static SEEN: std::cell::Cell<(usize, u32, Option<Instant>)> =
+                const { std::cell::Cell::new((0, 0, None)) };
+        }
+        let key = (std::ptr::from_ref(self) as usize, state & TID_MASK);
+        SEEN.with(|seen| match seen.get() {
+            (addr, owner, Some(since)) if (addr, owner) == key => since.elapsed() >= MIN_POLL,
+            _ => {
+                seen.set((key.0, key.1, Some(Instant::now())));
+                false
+            }
+        })
     }
 
     /// Takes the lock over if `state` names a dead owner.

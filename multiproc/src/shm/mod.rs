@@ -13,6 +13,7 @@
 
 pub(crate) mod barrier;
 pub(crate) mod condition;
+pub(crate) mod copy;
 pub(crate) mod event;
 pub(crate) mod handle;
 pub(crate) mod lock;

@@ -22,11 +22,17 @@ pub(crate) fn owner_alive(tid: u32) -> bool {
     os::thread_alive(tid)
 }
 
-/// Sleeps while `*word == expected`, at most `timeout` (`None`: no limit).
-/// Returns `false` if the timeout expired.
+/// The longest single sleep. Every waiter re-checks its condition after it,
+/// so a waker that died between changing the state and calling `wake`
+/// delays its waiters by at most this long instead of hanging them.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// Sleeps while `*word == expected`, at most `timeout` (and at most
+/// [`MAX_SLEEP`]). Returns `false` if the timeout expired.
 #[inline]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
-    os::futex_wait(word, expected, timeout)
+    let capped = timeout.map_or(MAX_SLEEP, |t| t.min(MAX_SLEEP));
+    os::futex_wait(word, expected, Some(capped)) || timeout.is_none_or(|t| t > MAX_SLEEP)
 }
 
 /// Wakes up to `count` sleepers on `word` (`u32::MAX`: all of them).

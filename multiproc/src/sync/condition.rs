@@ -221,6 +221,12 @@ impl Condition {
         guard: &mut ConditionGuard<'_>,
         deadline: Option<Instant>,
     ) -> Result<bool, LockError<()>> {
+        let same_lock = match (&guard.lock, self.raw_lock()) {
+            (GuardLock::Lock(a), GuardLock::Lock(b)) => std::ptr::eq(*a, b),
+            (GuardLock::RLock(a), GuardLock::RLock(b)) => std::ptr::eq(*a, b),
+            _ => false,
+        };
+        assert!(same_lock, "Condition::wait called with a guard of another condition");
         let raw = self.raw();
         let seq = raw.prepare();
         let reacquired = match guard.lock {
@@ -250,6 +256,10 @@ impl Condition {
     ///
     /// [`LockError::OwnerDied`] if, while we slept, a holder of the lock died
     /// holding it (the lock is held again by us).
+    ///
+    /// # Panics
+    ///
+    /// If `guard` is not a guard of this condition's lock.
     ///
     /// # Examples
     ///

@@ -79,10 +79,13 @@ const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
 /// Whether the thread with id `tid` still runs (in any process).
 ///
 /// A thread that exited but whose process is not reaped yet counts as dead.
-/// If the answer cannot be found out (out of descriptors), the thread is
-/// taken to be alive: the caller will ask again later.
+/// Only a definite answer from the kernel ("no such thread", or its pidfd
+/// reporting the exit) makes a thread dead: when the question cannot be
+/// answered (out of descriptors, /proc missing, a seccomp filter), the thread
+/// is taken to be alive and the caller asks again later. Declaring a live
+/// owner dead would hand its lock to a second holder.
 pub(crate) fn thread_alive(tid: u32) -> bool {
-    let Some(pid) = i32::try_from(tid).ok().and_then(Pid::from_raw) else { return false };
+    let Some(pid) = i32::try_from(tid).ok().and_then(Pid::from_raw) else { return true };
     match rustix::process::pidfd_open(pid, PidfdFlags::from_bits_retain(PIDFD_THREAD)) {
         Ok(pidfd) => {
             let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
@@ -90,19 +93,27 @@ pub(crate) fn thread_alive(tid: u32) -> bool {
             !matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
         }
         Err(Errno::SRCH) => false,
-        Err(Errno::INVAL) => thread_alive_by_proc(tid),
+        // No PIDFD_THREAD (Linux < 6.9), no pidfd_open, or filtered.
+        Err(Errno::INVAL | Errno::NOSYS | Errno::PERM | Errno::ACCESS) => thread_alive_by_kill(tid),
         Err(_) => true,
     }
 }
 
-/// Fallback for kernels without `PIDFD_THREAD`: `/proc/<tid>/stat`.
-fn thread_alive_by_proc(tid: u32) -> bool {
+/// Fallback for kernels without `PIDFD_THREAD`: `kill(tid, 0)` (needs no
+/// descriptor), refined by `/proc/<tid>/stat` to see a zombie.
+fn thread_alive_by_kill(tid: u32) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let rc = unsafe { libc::kill(tid as libc::pid_t, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
     match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
         Ok(stat) => {
             let state =
                 stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z' | 'X'))
         }
-        Err(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => true,
     }
 }

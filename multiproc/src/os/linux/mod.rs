@@ -16,9 +16,10 @@ pub(crate) use memory::{
 };
 pub(crate) use poll::wait_readable;
 pub(crate) use proc::{
-    ExitStatus, Forked, Signal, adopt_inherited_fd, default_sigchld, detach, exe_identity,
-    exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self, object_base,
-    own_pidfd, pidfd_open, reap_blocking, send_signal, spawn_self, take_env, thread_ids, try_reap,
+    ExitStatus, Forked, Signal, adopt_inherited_fd, close_other_fds, default_sigchld, detach,
+    exe_identity, exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self,
+    object_base, own_pidfd, pidfd_open, raise_fd_limit, reap_blocking, send_signal, spawn_self,
+    take_env, thread_ids, try_reap,
 };
 pub(crate) use socket::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds, stream_pair};
 pub(crate) use waker::Waker;

@@ -353,6 +353,33 @@ pub(crate) fn detach() {
     }
 }
 
+/// Closes every descriptor of this process except the standard streams and
+/// `keep`.
+pub(crate) fn close_other_fds(keep: BorrowedFd<'_>) {
+    let keep = keep.as_raw_fd() as u32;
+    // SAFETY: close_range only closes descriptors; this single-threaded
+    // helper owns every descriptor it has and uses only `keep` afterwards.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
+}
+
+/// Raises this process's soft limit on open descriptors to the hard limit,
+/// once: every shared object holds a descriptor (as Go's runtime does).
+pub(crate) fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        if limit.current < limit.maximum {
+            let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+            let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
+        }
+    });
+}
+
 /// Waits (blocking) for our child behind `pidfd` to end and reaps it.
 pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) {
     loop {
