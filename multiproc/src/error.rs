@@ -178,6 +178,17 @@ pub enum Error {
     /// `task_done` was called more often than messages were put.
     #[error("task_done called more times than there were items")]
     TaskDoneTooOften,
+    /// The other side of a connection failed the authentication handshake,
+    /// or refused ours (a wrong `authkey`).
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// `recv_bytes_into` got a message larger than the buffer; here it is,
+    /// whole (Python's `BufferTooShort`).
+    #[error("message of {} bytes does not fit the buffer", message.len())]
+    BufferTooShort {
+        /// The message that did not fit.
+        message: Vec<u8>,
+    },
     /// The operation is not possible in this program.
     #[error("unsupported: {reason}")]
     Unsupported {

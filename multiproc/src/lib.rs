@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+pub mod connection;
 mod error;
 mod os;
 mod process;
@@ -11,6 +12,7 @@ pub mod sync;
 pub mod transfer;
 
 pub use bytemuck;
+pub use connection::{Client, Connection, Listener, pipe};
 pub use error::{BoxError, Error, Result};
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};

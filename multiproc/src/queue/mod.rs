@@ -22,7 +22,7 @@
 
 mod error;
 mod joinable;
-mod raw;
+pub(crate) mod raw;
 mod simple;
 mod typed;
 

@@ -61,40 +61,48 @@ impl RawQueue {
 
     /// Puts `item`, waiting as `wait` allows.
     pub(crate) fn put<T: Serialize>(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+        match self.put_payload(&Postcard(&item), 0, wait) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full) => Err(PutError::Full(item)),
+            Err(PutFail::Timeout) => Err(PutError::Timeout(item)),
+            Err(PutFail::Closed) => Err(PutError::Closed(item)),
+            Err(PutFail::Failed(error)) => Err(PutError::Failed(item, error)),
+        }
+    }
+
+    /// Puts one message made by `payload`, its first record marked with
+    /// `flags` (besides `FIRST`/`LAST`).
+    pub(crate) fn put_payload<P: Payload + ?Sized>(
+        &self,
+        payload: &P,
+        flags: u32,
+        wait: Wait,
+    ) -> Result<(), PutFail> {
         let ring = self.ring();
         // Producers take turns; a `try_` put waits for its turn (short) but
         // not for room.
         let Some(mut producer) = ring.producer(self.bytes(), None) else {
-            return Err(PutError::Full(item));
+            return Err(PutFail::Full);
         };
-        let stopped = |stop: Stop, item: T| match (stop, wait) {
-            (Stop::Closed, _) => PutError::Closed(item),
-            (_, Wait::Never) => PutError::Full(item),
-            _ => PutError::Timeout(item),
+        let stopped = |stop: Stop| match (stop, wait) {
+            (Stop::Closed, _) => PutFail::Closed,
+            (_, Wait::Never) => PutFail::Full,
+            _ => PutFail::Timeout,
         };
         let mut need = ring::HEADER + 8;
         loop {
-            if let Err(stop) = producer.wait_for_room(need, true, wait.deadline()) {
-                return Err(stopped(stop, item));
-            }
+            producer.wait_for_room(need, true, wait.deadline()).map_err(stopped)?;
             let max = producer.max_payload();
             let area = producer.payload_area();
             let area_len = area.len().min(max);
-            match postcard::to_slice(&item, &mut area[..area_len]) {
-                Ok(written) => {
-                    let len = written.len();
-                    producer.publish(len, ring::FIRST | ring::LAST);
-                    return Ok(());
-                }
-                Err(postcard::Error::SerializeBufferFull) => {}
-                Err(e) => return Err(PutError::Failed(item, Error::Encode { source: e.into() })),
+            if let Some(len) = payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
+                producer.publish(len, ring::FIRST | ring::LAST | flags);
+                return Ok(());
             }
-            let size = match postcard::experimental::serialized_size(&item) {
-                Ok(size) => size,
-                Err(e) => return Err(PutError::Failed(item, Error::Encode { source: e.into() })),
-            };
+            let size = payload.size().map_err(PutFail::Failed)?;
             if size > max {
-                return stream(&mut producer, item, wait, stopped);
+                let bytes = payload.to_vec().map_err(PutFail::Failed)?;
+                return stream(&mut producer, &bytes, flags, wait).map_err(stopped);
             }
             need = ring::HEADER + size;
         }
@@ -102,12 +110,24 @@ impl RawQueue {
 
     /// Gets an item, waiting as `wait` allows.
     pub(crate) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+        self.get_with(wait, |bytes, _| {
+            postcard::from_bytes(bytes).map_err(|e| Error::Decode { source: e.into() })
+        })?
+    }
+
+    /// Takes one message and hands its bytes and first-record flags to
+    /// `decode`, waiting as `wait` allows.
+    pub(crate) fn get_with<R>(
+        &self,
+        wait: Wait,
+        decode: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R> {
         let ring = self.ring();
         let try_only = matches!(wait, Wait::Never);
         let Some(mut consumer) = ring.consumer(self.bytes(), wait.deadline(), try_only) else {
             return Err(if try_only { Error::Empty } else { Error::Timeout });
         };
-        let mut partial: Option<Vec<u8>> = None;
+        let mut partial: Option<(Vec<u8>, u32)> = None;
         loop {
             match consumer.wait_for_record(wait.deadline(), partial.is_some()) {
                 Ok(()) => {}
@@ -129,43 +149,101 @@ impl RawQueue {
             let last = flags & ring::LAST != 0;
             match (partial.as_mut(), first) {
                 (None, true) if last => {
-                    let item = postcard::from_bytes(record.payload);
+                    let result = decode(record.payload, flags);
                     consumer.consume(len, true);
-                    return item.map_err(|e| Error::Decode { source: e.into() });
+                    return Ok(result);
                 }
                 (None, true) => {
-                    partial = Some(record.payload.to_vec());
+                    partial = Some((record.payload.to_vec(), flags));
                     consumer.consume(len, false);
                 }
                 // The rest of a message whose consumer died: skip it.
                 (None, false) => consumer.consume(len, last),
                 // A new message while streaming: the streaming producer died.
                 (Some(_), true) => partial = None,
-                (Some(bytes), false) => {
+                (Some((bytes, _)), false) => {
                     bytes.extend_from_slice(record.payload);
                     consumer.consume(len, last);
                     if last {
-                        let bytes = partial.take().unwrap_or_default();
-                        return postcard::from_bytes(&bytes)
-                            .map_err(|e| Error::Decode { source: e.into() });
+                        let (bytes, flags) = partial.take().unwrap_or_default();
+                        return Ok(decode(&bytes, flags));
                     }
                 }
             }
         }
     }
+
+    /// Whether a message (or part of one) is waiting.
+    pub(crate) fn has_data(&self) -> bool {
+        self.ring().has_data()
+    }
 }
 
-/// Writes an item larger than the ring as a stream of records.
-fn stream<T: Serialize>(
+/// Why a payload was not put.
+#[derive(Debug)]
+pub(crate) enum PutFail {
+    Full,
+    Timeout,
+    Closed,
+    Failed(Error),
+}
+
+/// Something that writes one message's bytes.
+pub(crate) trait Payload {
+    /// Writes into `buf`; `Ok(None)` if it does not fit.
+    fn write(&self, buf: &mut [u8]) -> Result<Option<usize>>;
+    /// The exact size.
+    fn size(&self) -> Result<usize>;
+    /// The bytes, for streaming.
+    fn to_vec(&self) -> Result<Vec<u8>>;
+}
+
+/// A value in postcard encoding.
+pub(crate) struct Postcard<'a, T: ?Sized>(pub(crate) &'a T);
+
+impl<T: Serialize + ?Sized> Payload for Postcard<'_, T> {
+    fn write(&self, buf: &mut [u8]) -> Result<Option<usize>> {
+        match postcard::to_slice(self.0, buf) {
+            Ok(written) => Ok(Some(written.len())),
+            Err(postcard::Error::SerializeBufferFull) => Ok(None),
+            Err(e) => Err(Error::Encode { source: e.into() }),
+        }
+    }
+
+    fn size(&self) -> Result<usize> {
+        postcard::experimental::serialized_size(self.0)
+            .map_err(|e| Error::Encode { source: e.into() })
+    }
+
+    fn to_vec(&self) -> Result<Vec<u8>> {
+        postcard::to_allocvec(self.0).map_err(|e| Error::Encode { source: e.into() })
+    }
+}
+
+impl Payload for [u8] {
+    fn write(&self, buf: &mut [u8]) -> Result<Option<usize>> {
+        Ok(buf.get_mut(..self.len()).map(|dst| {
+            dst.copy_from_slice(self);
+            self.len()
+        }))
+    }
+
+    fn size(&self) -> Result<usize> {
+        Ok(self.len())
+    }
+
+    fn to_vec(&self) -> Result<Vec<u8>> {
+        Ok(<[u8]>::to_vec(self))
+    }
+}
+
+/// Writes a message larger than the ring as a stream of records.
+fn stream(
     producer: &mut crate::shm::ring::Producer<'_>,
-    item: T,
+    bytes: &[u8],
+    flags: u32,
     wait: Wait,
-    stopped: impl Fn(Stop, T) -> PutError<T>,
-) -> Result<(), PutError<T>> {
-    let bytes = match postcard::to_allocvec(&item) {
-        Ok(bytes) => bytes,
-        Err(e) => return Err(PutError::Failed(item, Error::Encode { source: e.into() })),
-    };
+) -> Result<(), Stop> {
     let chunk_min = (producer.max_payload() / 4).max(8);
     let mut sent = 0;
     while sent < bytes.len() {
@@ -174,21 +252,19 @@ fn stream<T: Serialize>(
         // reading the stream, it is finished whatever the time.
         let deadline = if first { wait.deadline() } else { None };
         let want = ring::HEADER + chunk_min.min(bytes.len() - sent);
-        if let Err(stop) = producer.wait_for_room(want, first, deadline) {
-            return Err(stopped(stop, item));
-        }
+        producer.wait_for_room(want, first, deadline)?;
         let area = producer.payload_area();
         let n = area.len().min(bytes.len() - sent);
         area[..n].copy_from_slice(&bytes[sent..sent + n]);
         sent += n;
-        let mut flags = 0;
+        let mut record_flags = 0;
         if first {
-            flags |= ring::FIRST;
+            record_flags |= ring::FIRST | flags;
         }
         if sent == bytes.len() {
-            flags |= ring::LAST;
+            record_flags |= ring::LAST;
         }
-        producer.publish(n, flags);
+        producer.publish(n, record_flags);
     }
     Ok(())
 }

@@ -33,6 +33,8 @@ use super::segment::InShm;
 /// Record flags.
 pub(crate) const FIRST: u32 = 1;
 pub(crate) const LAST: u32 = 2;
+/// On a first record: the message's file descriptors follow on a socket.
+pub(crate) const FDS: u32 = 4;
 /// Bytes of a record header.
 pub(crate) const HEADER: usize = 8;
 /// While in the middle of a streamed message, a consumer checks this often
@@ -185,6 +187,12 @@ impl RawRing {
     pub(crate) fn len(&self) -> u64 {
         let get = self.consumer.count.load(Ordering::Acquire);
         self.producer.count.load(Ordering::Acquire).saturating_sub(get)
+    }
+
+    /// Whether a record waits to be read.
+    pub(crate) fn has_data(&self) -> bool {
+        self.producer.position.load(Ordering::Acquire)
+            != self.consumer.position.load(Ordering::Acquire)
     }
 
     /// The item bound (0: none).

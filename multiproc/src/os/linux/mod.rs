@@ -14,7 +14,7 @@ pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
     page_size, path_identity, sealed_memfd, set_len, unlink_if_same,
 };
-pub(crate) use poll::wait_readable;
+pub(crate) use poll::{peer_hung_up, wait_readable};
 pub(crate) use proc::{
     ExitStatus, Forked, Signal, adopt_inherited_fd, close_other_fds, default_sigchld, detach,
     exe_identity, exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self,

@@ -38,3 +38,11 @@ pub(crate) fn wait_readable(
         }
     }
 }
+
+/// Whether the peer of socket `fd` has closed or shut down its end.
+pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut pollfd = [PollFd::from_borrowed_fd(fd, PollFlags::RDHUP)];
+    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+    matches!(poll(&mut pollfd, Some(&zero)), Ok(n) if n > 0)
+        && pollfd[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+}

@@ -1,0 +1,616 @@
+//! `Connection<S, R>`: typed messages both ways, over shared memory or a
+//! socket.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::os;
+use crate::queue::raw::{DEFAULT_RING, PutFail, RawQueue, Wait};
+use crate::shm::park::deadline_after;
+use crate::shm::ring::FDS;
+use crate::transfer::codec;
+use crate::transfer::frame::{self, FrameReader, Progress};
+use crate::{Error, Result};
+
+/// How often a blocked pipe end looks whether its peer is gone.
+const PEER_CHECK: Duration = Duration::from_millis(20);
+/// A pipe end checks for a gone peer on every this many sends.
+const SENDS_PER_CHECK: u32 = 64;
+/// The default largest frame a socket connection accepts (64 MiB).
+pub(crate) const DEFAULT_MAX_FRAME: u64 = 64 << 20;
+/// How long a receiver waits for the descriptors of a message it holds.
+const FDS_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) enum Transport {
+    /// A pipe: rings in shared memory, and a socket for descriptors and for
+    /// noticing that the peer is gone.
+    Ring { tx: Option<RawQueue>, rx: Option<RawQueue>, sock: OwnedFd, sends: AtomicU32 },
+    /// A socket carrying frames.
+    Socket { sock: OwnedFd, fds_allowed: bool, max_frame: u64 },
+}
+
+struct Inner {
+    transport: Transport,
+    /// Partial frames read from the socket (descriptor frames for a pipe).
+    reader: Mutex<FrameReader>,
+    /// One frame at a time goes out on the socket.
+    writer: Mutex<()>,
+}
+
+/// One end of a connection: sends `S`, receives `R` (Python's `Connection`).
+///
+/// Clones share the same end. An end travels to a child process as an
+/// argument, or to another process over a connection, and keeps working
+/// there.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, pipe};
+/// use multiproc::connection::Connection;
+///
+/// fn f(conn: Connection<(i32, Option<()>, String)>) {
+///     conn.send(&(42, None, "hello".to_owned())).unwrap();
+/// }
+///
+/// let (parent, child) = pipe()?;
+/// let p = Process::spawn(f, child)?;
+/// println!("{:?}", parent.recv()?); // (42, None, "hello")
+/// p.join()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Connection<S, R = S> {
+    inner: Arc<Inner>,
+    _messages: PhantomData<fn(S) -> R>,
+}
+
+impl<S, R> Clone for Connection<S, R> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner), _messages: PhantomData }
+    }
+}
+
+/// Two connected ends of a duplex pipe (Python's `Pipe()`).
+///
+/// # Errors
+///
+/// [`Error::Os`] if the shared memory or the socket cannot be created.
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = multiproc::pipe::<String>()?;
+/// a.send(&"ping".to_owned())?;
+/// assert_eq!(b.recv()?, "ping");
+/// b.send(&"pong".to_owned())?;
+/// assert_eq!(a.recv()?, "pong");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
+    pipe_with_ring(DEFAULT_RING)
+}
+
+/// A duplex pipe whose rings hold `ring_bytes` each (default 1 MiB): larger
+/// rings let large messages pass in one piece.
+///
+/// # Errors
+///
+/// As [`pipe`].
+///
+/// # Examples
+///
+/// ```
+/// let (a, b) = multiproc::connection::pipe_with_ring::<Vec<u8>>(8 << 20)?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn pipe_with_ring<T>(ring_bytes: usize) -> Result<(Connection<T>, Connection<T>)> {
+    let (a, b) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
+    let ab = RawQueue::create(0, ring_bytes)?;
+    let ba = RawQueue::create(0, ring_bytes)?;
+    let end = |tx, rx, sock| {
+        Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
+    };
+    Ok((end(Some(ab.clone()), Some(ba.clone()), a), end(Some(ba), Some(ab), b)))
+}
+
+/// A one-way pipe: `(reader, writer)`, as Python's `Pipe(duplex=False)`.
+///
+/// # Errors
+///
+/// As [`pipe`].
+///
+/// # Examples
+///
+/// ```
+/// let (reader, writer) = multiproc::connection::pipe_oneway::<u8>()?;
+/// writer.send(&1)?;
+/// assert_eq!(reader.recv()?, 1);
+/// assert!(reader.send(&2).is_err());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn pipe_oneway<T>() -> Result<(Connection<T>, Connection<T>)> {
+    let (a, b) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
+    let ring = RawQueue::create(0, DEFAULT_RING)?;
+    let end = |tx, rx, sock| {
+        Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
+    };
+    Ok((end(None, Some(ring.clone()), a), end(Some(ring), None, b)))
+}
+
+fn read_only() -> Error {
+    Error::Unsupported { reason: "this end of the pipe only receives" }
+}
+
+fn write_only() -> Error {
+    Error::Unsupported { reason: "this end of the pipe only sends" }
+}
+
+impl<S, R> Connection<S, R> {
+    pub(crate) fn from_transport(transport: Transport) -> Self {
+        let max_frame = match &transport {
+            Transport::Ring { .. } => 64,
+            Transport::Socket { max_frame, .. } => *max_frame,
+        };
+        let inner = Inner {
+            transport,
+            reader: Mutex::new(FrameReader::new(max_frame)),
+            writer: Mutex::new(()),
+        };
+        Self { inner: Arc::new(inner), _messages: PhantomData }
+    }
+
+    fn sock(&self) -> BorrowedFd<'_> {
+        match &self.inner.transport {
+            Transport::Ring { sock, .. } | Transport::Socket { sock, .. } => sock.as_fd(),
+        }
+    }
+
+    /// Whether the peer closed its end of the socket (or died).
+    fn peer_gone(&self) -> bool {
+        os::peer_hung_up(self.sock())
+    }
+
+    /// Sends one message of raw bytes (Python's `send_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if the peer is gone; [`Error::FrameTooLarge`]
+    /// is the receiver's to report.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<()>()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_encoded(bytes, &[])
+    }
+
+    fn send_encoded(&self, bytes: &[u8], fds: &[OwnedFd]) -> Result<()> {
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        match &self.inner.transport {
+            Transport::Socket { sock, fds_allowed, .. } => {
+                if !fds.is_empty() && !fds_allowed {
+                    return Err(Error::Unsupported {
+                        reason: "file descriptors cannot travel over TCP",
+                    });
+                }
+                let _turn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                frame::send_frame(sock.as_fd(), &[bytes], &borrowed)
+            }
+            Transport::Ring { tx, sock, sends, .. } => {
+                let tx = tx.as_ref().ok_or_else(read_only)?;
+                if sends.fetch_add(1, Ordering::Relaxed) % SENDS_PER_CHECK == 0 && self.peer_gone()
+                {
+                    return Err(Error::Disconnected);
+                }
+                let flags = if fds.is_empty() {
+                    0
+                } else {
+                    // The descriptors go first; the receiver finds them when it
+                    // reads the record marked `FDS`.
+                    let _turn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    frame::send_frame(sock.as_fd(), &[], &borrowed)?;
+                    FDS
+                };
+                loop {
+                    match tx.put_payload(bytes, flags, Wait::Until(deadline_after(PEER_CHECK))) {
+                        Ok(()) => return Ok(()),
+                        Err(PutFail::Timeout | PutFail::Full) if !self.peer_gone() => continue,
+                        Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {
+                            return Err(Error::Disconnected);
+                        }
+                        Err(PutFail::Failed(e)) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one message, handing its bytes and descriptors to `decode`.
+    fn recv_with<T>(
+        &self,
+        deadline: Option<Instant>,
+        try_only: bool,
+        decode: impl Fn(&[u8], Vec<OwnedFd>) -> Result<T>,
+    ) -> Result<T> {
+        match &self.inner.transport {
+            Transport::Socket { sock, .. } => {
+                let mut reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    match reader.read(sock.as_fd(), true)? {
+                        Progress::Frame(frame) => return decode(&frame.payload, frame.fds),
+                        Progress::Closed => return Err(Error::Disconnected),
+                        Progress::Pending if try_only => return Err(Error::Empty),
+                        Progress::Pending => {
+                            let ready = os::wait_readable(&[sock.as_fd()], deadline)
+                                .map_err(Error::os("wait for a connection"))?;
+                            if ready.is_none() {
+                                return Err(Error::Timeout);
+                            }
+                        }
+                    }
+                }
+            }
+            Transport::Ring { rx, sock, .. } => {
+                let rx = rx.as_ref().ok_or_else(write_only)?;
+                let take = |bytes: &[u8], flags: u32| -> Result<T> {
+                    let fds =
+                        if flags & FDS != 0 { self.recv_fds(sock.as_fd())? } else { Vec::new() };
+                    decode(bytes, fds)
+                };
+                loop {
+                    let slice = deadline_after(PEER_CHECK);
+                    let wait = match deadline {
+                        _ if try_only => Wait::Never,
+                        Some(deadline) => {
+                            Wait::Until(slice.map_or(Some(deadline), |s| Some(s.min(deadline))))
+                        }
+                        None => Wait::Until(slice),
+                    };
+                    match rx.get_with(wait, take) {
+                        Ok(result) => return result,
+                        Err(Error::Closed) => return Err(Error::Disconnected),
+                        Err(Error::Empty | Error::Timeout) => {
+                            if self.peer_gone() {
+                                // What was sent before the peer left comes first.
+                                return match rx.get_with(Wait::Never, take) {
+                                    Ok(result) => result,
+                                    Err(_) => Err(Error::Disconnected),
+                                };
+                            }
+                            if try_only {
+                                return Err(Error::Empty);
+                            }
+                            if deadline.is_some_and(|d| Instant::now() >= d) {
+                                return Err(Error::Timeout);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next descriptor frame of a pipe's socket.
+    fn recv_fds(&self, sock: BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+        let mut reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = deadline_after(FDS_TIMEOUT);
+        loop {
+            match reader.read(sock, true)? {
+                Progress::Frame(frame) => return Ok(frame.fds),
+                Progress::Closed => return Err(Error::Disconnected),
+                Progress::Pending => {
+                    if os::wait_readable(&[sock], deadline)
+                        .map_err(Error::os("wait for descriptors"))?
+                        .is_none()
+                    {
+                        return Err(Error::protocol("a message's file descriptors did not arrive"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Receives one message as raw bytes (Python's `recv_bytes`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] once the peer is gone and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// a.send(&7)?;
+    /// assert_eq!(b.recv_bytes()?, [7]); // postcard encoding of 7u8
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_with(None, false, |bytes, _| Ok(bytes.to_vec()))
+    }
+
+    /// Receives one message into `buf`, returning its length (Python's
+    /// `recv_bytes_into`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BufferTooShort`] with the whole message if it does not fit;
+    /// [`Error::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<()>()?;
+    /// a.send_bytes(b"hello")?;
+    /// let mut small = [0u8; 2];
+    /// match b.recv_bytes_into(&mut small) {
+    ///     Err(multiproc::Error::BufferTooShort { message }) => assert_eq!(message, b"hello"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let message = self.recv_bytes()?;
+        match buf.get_mut(..message.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(&message);
+                Ok(message.len())
+            }
+            None => Err(Error::BufferTooShort { message }),
+        }
+    }
+
+    /// Whether a message can be received now, or the peer is gone (then
+    /// `recv` reports it); waits at most `timeout` (Python's `poll`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if waiting fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// assert!(!b.poll(Duration::ZERO)?);
+    /// a.send(&1)?;
+    /// assert!(b.poll(Duration::from_secs(1))?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn poll(&self, timeout: Duration) -> Result<bool> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if self.ready() {
+                return Ok(true);
+            }
+            let slice = match &self.inner.transport {
+                Transport::Socket { .. } => deadline,
+                Transport::Ring { .. } => deadline_after(Duration::from_micros(200)),
+            };
+            let until = match (deadline, slice) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            let woke =
+                os::wait_readable(&[self.sock()], until).map_err(Error::os("poll a connection"))?;
+            if woke.is_some() && self.ready() {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(self.ready());
+            }
+        }
+    }
+
+    /// Whether `recv` would return at once (a message, or the news that the
+    /// peer is gone).
+    pub(crate) fn ready(&self) -> bool {
+        match &self.inner.transport {
+            Transport::Ring { rx, .. } => {
+                rx.as_ref().is_some_and(RawQueue::has_data) || self.peer_gone()
+            }
+            Transport::Socket { sock, .. } => {
+                matches!(os::wait_readable(&[sock.as_fd()], Some(Instant::now())), Ok(Some(_)))
+            }
+        }
+    }
+
+    /// The socket to watch in `wait`, and whether readiness can only be
+    /// learnt by asking (shared-memory pipes).
+    pub(crate) fn wait_source(&self) -> (BorrowedFd<'_>, bool) {
+        (self.sock(), matches!(self.inner.transport, Transport::Ring { .. }))
+    }
+
+    /// Closes this end for every clone and process sharing it: the peer's
+    /// `recv` gets what was sent, then [`Error::Disconnected`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// a.send(&1)?;
+    /// a.close();
+    /// assert_eq!(b.recv()?, 1);
+    /// assert!(matches!(b.recv(), Err(multiproc::Error::Disconnected)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        match &self.inner.transport {
+            Transport::Ring { tx, rx, sock, .. } => {
+                for ring in [tx, rx].into_iter().flatten() {
+                    ring.ring().close();
+                }
+                let _ = rustix::net::shutdown(sock, rustix::net::Shutdown::Both);
+            }
+            Transport::Socket { sock, .. } => {
+                let _ = rustix::net::shutdown(sock, rustix::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl<S: Serialize, R> Connection<S, R> {
+    /// Sends `message` (Python's `send`); library handles inside it (another
+    /// connection, a queue, a lock...) arrive working, except over TCP.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] if the peer is gone; [`Error::Encode`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<Vec<u32>>()?;
+    /// a.send(&vec![1, 2])?;
+    /// assert_eq!(b.recv()?, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn send(&self, message: &S) -> Result<()> {
+        let encoded = codec::encode(message)?;
+        self.send_encoded(&encoded.bytes, &encoded.fds)
+    }
+}
+
+impl<S, R: DeserializeOwned> Connection<S, R> {
+    /// Receives the next message, waiting as long as it takes (Python's
+    /// `recv`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] once the peer is gone and nothing is left
+    /// (Python's `EOFError`); [`Error::Decode`]; [`Error::FrameTooLarge`]
+    /// and [`Error::Protocol`] for a hostile peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<char>()?;
+    /// a.send(&'x')?;
+    /// assert_eq!(b.recv()?, 'x');
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv(&self) -> Result<R> {
+        self.recv_with(None, false, |bytes, fds| codec::decode(bytes, fds))
+    }
+
+    /// Receives a message if one is there now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Empty`] if none; as [`recv`](Connection::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// assert!(matches!(b.try_recv(), Err(multiproc::Error::Empty)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Result<R> {
+        self.recv_with(Some(Instant::now()), true, |bytes, fds| codec::decode(bytes, fds))
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; as [`recv`](Connection::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// assert!(matches!(b.recv_timeout(Duration::from_millis(5)), Err(multiproc::Error::Timeout)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<R> {
+        self.recv_with(deadline_after(timeout), false, |bytes, fds| codec::decode(bytes, fds))
+    }
+}
+
+#[derive(Serialize)]
+enum WireOut<'a> {
+    Ring {
+        tx: Option<&'a RawQueue>,
+        rx: Option<&'a RawQueue>,
+        #[serde(with = "crate::transfer::fd")]
+        sock: BorrowedFd<'a>,
+    },
+    Socket {
+        #[serde(with = "crate::transfer::fd")]
+        sock: BorrowedFd<'a>,
+        fds_allowed: bool,
+        max_frame: u64,
+    },
+}
+
+#[derive(Deserialize)]
+enum WireIn {
+    Ring {
+        tx: Option<RawQueue>,
+        rx: Option<RawQueue>,
+        #[serde(with = "crate::transfer::fd")]
+        sock: OwnedFd,
+    },
+    Socket {
+        #[serde(with = "crate::transfer::fd")]
+        sock: OwnedFd,
+        fds_allowed: bool,
+        max_frame: u64,
+    },
+}
+
+impl<S, R> Serialize for Connection<S, R> {
+    fn serialize<Ser: Serializer>(
+        &self,
+        serializer: Ser,
+    ) -> std::result::Result<Ser::Ok, Ser::Error> {
+        match &self.inner.transport {
+            Transport::Ring { tx, rx, sock, .. } => {
+                WireOut::Ring { tx: tx.as_ref(), rx: rx.as_ref(), sock: sock.as_fd() }
+            }
+            Transport::Socket { sock, fds_allowed, max_frame } => WireOut::Socket {
+                sock: sock.as_fd(),
+                fds_allowed: *fds_allowed,
+                max_frame: *max_frame,
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        Ok(Self::from_transport(match WireIn::deserialize(deserializer)? {
+            WireIn::Ring { tx, rx, sock } => {
+                Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) }
+            }
+            WireIn::Socket { sock, fds_allowed, max_frame } => {
+                Transport::Socket { sock, fds_allowed, max_frame }
+            }
+        }))
+    }
+}
+
+impl<S, R> fmt::Debug for Connection<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner.transport {
+            Transport::Ring { .. } => "pipe",
+            Transport::Socket { .. } => "socket",
+        };
+        f.debug_struct("Connection").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,262 @@
+//! `Listener`, `Client` and `Address` (Python's `multiprocessing.connection`).
+
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::auth;
+use super::conn::{Connection, DEFAULT_MAX_FRAME, Transport};
+use crate::shm::park::deadline_after;
+use crate::{Error, Result};
+
+/// How long a handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a [`Listener`] listens and a [`Client`] connects.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::Address;
+/// let unix = Address::Unix("/tmp/service.sock".into());
+/// let hidden = Address::Abstract("my-service".into());
+/// let tcp = Address::Tcp("127.0.0.1:6000".parse().unwrap());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Address {
+    /// A Unix socket at a file-system path (removed when the listener goes).
+    Unix(PathBuf),
+    /// A Linux abstract Unix socket name (no file; gone with the listener).
+    Abstract(String),
+    /// A TCP address (descriptors cannot travel over it).
+    Tcp(SocketAddr),
+}
+
+enum Socket {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+/// Accepts connections, checking an `authkey` if given (Python's `Listener`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::{Address, Client, Connection, Listener};
+///
+/// let listener = Listener::bind(Address::Abstract(format!("doc-{}", std::process::id())), Some(b"secret"))?;
+/// let address = listener.address().clone();
+/// let client = std::thread::spawn(move || -> multiproc::Result<String> {
+///     let conn: Connection<String> = Client::connect(&address, Some(b"secret"))?;
+///     conn.send(&"hi".to_owned())?;
+///     conn.recv()
+/// });
+/// let conn: Connection<String> = listener.accept()?;
+/// let got = conn.recv()?;
+/// conn.send(&format!("{got} back"))?;
+/// assert_eq!(client.join().unwrap()?, "hi back");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Listener {
+    socket: Socket,
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
+    max_frame: u64,
+}
+
+fn unix_addr(address: &Address) -> Result<UnixSocketAddr> {
+    match address {
+        Address::Unix(path) => {
+            UnixSocketAddr::from_pathname(path).map_err(Error::os("name a socket"))
+        }
+        Address::Abstract(name) => {
+            UnixSocketAddr::from_abstract_name(name.as_bytes()).map_err(Error::os("name a socket"))
+        }
+        Address::Tcp(_) => unreachable!("not a Unix address"),
+    }
+}
+
+impl Listener {
+    /// Listens on `address`; connections must prove they know `authkey`
+    /// (and so must we), if one is given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the address cannot be bound (in use, no permission).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?;
+    /// assert!(matches!(l.address(), Address::Tcp(a) if a.port() != 0));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bind(address: Address, authkey: Option<&[u8]>) -> Result<Self> {
+        let (socket, address) = match &address {
+            Address::Tcp(addr) => {
+                let listener = TcpListener::bind(addr).map_err(Error::os("listen on TCP"))?;
+                let bound = listener.local_addr().map_err(Error::os("listen on TCP"))?;
+                (Socket::Tcp(listener), Address::Tcp(bound))
+            }
+            unix => {
+                let listener = UnixListener::bind_addr(&unix_addr(unix)?)
+                    .map_err(Error::os("listen on a Unix socket"))?;
+                (Socket::Unix(listener), address.clone())
+            }
+        };
+        Ok(Self {
+            socket,
+            address,
+            authkey: authkey.map(<[u8]>::to_vec),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_frame: DEFAULT_MAX_FRAME,
+        })
+    }
+
+    /// The largest message accepted from a peer (default 64 MiB); a larger
+    /// length prefix is an error for that connection, without allocating it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?.max_frame(1 << 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn max_frame(mut self, bytes: u64) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How long `accept` waits for a peer's handshake (default 10 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?
+    ///     .handshake_timeout(Duration::from_secs(1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The address listened on (a TCP port 0 becomes the port chosen).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let name = Address::Abstract(format!("doc-addr-{}", std::process::id()));
+    /// assert_eq!(Listener::bind(name.clone(), None)?.address(), &name);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for the next connection and runs the handshake.
+    ///
+    /// A peer that fails the handshake (wrong key, garbage, silence past the
+    /// handshake timeout) makes this call fail; the listener keeps working.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AuthenticationFailed`], [`Error::Timeout`],
+    /// [`Error::Protocol`], [`Error::Disconnected`], [`Error::Os`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Listener`].
+    pub fn accept<S, R>(&self) -> Result<Connection<S, R>> {
+        let (sock, fds_allowed): (OwnedFd, bool) = match &self.socket {
+            Socket::Unix(listener) => {
+                (listener.accept().map_err(Error::os("accept"))?.0.into(), true)
+            }
+            Socket::Tcp(listener) => {
+                let (stream, _) = listener.accept().map_err(Error::os("accept"))?;
+                let _ = stream.set_nodelay(true);
+                (stream.into(), false)
+            }
+        };
+        if let Some(key) = &self.authkey {
+            auth::server(sock.as_fd(), key, deadline_after(self.handshake_timeout))?;
+        }
+        Ok(Connection::from_transport(Transport::Socket {
+            sock,
+            fds_allowed,
+            max_frame: self.max_frame,
+        }))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Address::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener").field("address", &self.address).finish()
+    }
+}
+
+/// Connects to a [`Listener`] (Python's `Client`).
+///
+/// # Examples
+///
+/// See [`Listener`].
+#[derive(Debug)]
+pub struct Client;
+
+impl Client {
+    /// Connects to `address`, proving (and checking) `authkey` if given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AuthenticationFailed`]; [`Error::Os`] if nobody listens;
+    /// [`Error::Timeout`] if the listener does not answer the handshake.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Client, Connection};
+    /// let nobody = Address::Abstract("nobody-listens-here".into());
+    /// assert!(Client::connect::<u8, u8>(&nobody, None).is_err());
+    /// ```
+    pub fn connect<S, R>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<S, R>> {
+        let (sock, fds_allowed): (OwnedFd, bool) = match address {
+            Address::Tcp(addr) => {
+                let stream = TcpStream::connect(addr).map_err(Error::os("connect over TCP"))?;
+                let _ = stream.set_nodelay(true);
+                (stream.into(), false)
+            }
+            unix => (
+                UnixStream::connect_addr(&unix_addr(unix)?).map_err(Error::os("connect"))?.into(),
+                true,
+            ),
+        };
+        if let Some(key) = authkey {
+            auth::client(sock.as_fd(), key, deadline_after(HANDSHAKE_TIMEOUT))?;
+        }
+        Ok(Connection::from_transport(Transport::Socket {
+            sock,
+            fds_allowed,
+            max_frame: DEFAULT_MAX_FRAME,
+        }))
+    }
+}

@@ -1,0 +1,291 @@
+//! Connections: pipes, listeners and clients, authentication, hostile peers.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use common::{LIMIT, METHODS, join, wait};
+use multiproc::connection::{
+    Address, Client, Connection, Listener, Waitable, pipe_oneway, wait as wait_any,
+};
+use multiproc::{Error, Process, pipe};
+
+fn seed(conn: Connection<(i32, Option<()>, String)>) {
+    conn.send(&(42, None, "hello".to_owned())).unwrap();
+}
+
+#[test]
+fn the_seed_scenario_sends_a_tuple_through_a_pipe_with_every_start_method() {
+    for method in METHODS {
+        let (parent, child) = pipe().unwrap();
+        let p = Process::builder().start_method(method).spawn(seed, child).unwrap();
+        let got = parent.recv_timeout(LIMIT).unwrap();
+        assert_eq!(format!("{got:?}"), r#"(42, None, "hello")"#);
+        join(p).unwrap();
+    }
+}
+
+fn echo_all(conn: Connection<String>) -> usize {
+    let mut n = 0;
+    while let Ok(text) = conn.recv_timeout(LIMIT) {
+        if text == "bye" {
+            break;
+        }
+        conn.send(&text.to_uppercase()).unwrap();
+        let raw = conn.recv_bytes().unwrap();
+        conn.send_bytes(&raw).unwrap();
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn every_method_works_across_processes() {
+    let (a, b) = pipe::<String>().unwrap();
+    let p = Process::spawn(echo_all, b).unwrap();
+    for i in 0..50 {
+        a.send(&format!("msg {i}")).unwrap();
+        assert!(a.poll(LIMIT).unwrap());
+        assert_eq!(a.recv().unwrap(), format!("MSG {i}"));
+        a.send_bytes(&[i as u8; 3]).unwrap();
+        let mut buf = [0u8; 8];
+        let n = a.recv_bytes_into(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[i as u8; 3]);
+    }
+    assert!(matches!(a.try_recv(), Err(Error::Empty)));
+    assert!(!a.poll(Duration::from_millis(10)).unwrap());
+    a.send(&"bye".to_owned()).unwrap();
+    assert_eq!(join(p).unwrap(), 50);
+}
+
+#[test]
+fn recv_bytes_into_a_small_buffer_hands_the_message_back() {
+    let (a, b) = pipe::<()>().unwrap();
+    a.send_bytes(b"0123456789").unwrap();
+    let mut small = [0u8; 4];
+    match b.recv_bytes_into(&mut small) {
+        Err(Error::BufferTooShort { message }) => assert_eq!(message, b"0123456789"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn send_three_then_hang(conn: Connection<u32>) {
+    for i in 0..3 {
+        conn.send(&i).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+#[test]
+fn a_killed_peer_is_a_disconnection_after_what_it_sent() {
+    for method in METHODS {
+        let (a, b) = pipe::<u32>().unwrap();
+        let p = Process::builder().start_method(method).spawn(send_three_then_hang, b).unwrap();
+        assert_eq!(a.recv_timeout(LIMIT).unwrap(), 0);
+        common::eventually("all three sent", || a.poll(Duration::ZERO).unwrap());
+        p.kill().unwrap();
+        wait(&p);
+        assert_eq!(a.recv_timeout(LIMIT).unwrap(), 1);
+        assert_eq!(a.recv_timeout(LIMIT).unwrap(), 2);
+        assert!(matches!(a.recv_timeout(LIMIT), Err(Error::Disconnected)), "{method:?}");
+        // Sending to a gone peer fails, and never kills us with SIGPIPE.
+        let start = Instant::now();
+        let failed = (0..10_000).any(|i| a.send(&i).is_err());
+        assert!(failed && start.elapsed() < LIMIT, "{method:?}: send to a dead peer must fail");
+    }
+}
+
+#[test]
+fn dropping_or_closing_an_end_disconnects_in_either_direction() {
+    let (a, b) = pipe::<u8>().unwrap();
+    a.send(&9).unwrap();
+    drop(a);
+    assert_eq!(b.recv_timeout(LIMIT).unwrap(), 9);
+    assert!(matches!(b.recv_timeout(LIMIT), Err(Error::Disconnected)));
+    let (a, b) = pipe::<u8>().unwrap();
+    b.close();
+    assert!(matches!(a.recv_timeout(LIMIT), Err(Error::Disconnected)));
+    assert!(matches!(a.send(&1), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_one_way_pipe_refuses_the_wrong_direction() {
+    let (reader, writer) = pipe_oneway::<u8>().unwrap();
+    writer.send(&5).unwrap();
+    assert_eq!(reader.recv().unwrap(), 5);
+    assert!(reader.send(&1).is_err());
+    assert!(writer.recv_timeout(Duration::from_millis(5)).is_err());
+}
+
+fn reply_later(args: (Connection<u8>, u64)) {
+    let (conn, ms) = args;
+    std::thread::sleep(Duration::from_millis(ms));
+    conn.send(&1).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn sleep_then_exit(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn wait_returns_the_ready_connections_and_processes() {
+    let (a, b) = pipe::<u8>().unwrap();
+    let (c, d) = pipe::<u8>().unwrap();
+    let slow = Process::spawn(reply_later, (b, 2_000)).unwrap();
+    let fast = Process::spawn(reply_later, (d, 50)).unwrap();
+    let quitter = Process::spawn(sleep_then_exit, 100).unwrap();
+    let start = Instant::now();
+    assert!(
+        wait_any(&[&a as &dyn Waitable, &c], Some(Duration::from_millis(10))).unwrap().is_empty()
+    );
+    assert!(start.elapsed() >= Duration::from_millis(10));
+    let ready = wait_any(&[&a as &dyn Waitable, &c], Some(LIMIT)).unwrap();
+    assert_eq!(ready, [1]);
+    assert_eq!(c.recv().unwrap(), 1);
+    let ready = wait_any(&[&a as &dyn Waitable, &quitter], Some(LIMIT)).unwrap();
+    assert_eq!(ready, [1], "the quitting process is ready first");
+    join(quitter).unwrap();
+    join(fast).unwrap();
+    slow.kill().unwrap();
+    wait(&slow);
+}
+
+fn use_received_connection(carrier: Connection<Connection<String>>) -> String {
+    let inner = carrier.recv_timeout(LIMIT).unwrap();
+    inner.send(&"through a sent connection".to_owned()).unwrap();
+    inner.recv_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_connection_sent_over_a_connection_works_in_the_receiver() {
+    let (carrier, carrier_child) = pipe::<Connection<String>>().unwrap();
+    let p = Process::spawn(use_received_connection, carrier_child).unwrap();
+    let (mine, theirs) = pipe::<String>().unwrap();
+    carrier.send(&theirs).unwrap();
+    drop(theirs);
+    assert_eq!(mine.recv_timeout(LIMIT).unwrap(), "through a sent connection");
+    mine.send(&"and back".to_owned()).unwrap();
+    assert_eq!(join(p).unwrap(), "and back");
+}
+
+fn addresses(tag: &str) -> Vec<Address> {
+    let path = std::env::temp_dir().join(format!("mp-{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    vec![
+        Address::Unix(path),
+        Address::Abstract(format!("mp-{tag}-{}", std::process::id())),
+        Address::Tcp("127.0.0.1:0".parse().unwrap()),
+    ]
+}
+
+fn client_round_trip(args: (Address, Vec<u8>)) -> Result<String, String> {
+    let (address, key) = args;
+    let conn: Connection<String> =
+        Client::connect(&address, Some(&key)).map_err(|e| e.to_string())?;
+    conn.send(&"hello".to_owned()).map_err(|e| e.to_string())?;
+    conn.recv_timeout(LIMIT).map_err(|e| e.to_string())
+}
+
+#[test]
+fn authkeys_are_checked_on_both_sides_for_unix_abstract_and_tcp() {
+    for address in addresses("auth") {
+        let listener = Listener::bind(address, Some(b"right key")).unwrap();
+        let address = listener.address().clone();
+        // A wrong key: refused on both sides; the listener keeps serving.
+        let wrong =
+            Process::spawn(client_round_trip, (address.clone(), b"wrong key".to_vec())).unwrap();
+        assert!(matches!(listener.accept::<String, String>(), Err(Error::AuthenticationFailed)));
+        assert_eq!(join(wrong).unwrap(), Err("authentication failed".to_owned()));
+        // The right key.
+        let right =
+            Process::spawn(client_round_trip, (address.clone(), b"right key".to_vec())).unwrap();
+        let conn: Connection<String> = listener.accept().unwrap();
+        assert_eq!(conn.recv_timeout(LIMIT).unwrap(), "hello");
+        conn.send(&"welcome".to_owned()).unwrap();
+        assert_eq!(join(right).unwrap(), Ok("welcome".to_owned()), "{address:?}");
+    }
+}
+
+fn connect_unix(address: &Address) -> UnixStream {
+    match address {
+        Address::Unix(path) => UnixStream::connect(path).unwrap(),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn hostile_peers_get_errors_and_the_listener_keeps_serving() {
+    let address = addresses("hostile").remove(0);
+    let listener = Listener::bind(address, Some(b"k"))
+        .unwrap()
+        .handshake_timeout(Duration::from_millis(200))
+        .max_frame(1024);
+    let address = listener.address().clone();
+
+    // Garbage before the handshake.
+    let mut garbage = connect_unix(&address);
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert!(matches!(listener.accept::<u8, u8>(), Err(Error::Protocol { .. })));
+
+    // A peer that connects and says nothing.
+    let _silent = connect_unix(&address);
+    let start = Instant::now();
+    assert!(matches!(listener.accept::<u8, u8>(), Err(Error::Timeout)));
+    assert!(start.elapsed() >= Duration::from_millis(200));
+
+    // An oversized length prefix, then a truncated frame (on a listener
+    // without a key, so that a raw socket can speak frames directly).
+    let plain_address = addresses("hostile-plain").remove(0);
+    let plain = Listener::bind(plain_address, None).unwrap().max_frame(1024);
+    let plain_address = plain.address().clone();
+    for (claimed, body, too_large) in [(u64::MAX, &b""[..], true), (100, &b"abc"[..], false)] {
+        let mut raw = connect_unix(&plain_address);
+        let conn: Connection<u8> = plain.accept().unwrap();
+        let mut frame = b"mpF1".to_vec();
+        frame.extend(0u32.to_le_bytes());
+        frame.extend(claimed.to_le_bytes());
+        frame.extend(body);
+        raw.write_all(&frame).unwrap();
+        drop(raw);
+        let err = conn.recv_timeout(LIMIT).unwrap_err();
+        if too_large {
+            assert!(matches!(err, Error::FrameTooLarge { .. }), "{err:?}");
+        } else {
+            assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        }
+    }
+
+    // And a well-behaved client still gets in.
+    let key = b"k".to_vec();
+    let good = std::thread::spawn(move || client_round_trip((address, key)));
+    let conn: Connection<String> = listener.accept().unwrap();
+    assert_eq!(conn.recv_timeout(LIMIT).unwrap(), "hello");
+    conn.send(&"ok".to_owned()).unwrap();
+    assert_eq!(good.join().unwrap(), Ok("ok".to_owned()));
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn a_thousand_connections_leave_no_descriptor_behind() {
+    let address = addresses("many").remove(1);
+    let listener = Listener::bind(address, None).unwrap();
+    let address = listener.address().clone();
+    drop(pipe::<u8>().unwrap());
+    let before = open_fds();
+    for i in 0..1_000u32 {
+        let client: Connection<u32> = Client::connect(&address, None).unwrap();
+        let server: Connection<u32> = listener.accept().unwrap();
+        client.send(&i).unwrap();
+        assert_eq!(server.recv().unwrap(), i);
+        let (a, b) = pipe::<u32>().unwrap();
+        a.send(&i).unwrap();
+        assert_eq!(b.recv().unwrap(), i);
+    }
+    common::eventually("no descriptor left", || open_fds() <= before);
+}
