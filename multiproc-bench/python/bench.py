@@ -124,6 +124,80 @@ def one_way(size, n):
     return (time.perf_counter() - start) / n
 
 
+def pipe_echo(conn, other_end):
+    other_end.close()  # inherited by fork: keep only ours, or EOF never comes
+    while True:
+        try:
+            n = conn.recv()
+        except EOFError:
+            return
+        conn.send(n)
+
+
+def pipe_round_trip():
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=pipe_echo, args=(theirs, mine))
+    child.start()
+    n = 5000
+    start = time.perf_counter()
+    for i in range(n):
+        mine.send(i)
+        assert mine.recv() == i
+    elapsed = time.perf_counter() - start
+    mine.close()
+    theirs.close()
+    child.join()
+    return elapsed / n
+
+
+def pipe_drain(conn, n, size):
+    for _ in range(n):
+        assert len(conn.recv()) == size
+
+
+def pipe_one_way(size, n):
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=pipe_drain, args=(theirs, n, size))
+    child.start()
+    message = bytes(size)
+    start = time.perf_counter()
+    for _ in range(n):
+        mine.send(message)
+    child.join()
+    return (time.perf_counter() - start) / n
+
+
+def client_echo(address):
+    from multiprocessing.connection import Client
+    conn = Client(address, authkey=b"bench")
+    while True:
+        try:
+            n = conn.recv()
+        except EOFError:
+            return
+        conn.send(n)
+
+
+def listener_round_trip(address, family):
+    from multiprocessing.connection import Listener
+    ctx = mp.get_context("fork")
+    with Listener(address, family=family, authkey=b"bench") as listener:
+        child = ctx.Process(target=client_echo, args=(listener.address,))
+        child.start()
+        conn = listener.accept()
+        n = 5000
+        start = time.perf_counter()
+        for i in range(n):
+            conn.send(i)
+            assert conn.recv() == i
+        elapsed = time.perf_counter() - start
+        conn.close()
+        child.join()
+    return elapsed / n
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -135,6 +209,13 @@ def scenarios():
         ("queue: round trip of a small message", 5, queue_round_trip),
         ("queue: one-way 64-byte messages (time per message)", 3, lambda: one_way(64, 100_000)),
         ("queue: one-way 1 MiB messages (time per message)", 3, lambda: one_way(1 << 20, 300)),
+        ("pipe: round trip of a small message", 5, pipe_round_trip),
+        ("pipe: one-way 64-byte messages (time per message)", 3, lambda: pipe_one_way(64, 100_000)),
+        ("pipe: one-way 1 MiB messages (time per message)", 3, lambda: pipe_one_way(1 << 20, 300)),
+        ("connection: Listener/Client round trip, Unix socket", 5,
+         lambda: listener_round_trip(None, "AF_UNIX")),
+        ("connection: Listener/Client round trip, TCP loopback", 5,
+         lambda: listener_round_trip(("127.0.0.1", 0), "AF_INET")),
     ]
 
 

@@ -5,9 +5,11 @@
 //! Each [`Scenario`] names the matching scenario of `python/bench.py`, which
 //! runs the same work with Python's `multiprocessing`.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use multiproc::{Event, Lock, Process, Queue, StartMethod, Value};
+use multiproc::connection::{Address, Client, Connection, Listener, pipe_with_ring};
+use multiproc::{Event, Lock, Process, Queue, StartMethod, Value, pipe};
 use serde_bytes::ByteBuf;
 
 /// One measured operation, run here and in Python.
@@ -166,6 +168,169 @@ pub fn queue_big_one_way() -> Duration {
     one_way(BIG, BIG_MESSAGES, 8 << 20)
 }
 
+const PIPE_ROUND_TRIPS: u32 = 20_000;
+const SOCKET_ROUND_TRIPS: u32 = 5_000;
+
+fn pipe_echo(conn: Connection<u64>) {
+    while let Ok(n) = conn.recv() {
+        conn.send(&n).expect("send");
+    }
+}
+
+/// A small message there and back through a `pipe()`.
+pub fn pipe_round_trip() -> Duration {
+    let (mine, theirs) = pipe::<u64>().expect("pipe");
+    let child =
+        Process::builder().start_method(StartMethod::Fork).spawn(pipe_echo, theirs).expect("spawn");
+    let start = Instant::now();
+    for n in 0..u64::from(PIPE_ROUND_TRIPS) {
+        mine.send(&n).expect("send");
+        assert_eq!(mine.recv().expect("recv"), n);
+    }
+    let elapsed = start.elapsed();
+    mine.close();
+    child.join().expect("join");
+    elapsed / PIPE_ROUND_TRIPS
+}
+
+fn pipe_drain(args: (Connection<ByteBuf>, u64)) -> u64 {
+    let (conn, n) = args;
+    (0..n).map(|_| conn.recv().expect("recv").len() as u64).sum()
+}
+
+fn pipe_one_way(size: usize, messages: u64, ring: usize) -> Duration {
+    let (mine, theirs) = pipe_with_ring::<ByteBuf>(ring).expect("pipe");
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(pipe_drain, (theirs, messages))
+        .expect("spawn");
+    let message = ByteBuf::from(vec![7u8; size]);
+    let start = Instant::now();
+    for _ in 0..messages {
+        mine.send(&message).expect("send");
+    }
+    assert_eq!(child.join().expect("join"), messages * size as u64);
+    start.elapsed() / messages as u32
+}
+
+/// One-way 64-byte messages through a `pipe()`: time per message.
+pub fn pipe_small_one_way() -> Duration {
+    pipe_one_way(64, SMALL_MESSAGES, 1 << 20)
+}
+
+/// One-way 1 MiB messages through a `pipe()` with 8 MiB rings.
+pub fn pipe_big_one_way() -> Duration {
+    pipe_one_way(BIG, BIG_MESSAGES, 8 << 20)
+}
+
+fn client_echo(address: Address) {
+    let conn: Connection<u64> = Client::connect(&address, Some(b"bench")).expect("connect");
+    while let Ok(n) = conn.recv() {
+        conn.send(&n).expect("send");
+    }
+}
+
+fn listener_round_trip(address: Address) -> Duration {
+    let listener = Listener::bind(address, Some(b"bench")).expect("bind");
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(client_echo, listener.address().clone())
+        .expect("spawn");
+    let conn: Connection<u64> = listener.accept().expect("accept");
+    let start = Instant::now();
+    for n in 0..u64::from(SOCKET_ROUND_TRIPS) {
+        conn.send(&n).expect("send");
+        assert_eq!(conn.recv().expect("recv"), n);
+    }
+    let elapsed = start.elapsed();
+    conn.close();
+    child.join().expect("join");
+    elapsed / SOCKET_ROUND_TRIPS
+}
+
+/// `Listener`/`Client` (with an authkey) over a Unix socket: a round trip.
+pub fn unix_connection_round_trip() -> Duration {
+    listener_round_trip(Address::Abstract(format!("mp-bench-{}", std::process::id())))
+}
+
+/// `Listener`/`Client` (with an authkey) over loopback TCP: a round trip.
+pub fn tcp_connection_round_trip() -> Duration {
+    listener_round_trip(Address::Tcp("127.0.0.1:0".parse().expect("address")))
+}
+
+fn raw_echo<S: Read + Write>(mut stream: S) {
+    let mut buf = [0u8; 8];
+    while stream.read_exact(&mut buf).is_ok() {
+        if stream.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
+fn raw_round_trip<S: Read + Write>(mut stream: S, child: Process<()>) -> Duration {
+    let mut buf = [0u8; 8];
+    let start = Instant::now();
+    for n in 0..u64::from(SOCKET_ROUND_TRIPS) {
+        stream.write_all(&n.to_le_bytes()).expect("write");
+        stream.read_exact(&mut buf).expect("read");
+    }
+    let elapsed = start.elapsed();
+    drop(stream);
+    child.join().expect("join");
+    elapsed / SOCKET_ROUND_TRIPS
+}
+
+/// The reference: 8 bytes there and back over a raw Unix socket pair.
+pub fn raw_unix_round_trip() -> Duration {
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
+    // Spawn, not fork: a forked child would inherit `mine` too and never see
+    // the end of the stream.
+    let child = Process::builder()
+        .start_method(StartMethod::Spawn)
+        .spawn(
+            |fd: multiproc::FdHandle| {
+                raw_echo(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd)))
+            },
+            multiproc::FdHandle::new(theirs),
+        )
+        .expect("spawn");
+    raw_round_trip(mine, child)
+}
+
+/// The reference: 8 bytes there and back over raw loopback TCP.
+pub fn raw_tcp_round_trip() -> Duration {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    let child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn(
+            |address: std::net::SocketAddr| {
+                let stream = std::net::TcpStream::connect(address).expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                raw_echo(stream);
+            },
+            address,
+        )
+        .expect("spawn");
+    let (stream, _) = listener.accept().expect("accept");
+    stream.set_nodelay(true).expect("nodelay");
+    raw_round_trip(stream, child)
+}
+
+/// Rows measured against another row of the same run rather than against
+/// Python: `(row, reference row)`. The comparison command prints row /
+/// reference for each pair.
+pub const REFERENCES: &[(&str, &str)] = &[
+    (
+        "connection: Listener/Client round trip, Unix socket",
+        "socket: raw Unix socket round trip (reference)",
+    ),
+    (
+        "connection: Listener/Client round trip, TCP loopback",
+        "socket: raw TCP loopback round trip (reference)",
+    ),
+];
+
 /// Every scenario, in the order of the comparison table.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -204,6 +369,37 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "queue: one-way 1 MiB messages (time per message)",
         samples: 7,
         run: queue_big_one_way,
+    },
+    Scenario { name: "pipe: round trip of a small message", samples: 11, run: pipe_round_trip },
+    Scenario {
+        name: "pipe: one-way 64-byte messages (time per message)",
+        samples: 7,
+        run: pipe_small_one_way,
+    },
+    Scenario {
+        name: "pipe: one-way 1 MiB messages (time per message)",
+        samples: 7,
+        run: pipe_big_one_way,
+    },
+    Scenario {
+        name: "socket: raw Unix socket round trip (reference)",
+        samples: 11,
+        run: raw_unix_round_trip,
+    },
+    Scenario {
+        name: "connection: Listener/Client round trip, Unix socket",
+        samples: 11,
+        run: unix_connection_round_trip,
+    },
+    Scenario {
+        name: "socket: raw TCP loopback round trip (reference)",
+        samples: 11,
+        run: raw_tcp_round_trip,
+    },
+    Scenario {
+        name: "connection: Listener/Client round trip, TCP loopback",
+        samples: 11,
+        run: tcp_connection_round_trip,
     },
 ];
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use multiproc_bench::{SCENARIOS, median};
+use multiproc_bench::{REFERENCES, SCENARIOS, median};
 
 fn main() {
     let mut filter = String::new();
@@ -59,6 +59,18 @@ fn main() {
     }
     println!();
     println!("medians of one run; ratio > 1 means multiproc is faster");
+    let pairs: Vec<_> = REFERENCES
+        .iter()
+        .filter_map(|(row, reference)| Some((row, reference, ours.get(row)?, ours.get(reference)?)))
+        .collect();
+    if !pairs.is_empty() {
+        println!();
+        println!("| scenario | against | ratio (scenario / reference) |");
+        println!("|---|---|---:|");
+        for (row, reference, mine, base) in pairs {
+            println!("| {row} | {reference} | {:.2}x |", mine.as_secs_f64() / base.as_secs_f64());
+        }
+    }
 }
 
 /// Runs `python/bench.py` and reads its `name<TAB>seconds` lines.

@@ -8,9 +8,10 @@
 //! ```
 //!
 //! The scenarios of components still being built are added by their issues:
-//! pipes, managers (list and namespace), and the PyCSP processes.
+//! managers (list and namespace) and the PyCSP processes.
 
-use multiproc::{Array, Process, Queue, StartMethod, Value, current_process};
+use multiproc::connection::Connection;
+use multiproc::{Array, Process, Queue, StartMethod, Value, current_process, pipe};
 
 /// The target of the process scenario.
 fn square(x: u64) -> u64 {
@@ -47,6 +48,21 @@ fn queues() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+/// The target of the pipe scenario: `conn.send([42, None, 'hello'])`.
+fn send_hello(conn: Connection<(i32, Option<()>, String)>) {
+    conn.send(&(42, None, "hello".to_owned())).expect("send");
+}
+
+/// Python: `parent_conn, child_conn = Pipe()`, a child sends through its end,
+/// the parent prints what it receives.
+fn pipes() -> Result<(), multiproc::Error> {
+    let (parent_conn, child_conn) = pipe()?;
+    let p = Process::spawn(send_hello, child_conn)?;
+    println!("{:?}", parent_conn.recv()?);
+    p.join()?;
+    Ok(())
+}
+
 /// The target of the Value/Array scenario.
 fn f(args: (Value<f64>, Array<i32>)) {
     let (n, a) = args;
@@ -74,6 +90,9 @@ fn main() -> Result<(), multiproc::Error> {
     println!();
     println!("== Queues ==");
     queues()?;
+    println!();
+    println!("== Pipes ==");
+    pipes()?;
     println!();
     println!("== Ctypes-Array and Value ==");
     value_and_array()?;

@@ -289,3 +289,27 @@ fn a_thousand_connections_leave_no_descriptor_behind() {
     }
     common::eventually("no descriptor left", || open_fds() <= before);
 }
+
+fn recv_two(conn: Connection<String>) -> Vec<String> {
+    vec![conn.recv_timeout(LIMIT).unwrap(), conn.recv_timeout(LIMIT).unwrap()]
+}
+
+#[test]
+fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
+    let listener =
+        Listener::bind(Address::Abstract(format!("mp-ahead-{}", std::process::id())), None)
+            .unwrap();
+    let address = listener.address().clone();
+    let sender = std::thread::spawn(move || {
+        let conn: Connection<String> = Client::connect(&address, None).unwrap();
+        for word in ["one", "two", "three"] {
+            conn.send(&word.to_owned()).unwrap();
+        }
+        conn
+    });
+    let conn: Connection<String> = listener.accept().unwrap();
+    let _client = sender.join().unwrap(); // all three frames are in the socket
+    assert_eq!(conn.recv_timeout(LIMIT).unwrap(), "one"); // reads the others ahead
+    let child = Process::spawn(recv_two, conn).unwrap();
+    assert_eq!(join(child).unwrap(), ["two", "three"]);
+}

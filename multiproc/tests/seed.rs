@@ -31,6 +31,9 @@ ForkServer-worker computes 3 * 3
 == Queues ==
 (42, None, "hello")
 
+== Pipes ==
+(42, None, "hello")
+
 == Ctypes-Array and Value ==
 3.1415927
 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -25,6 +25,9 @@ const PEER_CHECK: Duration = Duration::from_millis(20);
 const SENDS_PER_CHECK: u32 = 64;
 /// The default largest frame a socket connection accepts (64 MiB).
 pub(crate) const DEFAULT_MAX_FRAME: u64 = 64 << 20;
+/// How many bytes a socket connection reads at a time: a small message
+/// costs one `recvmsg`.
+const READ_AHEAD: usize = 32 << 10;
 /// How long a receiver waits for the descriptors of a message it holds.
 const FDS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -154,15 +157,20 @@ fn write_only() -> Error {
 
 impl<S, R> Connection<S, R> {
     pub(crate) fn from_transport(transport: Transport) -> Self {
-        let max_frame = match &transport {
-            Transport::Ring { .. } => 64,
-            Transport::Socket { max_frame, .. } => *max_frame,
+        Self::resume(transport, &[])
+    }
+
+    /// An end over `transport` whose stream starts with `unread` bytes that
+    /// an earlier holder of the socket had read ahead.
+    fn resume(transport: Transport, unread: &[u8]) -> Self {
+        let reader = match &transport {
+            // A pipe's socket carries only descriptor frames, read exactly.
+            Transport::Ring { .. } => FrameReader::new(64),
+            Transport::Socket { max_frame, .. } => {
+                FrameReader::resume(*max_frame, READ_AHEAD, unread)
+            }
         };
-        let inner = Inner {
-            transport,
-            reader: Mutex::new(FrameReader::new(max_frame)),
-            writer: Mutex::new(()),
-        };
+        let inner = Inner { transport, reader: Mutex::new(reader), writer: Mutex::new(()) };
         Self { inner: Arc::new(inner), _messages: PhantomData }
     }
 
@@ -247,8 +255,11 @@ impl<S, R> Connection<S, R> {
         match &self.inner.transport {
             Transport::Socket { sock, .. } => {
                 let mut reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+                // Without a deadline a blocking read waits in the kernel:
+                // no poll before it.
+                let nonblocking = try_only || deadline.is_some();
                 loop {
-                    match reader.read(sock.as_fd(), true)? {
+                    match reader.read(sock.as_fd(), nonblocking)? {
                         Progress::Frame(frame) => return decode(&frame.payload, frame.fds),
                         Progress::Closed => return Err(Error::Disconnected),
                         Progress::Pending if try_only => return Err(Error::Empty),
@@ -554,6 +565,7 @@ enum WireOut<'a> {
         sock: BorrowedFd<'a>,
         fds_allowed: bool,
         max_frame: u64,
+        unread: Vec<u8>,
     },
 }
 
@@ -570,6 +582,7 @@ enum WireIn {
         sock: OwnedFd,
         fds_allowed: bool,
         max_frame: u64,
+        unread: Vec<u8>,
     },
 }
 
@@ -582,11 +595,24 @@ impl<S, R> Serialize for Connection<S, R> {
             Transport::Ring { tx, rx, sock, .. } => {
                 WireOut::Ring { tx: tx.as_ref(), rx: rx.as_ref(), sock: sock.as_fd() }
             }
-            Transport::Socket { sock, fds_allowed, max_frame } => WireOut::Socket {
-                sock: sock.as_fd(),
-                fds_allowed: *fds_allowed,
-                max_frame: *max_frame,
-            },
+            Transport::Socket { sock, fds_allowed, max_frame } => {
+                // Bytes read ahead travel with the socket, so the receiver
+                // starts exactly where this end stopped.
+                let unread = match self.inner.reader.try_lock() {
+                    Ok(reader) => reader.unread(),
+                    Err(TryLockError::Poisoned(reader)) => reader.into_inner().unread(),
+                    Err(TryLockError::WouldBlock) => Err(Error::Unsupported {
+                        reason: "a connection cannot be sent while another thread receives on it",
+                    }),
+                }
+                .map_err(serde::ser::Error::custom)?;
+                WireOut::Socket {
+                    sock: sock.as_fd(),
+                    fds_allowed: *fds_allowed,
+                    max_frame: *max_frame,
+                    unread,
+                }
+            }
         }
         .serialize(serializer)
     }
@@ -594,14 +620,14 @@ impl<S, R> Serialize for Connection<S, R> {
 
 impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self::from_transport(match WireIn::deserialize(deserializer)? {
+        Ok(match WireIn::deserialize(deserializer)? {
             WireIn::Ring { tx, rx, sock } => {
-                Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) }
+                Self::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
             }
-            WireIn::Socket { sock, fds_allowed, max_frame } => {
-                Transport::Socket { sock, fds_allowed, max_frame }
+            WireIn::Socket { sock, fds_allowed, max_frame, unread } => {
+                Self::resume(Transport::Socket { sock, fds_allowed, max_frame }, &unread)
             }
-        }))
+        })
     }
 }
 

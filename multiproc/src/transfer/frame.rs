@@ -90,9 +90,22 @@ pub(crate) fn send_frame(
 }
 
 /// Reassembles frames from a stream, however the bytes are split.
+///
+/// An exact reader ([`FrameReader::new`]) never reads a byte past the frame
+/// it is assembling, so the stream can be handed on to other code between
+/// frames. A read-ahead reader ([`FrameReader::with_read_ahead`]) reads up to
+/// its buffer's size at a time, so a small frame costs one `recvmsg`; it must
+/// stay the only reader of its stream.
+///
+/// Descriptors travel with the first byte of their frame; a read ahead may
+/// bring the next frame's descriptors early, so they queue here until their
+/// frame's header claims them.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     max_len: u64,
+    ahead: Box<[u8]>,
+    ahead_start: usize,
+    ahead_end: usize,
     header: [u8; HEADER_LEN],
     header_got: usize,
     want: usize,
@@ -102,10 +115,18 @@ pub(crate) struct FrameReader {
 }
 
 impl FrameReader {
-    /// A reader that refuses payloads longer than `max_len` bytes.
+    /// An exact reader that refuses payloads longer than `max_len` bytes.
     pub(crate) fn new(max_len: u64) -> Self {
+        Self::with_read_ahead(max_len, 0)
+    }
+
+    /// A reader that reads up to `ahead` bytes past the current frame.
+    pub(crate) fn with_read_ahead(max_len: u64, ahead: usize) -> Self {
         Self {
             max_len,
+            ahead: vec![0; ahead].into_boxed_slice(),
+            ahead_start: 0,
+            ahead_end: 0,
             header: [0; HEADER_LEN],
             header_got: 0,
             want: 0,
@@ -115,77 +136,145 @@ impl FrameReader {
         }
     }
 
+    /// A read-ahead reader whose stream starts with `unread`: the bytes
+    /// another reader of the same stream had taken but not used (see
+    /// [`FrameReader::unread`]).
+    pub(crate) fn resume(max_len: u64, ahead: usize, unread: &[u8]) -> Self {
+        let mut reader = Self::with_read_ahead(max_len, ahead.max(unread.len()));
+        reader.ahead[..unread.len()].copy_from_slice(unread);
+        reader.ahead_end = unread.len();
+        reader
+    }
+
+    /// The bytes taken from the stream and not yet handed out as frames, so
+    /// that another reader can go on where this one stops.
+    ///
+    /// # Errors
+    ///
+    /// If descriptors were taken too: they cannot be put back.
+    pub(crate) fn unread(&self) -> Result<Vec<u8>> {
+        if !self.fds.is_empty() {
+            return Err(Error::Unsupported {
+                reason: "a connection holding received file descriptors of a message not yet \
+                         received cannot be sent on; receive that message first",
+            });
+        }
+        let mut bytes = Vec::with_capacity(
+            self.header_got + self.payload.len() + self.ahead_end - self.ahead_start,
+        );
+        bytes.extend_from_slice(&self.header[..self.header_got]);
+        if self.header_got == HEADER_LEN {
+            bytes.extend_from_slice(&self.payload);
+        }
+        bytes.extend_from_slice(&self.ahead[self.ahead_start..self.ahead_end]);
+        Ok(bytes)
+    }
+
     /// True if part of a frame has been read.
     pub(crate) fn is_mid_frame(&self) -> bool {
-        self.header_got > 0
+        self.header_got > 0 || self.ahead_start < self.ahead_end
+    }
+
+    fn frame_done(&self) -> bool {
+        self.header_got == HEADER_LEN && self.payload.len() == self.want
+    }
+
+    /// Moves read-ahead bytes into the frame being assembled.
+    fn use_ahead(&mut self) -> Result<()> {
+        while self.ahead_start < self.ahead_end && !self.frame_done() {
+            let available = &self.ahead[self.ahead_start..self.ahead_end];
+            if self.header_got < HEADER_LEN {
+                let n = available.len().min(HEADER_LEN - self.header_got);
+                self.header[self.header_got..self.header_got + n].copy_from_slice(&available[..n]);
+                self.header_got += n;
+                self.ahead_start += n;
+                if self.header_got == HEADER_LEN {
+                    self.parse_header()?;
+                }
+            } else {
+                let n = available.len().min(self.want - self.payload.len());
+                self.payload.extend_from_slice(&available[..n]);
+                self.ahead_start += n;
+            }
+        }
+        Ok(())
     }
 
     /// Reads as much as is available; blocks only if `nonblocking` is false.
     pub(crate) fn read(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> Result<Progress> {
         loop {
-            if self.header_got < HEADER_LEN {
-                let n = match os::recv_with_fds(
+            self.use_ahead()?;
+            if self.frame_done() {
+                return self.finish();
+            }
+            // Everything read ahead is used: the next bytes come from the
+            // socket, into the read-ahead buffer, the header, or (for a
+            // payload larger than the buffer) straight into the payload.
+            let missing = self.want - self.payload.len();
+            let result = if !self.ahead.is_empty()
+                && (self.header_got < HEADER_LEN || missing < self.ahead.len())
+            {
+                self.ahead_start = 0;
+                self.ahead_end = 0;
+                os::recv_with_fds(sock, &mut self.ahead, &mut self.fds, nonblocking).inspect(|&n| {
+                    self.ahead_end = n;
+                })
+            } else if self.header_got < HEADER_LEN {
+                let read = os::recv_with_fds(
                     sock,
                     &mut self.header[self.header_got..],
                     &mut self.fds,
                     nonblocking,
-                ) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return Ok(Progress::Pending);
+                );
+                if let Ok(n @ 1..) = read {
+                    self.header_got += n;
+                    if self.header_got == HEADER_LEN {
+                        self.parse_header()?;
                     }
-                    Err(e) => return Err(self.recv_error(e)),
-                };
-                if n == 0 {
+                }
+                read
+            } else {
+                let old = self.payload.len();
+                let step = missing.min(GROWTH_STEP.max(old));
+                self.payload.resize(old + step, 0);
+                let read =
+                    os::recv_with_fds(sock, &mut self.payload[old..], &mut self.fds, nonblocking);
+                self.payload.truncate(old + *read.as_ref().unwrap_or(&0));
+                read
+            };
+            match result {
+                Ok(0) => {
                     if self.header_got == 0 && self.fds.is_empty() {
                         return Ok(Progress::Closed);
                     }
                     return Err(self.truncated());
                 }
-                self.header_got += n;
-                if self.header_got < HEADER_LEN {
-                    continue;
-                }
-                self.parse_header()?;
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
+                Err(e) => return Err(self.recv_error(e)),
             }
-            if self.payload.len() < self.want {
-                let old = self.payload.len();
-                let step = (self.want - old).min(GROWTH_STEP.max(old));
-                self.payload.resize(old + step, 0);
-                let read =
-                    os::recv_with_fds(sock, &mut self.payload[old..], &mut self.fds, nonblocking);
-                match read {
-                    Ok(0) => {
-                        self.payload.truncate(old);
-                        return Err(self.truncated());
-                    }
-                    Ok(n) => self.payload.truncate(old + n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.payload.truncate(old);
-                        return Ok(Progress::Pending);
-                    }
-                    Err(e) => {
-                        self.payload.truncate(old);
-                        return Err(self.recv_error(e));
-                    }
-                }
-                continue;
-            }
-            // A whole frame.
-            let fds = std::mem::take(&mut self.fds);
-            let payload = std::mem::take(&mut self.payload);
-            let nfds = self.nfds;
-            self.header_got = 0;
-            self.want = 0;
-            self.nfds = 0;
-            if fds.len() != nfds {
-                return Err(Error::protocol(format!(
-                    "frame announced {nfds} file descriptors but {} arrived",
-                    fds.len()
-                )));
-            }
-            return Ok(Progress::Frame(Frame { payload, fds }));
         }
+    }
+
+    /// Hands out the frame just completed with its descriptors.
+    fn finish(&mut self) -> Result<Progress> {
+        let nfds = self.nfds;
+        let spare = self.fds.len().checked_sub(nfds);
+        // Descriptors beyond this frame's belong to a frame read ahead; with
+        // nothing read ahead they are a peer's lie.
+        if spare.is_none_or(|spare| spare > 0 && self.ahead_start == self.ahead_end) {
+            let arrived = self.fds.len();
+            self.reset();
+            return Err(Error::protocol(format!(
+                "frame announced {nfds} file descriptors but {arrived} arrived"
+            )));
+        }
+        let fds = self.fds.drain(..nfds).collect();
+        let payload = std::mem::take(&mut self.payload);
+        self.header_got = 0;
+        self.want = 0;
+        self.nfds = 0;
+        Ok(Progress::Frame(Frame { payload, fds }))
     }
 
     fn parse_header(&mut self) -> Result<()> {
@@ -212,6 +301,8 @@ impl FrameReader {
     }
 
     fn reset(&mut self) {
+        self.ahead_start = 0;
+        self.ahead_end = 0;
         self.header_got = 0;
         self.want = 0;
         self.nfds = 0;
@@ -298,6 +389,70 @@ mod tests {
         }
         drop(a);
         assert!(matches!(reader.read(b.as_fd(), true).unwrap(), Progress::Closed));
+    }
+
+    #[test]
+    fn a_read_ahead_reader_splits_frames_and_keeps_descriptors_with_theirs() {
+        let (a, b) = pair();
+        let (x, _y) = crate::os::stream_pair().unwrap();
+        send_frame(a.as_fd(), &[b"first"], &[]).unwrap();
+        send_frame(a.as_fd(), &[b"second"], &[x.as_fd()]).unwrap();
+        send_frame(a.as_fd(), &[b"third"], &[]).unwrap();
+        let mut reader = FrameReader::with_read_ahead(100, 4096);
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match reader.read(b.as_fd(), false).unwrap() {
+                Progress::Frame(f) => got.push((f.payload, f.fds.len())),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, [(b"first".to_vec(), 0), (b"second".to_vec(), 1), (b"third".to_vec(), 0)]);
+        drop(a);
+        assert!(matches!(reader.read(b.as_fd(), true).unwrap(), Progress::Closed));
+    }
+
+    #[test]
+    fn unread_bytes_let_another_reader_go_on() {
+        let (a, b) = pair();
+        for word in [&b"one"[..], b"two", b"three"] {
+            send_frame(a.as_fd(), &[word], &[]).unwrap();
+        }
+        let mut first = FrameReader::with_read_ahead(100, 4096);
+        assert!(
+            matches!(first.read(b.as_fd(), false).unwrap(), Progress::Frame(f) if f.payload == b"one")
+        );
+        assert!(first.is_mid_frame());
+        let mut second = FrameReader::resume(100, 16, &first.unread().unwrap());
+        for word in [&b"two"[..], b"three"] {
+            match second.read(b.as_fd(), true).unwrap() {
+                Progress::Frame(f) => assert_eq!(f.payload, word),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(second.read(b.as_fd(), true).unwrap(), Progress::Pending));
+    }
+
+    #[test]
+    fn a_large_frame_passes_a_small_read_ahead_buffer() {
+        let (a, b) = pair();
+        let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let sender = {
+            let big = big.clone();
+            std::thread::spawn(move || {
+                send_frame(a.as_fd(), &[&big], &[]).unwrap();
+                send_frame(a.as_fd(), &[b"after"], &[]).unwrap();
+            })
+        };
+        let mut reader = FrameReader::with_read_ahead(1 << 20, 64);
+        match reader.read(b.as_fd(), false).unwrap() {
+            Progress::Frame(f) => assert!(f.payload == big),
+            other => panic!("{other:?}"),
+        }
+        match reader.read(b.as_fd(), false).unwrap() {
+            Progress::Frame(f) => assert_eq!(f.payload, b"after"),
+            other => panic!("{other:?}"),
+        }
+        sender.join().unwrap();
     }
 
     #[test]
