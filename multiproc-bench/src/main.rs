@@ -26,15 +26,29 @@ fn main() {
     }
     let scenarios: Vec<_> = SCENARIOS.iter().filter(|s| s.name.contains(&filter)).collect();
 
-    let mut ours = BTreeMap::new();
-    for scenario in &scenarios {
-        let samples = if quick { (scenario.samples / 10).max(5) } else { scenario.samples };
-        for _ in 0..(samples / 10).max(2) {
+    // Samples are taken round-robin over the scenarios, so that a slow
+    // moment of the shared machine spreads over every row instead of
+    // skewing one (and the ratios between rows of the same run).
+    let counts: Vec<usize> =
+        scenarios.iter().map(|s| if quick { (s.samples / 10).max(5) } else { s.samples }).collect();
+    for (scenario, count) in scenarios.iter().zip(&counts) {
+        for _ in 0..(count / 10).max(2) {
             (scenario.run)();
         }
-        let mut times: Vec<Duration> = (0..samples).map(|_| (scenario.run)()).collect();
-        ours.insert(scenario.name, median(&mut times));
     }
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); scenarios.len()];
+    for round in 0..counts.iter().copied().max().unwrap_or(0) {
+        for (i, scenario) in scenarios.iter().enumerate() {
+            if round < counts[i] {
+                times[i].push((scenario.run)());
+            }
+        }
+    }
+    let ours: BTreeMap<&str, Duration> = scenarios
+        .iter()
+        .zip(&mut times)
+        .map(|(scenario, times)| (scenario.name, median(times)))
+        .collect();
 
     let python = run_python(&filter, quick);
 
