@@ -8,10 +8,11 @@
 //! ```
 //!
 //! The scenarios of components still being built are added by their issues:
-//! managers (list and namespace) and the PyCSP processes.
+//! the PyCSP processes.
 
 use multiproc::connection::Connection;
-use multiproc::{Array, Process, Queue, StartMethod, Value, current_process, pipe};
+use multiproc::manager::{ListProxy, Namespace};
+use multiproc::{Array, Manager, Process, Queue, StartMethod, Value, current_process, pipe};
 
 /// The target of the process scenario.
 fn square(x: u64) -> u64 {
@@ -63,6 +64,57 @@ fn pipes() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+type Record = (String, u32);
+
+/// The first child of the manager scenario.
+fn insert_record(args: (Record, ListProxy<Record>)) {
+    let (record, records) = args;
+    records.append(record).expect("append");
+    println!("A New record is added\n");
+}
+
+/// The second child of the manager scenario.
+fn print_records(records: ListProxy<Record>) {
+    for (name, score) in records.to_vec().expect("records") {
+        println!("Name: {name}\nScore: {score}\n");
+    }
+}
+
+/// Python: `with multiprocessing.Manager() as manager: records =
+/// manager.list([...])`, one child appends a record, another prints them all.
+fn manager_list() -> Result<(), multiproc::Error> {
+    let manager = Manager::start()?;
+    let records = manager
+        .list([("Computers", 1), ("Histoty", 5), ("Hindi", 9)].map(|(n, s)| (n.to_owned(), s)))?;
+    let new_record = ("English".to_owned(), 3);
+    let p1 = Process::spawn(insert_record, (new_record, records.clone()))?;
+    p1.join()?;
+    let p2 = Process::spawn(print_records, records.clone())?;
+    p2.join()?;
+    Ok(())
+}
+
+/// The child of the namespace scenario: `using_ns.x += 5; using_ns.y *= 10`,
+/// each an atomic update.
+fn mng_nasp(using_ns: Namespace) {
+    using_ns.update("x", |x: i64| x + 5).expect("x");
+    using_ns.update("y", |y: i64| y * 10).expect("y");
+}
+
+/// Python: `using_ns = manager.Namespace(); using_ns.x = 1; using_ns.y = 1`,
+/// printed before and after a child changes it.
+fn manager_namespace() -> Result<(), multiproc::Error> {
+    let manager = Manager::start()?;
+    let using_ns = manager.namespace()?;
+    using_ns.set("x", 1)?;
+    using_ns.set("y", 1)?;
+    println!("before {using_ns}");
+    let p = Process::spawn(mng_nasp, using_ns.clone())?;
+    p.join()?;
+    println!("after {using_ns}");
+    Ok(())
+}
+
 /// The target of the Value/Array scenario.
 fn f(args: (Value<f64>, Array<i32>)) {
     let (n, a) = args;
@@ -93,6 +145,11 @@ fn main() -> Result<(), multiproc::Error> {
     println!();
     println!("== Pipes ==");
     pipes()?;
+    println!();
+    println!("== Manager: a shared list of records ==");
+    manager_list()?;
+    println!("== Namespaces in Manager ==");
+    manager_namespace()?;
     println!();
     println!("== Ctypes-Array and Value ==");
     value_and_array()?;

@@ -198,6 +198,36 @@ pub enum Error {
     /// The fork server process died.
     #[error("the fork server is gone")]
     ForkServerGone,
+    /// A list index outside the list (Python's `IndexError`).
+    #[error("list index {index} out of range for length {len}")]
+    IndexOutOfRange {
+        /// The index asked for (negative counts from the end).
+        index: i64,
+        /// The list's length at the time.
+        len: u64,
+    },
+    /// A dict has no such key (Python's `KeyError`).
+    #[error("key not found")]
+    KeyNotFound,
+    /// A namespace has no such attribute (Python's `AttributeError`).
+    #[error("namespace has no attribute {name:?}")]
+    NoAttribute {
+        /// The attribute's name.
+        name: String,
+    },
+    /// A list holds no such value (Python's `ValueError` of `remove`, `index`).
+    #[error("value not in list")]
+    ValueNotFound,
+    /// The manager's server process is gone (shut down, exited or killed).
+    #[error("the manager's server process is gone")]
+    ManagerGone,
+    /// The manager refused a request: an unknown object or name, or a proxy
+    /// of the wrong kind for the object.
+    #[error("manager: {message}")]
+    Manager {
+        /// What the server said.
+        message: String,
+    },
 }
 
 impl Error {

@@ -3,6 +3,7 @@
 
 pub mod connection;
 mod error;
+pub mod manager;
 mod os;
 mod process;
 pub mod queue;
@@ -14,6 +15,7 @@ pub mod transfer;
 pub use bytemuck;
 pub use connection::{Client, Connection, Listener, pipe};
 pub use error::{BoxError, Error, Result};
+pub use manager::Manager;
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{

@@ -267,17 +267,13 @@ fn hostile_peers_get_errors_and_the_listener_keeps_serving() {
     assert_eq!(good.join().unwrap(), Ok("ok".to_owned()));
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 #[test]
 fn a_thousand_connections_leave_no_descriptor_behind() {
     let address = addresses("many").remove(1);
     let listener = Listener::bind(address, None).unwrap();
     let address = listener.address().clone();
     drop(pipe::<u8>().unwrap());
-    let before = open_fds();
+    let before = common::open_fds();
     for i in 0..1_000u32 {
         let client: Connection<u32> = Client::connect(&address, None).unwrap();
         let server: Connection<u32> = listener.accept().unwrap();
@@ -287,7 +283,7 @@ fn a_thousand_connections_leave_no_descriptor_behind() {
         a.send(&i).unwrap();
         assert_eq!(b.recv().unwrap(), i);
     }
-    common::eventually("no descriptor left", || open_fds() <= before);
+    common::eventually("no descriptor left", || common::open_fds() <= before);
 }
 
 fn recv_two(conn: Connection<String>) -> Vec<String> {

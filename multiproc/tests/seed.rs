@@ -34,6 +34,25 @@ ForkServer-worker computes 3 * 3
 == Pipes ==
 (42, None, "hello")
 
+== Manager: a shared list of records ==
+A New record is added
+
+Name: Computers
+Score: 1
+
+Name: Histoty
+Score: 5
+
+Name: Hindi
+Score: 9
+
+Name: English
+Score: 3
+
+== Namespaces in Manager ==
+before Namespace(x=1, y=1)
+after Namespace(x=6, y=10)
+
 == Ctypes-Array and Value ==
 3.1415927
 [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]

@@ -362,10 +362,6 @@ fn a_waiter_already_asleep_learns_of_the_death_too() {
     assert!(thread.join().unwrap());
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 fn dev_shm_entries() -> usize {
     std::fs::read_dir("/dev/shm").map(|d| d.count()).unwrap_or(0)
 }
@@ -374,7 +370,7 @@ fn dev_shm_entries() -> usize {
 fn ten_thousand_create_drop_cycles_leak_nothing() {
     // Warm up lazily created descriptors before counting.
     drop((Lock::new(), Event::new()));
-    let (fds, shm) = (open_fds(), dev_shm_entries());
+    let (fds, shm) = (common::open_fds(), dev_shm_entries());
     for _ in 0..10_000 {
         let lock = Lock::new().unwrap();
         let _g = lock.lock().unwrap();
@@ -384,7 +380,7 @@ fn ten_thousand_create_drop_cycles_leak_nothing() {
         drop((RawValue::new(1u8).unwrap(), multiproc::RawArray::<u8>::new(3).unwrap()));
     }
     // Other tests of this binary open descriptors too: wait for them.
-    common::eventually("no descriptor is left behind", || open_fds() <= fds);
+    common::eventually("no descriptor is left behind", || common::open_fds() <= fds);
     assert!(dev_shm_entries() <= shm, "anonymous segments never appear in /dev/shm");
 }
 

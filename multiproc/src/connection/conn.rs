@@ -114,13 +114,22 @@ pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn pipe_with_ring<T>(ring_bytes: usize) -> Result<(Connection<T>, Connection<T>)> {
+    pipe_between(ring_bytes)
+}
+
+/// A duplex pipe whose ends send different types: `A` one way, `B` back.
+pub(crate) fn pipe_between<A, B>(
+    ring_bytes: usize,
+) -> Result<(Connection<A, B>, Connection<B, A>)> {
     let (a, b) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
     let ab = RawQueue::create(0, ring_bytes)?;
     let ba = RawQueue::create(0, ring_bytes)?;
-    let end = |tx, rx, sock| {
-        Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
-    };
-    Ok((end(Some(ab.clone()), Some(ba.clone()), a), end(Some(ba), Some(ab), b)))
+    Ok((ring_end(Some(ab.clone()), Some(ba.clone()), a), ring_end(Some(ba), Some(ab), b)))
+}
+
+/// One end of a pipe over rings `tx` and `rx`, with `sock` beside them.
+fn ring_end<S, R>(tx: Option<RawQueue>, rx: Option<RawQueue>, sock: OwnedFd) -> Connection<S, R> {
+    Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
 }
 
 /// A one-way pipe: `(reader, writer)`, as Python's `Pipe(duplex=False)`.
@@ -141,10 +150,7 @@ pub fn pipe_with_ring<T>(ring_bytes: usize) -> Result<(Connection<T>, Connection
 pub fn pipe_oneway<T>() -> Result<(Connection<T>, Connection<T>)> {
     let (a, b) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
     let ring = RawQueue::create(0, DEFAULT_RING)?;
-    let end = |tx, rx, sock| {
-        Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
-    };
-    Ok((end(None, Some(ring.clone()), a), end(Some(ring), None, b)))
+    Ok((ring_end(None, Some(ring.clone()), a), ring_end(Some(ring), None, b)))
 }
 
 fn read_only() -> Error {

@@ -26,7 +26,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// let hidden = Address::Abstract("my-service".into());
 /// let tcp = Address::Tcp("127.0.0.1:6000".parse().unwrap());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Address {
     /// A Unix socket at a file-system path (removed when the listener goes).
     Unix(PathBuf),
@@ -180,6 +180,35 @@ impl Listener {
     ///
     /// See [`Listener`].
     pub fn accept<S, R>(&self) -> Result<Connection<S, R>> {
+        self.accept_pending()?.handshake()
+    }
+
+    /// Waits for the next connection without running the handshake yet: a
+    /// server that gives each client its own thread runs
+    /// [`PendingConnection::handshake`] there, so that a slow or silent
+    /// client holds up nobody else.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if accepting fails (out of descriptors).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Client, Connection, Listener};
+    /// let listener = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), Some(b"k"))?;
+    /// let address = listener.address().clone();
+    /// let client = std::thread::spawn(move || {
+    ///     let conn: Connection<u8> = Client::connect(&address, Some(b"k")).unwrap();
+    ///     conn.send(&7).unwrap();
+    /// });
+    /// let pending = listener.accept_pending()?;
+    /// let conn: Connection<u8> = std::thread::spawn(move || pending.handshake()).join().unwrap()?;
+    /// assert_eq!(conn.recv()?, 7);
+    /// client.join().unwrap();
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn accept_pending(&self) -> Result<PendingConnection> {
         let (sock, fds_allowed): (OwnedFd, bool) = match &self.socket {
             Socket::Unix(listener) => {
                 (listener.accept().map_err(Error::os("accept"))?.0.into(), true)
@@ -190,14 +219,52 @@ impl Listener {
                 (stream.into(), false)
             }
         };
-        if let Some(key) = &self.authkey {
-            auth::server(sock.as_fd(), key, deadline_after(self.handshake_timeout))?;
-        }
-        Ok(Connection::from_transport(Transport::Socket {
+        Ok(PendingConnection {
             sock,
             fds_allowed,
+            authkey: self.authkey.clone(),
+            handshake_timeout: self.handshake_timeout,
+            max_frame: self.max_frame,
+        })
+    }
+}
+
+/// A connection accepted by [`Listener::accept_pending`] whose handshake has
+/// not run yet.
+pub struct PendingConnection {
+    sock: OwnedFd,
+    fds_allowed: bool,
+    authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
+    max_frame: u64,
+}
+
+impl PendingConnection {
+    /// Runs the authkey handshake (if the listener has a key) and gives the
+    /// connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Listener::accept_pending`].
+    pub fn handshake<S, R>(self) -> Result<Connection<S, R>> {
+        if let Some(key) = &self.authkey {
+            auth::server(self.sock.as_fd(), key, deadline_after(self.handshake_timeout))?;
+        }
+        Ok(Connection::from_transport(Transport::Socket {
+            sock: self.sock,
+            fds_allowed: self.fds_allowed,
             max_frame: self.max_frame,
         }))
+    }
+}
+
+impl fmt::Debug for PendingConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingConnection").finish_non_exhaustive()
     }
 }
 

@@ -21,6 +21,7 @@ mod conn;
 mod listener;
 mod wait;
 
+pub(crate) use conn::pipe_between;
 pub use conn::{Connection, pipe, pipe_oneway, pipe_with_ring};
-pub use listener::{Address, Client, Listener};
+pub use listener::{Address, Client, Listener, PendingConnection};
 pub use wait::{Waitable, wait};

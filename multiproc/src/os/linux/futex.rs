@@ -67,6 +67,13 @@ fn refresh_tid(generation: u64) -> u32 {
     tid
 }
 
+/// A number that changes in the child of every `fork`: state cached per
+/// process (a manager session) is stale when it differs.
+pub(crate) fn fork_generation() -> u64 {
+    current_tid(); // installs the fork handler that bumps the generation
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
 /// Marks a fork in the child (for forks made by multiproc itself, which
 /// also run the `pthread_atfork` handler; this is belt and braces).
 pub(crate) fn note_fork_in_child() {

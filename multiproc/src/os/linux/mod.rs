@@ -8,7 +8,7 @@ mod proc;
 mod socket;
 mod waker;
 
-pub(crate) use futex::{current_tid, futex_wait, futex_wake, thread_alive};
+pub(crate) use futex::{current_tid, fork_generation, futex_wait, futex_wake, thread_alive};
 pub(crate) use init::ensure_start_hook_linked;
 pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,

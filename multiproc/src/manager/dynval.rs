@@ -1,0 +1,254 @@
+//! Values as the manager's server keeps them: CBOR (RFC 8949), a
+//! self-describing binary encoding, so that the server can print, compare
+//! and sort values whose Rust type it does not know.
+//!
+//! Clients encode straight from their type to CBOR and decode straight back;
+//! the server only parses a value into a [`ciborium::Value`] tree when it
+//! must look inside (printing, sorting). Equality is equality of the
+//! encodings, which serde makes deterministic for the same value (integers
+//! are always written in their shortest form, whatever their Rust type).
+
+use std::cmp::Ordering;
+use std::fmt::{self, Write as _};
+
+use ciborium::Value as Cbor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_bytes::ByteBuf;
+
+use crate::{Error, Result};
+
+/// One encoded value.
+pub(crate) type Blob = ByteBuf;
+
+/// Encodes `value` as CBOR.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
+    let mut out = Vec::with_capacity(32);
+    ciborium::into_writer(value, &mut out).map_err(|e| Error::Encode { source: e.into() })?;
+    Ok(ByteBuf::from(out))
+}
+
+/// Decodes a `T` from CBOR.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    ciborium::from_reader(bytes).map_err(|e| Error::Decode { source: e.into() })
+}
+
+/// Parses an encoded value into a tree (`None` if it is not valid CBOR).
+fn parse(bytes: &[u8]) -> Option<Cbor> {
+    ciborium::from_reader(bytes).ok()
+}
+
+/// Python's `repr` of an encoded value: `1`, `2.5`, `'text'`, `None`,
+/// `True`, `[1, 2]`, `{'a': 1}`.
+pub(crate) fn repr(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    match parse(bytes) {
+        Some(value) => write_repr(&mut out, &value),
+        None => out.push_str("<undecodable>"),
+    }
+    out
+}
+
+fn write_repr(out: &mut String, value: &Cbor) {
+    match value {
+        Cbor::Integer(i) => {
+            let _ = write!(out, "{}", i128::from(*i));
+        }
+        Cbor::Float(f) => write_float(out, *f),
+        Cbor::Text(s) => write_str(out, s),
+        Cbor::Bytes(b) => {
+            out.push_str("b'");
+            for &byte in b {
+                match byte {
+                    b'\\' => out.push_str("\\\\"),
+                    b'\'' => out.push_str("\\'"),
+                    b'\n' => out.push_str("\\n"),
+                    b'\r' => out.push_str("\\r"),
+                    b'\t' => out.push_str("\\t"),
+                    0x20..=0x7e => out.push(char::from(byte)),
+                    _ => {
+                        let _ = write!(out, "\\x{byte:02x}");
+                    }
+                }
+            }
+            out.push('\'');
+        }
+        Cbor::Bool(true) => out.push_str("True"),
+        Cbor::Bool(false) => out.push_str("False"),
+        Cbor::Null => out.push_str("None"),
+        Cbor::Tag(_, inner) => write_repr(out, inner),
+        Cbor::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, item);
+            }
+            out.push(']');
+        }
+        Cbor::Map(entries) => {
+            out.push('{');
+            for (i, (k, v)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(out, k);
+                out.push_str(": ");
+                write_repr(out, v);
+            }
+            out.push('}');
+        }
+        _ => out.push_str("<unknown>"),
+    }
+}
+
+/// Python's float repr: the shortest digits that read back, with `.0` on
+/// whole numbers, `inf`, `nan`.
+fn write_float(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("nan");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "inf" } else { "-inf" });
+    } else if f == f.trunc() && f.abs() < 1e16 {
+        let _ = write!(out, "{f:.1}");
+    } else {
+        let _ = write!(out, "{f}");
+    }
+}
+
+/// Python's str repr: single quotes unless the text holds one and no double.
+fn write_str(out: &mut String, s: &str) {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
+/// Python's ordering of two values, for `sort`: numbers by value
+/// (integers and floats together), text and bytes lexicographically,
+/// sequences element by element; `None` for values Python would refuse to
+/// compare (a number and a text).
+fn compare_values(a: &Cbor, b: &Cbor) -> Option<Ordering> {
+    match (a, b) {
+        (Cbor::Tag(_, a), b) => compare_values(a, b),
+        (a, Cbor::Tag(_, b)) => compare_values(a, b),
+        (Cbor::Integer(a), Cbor::Integer(b)) => Some(i128::from(*a).cmp(&i128::from(*b))),
+        (Cbor::Integer(a), Cbor::Float(b)) => (i128::from(*a) as f64).partial_cmp(b),
+        (Cbor::Float(a), Cbor::Integer(b)) => a.partial_cmp(&(i128::from(*b) as f64)),
+        (Cbor::Float(a), Cbor::Float(b)) => a.partial_cmp(b),
+        (Cbor::Bool(a), Cbor::Bool(b)) => Some(a.cmp(b)),
+        (Cbor::Text(a), Cbor::Text(b)) => Some(a.cmp(b)),
+        (Cbor::Bytes(a), Cbor::Bytes(b)) => Some(a.cmp(b)),
+        (Cbor::Null, Cbor::Null) => Some(Ordering::Equal),
+        (Cbor::Array(a), Cbor::Array(b)) => {
+            for (x, y) in a.iter().zip(b) {
+                match compare_values(x, y)? {
+                    Ordering::Equal => {}
+                    other => return Some(other),
+                }
+            }
+            Some(a.len().cmp(&b.len()))
+        }
+        _ => None,
+    }
+}
+
+/// Sorts encoded values in Python's order (stable, as Python's `sort`).
+///
+/// # Errors
+///
+/// [`Error::Manager`] if two of them cannot be compared; the list is then
+/// left as it was.
+pub(crate) fn sort(items: &mut [Blob], reverse: bool) -> Result<()> {
+    let mut keyed: Vec<(Cbor, usize)> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let value = parse(item).ok_or_else(|| Error::Manager {
+            message: "a list element is not valid CBOR".to_owned(),
+        })?;
+        keyed.push((value, i));
+    }
+    let mut incomparable = false;
+    keyed.sort_by(|(a, _), (b, _)| {
+        let order = compare_values(a, b).unwrap_or_else(|| {
+            incomparable = true;
+            Ordering::Equal
+        });
+        if reverse { order.reverse() } else { order }
+    });
+    if incomparable {
+        return Err(Error::Manager { message: "list elements cannot be compared".to_owned() });
+    }
+    let mut old: Vec<Option<Blob>> = items.iter_mut().map(|b| Some(std::mem::take(b))).collect();
+    for (slot, (_, i)) in items.iter_mut().zip(keyed) {
+        *slot = old[i].take().unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Writes `Name(a=1, b='x')` with the attributes in name order, as Python's
+/// `Namespace.__repr__` does.
+pub(crate) fn namespace_repr<'a>(
+    f: &mut impl fmt::Write,
+    attrs: impl Iterator<Item = (&'a String, &'a Blob)>,
+) -> fmt::Result {
+    f.write_str("Namespace(")?;
+    for (i, (name, value)) in attrs.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{name}={}", repr(value))?;
+    }
+    f.write_str(")")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let r = |bytes: Blob| repr(&bytes);
+        assert_eq!(r(encode(&1u8).unwrap()), "1");
+        assert_eq!(r(encode(&-7i64).unwrap()), "-7");
+        assert_eq!(r(encode(&2.5f64).unwrap()), "2.5");
+        assert_eq!(r(encode(&3.0f64).unwrap()), "3.0");
+        assert_eq!(r(encode("it's").unwrap()), "\"it's\"");
+        assert_eq!(r(encode("hi").unwrap()), "'hi'");
+        assert_eq!(r(encode(&None::<u8>).unwrap()), "None");
+        assert_eq!(r(encode(&(true, vec![1, 2])).unwrap()), "[True, [1, 2]]");
+    }
+
+    #[test]
+    fn integers_encode_the_same_whatever_their_type() {
+        assert_eq!(encode(&5u8).unwrap(), encode(&5i64).unwrap());
+    }
+
+    #[test]
+    fn sorting_follows_python_and_refuses_mixed_types() {
+        let mut items: Vec<Blob> = [3.5f64, 1.0, 2.0].iter().map(|x| encode(x).unwrap()).collect();
+        items.push(encode(&2u8).unwrap());
+        sort(&mut items, false).unwrap();
+        let back: Vec<String> = items.iter().map(|b| repr(b)).collect();
+        assert_eq!(back, ["1.0", "2.0", "2", "3.5"]); // stable: 2.0 came first
+        let mut mixed = vec![encode(&1).unwrap(), encode("a").unwrap()];
+        let before = mixed.clone();
+        assert!(sort(&mut mixed, false).is_err());
+        assert_eq!(mixed, before);
+    }
+}

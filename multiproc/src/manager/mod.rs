@@ -1,0 +1,578 @@
+//! Managers: a server process holding shared lists, dicts, namespaces and
+//! values, reached through typed proxies (Python's `multiprocessing.Manager`
+//! and `BaseManager`).
+//!
+//! [`Manager::start`] starts the server process; each proxy it hands out
+//! ([`ListProxy`], [`DictProxy`], [`Namespace`], [`ValueProxy`]) is plain
+//! data that travels to children as an argument, over connections, or into
+//! another shared object, and works wherever it arrives. Each thread of each
+//! process talks to the server over its own session: a shared-memory pipe
+//! for a local manager, TCP for a remote one. The server keeps values in a
+//! self-describing encoding (CBOR), so it prints, compares and sorts them
+//! without knowing their Rust types.
+//!
+//! A manager may also listen on TCP or a Unix path with an authkey and
+//! publish objects by name, for other programs to reach with
+//! [`Manager::connect`] (Python's remote `BaseManager`).
+//!
+//! ```
+//! use multiproc::{Manager, Process};
+//! use multiproc::manager::Namespace;
+//!
+//! fn bump(ns: Namespace) {
+//!     ns.update("x", |x: i64| x + 5).unwrap();
+//!     ns.update("y", |y: i64| y * 10).unwrap();
+//! }
+//!
+//! let manager = Manager::start()?;
+//! let ns = manager.namespace()?;
+//! ns.set("x", 1)?;
+//! ns.set("y", 1)?;
+//! Process::spawn(bump, ns.clone())?.join()?;
+//! assert_eq!(ns.to_string(), "Namespace(x=6, y=10)");
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+mod client;
+mod dynval;
+mod protocol;
+mod proxy;
+mod server;
+mod sync_proxy;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::connection::{Address, pipe_between};
+use crate::process::{Process, StartMethod};
+use crate::{Error, Result};
+use client::{Link, unexpected};
+use protocol::{Create, Request, Response};
+pub use proxy::{DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
+use proxy::{Target, sealed::Sealed};
+pub use sync_proxy::{
+    ArrayProxy, BarrierProxy, ConditionProxy, EventProxy, LockProxy, ManagedGuard, QueueProxy,
+    RLockProxy, SemaphoreProxy,
+};
+
+/// How long `start` waits for the server to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dropping a manager waits for its server to exit before killing it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A manager: the handle to a server process of shared objects.
+///
+/// The manager that [`start`](Manager::start)ed the server shuts it down
+/// when dropped (Python's `with Manager() as m:`); a manager from
+/// [`connect`](Manager::connect) only talks to it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Manager;
+///
+/// let manager = Manager::start()?;
+/// let records = manager.list([("Computers".to_owned(), 1), ("Hindi".to_owned(), 9)])?;
+/// records.append(("English".to_owned(), 3))?;
+/// assert_eq!(records.len()?, 3);
+/// manager.shutdown()?;
+/// assert!(matches!(records.len(), Err(multiproc::Error::ManagerGone)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Manager {
+    link: Link,
+    server: Option<Process<()>>,
+}
+
+/// Chooses how a manager's server starts and where it listens.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Manager, StartMethod};
+/// use multiproc::connection::Address;
+///
+/// let manager = Manager::builder()
+///     .start_method(StartMethod::Fork)
+///     .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+///     .authkey(b"secret")
+///     .start()?;
+/// assert!(matches!(manager.address(), Address::Tcp(a) if a.port() != 0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct ManagerBuilder {
+    start_method: Option<StartMethod>,
+    address: Option<Address>,
+    authkey: Option<Vec<u8>>,
+}
+
+impl ManagerBuilder {
+    /// How the server process starts (default [`StartMethod::Spawn`]).
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    #[must_use]
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = Some(method);
+        self
+    }
+
+    /// Where the server listens (default: a fresh Linux abstract socket
+    /// name). A TCP address makes a remote manager; port 0 picks a free one.
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    #[must_use]
+    pub fn address(mut self, address: Address) -> Self {
+        self.address = Some(address);
+        self
+    }
+
+    /// The key clients must prove they know (default: 32 random bytes, which
+    /// travel inside the proxies to this program's children).
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    #[must_use]
+    pub fn authkey(mut self, key: &[u8]) -> Self {
+        self.authkey = Some(key.to_vec());
+        self
+    }
+
+    /// Starts the server process and waits until it listens.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manager`] if the server cannot listen on the address (in
+    /// use); errors of [`Process::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    pub fn start(self) -> Result<Manager> {
+        let authkey = match self.authkey {
+            Some(key) => key,
+            None => {
+                let mut key = vec![0u8; 32];
+                rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
+                    .map_err(|e| Error::Os { op: "make an authkey", source: e.into() })?;
+                key
+            }
+        };
+        let address = self.address.unwrap_or_else(fresh_address);
+        let (report, server_report) = pipe_between::<(), Result<Address, String>>(4096)?;
+        let args =
+            server::ServerArgs { address, authkey: Some(authkey.clone()), report: server_report };
+        let server = Process::builder()
+            .name("Manager")
+            .daemon(true)
+            .start_method(self.start_method.unwrap_or_default())
+            .spawn(server::serve, args)?;
+        let address = match report.recv_timeout(START_TIMEOUT) {
+            Ok(Ok(address)) => address,
+            Ok(Err(message)) => return Err(Error::Manager { message }),
+            Err(e) => {
+                let _ = server.kill();
+                return Err(e);
+            }
+        };
+        Ok(Manager { link: Link { address, authkey: Some(authkey) }, server: Some(server) })
+    }
+}
+
+/// A name no other manager uses: pid, a counter and random bits.
+fn fresh_address() -> Address {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut random = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+    Address::Abstract(format!(
+        "multiproc-manager-{}-{}-{:016x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        u64::from_ne_bytes(random)
+    ))
+}
+
+impl Manager {
+    /// Starts a manager's server process with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`ManagerBuilder::start`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Manager`].
+    pub fn start() -> Result<Self> {
+        Self::builder().start()
+    }
+
+    /// Settings for a manager: start method, address, authkey.
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to a manager another program started (Python's
+    /// `BaseManager(address, authkey).connect()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AuthenticationFailed`] with a wrong key;
+    /// [`Error::ManagerGone`] if nobody listens there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// use multiproc::connection::Address;
+    ///
+    /// let server = Manager::builder()
+    ///     .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+    ///     .authkey(b"key")
+    ///     .start()?;
+    /// server.publish("jobs", &server.list(["a".to_owned()])?)?;
+    ///
+    /// let remote = Manager::connect(server.address(), Some(b"key"))?;
+    /// let jobs = remote.lookup::<multiproc::manager::ListProxy<String>>("jobs")?;
+    /// assert_eq!(jobs.to_vec()?, ["a"]);
+    /// assert!(Manager::connect(server.address(), Some(b"wrong")).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Self> {
+        let link = Link { address: address.clone(), authkey: authkey.map(<[u8]>::to_vec) };
+        match client::call(&link, &Request::Ping)? {
+            Response::Done => Ok(Self { link, server: None }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder`].
+    pub fn address(&self) -> &Address {
+        &self.link.address
+    }
+
+    /// The server process, if this manager started it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert!(m.process().unwrap().is_alive());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn process(&self) -> Option<&Process<()>> {
+        self.server.as_ref()
+    }
+
+    fn create<P: Sealed>(&self, create: Create) -> Result<P> {
+        match client::call(&self.link, &Request::Create(create))? {
+            Response::Created(id) => Ok(P::from_target(Target { link: self.link.clone(), id })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A new shared list holding `items` (Python's `manager.list(...)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`]; [`Error::Encode`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ListProxy`].
+    pub fn list<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
+        let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
+        self.create(Create::List(items))
+    }
+
+    /// A new, empty shared dict (Python's `manager.dict()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`DictProxy`].
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        self.create(Create::Dict(Vec::new()))
+    }
+
+    /// A new, empty namespace (Python's `manager.Namespace()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`Namespace`].
+    pub fn namespace(&self) -> Result<Namespace> {
+        self.create(Create::Namespace)
+    }
+
+    /// A new shared value (Python's `manager.Value(typecode, x)`; the type is
+    /// `T`'s).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`]; [`Error::Encode`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ValueProxy`].
+    pub fn value<T: Serialize>(&self, value: T) -> Result<ValueProxy<T>> {
+        self.create(Create::Value(dynval::encode(&value)?))
+    }
+
+    /// A new fixed-length array holding `items` (Python's
+    /// `manager.Array(typecode, sequence)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`]; [`Error::Encode`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ArrayProxy`].
+    pub fn array<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>> {
+        let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
+        self.create(Create::Array(items))
+    }
+
+    /// A new lock (Python's `manager.Lock()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`LockProxy`].
+    pub fn lock(&self) -> Result<LockProxy> {
+        self.create(Create::Lock)
+    }
+
+    /// A new re-entrant lock (Python's `manager.RLock()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`RLockProxy`].
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        self.create(Create::RLock)
+    }
+
+    /// A new semaphore with `value` units (Python's `manager.Semaphore(n)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`SemaphoreProxy`].
+    pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        self.create(Create::Semaphore(u64::from(value), None))
+    }
+
+    /// A new semaphore that refuses to be released past `value` units
+    /// (Python's `manager.BoundedSemaphore(n)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`SemaphoreProxy`].
+    pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
+        self.create(Create::Semaphore(u64::from(value), Some(u64::from(value))))
+    }
+
+    /// A new condition variable with its own re-entrant lock (Python's
+    /// `manager.Condition()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`ConditionProxy`].
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        self.create(Create::Condition)
+    }
+
+    /// A new event (Python's `manager.Event()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`EventProxy`].
+    pub fn event(&self) -> Result<EventProxy> {
+        self.create(Create::Event)
+    }
+
+    /// A new barrier for `parties` parties (Python's `manager.Barrier(n)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`BarrierProxy`].
+    pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
+        self.create(Create::Barrier(u64::from(parties)))
+    }
+
+    /// A new unbounded queue (Python's `manager.Queue()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`QueueProxy`].
+    pub fn queue<T>(&self) -> Result<QueueProxy<T>> {
+        self.create(Create::Queue(0))
+    }
+
+    /// A new queue holding at most `maxsize` items (Python's
+    /// `manager.Queue(maxsize)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`QueueProxy::try_put`].
+    pub fn bounded_queue<T>(&self, maxsize: u32) -> Result<QueueProxy<T>> {
+        self.create(Create::Queue(u64::from(maxsize.max(1))))
+    }
+
+    /// A new queue with `task_done` and `join` (Python's
+    /// `manager.JoinableQueue()`; every [`QueueProxy`] has them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// See [`QueueProxy::join_timeout`].
+    pub fn joinable_queue<T>(&self) -> Result<QueueProxy<T>> {
+        self.queue()
+    }
+
+    /// Gives `proxy`'s object a name under which other programs find it
+    /// with [`lookup`](Self::lookup).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manager`] if the proxy belongs to another manager.
+    ///
+    /// # Examples
+    ///
+    /// See [`connect`](Self::connect).
+    pub fn publish<P: Proxy>(&self, name: &str, proxy: &P) -> Result<()> {
+        let target = proxy.target();
+        if target.link != self.link {
+            return Err(Error::Manager { message: "the proxy belongs to another manager".into() });
+        }
+        match client::call(&self.link, &Request::Publish(name.to_owned(), target.id))? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The object published as `name`, through a proxy of type `P`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manager`] if there is no such name or the object is not of
+    /// `P`'s kind.
+    ///
+    /// # Examples
+    ///
+    /// See [`connect`](Self::connect).
+    pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P> {
+        match client::call(&self.link, &Request::Lookup(name.to_owned()))? {
+            Response::Found(id, kind) if kind == P::KIND => {
+                Ok(P::from_target(Target { link: self.link.clone(), id }))
+            }
+            Response::Found(_, kind) => Err(Error::Manager {
+                message: format!("{name:?} is a {kind:?}, not a {:?}", P::KIND),
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops the server process: every proxy of this manager fails with
+    /// [`Error::ManagerGone`] from now on. Dropping the manager that started
+    /// the server does the same.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] on a manager from [`connect`](Self::connect).
+    ///
+    /// # Examples
+    ///
+    /// See [`Manager`].
+    pub fn shutdown(&self) -> Result<()> {
+        let Some(server) = &self.server else {
+            return Err(Error::Unsupported {
+                reason: "only the manager that started a server stops it",
+            });
+        };
+        let _ = client::call(&self.link, &Request::Shutdown);
+        client::forget(&self.link);
+        if server.wait_timeout(SHUTDOWN_TIMEOUT)?.is_none() {
+            server.kill()?;
+            server.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if self.server.as_ref().is_some_and(Process::is_alive) {
+            let _ = self.shutdown();
+        }
+        client::forget(&self.link);
+    }
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.link.address)
+            .field("pid", &self.server.as_ref().map(Process::pid))
+            .finish()
+    }
+}

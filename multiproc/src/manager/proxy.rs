@@ -1,0 +1,1156 @@
+//! Proxies: typed handles to objects that live in a manager's server.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::client::{self, Link, unexpected};
+use super::dynval::{self, Blob};
+use super::protocol::{Kind, Op, Part, Request, Response};
+use crate::Result;
+
+/// Which object of which manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Target {
+    pub(crate) link: Link,
+    pub(crate) id: u64,
+}
+
+impl Target {
+    pub(super) fn call(&self, kind: Kind, op: Op) -> Result<Response> {
+        client::call(&self.link, &Request::Call(self.id, kind, op))
+    }
+
+    pub(super) fn done(&self, kind: Kind, op: Op) -> Result<()> {
+        match self.call(kind, op)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn value<T: DeserializeOwned>(&self, kind: Kind, op: Op) -> Result<T> {
+        match self.call(kind, op)? {
+            Response::Value(v) => dynval::decode(&v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn maybe<T: DeserializeOwned>(&self, kind: Kind, op: Op) -> Result<Option<T>> {
+        match self.call(kind, op)? {
+            Response::Maybe(v) => v.map(|v| dynval::decode(&v)).transpose(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn many<T: DeserializeOwned>(&self, kind: Kind, op: Op) -> Result<Vec<T>> {
+        match self.call(kind, op)? {
+            Response::Many(vs) => vs.iter().map(|v| dynval::decode(v)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn count(&self, kind: Kind, op: Op) -> Result<usize> {
+        match self.call(kind, op)? {
+            Response::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn boolean(&self, kind: Kind, op: Op) -> Result<bool> {
+        match self.call(kind, op)? {
+            Response::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) fn repr(&self, kind: Kind) -> Result<String> {
+        match self.call(kind, Op::Repr)? {
+            Response::Text(text) => Ok(text),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Reads `part` with the object's version.
+    pub(super) fn fetch(&self, kind: Kind, part: Part) -> Result<(u64, Option<Vec<Blob>>)> {
+        match self.call(kind, Op::Fetch(part))? {
+            Response::Versioned(version, slot) => Ok((version, slot)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// An optimistic read-modify-write of `part`: reads it, lets `f` compute
+    /// the new contents, stores them if nobody changed the object meanwhile,
+    /// and tries again otherwise. Nothing is locked while `f` runs, so a
+    /// client killed in the middle blocks nobody.
+    pub(super) fn update(
+        &self,
+        kind: Kind,
+        part: impl Fn() -> Part,
+        mut f: impl FnMut(Option<Vec<Blob>>) -> Result<Option<Vec<Blob>>>,
+    ) -> Result<()> {
+        loop {
+            let (version, slot) = self.fetch(kind, part())?;
+            let new = f(slot)?;
+            if self.boolean(kind, Op::CompareStore(part(), version, new))? {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) fn display(&self, kind: Kind, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.repr(kind) {
+            Ok(text) => f.write_str(&text),
+            Err(e) => write!(f, "<{kind:?} proxy: {e}>"),
+        }
+    }
+}
+
+/// Proxies' common face: what a manager can publish by name and look up.
+pub trait Proxy: sealed::Sealed + Sized {}
+
+#[allow(private_interfaces)]
+pub(crate) mod sealed {
+    use super::{Kind, Target};
+
+    /// Keeps [`super::Proxy`] for the library's own proxies.
+    pub trait Sealed {
+        /// The kind of object this proxy points to.
+        const KIND: Kind;
+        /// The object pointed to.
+        fn target(&self) -> &Target;
+        /// A proxy for `target`.
+        fn from_target(target: Target) -> Self;
+    }
+}
+
+pub(super) fn python_index(i: isize) -> i64 {
+    i as i64
+}
+
+fn range_bounds(range: impl RangeBounds<isize>) -> (Option<i64>, Option<i64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&i) => Some(python_index(i)),
+        Bound::Excluded(&i) => Some(python_index(i) + 1),
+        Bound::Unbounded => None,
+    };
+    let end = match range.end_bound() {
+        Bound::Excluded(&i) => Some(python_index(i)),
+        Bound::Included(&-1) | Bound::Unbounded => None,
+        Bound::Included(&i) => Some(python_index(i) + 1),
+    };
+    (start, end)
+}
+
+macro_rules! proxy_common {
+    ($name:ident, $kind:expr) => {
+        proxy_common!($name<>, $kind);
+    };
+    ($name:ident < $($t:ident),* >, $kind:expr) => {
+        impl<$($t),*> Clone for $name<$($t),*> {
+            fn clone(&self) -> Self {
+                Self { target: self.target.clone(), _types: PhantomData }
+            }
+        }
+
+        impl<$($t),*> PartialEq for $name<$($t),*> {
+            /// Two proxies are equal when they point to the same object.
+            fn eq(&self, other: &Self) -> bool {
+                self.target == other.target
+            }
+        }
+
+        // The sealed trait names crate-private types: nobody outside can
+        // call these, which is the point.
+        #[allow(private_interfaces)]
+        impl<$($t),*> sealed::Sealed for $name<$($t),*> {
+            const KIND: Kind = $kind;
+            fn target(&self) -> &Target {
+                &self.target
+            }
+            fn from_target(target: Target) -> Self {
+                Self { target, _types: PhantomData }
+            }
+        }
+
+        impl<$($t),*> Proxy for $name<$($t),*> {}
+
+        impl<$($t),*> Serialize for $name<$($t),*> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.target.serialize(s)
+            }
+        }
+
+        impl<'de, $($t),*> Deserialize<'de> for $name<$($t),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                Ok(Self { target: Target::deserialize(d)?, _types: PhantomData })
+            }
+        }
+
+        impl<$($t),*> fmt::Display for $name<$($t),*> {
+            /// Python's `repr` of the object's current contents.
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.target.display($kind, f)
+            }
+        }
+
+        impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+    };
+}
+
+pub(super) use proxy_common;
+
+/// A list in a manager's server (Python's `ListProxy`).
+///
+/// Indices are `isize`, negative ones counting from the end as in Python.
+/// Every method is one request to the server; `update` changes the whole
+/// list atomically.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Manager, Process};
+/// use multiproc::manager::ListProxy;
+///
+/// fn add(records: ListProxy<(String, u32)>) {
+///     records.append(("English".to_owned(), 3)).unwrap();
+/// }
+///
+/// let manager = Manager::start()?;
+/// let records = manager.list([("Computers".to_owned(), 1)])?;
+/// Process::spawn(add, records.clone())?.join()?;
+/// assert_eq!(records.len()?, 2);
+/// assert_eq!(records.get(-1)?.0, "English");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct ListProxy<T> {
+    target: Target,
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ListProxy<T>, Kind::List);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    /// Adds `value` at the end (Python's `append`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone) if the server is
+    /// gone; [`Error::Encode`](crate::Error::Encode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list::<u8>([])?;
+    /// l.append(1)?;
+    /// assert_eq!(l.to_vec()?, [1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn append(&self, value: T) -> Result<()> {
+        self.target.done(Kind::List, Op::Append(dynval::encode(&value)?))
+    }
+
+    /// The same as [`append`](Self::append), named as `Vec::push`.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list::<u8>([])?;
+    /// l.push(1)?;
+    /// assert_eq!(l.len()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn push(&self, value: T) -> Result<()> {
+        self.append(value)
+    }
+
+    /// Adds every item at the end, in one request.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1])?;
+    /// l.extend([2, 3])?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn extend(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
+        self.target.done(Kind::List, Op::Extend(items))
+    }
+
+    /// The element at `index` (negative counts from the end).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange);
+    /// [`Error::Decode`](crate::Error::Decode) if it is not a `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2, 3])?;
+    /// assert_eq!(l.get(0)?, 1);
+    /// assert_eq!(l.get(-1)?, 3);
+    /// assert!(l.get(3).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self, index: isize) -> Result<T> {
+        self.target.value(Kind::List, Op::Get(python_index(index)))
+    }
+
+    /// Replaces the element at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2, 3])?;
+    /// l.set(-1, 30)?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 30]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn set(&self, index: isize, value: T) -> Result<()> {
+        self.target.done(Kind::List, Op::Set(python_index(index), dynval::encode(&value)?))
+    }
+
+    /// Inserts before `index` (clamped to the list, as Python's `insert`).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 3])?;
+    /// l.insert(1, 2)?;
+    /// l.insert(100, 4)?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn insert(&self, index: isize, value: T) -> Result<()> {
+        self.target.done(Kind::List, Op::Insert(python_index(index), dynval::encode(&value)?))
+    }
+
+    /// Removes and returns the last element.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange) if empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2])?;
+    /// assert_eq!(l.pop()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pop(&self) -> Result<T> {
+        self.target.value(Kind::List, Op::Pop(None))
+    }
+
+    /// Removes and returns the element at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`](crate::Error::IndexOutOfRange).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2, 3])?;
+    /// assert_eq!(l.pop_at(0)?, 1);
+    /// assert_eq!(l.to_vec()?, [2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pop_at(&self, index: isize) -> Result<T> {
+        self.target.value(Kind::List, Op::Pop(Some(python_index(index))))
+    }
+
+    /// Removes the first element equal to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ValueNotFound`](crate::Error::ValueNotFound).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2, 1])?;
+    /// l.remove(&1)?;
+    /// assert_eq!(l.to_vec()?, [2, 1]);
+    /// assert!(l.remove(&7).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn remove(&self, value: &T) -> Result<()> {
+        self.target.done(Kind::List, Op::Remove(dynval::encode(value)?))
+    }
+
+    /// The number of elements.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert_eq!(m.list([1, 2])?.len()?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn len(&self) -> Result<usize> {
+        self.target.count(Kind::List, Op::Len)
+    }
+
+    /// Whether the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert!(m.list::<u8>([])?.is_empty()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Whether an element equals `value` (Python's `in`).
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list(["a".to_owned()])?;
+    /// assert!(l.contains(&"a".to_owned())?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn contains(&self, value: &T) -> Result<bool> {
+        self.target.boolean(Kind::List, Op::Contains(dynval::encode(value)?))
+    }
+
+    /// The position of the first element equal to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ValueNotFound`](crate::Error::ValueNotFound).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert_eq!(m.list([5, 6, 7])?.index(&6)?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn index(&self, value: &T) -> Result<usize> {
+        self.target.count(Kind::List, Op::Index(dynval::encode(value)?))
+    }
+
+    /// How many elements equal `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert_eq!(m.list([1, 2, 1])?.count(&1)?, 2);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn count(&self, value: &T) -> Result<usize> {
+        self.target.count(Kind::List, Op::Count(dynval::encode(value)?))
+    }
+
+    /// Removes every element.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2])?;
+    /// l.clear()?;
+    /// assert!(l.is_empty()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn clear(&self) -> Result<()> {
+        self.target.done(Kind::List, Op::Clear)
+    }
+
+    /// A copy of the elements in `range`, as Python's `l[a:b]` (negative
+    /// bounds count from the end; bounds outside the list are clamped).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([0, 1, 2, 3, 4])?;
+    /// assert_eq!(l.slice(1..3)?, [1, 2]);
+    /// assert_eq!(l.slice(-2..)?, [3, 4]);
+    /// assert_eq!(l.slice(..=-2)?, [0, 1, 2, 3]);
+    /// assert_eq!(l.slice(3..100)?, [3, 4]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn slice(&self, range: impl RangeBounds<isize>) -> Result<Vec<T>> {
+        let (start, end) = range_bounds(range);
+        self.target.many(Kind::List, Op::Slice(start, end))
+    }
+
+    /// A copy of the whole list (Python's `l[:]`).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert_eq!(m.list([1, 2])?.to_vec()?, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.target.many(Kind::List, Op::All)
+    }
+
+    /// Sorts the list in the server, in Python's order (numbers by value,
+    /// text and sequences lexicographically); stable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manager`](crate::Error::Manager) if two elements cannot be
+    /// compared (a number and a text); the list is left unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([3, 1, 2])?;
+    /// l.sort()?;
+    /// assert_eq!(l.to_vec()?, [1, 2, 3]);
+    /// l.sort_descending()?;
+    /// assert_eq!(l.to_vec()?, [3, 2, 1]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn sort(&self) -> Result<()> {
+        self.target.done(Kind::List, Op::Sort { reverse: false })
+    }
+
+    /// Sorts in descending order (Python's `sort(reverse=True)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`sort`](Self::sort).
+    ///
+    /// # Examples
+    ///
+    /// See [`sort`](Self::sort).
+    pub fn sort_descending(&self) -> Result<()> {
+        self.target.done(Kind::List, Op::Sort { reverse: true })
+    }
+
+    /// Changes the whole list atomically: `f` gets the current elements and
+    /// changes them; if another process changed the list meanwhile, `f` runs
+    /// again on the new contents. Returns the list as stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([1, 2, 3])?;
+    /// l.update(|v| v.retain(|x| x % 2 == 1))?;
+    /// assert_eq!(l.to_vec()?, [1, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn update(&self, mut f: impl FnMut(&mut Vec<T>)) -> Result<Vec<T>> {
+        let mut stored = Vec::new();
+        self.target.update(
+            Kind::List,
+            || Part::Whole,
+            |slot| {
+                let mut items: Vec<T> = slot
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|b| dynval::decode(b))
+                    .collect::<Result<_>>()?;
+                f(&mut items);
+                let encoded = items.iter().map(dynval::encode).collect::<Result<_>>()?;
+                stored = items;
+                Ok(Some(encoded))
+            },
+        )?;
+        Ok(stored)
+    }
+}
+
+/// A dict in a manager's server (Python's `DictProxy`), keeping insertion
+/// order as Python's dicts do.
+///
+/// # Examples
+///
+/// ```
+/// let m = multiproc::Manager::start()?;
+/// let d = m.dict::<String, i64>()?;
+/// d.insert("a".to_owned(), 1)?;
+/// assert_eq!(d.get(&"a".to_owned())?, Some(1));
+/// assert_eq!(d.keys()?, ["a"]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct DictProxy<K, V> {
+    target: Target,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+proxy_common!(DictProxy<K, V>, Kind::Dict);
+
+impl<K, V> DictProxy<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// Sets `key` to `value`; returns the value it replaces.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone);
+    /// [`Error::Encode`](crate::Error::Encode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// assert_eq!(d.insert(1, "one".to_owned())?, None);
+    /// assert_eq!(d.insert(1, "uno".to_owned())?, Some("one".to_owned()));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let op = Op::DictInsert(dynval::encode(&key)?, dynval::encode(&value)?);
+        self.target.maybe(Kind::Dict, op)
+    }
+
+    /// The value of `key`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert); [`Error::Decode`](crate::Error::Decode).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict::<u8, u8>()?;
+    /// assert_eq!(d.get(&1)?, None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        self.target.maybe(Kind::Dict, Op::DictGet(dynval::encode(key)?))
+    }
+
+    /// Removes `key`; returns its value if it was there.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.insert(1, 2)?;
+    /// assert_eq!(d.remove(&1)?, Some(2));
+    /// assert_eq!(d.remove(&1)?, None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        self.target.maybe(Kind::Dict, Op::DictRemove(dynval::encode(key)?))
+    }
+
+    /// Removes `key` and returns its value (Python's `pop(key)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyNotFound`](crate::Error::KeyNotFound) if it is not there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.insert(1, 2)?;
+    /// assert_eq!(d.pop(&1)?, 2);
+    /// assert!(matches!(d.pop(&1), Err(multiproc::Error::KeyNotFound)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pop(&self, key: &K) -> Result<V> {
+        self.remove(key)?.ok_or(crate::Error::KeyNotFound)
+    }
+
+    /// Whether `key` is there (Python's `in`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.insert('k', 0)?;
+    /// assert!(d.contains_key(&'k')?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        self.target.boolean(Kind::Dict, Op::Contains(dynval::encode(key)?))
+    }
+
+    /// The number of entries.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert_eq!(m.dict::<u8, u8>()?.len()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn len(&self) -> Result<usize> {
+        self.target.count(Kind::Dict, Op::Len)
+    }
+
+    /// Whether there are no entries.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// assert!(m.dict::<u8, u8>()?.is_empty()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The keys, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.extend([(2, 'b'), (1, 'a')])?;
+    /// assert_eq!(d.keys()?, [2, 1]);
+    /// assert_eq!(d.values()?, ['b', 'a']);
+    /// assert_eq!(d.items()?, [(2, 'b'), (1, 'a')]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn keys(&self) -> Result<Vec<K>> {
+        self.target.many(Kind::Dict, Op::Keys)
+    }
+
+    /// The values, in insertion order of their keys.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`keys`](Self::keys).
+    pub fn values(&self) -> Result<Vec<V>> {
+        self.target.many(Kind::Dict, Op::Values)
+    }
+
+    /// The entries, in insertion order.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`keys`](Self::keys).
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        match self.target.call(Kind::Dict, Op::Items)? {
+            Response::Pairs(pairs) => {
+                pairs.iter().map(|(k, v)| Ok((dynval::decode(k)?, dynval::decode(v)?))).collect()
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A snapshot of the whole dict in any collection of pairs
+    /// (`HashMap`, `BTreeMap`, `Vec`...).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.insert("x".to_owned(), 1)?;
+    /// let copy: HashMap<String, i32> = d.snapshot()?;
+    /// assert_eq!(copy["x"], 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn snapshot<M: FromIterator<(K, V)>>(&self) -> Result<M> {
+        Ok(self.items()?.into_iter().collect())
+    }
+
+    /// Sets every entry of `pairs`, in one request (Python's `update`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// See [`keys`](Self::keys).
+    pub fn extend(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((dynval::encode(&k)?, dynval::encode(&v)?)))
+            .collect::<Result<_>>()?;
+        self.target.done(Kind::Dict, Op::DictExtend(pairs))
+    }
+
+    /// The value of `key`, after setting it to `default` if it was not
+    /// there (Python's `setdefault`), atomically.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// assert_eq!(d.setdefault("k".to_owned(), 1)?, 1);
+    /// assert_eq!(d.setdefault("k".to_owned(), 2)?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn setdefault(&self, key: K, default: V) -> Result<V> {
+        let op = Op::SetDefault(dynval::encode(&key)?, dynval::encode(&default)?);
+        self.target.value(Kind::Dict, op)
+    }
+
+    /// Removes every entry.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict()?;
+    /// d.insert(1, 1)?;
+    /// d.clear()?;
+    /// assert!(d.is_empty()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn clear(&self) -> Result<()> {
+        self.target.done(Kind::Dict, Op::Clear)
+    }
+
+    /// Changes the entry of `key` atomically: `f` gets its value (`None` if
+    /// absent) and returns the new one (`None` removes it); if another
+    /// process changed the dict meanwhile, `f` runs again. Returns what was
+    /// stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let hits = m.dict::<String, u64>()?;
+    /// hits.update("page".to_owned(), |n| Some(n.unwrap_or(0) + 1))?;
+    /// hits.update("page".to_owned(), |n| Some(n.unwrap_or(0) + 1))?;
+    /// assert_eq!(hits.get(&"page".to_owned())?, Some(2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn update(&self, key: K, mut f: impl FnMut(Option<V>) -> Option<V>) -> Result<Option<V>> {
+        let key = dynval::encode(&key)?;
+        let mut stored = None;
+        self.target.update(
+            Kind::Dict,
+            || Part::Key(key.clone()),
+            |slot| {
+                let old = slot.and_then(|mut v| v.pop()).map(|v| dynval::decode(&v)).transpose()?;
+                let new = f(old);
+                let encoded =
+                    new.as_ref().map(|v| dynval::encode(v).map(|b| vec![b])).transpose()?;
+                stored = new;
+                Ok(encoded)
+            },
+        )?;
+        Ok(stored)
+    }
+}
+
+/// A namespace in a manager's server (Python's `Namespace`): attributes of
+/// any serde type, set and read by name. Displays as Python prints it,
+/// `Namespace(x=1, y=1)`.
+///
+/// # Examples
+///
+/// ```
+/// let m = multiproc::Manager::start()?;
+/// let ns = m.namespace()?;
+/// ns.set("x", 1)?;
+/// ns.set("name", "seed")?;
+/// assert_eq!(ns.get::<i64>("x")?, 1);
+/// assert_eq!(ns.to_string(), "Namespace(name='seed', x=1)");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Namespace {
+    target: Target,
+    _types: PhantomData<()>,
+}
+
+proxy_common!(Namespace, Kind::Namespace);
+
+impl Namespace {
+    /// Sets attribute `name` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone);
+    /// [`Error::Encode`](crate::Error::Encode).
+    ///
+    /// # Examples
+    ///
+    /// See [`Namespace`].
+    pub fn set<V: Serialize>(&self, name: &str, value: V) -> Result<()> {
+        self.target.done(Kind::Namespace, Op::SetAttr(name.to_owned(), dynval::encode(&value)?))
+    }
+
+    /// The value of attribute `name`, as a `V`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAttribute`](crate::Error::NoAttribute);
+    /// [`Error::Decode`](crate::Error::Decode) if it is not a `V`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// assert!(matches!(ns.get::<i64>("x"), Err(multiproc::Error::NoAttribute { .. })));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get<V: DeserializeOwned>(&self, name: &str) -> Result<V> {
+        self.target.value(Kind::Namespace, Op::GetAttr(name.to_owned()))
+    }
+
+    /// Deletes attribute `name` (Python's `del ns.name`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAttribute`](crate::Error::NoAttribute).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set("x", 1)?;
+    /// ns.delete("x")?;
+    /// assert_eq!(ns.to_string(), "Namespace()");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn delete(&self, name: &str) -> Result<()> {
+        self.target.done(Kind::Namespace, Op::DelAttr(name.to_owned()))
+    }
+
+    /// Changes attribute `name` atomically (`ns.x += 5` without the race):
+    /// `f` gets the current value and returns the new one; if another
+    /// process changed the namespace meanwhile, `f` runs again. Returns the
+    /// value stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAttribute`](crate::Error::NoAttribute) if it is not set;
+    /// [`Error::Decode`](crate::Error::Decode) if it is not a `V`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set("x", 1)?;
+    /// assert_eq!(ns.update("x", |x: i64| x + 5)?, 6);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn update<V: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(V) -> V,
+    ) -> Result<V> {
+        let mut stored = None;
+        self.target.update(
+            Kind::Namespace,
+            || Part::Attr(name.to_owned()),
+            |slot| {
+                let Some(old) = slot.and_then(|mut v| v.pop()) else {
+                    return Err(crate::Error::NoAttribute { name: name.to_owned() });
+                };
+                let new = f(dynval::decode(&old)?);
+                let encoded = dynval::encode(&new)?;
+                stored = Some(new);
+                Ok(Some(vec![encoded]))
+            },
+        )?;
+        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+    }
+}
+
+/// One value in a manager's server (Python's `manager.Value`).
+///
+/// # Examples
+///
+/// ```
+/// let m = multiproc::Manager::start()?;
+/// let v = m.value(1.5f64)?;
+/// v.set(2.5)?;
+/// assert_eq!(v.get()?, 2.5);
+/// assert_eq!(v.update(|x| x * 2.0)?, 5.0);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct ValueProxy<T> {
+    target: Target,
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ValueProxy<T>, Kind::Value);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// The current value (Python's `.value`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone);
+    /// [`Error::Decode`](crate::Error::Decode).
+    ///
+    /// # Examples
+    ///
+    /// See [`ValueProxy`].
+    pub fn get(&self) -> Result<T> {
+        self.target.value(Kind::Value, Op::Load)
+    }
+
+    /// Replaces the value (Python's `.value = x`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone);
+    /// [`Error::Encode`](crate::Error::Encode).
+    ///
+    /// # Examples
+    ///
+    /// See [`ValueProxy`].
+    pub fn set(&self, value: T) -> Result<()> {
+        self.target.done(Kind::Value, Op::Store(dynval::encode(&value)?))
+    }
+
+    /// Changes the value atomically: `f` gets the current value and returns
+    /// the new one; if another process changed it meanwhile, `f` runs again.
+    /// Returns the value stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`ValueProxy`].
+    pub fn update(&self, mut f: impl FnMut(T) -> T) -> Result<T> {
+        let mut stored = None;
+        self.target.update(
+            Kind::Value,
+            || Part::Whole,
+            |slot| {
+                let old = slot.and_then(|mut v| v.pop()).ok_or(crate::Error::KeyNotFound)?;
+                let new = f(dynval::decode(&old)?);
+                let encoded = dynval::encode(&new)?;
+                stored = Some(new);
+                Ok(Some(vec![encoded]))
+            },
+        )?;
+        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+    }
+}

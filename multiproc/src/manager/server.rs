@@ -1,0 +1,893 @@
+//! The manager's server process: a registry of objects and one thread per
+//! client session.
+//!
+//! A session starts on the listener's socket with the authkey handshake
+//! (run in the session's own thread, so a silent client delays nobody). A
+//! local client then asks for [`Request::Upgrade`] and the session moves to a
+//! shared-memory [`pipe`](crate::pipe) whose other end travels back over the
+//! socket; a remote client stays on TCP. A request that does not decode ends
+//! its session only. Every object has its own lock, so sessions working on
+//! different objects do not wait for each other.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::dynval::{self, Blob};
+use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Response, Wait};
+use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
+
+/// Each direction of a local session's pipe: larger messages stream through.
+const SESSION_RING: usize = 64 << 10;
+/// A session thread's stack: the server holds hundreds of them.
+const SESSION_STACK: usize = 256 << 10;
+
+/// What the server process is started with.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ServerArgs {
+    pub(crate) address: Address,
+    pub(crate) authkey: Option<Vec<u8>>,
+    /// Where the server reports the address it listens on, or why it cannot.
+    pub(crate) report: Connection<Result<Address, String>, ()>,
+}
+
+/// The server process's entry point.
+pub(crate) fn serve(args: ServerArgs) {
+    let listener = match Listener::bind(args.address, args.authkey.as_deref()) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = args.report.send(&Err(format!("{e}: {:?}", std::error::Error::source(&e))));
+            return;
+        }
+    };
+    let address = listener.address().clone();
+    if args.report.send(&Ok(address.clone())).is_err() {
+        return;
+    }
+    drop(args.report);
+    let registry = Arc::new(Registry {
+        address,
+        next_id: AtomicU64::new(0),
+        objects: RwLock::default(),
+        names: Mutex::default(),
+    });
+    loop {
+        match listener.accept_pending() {
+            Ok(pending) => {
+                let registry = Arc::clone(&registry);
+                let started = std::thread::Builder::new()
+                    .name("manager-session".to_owned())
+                    .stack_size(SESSION_STACK)
+                    .spawn(move || session(pending, &registry));
+                if started.is_err() {
+                    // Out of threads: the dropped connection tells its client.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            // Out of descriptors, or a client that left at once: go on.
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// What the server knows of one session: its id (the owner of the locks it
+/// takes) and the locks it holds, released for the next taker (who learns
+/// that their owner died) if the session ends with them held.
+#[derive(Debug)]
+struct Ctx {
+    id: u64,
+    held: Vec<u64>,
+}
+
+static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
+
+/// Serves one client until it leaves or breaks the protocol.
+fn session(pending: PendingConnection, registry: &Registry) {
+    let Ok(conn) = pending.handshake::<Response, Request>() else { return };
+    let mut ctx = Ctx { id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1, held: Vec::new() };
+    serve_session(conn, registry, &mut ctx);
+    registry.release_all(&ctx);
+}
+
+fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, ctx: &mut Ctx) {
+    loop {
+        let Ok(request) = conn.recv() else { return };
+        let response = match request {
+            Request::Upgrade => match pipe_between::<Response, Request>(SESSION_RING) {
+                Ok((mine, theirs)) => {
+                    if conn.send(&Response::Upgraded(theirs)).is_err() {
+                        return;
+                    }
+                    conn = mine;
+                    continue;
+                }
+                Err(e) => failed(e.to_string()),
+            },
+            Request::Shutdown => {
+                let _ = conn.send(&Response::Done);
+                registry.shut_down();
+            }
+            other => registry.handle(other, ctx),
+        };
+        if conn.send(&response).is_err() {
+            return;
+        }
+    }
+}
+
+fn failed(message: impl Into<String>) -> Response {
+    Response::Failed(Failure::Other(message.into()))
+}
+
+#[derive(Debug)]
+struct Registry {
+    address: Address,
+    next_id: AtomicU64,
+    objects: RwLock<HashMap<u64, Arc<Object>>>,
+    names: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Debug)]
+struct Object {
+    kind: Kind,
+    state: Mutex<State>,
+    /// Where blocking operations (locks, events, queues...) wait.
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Bumped by every change: the check of an optimistic update.
+    version: u64,
+    data: Data,
+}
+
+#[derive(Debug)]
+enum Data {
+    List(Vec<Blob>),
+    Dict(IndexMap<Blob, Blob>),
+    Namespace(BTreeMap<String, Blob>),
+    Value(Blob),
+    Lock(Owned),
+    Semaphore { value: u64, bound: Option<u64> },
+    Event(bool),
+    Condition { lock: Owned, waiters: u64, tokens: u64 },
+    Barrier { parties: u64, waiting: u64, generation: u64, broken: bool, reset_of: Option<u64> },
+    Queue { items: VecDeque<Blob>, maxsize: u64, unfinished: u64 },
+}
+
+/// A lock's owner (a session id), its recursion count, and whether its
+/// last owner died holding it.
+#[derive(Debug, Default)]
+struct Owned {
+    owner: Option<u64>,
+    count: u32,
+    died: bool,
+}
+
+impl Registry {
+    fn handle(&self, request: Request, ctx: &mut Ctx) -> Response {
+        match request {
+            Request::Create(create) => {
+                let (kind, data) = match create {
+                    Create::List(items) => (Kind::List, Data::List(items)),
+                    Create::Dict(pairs) => (Kind::Dict, Data::Dict(pairs.into_iter().collect())),
+                    Create::Namespace => (Kind::Namespace, Data::Namespace(BTreeMap::new())),
+                    Create::Value(v) => (Kind::Value, Data::Value(v)),
+                    Create::Array(items) => (Kind::Array, Data::List(items)),
+                    Create::Lock => (Kind::Lock, Data::Lock(Owned::default())),
+                    Create::RLock => (Kind::RLock, Data::Lock(Owned::default())),
+                    Create::Semaphore(value, bound) => {
+                        (Kind::Semaphore, Data::Semaphore { value, bound })
+                    }
+                    Create::Condition => (
+                        Kind::Condition,
+                        Data::Condition { lock: Owned::default(), waiters: 0, tokens: 0 },
+                    ),
+                    Create::Event => (Kind::Event, Data::Event(false)),
+                    Create::Barrier(parties) => (
+                        Kind::Barrier,
+                        Data::Barrier {
+                            parties: parties.max(1),
+                            waiting: 0,
+                            generation: 0,
+                            broken: false,
+                            reset_of: None,
+                        },
+                    ),
+                    Create::Queue(maxsize) => (
+                        Kind::Queue,
+                        Data::Queue { items: VecDeque::new(), maxsize, unfinished: 0 },
+                    ),
+                };
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+                let object = Object {
+                    kind,
+                    state: Mutex::new(State { version: 0, data }),
+                    changed: Condvar::new(),
+                };
+                self.objects
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, Arc::new(object));
+                Response::Created(id)
+            }
+            Request::Call(id, kind, op) => {
+                let object =
+                    self.objects.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+                match object {
+                    None => failed(format!("no object {id}")),
+                    Some(object) if object.kind != kind => {
+                        failed(format!("object {id} is a {:?}, not a {kind:?}", object.kind))
+                    }
+                    Some(object) => object.call(id, op, ctx),
+                }
+            }
+            Request::Publish(name, id) => {
+                let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+                if !objects.contains_key(&id) {
+                    return failed(format!("no object {id}"));
+                }
+                self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(name, id);
+                Response::Done
+            }
+            Request::Lookup(name) => {
+                let id =
+                    self.names.lock().unwrap_or_else(PoisonError::into_inner).get(&name).copied();
+                let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+                match id.and_then(|id| Some((id, objects.get(&id)?.kind))) {
+                    Some((id, kind)) => Response::Found(id, kind),
+                    None => failed(format!("no object named {name:?}")),
+                }
+            }
+            Request::Ping => Response::Done,
+            Request::Upgrade | Request::Shutdown => failed("not here"),
+        }
+    }
+
+    /// Releases the locks a finished session still held: their next taker
+    /// learns that the owner died.
+    fn release_all(&self, ctx: &Ctx) {
+        for id in &ctx.held {
+            let object =
+                self.objects.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
+            let Some(object) = object else { continue };
+            let mut state = object.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(lock) = state.data.lock_part() {
+                if lock.owner == Some(ctx.id) {
+                    *lock = Owned { owner: None, count: 0, died: true };
+                    object.changed.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Ends the server process (after the reply to `Shutdown` went out).
+    fn shut_down(&self) -> ! {
+        if let Address::Unix(path) = &self.address {
+            let _ = std::fs::remove_file(path);
+        }
+        std::process::exit(0)
+    }
+}
+
+type Guard<'a> = MutexGuard<'a, State>;
+
+impl Object {
+    /// Runs `op` for session `ctx`; blocking operations wait here, on the
+    /// object's condition variable, with the object's lock released.
+    fn call(&self, id: u64, op: Op, ctx: &mut Ctx) -> Response {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match op {
+            Op::Acquire(wait) if self.kind == Kind::Semaphore => {
+                let (mut state, ready) = self.wait_until(
+                    state,
+                    wait,
+                    |data| matches!(data, Data::Semaphore { value, .. } if *value > 0),
+                );
+                if !ready {
+                    return Response::Outcome(missed(wait));
+                }
+                if let Data::Semaphore { value, .. } = &mut state.data {
+                    *value -= 1;
+                }
+                Response::Outcome(Outcome::Acquired)
+            }
+            Op::Acquire(wait) => self.acquire(state, id, wait, ctx),
+            Op::Release if self.kind != Kind::Semaphore => self.release(state, id, ctx),
+            Op::WaitFlag(wait) => {
+                let (_state, set) =
+                    self.wait_until(state, wait, |data| matches!(data, Data::Event(true)));
+                Response::Bool(set)
+            }
+            Op::CondWait(wait) => self.cond_wait(state, id, wait, ctx),
+            Op::Notify(n) => {
+                let mut state = state;
+                match &mut state.data {
+                    Data::Condition { lock, waiters, tokens } => {
+                        if lock.owner != Some(ctx.id) {
+                            return Response::Failed(Failure::NotOwner);
+                        }
+                        *tokens = tokens.saturating_add(n).min(*waiters);
+                        self.changed.notify_all();
+                        Response::Done
+                    }
+                    _ => failed("not a condition"),
+                }
+            }
+            Op::BarrierWait(wait) => self.barrier_wait(state, wait),
+            Op::Put(item, wait) => {
+                let (mut state, room) = self.wait_until(state, wait, |data| {
+                    matches!(data, Data::Queue { items, maxsize, .. }
+                        if *maxsize == 0 || (items.len() as u64) < *maxsize)
+                });
+                if !room {
+                    return Response::Failed(if matches!(wait, Wait::Never) {
+                        Failure::Full
+                    } else {
+                        Failure::Timeout
+                    });
+                }
+                if let Data::Queue { items, unfinished, .. } = &mut state.data {
+                    items.push_back(item);
+                    *unfinished += 1;
+                }
+                self.changed.notify_all();
+                Response::Done
+            }
+            Op::Take(wait) => {
+                let (mut state, some) = self.wait_until(
+                    state,
+                    wait,
+                    |data| matches!(data, Data::Queue { items, .. } if !items.is_empty()),
+                );
+                let item = match &mut state.data {
+                    Data::Queue { items, .. } if some => items.pop_front(),
+                    _ => None,
+                };
+                match item {
+                    Some(item) => {
+                        self.changed.notify_all();
+                        Response::Value(item)
+                    }
+                    None if matches!(wait, Wait::Never) => Response::Failed(Failure::Empty),
+                    None => Response::Failed(Failure::Timeout),
+                }
+            }
+            Op::Join(wait) => {
+                let (_state, done) = self.wait_until(state, wait, |data| {
+                    matches!(data, Data::Queue { unfinished: 0, .. })
+                });
+                if done { Response::Done } else { Response::Failed(Failure::Timeout) }
+            }
+            op => {
+                let mut state = state;
+                let before = state.version;
+                let response = state.apply(op);
+                if state.version != before && self.kind.has_waiters() {
+                    self.changed.notify_all();
+                }
+                response
+            }
+        }
+    }
+
+    /// Waits until `ready` holds of the object's data, or `wait` runs out.
+    fn wait_until<'a>(
+        &'a self,
+        mut state: Guard<'a>,
+        wait: Wait,
+        mut ready: impl FnMut(&mut Data) -> bool,
+    ) -> (Guard<'a>, bool) {
+        let deadline = wait.deadline();
+        loop {
+            if ready(&mut state.data) {
+                return (state, true);
+            }
+            state = match deadline {
+                None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return (state, false);
+                    }
+                    self.changed
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
+    fn acquire<'a>(&'a self, state: Guard<'a>, id: u64, wait: Wait, ctx: &mut Ctx) -> Response {
+        let reentrant = matches!(self.kind, Kind::RLock | Kind::Condition);
+        let me = ctx.id;
+        let (mut state, ready) = self.wait_until(state, wait, |data| {
+            data.lock_part()
+                .is_some_and(|l| l.owner.is_none() || (reentrant && l.owner == Some(me)))
+        });
+        if !ready {
+            return Response::Outcome(missed(wait));
+        }
+        let Some(lock) = state.data.lock_part() else { return failed("not a lock") };
+        lock.owner = Some(me);
+        lock.count += 1;
+        if lock.count == 1 {
+            ctx.held.push(id);
+        }
+        if std::mem::take(&mut lock.died) {
+            Response::Outcome(Outcome::OwnerDied)
+        } else {
+            Response::Outcome(Outcome::Acquired)
+        }
+    }
+
+    fn release(&self, mut state: Guard<'_>, id: u64, ctx: &mut Ctx) -> Response {
+        let Some(lock) = state.data.lock_part() else { return failed("not a lock") };
+        if lock.owner != Some(ctx.id) {
+            return Response::Failed(Failure::NotOwner);
+        }
+        lock.count -= 1;
+        if lock.count == 0 {
+            lock.owner = None;
+            ctx.held.retain(|&h| h != id);
+            self.changed.notify_all();
+        }
+        Response::Done
+    }
+
+    fn cond_wait<'a>(
+        &'a self,
+        mut state: Guard<'a>,
+        id: u64,
+        wait: Wait,
+        ctx: &mut Ctx,
+    ) -> Response {
+        let me = ctx.id;
+        let saved = match &mut state.data {
+            Data::Condition { lock, waiters, .. } if lock.owner == Some(me) => {
+                *waiters += 1;
+                let saved = lock.count;
+                *lock = Owned { owner: None, count: 0, died: false };
+                saved
+            }
+            Data::Condition { .. } => return Response::Failed(Failure::NotOwner),
+            _ => return failed("not a condition"),
+        };
+        self.changed.notify_all();
+        let (state, notified) = self.wait_until(
+            state,
+            wait,
+            |data| matches!(data, Data::Condition { tokens, .. } if *tokens > 0),
+        );
+        let mut state = state;
+        if let Data::Condition { waiters, tokens, .. } = &mut state.data {
+            *waiters -= 1;
+            if notified {
+                *tokens -= 1;
+            }
+            *tokens = (*tokens).min(*waiters);
+        }
+        // Take the lock back, however long that takes (as Python does).
+        let (mut state, _) = self.wait_until(state, Wait::Forever, |data| {
+            data.lock_part().is_some_and(|l| l.owner.is_none())
+        });
+        if let Some(lock) = state.data.lock_part() {
+            *lock = Owned { owner: Some(me), count: saved, died: false };
+        }
+        let _ = id;
+        Response::Bool(notified)
+    }
+
+    fn barrier_wait<'a>(&'a self, mut state: Guard<'a>, wait: Wait) -> Response {
+        let (index, generation) = match &mut state.data {
+            Data::Barrier { broken: true, .. } => {
+                return Response::Failed(Failure::BrokenBarrier);
+            }
+            Data::Barrier { parties, waiting, generation, .. } => {
+                let index = *waiting;
+                *waiting += 1;
+                if *waiting == *parties {
+                    *waiting = 0;
+                    *generation += 1;
+                    self.changed.notify_all();
+                    return Response::Count(index);
+                }
+                (index, *generation)
+            }
+            _ => return failed("not a barrier"),
+        };
+        let (mut state, passed) = self.wait_until(state, wait, |data| {
+            matches!(data, Data::Barrier { generation: g, broken, .. } if *g != generation || *broken)
+        });
+        match &mut state.data {
+            Data::Barrier { reset_of, .. } if passed && *reset_of == Some(generation) => {
+                Response::Failed(Failure::BrokenBarrier)
+            }
+            Data::Barrier { generation: g, .. } if passed && *g != generation => {
+                Response::Count(index)
+            }
+            Data::Barrier { broken, .. } => {
+                // Timed out, or broken meanwhile: the barrier is broken for all.
+                *broken = true;
+                self.changed.notify_all();
+                Response::Failed(Failure::BrokenBarrier)
+            }
+            _ => failed("not a barrier"),
+        }
+    }
+}
+
+/// Why an acquisition that did not happen failed.
+fn missed(wait: Wait) -> Outcome {
+    if matches!(wait, Wait::Never) { Outcome::WouldBlock } else { Outcome::Timeout }
+}
+
+impl Kind {
+    /// Whether operations of objects of this kind may wait for changes.
+    fn has_waiters(self) -> bool {
+        matches!(
+            self,
+            Kind::Lock
+                | Kind::RLock
+                | Kind::Semaphore
+                | Kind::Condition
+                | Kind::Event
+                | Kind::Barrier
+                | Kind::Queue
+        )
+    }
+}
+
+impl Data {
+    /// The lock of a lock or a condition.
+    fn lock_part(&mut self) -> Option<&mut Owned> {
+        match self {
+            Data::Lock(lock) | Data::Condition { lock, .. } => Some(lock),
+            _ => None,
+        }
+    }
+}
+
+/// Python's index: negative counts from the end; `None` if outside.
+fn position(index: i64, len: usize) -> Option<usize> {
+    let len = i64::try_from(len).ok()?;
+    let i = if index < 0 { index + len } else { index };
+    (0..len).contains(&i).then_some(i as usize)
+}
+
+/// Python's slice bound: clamped into `0..=len`.
+fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
+    let Some(index) = index else { return default };
+    let len_i = i64::try_from(len).unwrap_or(i64::MAX);
+    let i = if index < 0 { index.saturating_add(len_i) } else { index };
+    i.clamp(0, len_i) as usize
+}
+
+fn out_of_range(index: i64, len: usize) -> Response {
+    Response::Failed(Failure::IndexOutOfRange { index, len: len as u64 })
+}
+
+impl State {
+    fn touch(&mut self) {
+        self.version = self.version.wrapping_add(1);
+    }
+
+    #[allow(clippy::too_many_lines)] // one arm per operation reads best
+    fn apply(&mut self, op: Op) -> Response {
+        match (&mut self.data, op) {
+            (_, Op::Repr) => Response::Text(self.repr()),
+            (_, Op::Fetch(part)) => self.fetch(part),
+            (_, Op::CompareStore(part, version, new)) => {
+                if version != self.version {
+                    return Response::Bool(false);
+                }
+                let response = self.store(part, new);
+                if matches!(response, Response::Done) {
+                    self.touch();
+                    Response::Bool(true)
+                } else {
+                    response
+                }
+            }
+
+            (Data::List(items), Op::Append(v)) => {
+                items.push(v);
+                self.touch();
+                Response::Done
+            }
+            (Data::List(items), Op::Extend(vs)) => {
+                items.extend(vs);
+                self.touch();
+                Response::Done
+            }
+            (Data::List(items), Op::Get(i)) => match position(i, items.len()) {
+                Some(p) => Response::Value(items[p].clone()),
+                None => out_of_range(i, items.len()),
+            },
+            (Data::List(items), Op::Set(i, v)) => match position(i, items.len()) {
+                Some(p) => {
+                    items[p] = v;
+                    self.touch();
+                    Response::Done
+                }
+                None => out_of_range(i, items.len()),
+            },
+            (Data::List(items), Op::Insert(i, v)) => {
+                let p = bound(Some(i), 0, items.len());
+                items.insert(p, v);
+                self.touch();
+                Response::Done
+            }
+            (Data::List(items), Op::Pop(i)) => {
+                let index = i.unwrap_or(-1);
+                match position(index, items.len()) {
+                    Some(p) => {
+                        let v = items.remove(p);
+                        self.touch();
+                        Response::Value(v)
+                    }
+                    None => out_of_range(index, items.len()),
+                }
+            }
+            (Data::List(items), Op::Remove(v)) => match items.iter().position(|x| *x == v) {
+                Some(p) => {
+                    items.remove(p);
+                    self.touch();
+                    Response::Done
+                }
+                None => Response::Failed(Failure::ValueNotFound),
+            },
+            (Data::List(items), Op::Len) => Response::Count(items.len() as u64),
+            (Data::List(items), Op::Contains(v)) => Response::Bool(items.contains(&v)),
+            (Data::List(items), Op::Index(v)) => match items.iter().position(|x| *x == v) {
+                Some(p) => Response::Count(p as u64),
+                None => Response::Failed(Failure::ValueNotFound),
+            },
+            (Data::List(items), Op::Count(v)) => {
+                Response::Count(items.iter().filter(|x| **x == v).count() as u64)
+            }
+            (Data::List(items), Op::Clear) => {
+                items.clear();
+                self.touch();
+                Response::Done
+            }
+            (Data::List(items), Op::Slice(start, end)) => {
+                let len = items.len();
+                let (s, e) = (bound(start, 0, len), bound(end, len, len));
+                Response::Many(if s < e { items[s..e].to_vec() } else { Vec::new() })
+            }
+            (Data::List(items), Op::Sort { reverse }) => match dynval::sort(items, reverse) {
+                Ok(()) => {
+                    self.touch();
+                    Response::Done
+                }
+                Err(e) => failed(e.to_string()),
+            },
+            (Data::List(items), Op::All) => Response::Many(items.clone()),
+
+            (Data::Dict(map), Op::DictInsert(k, v)) => {
+                let old = map.insert(k, v);
+                self.touch();
+                Response::Maybe(old)
+            }
+            (Data::Dict(map), Op::DictGet(k)) => Response::Maybe(map.get(&k).cloned()),
+            (Data::Dict(map), Op::DictRemove(k)) => {
+                let old = map.shift_remove(&k);
+                if old.is_some() {
+                    self.touch();
+                }
+                Response::Maybe(old)
+            }
+            (Data::Dict(map), Op::Contains(k)) => Response::Bool(map.contains_key(&k)),
+            (Data::Dict(map), Op::Len) => Response::Count(map.len() as u64),
+            (Data::Dict(map), Op::Keys) => Response::Many(map.keys().cloned().collect()),
+            (Data::Dict(map), Op::Values) => Response::Many(map.values().cloned().collect()),
+            (Data::Dict(map), Op::Items) => {
+                Response::Pairs(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            }
+            (Data::Dict(map), Op::DictExtend(pairs)) => {
+                map.extend(pairs);
+                self.touch();
+                Response::Done
+            }
+            (Data::Dict(map), Op::SetDefault(k, v)) => {
+                let len = map.len();
+                let value = map.entry(k).or_insert(v).clone();
+                if map.len() != len {
+                    self.touch();
+                }
+                Response::Value(value)
+            }
+            (Data::Dict(map), Op::Clear) => {
+                map.clear();
+                self.touch();
+                Response::Done
+            }
+
+            (Data::Namespace(attrs), Op::SetAttr(name, v)) => {
+                attrs.insert(name, v);
+                self.touch();
+                Response::Done
+            }
+            (Data::Namespace(attrs), Op::GetAttr(name)) => match attrs.get(&name) {
+                Some(v) => Response::Value(v.clone()),
+                None => Response::Failed(Failure::NoAttribute(name)),
+            },
+            (Data::Namespace(attrs), Op::DelAttr(name)) => match attrs.remove(&name) {
+                Some(_) => {
+                    self.touch();
+                    Response::Done
+                }
+                None => Response::Failed(Failure::NoAttribute(name)),
+            },
+
+            (Data::Value(v), Op::Load) => Response::Value(v.clone()),
+            (Data::Value(v), Op::Store(new)) => {
+                *v = new;
+                self.touch();
+                Response::Done
+            }
+
+            (Data::Semaphore { value, bound }, Op::ReleaseN(n)) => {
+                let new = value.saturating_add(n);
+                if bound.is_some_and(|b| new > b) {
+                    return Response::Failed(Failure::TooManyReleases);
+                }
+                *value = new;
+                self.touch();
+                Response::Done
+            }
+            (Data::Semaphore { value, .. }, Op::Len) => Response::Count(*value),
+            (Data::Event(flag), Op::IsSet) => Response::Bool(*flag),
+            (Data::Event(flag), Op::SetFlag) => {
+                *flag = true;
+                self.touch();
+                Response::Done
+            }
+            (Data::Event(flag), Op::ClearFlag) => {
+                *flag = false;
+                self.touch();
+                Response::Done
+            }
+            (Data::Lock(lock) | Data::Condition { lock, .. }, Op::IsSet) => {
+                Response::Bool(lock.owner.is_some())
+            }
+            (Data::Barrier { broken, .. }, Op::Abort) => {
+                *broken = true;
+                self.touch();
+                Response::Done
+            }
+            (Data::Barrier { waiting, generation, broken, reset_of, .. }, Op::Reset) => {
+                if *waiting > 0 {
+                    *reset_of = Some(*generation);
+                }
+                *waiting = 0;
+                *generation += 1;
+                *broken = false;
+                self.touch();
+                Response::Done
+            }
+            (Data::Barrier { parties, waiting, broken, .. }, Op::BarrierState) => {
+                Response::Barrier(*parties, *waiting, *broken)
+            }
+            (Data::Queue { items, .. }, Op::Len) => Response::Count(items.len() as u64),
+            (Data::Queue { maxsize, .. }, Op::BarrierState) => Response::Count(*maxsize),
+            (Data::Queue { unfinished, .. }, Op::TaskDone) => {
+                if *unfinished == 0 {
+                    return Response::Failed(Failure::TaskDoneTooOften);
+                }
+                *unfinished -= 1;
+                self.touch();
+                Response::Done
+            }
+
+            (_, op) => failed(format!("operation {op:?} does not apply to this object")),
+        }
+    }
+
+    fn fetch(&self, part: Part) -> Response {
+        let slot = match (&self.data, part) {
+            (Data::Value(v), Part::Whole) => Some(vec![v.clone()]),
+            (Data::List(items), Part::Whole) => Some(items.clone()),
+            (Data::Namespace(attrs), Part::Attr(name)) => attrs.get(&name).map(|v| vec![v.clone()]),
+            (Data::Dict(map), Part::Key(k)) => map.get(&k).map(|v| vec![v.clone()]),
+            _ => return failed("this part does not exist in this object"),
+        };
+        Response::Versioned(self.version, slot)
+    }
+
+    fn store(&mut self, part: Part, new: Option<Vec<Blob>>) -> Response {
+        let one = |new: Option<Vec<Blob>>| -> Result<Option<Blob>, Response> {
+            match new {
+                None => Ok(None),
+                Some(mut values) if values.len() == 1 => Ok(values.pop()),
+                Some(_) => Err(failed("an update stores one value")),
+            }
+        };
+        match (&mut self.data, part) {
+            (Data::List(items), Part::Whole) => match new {
+                Some(values) => *items = values,
+                None => return failed("a list cannot be deleted"),
+            },
+            (Data::Value(v), Part::Whole) => match one(new) {
+                Ok(Some(new)) => *v = new,
+                Ok(None) => return failed("a value cannot be deleted"),
+                Err(response) => return response,
+            },
+            (Data::Namespace(attrs), Part::Attr(name)) => match one(new) {
+                Ok(Some(v)) => {
+                    attrs.insert(name, v);
+                }
+                Ok(None) => {
+                    attrs.remove(&name);
+                }
+                Err(response) => return response,
+            },
+            (Data::Dict(map), Part::Key(k)) => match one(new) {
+                Ok(Some(v)) => {
+                    map.insert(k, v);
+                }
+                Ok(None) => {
+                    map.shift_remove(&k);
+                }
+                Err(response) => return response,
+            },
+            _ => return failed("this part does not exist in this object"),
+        }
+        Response::Done
+    }
+
+    fn repr(&self) -> String {
+        let mut out = String::new();
+        match &self.data {
+            Data::Namespace(attrs) => {
+                let _ = dynval::namespace_repr(&mut out, attrs.iter());
+            }
+            Data::List(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&dynval::repr(item));
+                }
+                out.push(']');
+            }
+            Data::Dict(map) => {
+                out.push('{');
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&dynval::repr(k));
+                    out.push_str(": ");
+                    out.push_str(&dynval::repr(v));
+                }
+                out.push('}');
+            }
+            Data::Value(v) => out.push_str(&dynval::repr(v)),
+            Data::Lock(lock) | Data::Condition { lock, .. } => {
+                let state = if lock.owner.is_some() { "locked" } else { "unlocked" };
+                let _ = write!(out, "<{state}>");
+            }
+            Data::Semaphore { value, .. } => {
+                let _ = write!(out, "<value={value}>");
+            }
+            Data::Event(set) => out.push_str(if *set { "<set>" } else { "<unset>" }),
+            Data::Barrier { parties, waiting, broken, .. } => {
+                let _ = write!(out, "<parties={parties}, waiting={waiting}, broken={broken}>");
+            }
+            Data::Queue { items, .. } => {
+                let _ = write!(out, "<{} items>", items.len());
+            }
+        }
+        out
+    }
+}

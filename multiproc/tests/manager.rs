@@ -1,0 +1,523 @@
+//! Managers: a real server process, proxies used from parents and children,
+//! remote managers over TCP, and the faults the server must survive.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{LIMIT, METHODS, join};
+use multiproc::connection::{Address, Client, Connection};
+use multiproc::manager::{
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
+    Namespace, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+};
+use multiproc::{Error, Manager, Process, StartMethod};
+
+fn list_ops(l: ListProxy<i64>) -> Vec<i64> {
+    l.append(4).unwrap();
+    l.extend([5, 6]).unwrap();
+    l.insert(0, -1).unwrap();
+    l.set(-1, 60).unwrap();
+    assert_eq!(l.get(0).unwrap(), -1);
+    assert_eq!(l.get(-2).unwrap(), 5);
+    assert!(matches!(l.get(100), Err(Error::IndexOutOfRange { index: 100, len: 7 })));
+    assert_eq!(l.pop().unwrap(), 60);
+    assert_eq!(l.pop_at(0).unwrap(), -1);
+    l.remove(&2).unwrap();
+    assert!(matches!(l.remove(&2), Err(Error::ValueNotFound)));
+    assert!(l.contains(&3).unwrap());
+    assert!(!l.contains(&2).unwrap());
+    assert_eq!(l.index(&4).unwrap(), 2);
+    assert!(matches!(l.index(&99), Err(Error::ValueNotFound)));
+    l.append(1).unwrap();
+    assert_eq!(l.count(&1).unwrap(), 2);
+    assert_eq!(l.len().unwrap(), 5);
+    assert_eq!(l.slice(1..3).unwrap(), [3, 4]);
+    assert_eq!(l.slice(-2..).unwrap(), [5, 1]);
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 1, 3, 4, 5]);
+    l.sort_descending().unwrap();
+    assert_eq!(l.to_string(), "[5, 4, 3, 1, 1]");
+    let kept = l.update(|v| v.retain(|x| *x != 1)).unwrap();
+    assert_eq!(kept, [5, 4, 3]);
+    l.to_vec().unwrap()
+}
+
+#[test]
+fn every_list_method_works_from_the_parent_and_from_a_child() {
+    let m = Manager::start().unwrap();
+    let here = m.list([1i64, 2, 3]).unwrap();
+    assert_eq!(list_ops(here.clone()), [5, 4, 3]);
+    here.clear().unwrap();
+    assert!(here.is_empty().unwrap());
+    let there = m.list([1i64, 2, 3]).unwrap();
+    let p = Process::spawn(list_ops, there.clone()).unwrap();
+    assert_eq!(join(p).unwrap(), [5, 4, 3]);
+    assert_eq!(there.to_vec().unwrap(), [5, 4, 3]);
+}
+
+fn dict_ops(d: DictProxy<String, i64>) -> Vec<(String, i64)> {
+    let k = |s: &str| s.to_owned();
+    assert_eq!(d.insert(k("b"), 2).unwrap(), None);
+    assert_eq!(d.insert(k("a"), 1).unwrap(), None);
+    assert_eq!(d.insert(k("b"), 20).unwrap(), Some(2));
+    assert_eq!(d.get(&k("b")).unwrap(), Some(20));
+    assert_eq!(d.get(&k("zz")).unwrap(), None);
+    assert!(d.contains_key(&k("a")).unwrap());
+    assert_eq!(d.len().unwrap(), 2);
+    d.extend([(k("c"), 3), (k("d"), 4)]).unwrap();
+    assert_eq!(d.keys().unwrap(), ["b", "a", "c", "d"]);
+    assert_eq!(d.values().unwrap(), [20, 1, 3, 4]);
+    assert_eq!(d.setdefault(k("c"), 30).unwrap(), 3);
+    assert_eq!(d.setdefault(k("e"), 5).unwrap(), 5);
+    assert_eq!(d.pop(&k("e")).unwrap(), 5);
+    assert!(matches!(d.pop(&k("e")), Err(Error::KeyNotFound)));
+    assert_eq!(d.remove(&k("d")).unwrap(), Some(4));
+    assert_eq!(d.update(k("a"), |v| v.map(|v| v + 10)).unwrap(), Some(11));
+    let snapshot: BTreeMap<String, i64> = d.snapshot().unwrap();
+    assert_eq!(snapshot.len(), 3);
+    assert_eq!(d.to_string(), "{'b': 20, 'a': 11, 'c': 3}");
+    d.items().unwrap()
+}
+
+#[test]
+fn every_dict_method_works_from_the_parent_and_from_a_child() {
+    let m = Manager::start().unwrap();
+    let here = m.dict().unwrap();
+    let expected = [("b".to_owned(), 20), ("a".to_owned(), 11), ("c".to_owned(), 3)];
+    assert_eq!(dict_ops(here.clone()), expected);
+    here.clear().unwrap();
+    assert!(here.is_empty().unwrap());
+    let there = m.dict().unwrap();
+    assert_eq!(join(Process::spawn(dict_ops, there.clone()).unwrap()).unwrap(), expected);
+    assert_eq!(there.items().unwrap(), expected);
+}
+
+fn namespace_ops(ns: Namespace) -> String {
+    ns.set("x", 1).unwrap();
+    ns.set("name", "seed").unwrap();
+    ns.set("ratio", 0.5).unwrap();
+    ns.set("tags", vec!["a", "b"]).unwrap();
+    assert_eq!(ns.get::<i64>("x").unwrap(), 1);
+    assert_eq!(ns.get::<String>("name").unwrap(), "seed");
+    assert!(matches!(ns.get::<String>("x"), Err(Error::Decode { .. })));
+    assert!(matches!(ns.get::<i64>("nope"), Err(Error::NoAttribute { name }) if name == "nope"));
+    ns.delete("ratio").unwrap();
+    assert!(matches!(ns.delete("ratio"), Err(Error::NoAttribute { .. })));
+    ns.to_string()
+}
+
+#[test]
+fn namespaces_set_get_delete_and_print_as_python_does() {
+    let m = Manager::start().unwrap();
+    let expected = "Namespace(name='seed', tags=['a', 'b'], x=1)";
+    assert_eq!(namespace_ops(m.namespace().unwrap()), expected);
+    let ns = m.namespace().unwrap();
+    assert_eq!(join(Process::spawn(namespace_ops, ns.clone()).unwrap()).unwrap(), expected);
+    assert_eq!(format!("{ns}"), expected);
+    assert_eq!(format!("{ns:?}"), expected);
+}
+
+fn add_many(args: (Namespace, ValueProxy<u64>, DictProxy<String, u64>, u32)) {
+    let (ns, value, dict, n) = args;
+    for _ in 0..n {
+        ns.update("x", |x: u64| x + 1).unwrap();
+        value.update(|v| v + 1).unwrap();
+        dict.update("hits".to_owned(), |v| Some(v.unwrap_or(0) + 1)).unwrap();
+    }
+}
+
+#[test]
+fn atomic_updates_from_two_processes_lose_nothing() {
+    let m = Manager::start().unwrap();
+    let ns = m.namespace().unwrap();
+    ns.set("x", 0u64).unwrap();
+    let value = m.value(0u64).unwrap();
+    let dict = m.dict().unwrap();
+    let n = 10_000;
+    let workers: Vec<_> = (0..2)
+        .map(|_| Process::spawn(add_many, (ns.clone(), value.clone(), dict.clone(), n)).unwrap())
+        .collect();
+    for w in workers {
+        join(w).unwrap();
+    }
+    assert_eq!(ns.get::<u64>("x").unwrap(), 20_000);
+    assert_eq!(value.get().unwrap(), 20_000);
+    assert_eq!(dict.get(&"hits".to_owned()).unwrap(), Some(20_000));
+}
+
+fn use_nested(d: DictProxy<String, ListProxy<i64>>) -> Vec<i64> {
+    let inner = d.get(&"numbers".to_owned()).unwrap().unwrap();
+    inner.append(3).unwrap();
+    inner.to_vec().unwrap()
+}
+
+#[test]
+fn a_proxy_stored_in_another_shared_object_works_from_there() {
+    let m = Manager::start().unwrap();
+    let numbers = m.list([1i64, 2]).unwrap();
+    let d = m.dict().unwrap();
+    d.insert("numbers".to_owned(), numbers.clone()).unwrap();
+    assert_eq!(join(Process::spawn(use_nested, d).unwrap()).unwrap(), [1, 2, 3]);
+    assert_eq!(numbers.to_vec().unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn the_server_starts_with_every_start_method() {
+    for method in METHODS {
+        let m = Manager::builder().start_method(method).start().unwrap();
+        let l = m.list(["x".to_owned()]).unwrap();
+        let p = Process::builder().start_method(method).spawn(append_y, l.clone()).unwrap();
+        join(p).unwrap();
+        assert_eq!(l.to_vec().unwrap(), ["x", "y"], "{method:?}");
+    }
+}
+
+fn append_y(l: ListProxy<String>) {
+    l.append("y".to_owned()).unwrap();
+}
+
+fn remote_client(args: (Address, Vec<u8>)) -> Result<Vec<String>, String> {
+    let (address, key) = args;
+    let m = Manager::connect(&address, Some(&key)).map_err(|e| e.to_string())?;
+    let jobs: ListProxy<String> = m.lookup("jobs").map_err(|e| e.to_string())?;
+    jobs.append("from afar".to_owned()).map_err(|e| e.to_string())?;
+    assert!(m.lookup::<DictProxy<String, String>>("jobs").is_err(), "wrong kind accepted");
+    assert!(m.shutdown().is_err(), "a connected manager stopped the server");
+    jobs.to_vec().map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_remote_manager_over_tcp_serves_right_keys_and_refuses_wrong_ones() {
+    let m = Manager::builder()
+        .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+        .authkey(b"right key")
+        .start()
+        .unwrap();
+    let jobs = m.list(["local".to_owned()]).unwrap();
+    m.publish("jobs", &jobs).unwrap();
+    let address = m.address().clone();
+    let good = Process::spawn(remote_client, (address.clone(), b"right key".to_vec())).unwrap();
+    assert_eq!(join(good).unwrap().unwrap(), ["local", "from afar"]);
+    let bad = Process::spawn(remote_client, (address, b"wrong key".to_vec())).unwrap();
+    let err = join(bad).unwrap().unwrap_err();
+    assert!(err.contains("authentication"), "{err}");
+    assert_eq!(jobs.len().unwrap(), 2, "the server keeps serving after a wrong key");
+}
+
+#[test]
+fn a_killed_server_makes_every_call_fail_promptly() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1]).unwrap();
+    assert_eq!(l.len().unwrap(), 1);
+    m.process().unwrap().kill().unwrap();
+    m.process().unwrap().wait_timeout(LIMIT).unwrap().unwrap();
+    let start = Instant::now();
+    assert!(matches!(l.append(2), Err(Error::ManagerGone)));
+    assert!(matches!(l.len(), Err(Error::ManagerGone)));
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+}
+
+fn wait_forever_on_server(l: ListProxy<u8>) {
+    // Blocks in a request only if the server stops answering.
+    for _ in 0..1_000_000 {
+        if l.len().is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn clients_waiting_on_a_server_that_is_killed_learn_it_within_a_second() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    let clients: Vec<_> =
+        (0..4).map(|_| Process::spawn(wait_forever_on_server, l.clone()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    m.process().unwrap().kill().unwrap();
+    let start = Instant::now();
+    for c in clients {
+        join(c).unwrap();
+    }
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+}
+
+fn hammer(l: ListProxy<u64>) {
+    loop {
+        l.append(1).unwrap();
+        let _ = l.len().unwrap();
+    }
+}
+
+#[test]
+fn a_client_killed_mid_request_leaves_the_server_and_others_working() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u64>([]).unwrap();
+    for _ in 0..20 {
+        let p =
+            Process::builder().start_method(StartMethod::Fork).spawn(hammer, l.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        p.kill().unwrap();
+        common::wait(&p);
+    }
+    let before = l.len().unwrap();
+    l.append(7).unwrap();
+    assert_eq!(l.len().unwrap(), before + 1);
+    assert_eq!(l.get(-1).unwrap(), 7);
+}
+
+/// A raw session with the manager's listener, past the handshake.
+fn raw_session(m: &Manager, key: &[u8]) -> Connection<(), ()> {
+    Client::connect(m.address(), Some(key)).unwrap()
+}
+
+#[test]
+fn malformed_truncated_and_oversized_requests_end_only_their_session() {
+    let m = Manager::builder().authkey(b"k").start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    let conn = raw_session(&m, b"k");
+    conn.send_bytes(&[0xff, 0xff, 0xff, 0xff, 0x01]).unwrap(); // not a request
+    assert!(matches!(conn.recv_bytes(), Err(Error::Disconnected)));
+    let conn = raw_session(&m, b"k");
+    conn.send_bytes(&[3]).unwrap(); // a request cut short
+    assert!(matches!(conn.recv_bytes(), Err(Error::Disconnected)));
+    let conn = raw_session(&m, b"k");
+    let _ = conn.send_bytes(&vec![0u8; (64 << 20) + 1]); // over the frame limit
+    assert!(matches!(conn.recv_bytes(), Err(Error::Disconnected)));
+    assert!(matches!(
+        Client::connect::<(), ()>(m.address(), Some(b"wrong")),
+        Err(Error::AuthenticationFailed)
+    ));
+    // The server still serves everyone else.
+    l.append(2).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 2]);
+}
+
+fn hold_sessions(args: (ListProxy<u8>, multiproc::Event)) {
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (l, done) = args.clone();
+            std::thread::spawn(move || {
+                l.len().unwrap();
+                done.wait_timeout(LIMIT);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn the_server_holds_256_clients_at_once() {
+    let m = Manager::start().unwrap();
+    let l = m.list([0u8]).unwrap();
+    let done = multiproc::Event::new().unwrap();
+    // 256 sessions: 32 processes of 8 threads each.
+    let clients: Vec<_> = (0..32)
+        .map(|_| Process::spawn(hold_sessions, (l.clone(), done.clone())).unwrap())
+        .collect();
+    // Every client has its session once the server counts 256 + ours.
+    let deadline = Instant::now() + LIMIT;
+    while session_threads(&m) < 256 {
+        assert!(Instant::now() < deadline, "only {} sessions", session_threads(&m));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(l.len().unwrap(), 1);
+    done.set();
+    for c in clients {
+        join(c).unwrap();
+    }
+}
+
+/// How many session threads the server runs now.
+fn session_threads(m: &Manager) -> usize {
+    let pid = m.process().unwrap().pid();
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = t.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|c| c.trim() == "manager-session")
+        })
+        .count()
+}
+
+#[test]
+fn shutdown_leaves_no_process_or_descriptor_behind() {
+    let before = common::open_fds();
+    for _ in 0..20 {
+        let m = Manager::start().unwrap();
+        let l = m.list([1]).unwrap();
+        assert_eq!(l.len().unwrap(), 1);
+        let pid = m.process().unwrap().pid();
+        drop(m);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "server {pid} lives");
+        assert!(matches!(l.len(), Err(Error::ManagerGone)));
+    }
+    assert_eq!(common::open_fds(), before);
+}
+
+fn locked_increments(args: (LockProxy, Namespace, u32)) {
+    let (lock, ns, n) = args;
+    for _ in 0..n {
+        let _guard = lock.lock().unwrap();
+        let x: u64 = ns.get("x").unwrap(); // a read and a write: racy without the lock
+        ns.set("x", x + 1).unwrap();
+    }
+}
+
+#[test]
+fn a_manager_lock_excludes_other_processes() {
+    let m = Manager::start().unwrap();
+    let (lock, ns) = (m.lock().unwrap(), m.namespace().unwrap());
+    ns.set("x", 0u64).unwrap();
+    let workers: Vec<_> = (0..3)
+        .map(|_| Process::spawn(locked_increments, (lock.clone(), ns.clone(), 500)).unwrap())
+        .collect();
+    for w in workers {
+        join(w).unwrap();
+    }
+    assert_eq!(ns.get::<u64>("x").unwrap(), 1500);
+    assert!(!lock.is_locked().unwrap());
+}
+
+fn take_and_hang(args: (LockProxy, RLockProxy, multiproc::Event)) {
+    let (lock, rlock, held) = args;
+    lock.acquire().unwrap();
+    rlock.acquire().unwrap();
+    rlock.acquire().unwrap();
+    held.set();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn a_lock_held_by_a_killed_client_goes_to_the_next_with_owner_died() {
+    let m = Manager::start().unwrap();
+    let (lock, rlock) = (m.lock().unwrap(), m.rlock().unwrap());
+    let held = multiproc::Event::new().unwrap();
+    let p = Process::spawn(take_and_hang, (lock.clone(), rlock.clone(), held.clone())).unwrap();
+    assert!(held.wait_timeout(LIMIT));
+    assert!(!lock.try_acquire().unwrap());
+    assert!(matches!(lock.release(), Err(Error::NotOwner)));
+    p.kill().unwrap();
+    common::wait(&p);
+    assert!(matches!(lock.acquire_timeout(LIMIT), Err(Error::OwnerDied)));
+    lock.release().unwrap();
+    let guard = rlock.lock().unwrap();
+    assert!(guard.previous_owner_died());
+    drop(guard);
+    assert!(rlock.try_acquire().unwrap()); // the death is reported once
+    rlock.release().unwrap();
+}
+
+fn consume(args: (QueueProxy<u32>, EventProxy, SemaphoreProxy)) -> u64 {
+    let (q, started, sem) = args;
+    started.set().unwrap();
+    sem.acquire().unwrap();
+    let mut sum = 0;
+    loop {
+        let item = q.get_timeout(LIMIT).unwrap();
+        q.task_done().unwrap();
+        if item == u32::MAX {
+            return sum;
+        }
+        sum += u64::from(item);
+    }
+}
+
+#[test]
+fn queues_events_and_semaphores_work_across_processes() {
+    let m = Manager::start().unwrap();
+    let q = m.joinable_queue::<u32>().unwrap();
+    let started = m.event().unwrap();
+    let sem = m.semaphore(0).unwrap();
+    let consumer = Process::spawn(consume, (q.clone(), started.clone(), sem.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT).unwrap());
+    for i in 1..=100 {
+        q.put(i).unwrap();
+    }
+    q.put(u32::MAX).unwrap();
+    assert_eq!(q.len().unwrap(), 101);
+    sem.release().unwrap(); // let it start
+    q.join_timeout(LIMIT).unwrap();
+    assert_eq!(join(consumer).unwrap(), 5050);
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooOften)));
+    assert!(q.is_empty().unwrap());
+}
+
+fn wait_on_condition(args: (ConditionProxy, Namespace)) -> bool {
+    let (c, ns) = args;
+    let _guard = c.lock().unwrap();
+    ns.set("waiting", true).unwrap();
+    while !ns.get::<bool>("ready").unwrap() {
+        if !c.wait_timeout(LIMIT).unwrap() {
+            return false;
+        }
+    }
+    true
+}
+
+fn barrier_party(b: BarrierProxy) -> usize {
+    b.wait_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn conditions_and_barriers_work_across_processes() {
+    let m = Manager::start().unwrap();
+    let (c, ns) = (m.condition().unwrap(), m.namespace().unwrap());
+    ns.set("ready", false).unwrap();
+    ns.set("waiting", false).unwrap();
+    let waiter = Process::spawn(wait_on_condition, (c.clone(), ns.clone())).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !ns.get::<bool>("waiting").unwrap() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    {
+        let _guard = c.lock().unwrap();
+        ns.set("ready", true).unwrap();
+        c.notify(1).unwrap();
+    }
+    assert!(join(waiter).unwrap());
+
+    let b = m.barrier(3).unwrap();
+    let parties: Vec<_> =
+        (0..3).map(|_| Process::spawn(barrier_party, b.clone()).unwrap()).collect();
+    let mut indices: Vec<usize> = parties.into_iter().map(|p| join(p).unwrap()).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2]);
+    assert!(!b.is_broken().unwrap());
+}
+
+fn negate(a: ArrayProxy<i32>) {
+    a.update(|v| v.iter_mut().for_each(|x| *x = -*x)).unwrap();
+}
+
+#[test]
+fn arrays_and_values_work_across_processes() {
+    let m = Manager::start().unwrap();
+    let a = m.array(0..10).unwrap();
+    join(Process::spawn(negate, a.clone()).unwrap()).unwrap();
+    assert_eq!(a.to_vec().unwrap(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
+    assert!(matches!(a.get(10), Err(Error::IndexOutOfRange { .. })));
+    let v = m.value("text".to_owned()).unwrap();
+    assert_eq!(v.to_string(), "'text'");
+}
+
+#[test]
+fn a_proxy_of_the_wrong_kind_is_refused() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    m.publish("l", &l).unwrap();
+    assert!(matches!(m.lookup::<QueueProxy<u8>>("l"), Err(Error::Manager { .. })));
+    assert!(matches!(m.lookup::<ListProxy<u8>>("nothing"), Err(Error::Manager { .. })));
+    // Bytes of a list proxy read as a dict proxy: the server checks kinds.
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    let raw = b.recv_bytes().unwrap();
+    let (c, d) = multiproc::pipe::<DictProxy<u8, u8>>().unwrap();
+    c.send_bytes(&raw).unwrap();
+    let as_dict = d.recv().unwrap();
+    assert!(matches!(as_dict.len(), Err(Error::Manager { .. })));
+}
