@@ -198,6 +198,66 @@ def listener_round_trip(address, family):
     return elapsed / n
 
 
+MANAGER_OPS = 2000
+
+
+def manager_op(what, address=None):
+    """Time per proxy operation of one kind, from the main process."""
+    def run():
+        if address is None:
+            manager = mp.get_context("fork").Manager()
+        else:
+            from multiprocessing.managers import SyncManager
+            manager = SyncManager(address=address, authkey=b"bench", ctx=mp.get_context("fork"))
+            manager.start()
+        with manager:
+            lst, dct, ns = manager.list(), manager.dict(), manager.Namespace()
+            ns.x = 0
+            dct["k"] = 0
+            start = time.perf_counter()
+            if what == "list append":
+                for i in range(MANAGER_OPS):
+                    lst.append(i)
+            elif what == "dict set":
+                for i in range(MANAGER_OPS):
+                    dct["k"] = i
+            elif what == "dict get":
+                for _ in range(MANAGER_OPS):
+                    dct["k"]
+            elif what == "namespace set":
+                for i in range(MANAGER_OPS):
+                    ns.x = i
+            elif what == "namespace get":
+                for _ in range(MANAGER_OPS):
+                    ns.x
+            return (time.perf_counter() - start) / MANAGER_OPS
+
+    return run
+
+
+def append_n(lst, n, go):
+    go.wait()
+    for i in range(n):
+        lst.append(i)
+
+
+def manager_two_appenders():
+    ctx = mp.get_context("fork")
+    with ctx.Manager() as manager:
+        lst, go = manager.list(), ctx.Event()
+        n = MANAGER_OPS
+        workers = [ctx.Process(target=append_n, args=(lst, n, go)) for _ in range(2)]
+        for w in workers:
+            w.start()
+        start = time.perf_counter()
+        go.set()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - start
+        assert len(lst) == 2 * n
+        return elapsed / (2 * n)
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -212,6 +272,15 @@ def scenarios():
         ("pipe: round trip of a small message", 5, pipe_round_trip),
         ("pipe: one-way 64-byte messages (time per message)", 3, lambda: pipe_one_way(64, 100_000)),
         ("pipe: one-way 1 MiB messages (time per message)", 3, lambda: pipe_one_way(1 << 20, 300)),
+        ("manager: list append", 5, manager_op("list append")),
+        ("manager: dict set", 5, manager_op("dict set")),
+        ("manager: dict get", 5, manager_op("dict get")),
+        ("manager: namespace set", 5, manager_op("namespace set")),
+        ("manager: namespace get", 5, manager_op("namespace get")),
+        ("manager: two processes appending to one list (time per append)", 5,
+         manager_two_appenders),
+        ("manager: remote over TCP loopback, list append", 5,
+         manager_op("list append", ("127.0.0.1", 0))),
         ("connection: Listener/Client round trip, Unix socket", 5,
          lambda: listener_round_trip(None, "AF_UNIX")),
         ("connection: Listener/Client round trip, TCP loopback", 5,

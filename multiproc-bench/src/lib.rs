@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use multiproc::connection::{Address, Client, Connection, Listener, pipe_with_ring};
-use multiproc::{Event, Lock, Process, Queue, StartMethod, Value, pipe};
+use multiproc::manager::ListProxy;
+use multiproc::{Event, Lock, Manager, Process, Queue, StartMethod, Value, pipe};
 use serde_bytes::ByteBuf;
 
 /// One measured operation, run here and in Python.
@@ -317,6 +318,89 @@ pub fn raw_tcp_round_trip() -> Duration {
     raw_round_trip(stream, child)
 }
 
+/// Proxy operations per manager sample.
+const MANAGER_OPS: u32 = 2000;
+
+/// A proxy operation of a manager.
+#[derive(Debug, Clone, Copy)]
+pub enum ManagerOp {
+    /// `list.append(i)`.
+    ListAppend,
+    /// `dict["k"] = i`.
+    DictSet,
+    /// `dict["k"]`.
+    DictGet,
+    /// `ns.x = i`.
+    NamespaceSet,
+    /// `ns.x`.
+    NamespaceGet,
+}
+
+/// Time per proxy operation `op` from this process, with a manager that
+/// listens on `address` (a local one if `None`).
+pub fn manager_op(op: ManagerOp, address: Option<Address>) -> Duration {
+    let mut builder = Manager::builder().start_method(StartMethod::Fork).authkey(b"bench");
+    if let Some(address) = address {
+        builder = builder.address(address);
+    }
+    let manager = builder.start().expect("manager");
+    let list = manager.list::<u32>([]).expect("list");
+    let dict = manager.dict::<String, u32>().expect("dict");
+    let ns = manager.namespace().expect("namespace");
+    ns.set("x", 0).expect("set");
+    dict.insert("k".to_owned(), 0).expect("insert");
+    let key = "k".to_owned();
+    let start = Instant::now();
+    for i in 0..MANAGER_OPS {
+        match op {
+            ManagerOp::ListAppend => list.append(i).expect("append"),
+            ManagerOp::DictSet => drop(dict.insert(key.clone(), i).expect("insert")),
+            ManagerOp::DictGet => drop(dict.get(&key).expect("get")),
+            ManagerOp::NamespaceSet => ns.set("x", i).expect("set"),
+            ManagerOp::NamespaceGet => drop(ns.get::<u32>("x").expect("get")),
+        }
+    }
+    start.elapsed() / MANAGER_OPS
+}
+
+fn append_n(args: (ListProxy<u32>, Event)) {
+    let (list, go) = args;
+    go.wait();
+    for i in 0..MANAGER_OPS {
+        list.append(i).expect("append");
+    }
+}
+
+/// Two processes appending to one manager list: time per append, both
+/// together.
+pub fn manager_two_appenders() -> Duration {
+    let manager = Manager::builder().start_method(StartMethod::Fork).start().expect("manager");
+    let list = manager.list::<u32>([]).expect("list");
+    let go = Event::new().expect("event");
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            Process::builder()
+                .start_method(StartMethod::Fork)
+                .spawn(append_n, (list.clone(), go.clone()))
+                .expect("spawn")
+        })
+        .collect();
+    // Each worker opens its session on its first append, inside the timing,
+    // as Python's do.
+    let start = Instant::now();
+    go.set();
+    for w in workers {
+        w.join().expect("join");
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(list.len().expect("len"), 2 * MANAGER_OPS as usize);
+    elapsed / (2 * MANAGER_OPS)
+}
+
+fn tcp_loopback() -> Option<Address> {
+    Some(Address::Tcp("127.0.0.1:0".parse().expect("address")))
+}
+
 /// Rows measured against another row of the same run rather than against
 /// Python: `(row, reference row)`. The comparison command prints row /
 /// reference for each pair.
@@ -327,6 +411,10 @@ pub const REFERENCES: &[(&str, &str)] = &[
     ),
     (
         "connection: Listener/Client round trip, TCP loopback",
+        "socket: raw TCP loopback round trip (reference)",
+    ),
+    (
+        "manager: remote over TCP loopback, list append",
         "socket: raw TCP loopback round trip (reference)",
     ),
 ];
@@ -380,6 +468,41 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "pipe: one-way 1 MiB messages (time per message)",
         samples: 7,
         run: pipe_big_one_way,
+    },
+    Scenario {
+        name: "manager: list append",
+        samples: 11,
+        run: || manager_op(ManagerOp::ListAppend, None),
+    },
+    Scenario {
+        name: "manager: dict set",
+        samples: 11,
+        run: || manager_op(ManagerOp::DictSet, None),
+    },
+    Scenario {
+        name: "manager: dict get",
+        samples: 11,
+        run: || manager_op(ManagerOp::DictGet, None),
+    },
+    Scenario {
+        name: "manager: namespace set",
+        samples: 11,
+        run: || manager_op(ManagerOp::NamespaceSet, None),
+    },
+    Scenario {
+        name: "manager: namespace get",
+        samples: 11,
+        run: || manager_op(ManagerOp::NamespaceGet, None),
+    },
+    Scenario {
+        name: "manager: two processes appending to one list (time per append)",
+        samples: 11,
+        run: manager_two_appenders,
+    },
+    Scenario {
+        name: "manager: remote over TCP loopback, list append",
+        samples: 11,
+        run: || manager_op(ManagerOp::ListAppend, tcp_loopback()),
     },
     Scenario {
         name: "socket: raw Unix socket round trip (reference)",

@@ -25,6 +25,30 @@ const PEER_CHECK: Duration = Duration::from_millis(20);
 const SENDS_PER_CHECK: u32 = 64;
 /// The default largest frame a socket connection accepts (64 MiB).
 pub(crate) const DEFAULT_MAX_FRAME: u64 = 64 << 20;
+/// How long a pipe end waiting for a message keeps the CPU, yielding it to
+/// whoever else can run, before it goes to sleep.
+const YIELD_SPIN: Duration = Duration::from_micros(50);
+
+/// Waits for `ready` for up to [`YIELD_SPIN`] (or `deadline`), giving the CPU
+/// away between polls.
+///
+/// With more runnable threads than CPUs (two clients and their server
+/// threads on two cores), a peer that shares our CPU gets it at once and
+/// answers without any futex sleep or wake-up on either side; with a CPU of
+/// its own, the answer is seen within a poll.
+fn yield_spin(ready: impl Fn() -> bool, deadline: Option<Instant>) {
+    let until = spin_deadline(deadline);
+    while !ready() && Instant::now() < until {
+        std::thread::yield_now();
+    }
+}
+
+/// When a wait's polling phase ends: [`YIELD_SPIN`] from now, or earlier.
+fn spin_deadline(deadline: Option<Instant>) -> Instant {
+    let until = Instant::now() + YIELD_SPIN;
+    deadline.map_or(until, |d| d.min(until))
+}
+
 /// How many bytes a socket connection reads at a time: a small message
 /// costs one `recvmsg`.
 const READ_AHEAD: usize = 32 << 10;
@@ -264,11 +288,17 @@ impl<S, R> Connection<S, R> {
                 // Without a deadline a blocking read waits in the kernel:
                 // no poll before it.
                 let nonblocking = try_only || deadline.is_some();
+                // First poll for a moment (as `yield_spin` does for pipes):
+                // an answer that comes within it wakes no sleeping CPU,
+                // which costs tens of microseconds on a virtual machine.
+                let poll_until = (!try_only).then(|| spin_deadline(deadline));
                 loop {
-                    match reader.read(sock.as_fd(), nonblocking)? {
+                    let polling = poll_until.is_some_and(|until| Instant::now() < until);
+                    match reader.read(sock.as_fd(), nonblocking || polling)? {
                         Progress::Frame(frame) => return decode(&frame.payload, frame.fds),
                         Progress::Closed => return Err(Error::Disconnected),
                         Progress::Pending if try_only => return Err(Error::Empty),
+                        Progress::Pending if polling => std::thread::yield_now(),
                         Progress::Pending => {
                             let ready = os::wait_readable(&[sock.as_fd()], deadline)
                                 .map_err(Error::os("wait for a connection"))?;
@@ -286,6 +316,9 @@ impl<S, R> Connection<S, R> {
                         if flags & FDS != 0 { self.recv_fds(sock.as_fd())? } else { Vec::new() };
                     decode(bytes, fds)
                 };
+                if !try_only {
+                    yield_spin(|| rx.ring().has_data(), deadline);
+                }
                 loop {
                     let slice = deadline_after(PEER_CHECK);
                     let wait = match deadline {

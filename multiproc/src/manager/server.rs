@@ -82,6 +82,9 @@ pub(crate) fn serve(args: ServerArgs) {
 struct Ctx {
     id: u64,
     held: Vec<u64>,
+    /// The objects this session used: found again without touching the
+    /// registry's lock (objects live as long as the server).
+    objects: HashMap<u64, Arc<Object>>,
 }
 
 static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
@@ -89,7 +92,11 @@ static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
 /// Serves one client until it leaves or breaks the protocol.
 fn session(pending: PendingConnection, registry: &Registry) {
     let Ok(conn) = pending.handshake::<Response, Request>() else { return };
-    let mut ctx = Ctx { id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1, held: Vec::new() };
+    let mut ctx = Ctx {
+        id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1,
+        held: Vec::new(),
+        objects: HashMap::new(),
+    };
     serve_session(conn, registry, &mut ctx);
     registry.release_all(&ctx);
 }
@@ -218,8 +225,16 @@ impl Registry {
                 Response::Created(id)
             }
             Request::Call(id, kind, op) => {
-                let object =
-                    self.objects.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+                let object = match ctx.objects.get(&id) {
+                    Some(object) => Some(Arc::clone(object)),
+                    None => {
+                        let found = self.object(id);
+                        if let Some(object) = &found {
+                            ctx.objects.insert(id, Arc::clone(object));
+                        }
+                        found
+                    }
+                };
                 match object {
                     None => failed(format!("no object {id}")),
                     Some(object) if object.kind != kind => {
@@ -248,6 +263,10 @@ impl Registry {
             Request::Ping => Response::Done,
             Request::Upgrade | Request::Shutdown => failed("not here"),
         }
+    }
+
+    fn object(&self, id: u64) -> Option<Arc<Object>> {
+        self.objects.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
     }
 
     /// Releases the locks a finished session still held: their next taker
