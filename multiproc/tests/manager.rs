@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::{LIMIT, METHODS, join};
 use multiproc::connection::{Address, Client, Connection};
 use multiproc::manager::{
-    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
-    Namespace, QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, CustomProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Namespace, QueueProxy, RLockProxy, SemaphoreProxy, SharedObject, ValueProxy,
 };
 use multiproc::{Error, Manager, Process, StartMethod};
 
@@ -520,4 +520,49 @@ fn a_proxy_of_the_wrong_kind_is_refused() {
     c.send_bytes(&raw).unwrap();
     let as_dict = d.recv().unwrap();
     assert!(matches!(as_dict.len(), Err(Error::Manager { .. })));
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tally {
+    name: String,
+    hits: Vec<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+enum TallyCall {
+    Hit(u32),
+    Total,
+}
+
+impl SharedObject for Tally {
+    type Call = TallyCall;
+    type Reply = u64;
+    fn call(&mut self, call: TallyCall) -> u64 {
+        if let TallyCall::Hit(n) = call {
+            self.hits.push(n);
+        }
+        self.hits.iter().map(|&h| u64::from(h)).sum()
+    }
+}
+
+fn hit_tally(t: CustomProxy<Tally>) {
+    for n in 1..=100 {
+        t.call(TallyCall::Hit(n)).unwrap();
+    }
+}
+
+#[test]
+fn a_registered_custom_type_is_called_through_its_proxy_from_children() {
+    let m = Manager::builder().register::<Tally>().start().unwrap();
+    let t = m.create(Tally { name: "t".to_owned(), hits: Vec::new() }).unwrap();
+    let workers: Vec<_> = (0..2).map(|_| Process::spawn(hit_tally, t.clone()).unwrap()).collect();
+    for w in workers {
+        join(w).unwrap();
+    }
+    assert_eq!(t.call(TallyCall::Total).unwrap(), 2 * 5050);
+    assert!(t.to_string().starts_with("{'name': 't', 'hits': ["), "{t}");
+    // A manager that did not register the type refuses it.
+    let plain = Manager::start().unwrap();
+    let err = plain.create(Tally { name: "x".to_owned(), hits: Vec::new() }).unwrap_err();
+    assert!(matches!(err, Error::Manager { .. }), "{err:?}");
 }

@@ -34,6 +34,7 @@
 //! ```
 
 mod client;
+mod custom;
 mod dynval;
 mod protocol;
 mod proxy;
@@ -41,6 +42,7 @@ mod server;
 mod sync_proxy;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -49,13 +51,21 @@ use crate::connection::{Address, pipe_between};
 use crate::process::{Process, StartMethod};
 use crate::{Error, Result};
 use client::{Link, unexpected};
+pub use custom::{HostedObject, Registered, SharedObject};
 use protocol::{Create, Request, Response};
-pub use proxy::{DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
+pub use proxy::{CustomProxy, DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
 use proxy::{Target, sealed::Sealed};
 pub use sync_proxy::{
     ArrayProxy, BarrierProxy, ConditionProxy, EventProxy, LockProxy, ManagedGuard, QueueProxy,
     RLockProxy, SemaphoreProxy,
 };
+
+/// Decodes `bytes` as a manager request and runs it against an in-process
+/// registry: the entry point of the fuzz target. Never panics.
+#[doc(hidden)]
+pub fn fuzz_request(bytes: &[u8]) {
+    server::fuzz_request(bytes);
+}
 
 /// How long `start` waits for the server to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,14 +112,38 @@ pub struct Manager {
 /// assert!(matches!(manager.address(), Address::Tcp(a) if a.port() != 0));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Debug, Default)]
-pub struct ManagerBuilder {
+pub struct ManagerBuilder<R = ()> {
     start_method: Option<StartMethod>,
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
+    _registered: PhantomData<fn() -> R>,
 }
 
-impl ManagerBuilder {
+impl<R> fmt::Debug for ManagerBuilder<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("start_method", &self.start_method)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Registered> ManagerBuilder<R> {
+    /// Lets the server hold objects of the user's type `T` (Python's
+    /// `BaseManager.register`); create them with [`Manager::create`].
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedObject`].
+    pub fn register<T: SharedObject>(self) -> ManagerBuilder<(T, R)> {
+        ManagerBuilder {
+            start_method: self.start_method,
+            address: self.address,
+            authkey: self.authkey,
+            _registered: PhantomData,
+        }
+    }
+
     /// How the server process starts (default [`StartMethod::Spawn`]).
     ///
     /// # Examples
@@ -173,7 +207,7 @@ impl ManagerBuilder {
             .name("Manager")
             .daemon(true)
             .start_method(self.start_method.unwrap_or_default())
-            .spawn(server::serve, args)?;
+            .spawn(server::serve::<R>, args)?;
         let address = match report.recv_timeout(START_TIMEOUT) {
             Ok(Ok(address)) => address,
             Ok(Err(message)) => return Err(Error::Manager { message }),
@@ -220,7 +254,12 @@ impl Manager {
     ///
     /// See [`ManagerBuilder`].
     pub fn builder() -> ManagerBuilder {
-        ManagerBuilder::default()
+        ManagerBuilder {
+            start_method: None,
+            address: None,
+            authkey: None,
+            _registered: PhantomData,
+        }
     }
 
     /// Connects to a manager another program started (Python's
@@ -279,7 +318,7 @@ impl Manager {
         self.server.as_ref()
     }
 
-    fn create<P: Sealed>(&self, create: Create) -> Result<P> {
+    fn create_object<P: Sealed>(&self, create: Create) -> Result<P> {
         match client::call(&self.link, &Request::Create(create))? {
             Response::Created(id) => Ok(P::from_target(Target { link: self.link.clone(), id })),
             other => Err(unexpected(&other)),
@@ -297,7 +336,7 @@ impl Manager {
     /// See [`ListProxy`].
     pub fn list<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
         let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
-        self.create(Create::List(items))
+        self.create_object(Create::List(items))
     }
 
     /// A new, empty shared dict (Python's `manager.dict()`).
@@ -310,7 +349,7 @@ impl Manager {
     ///
     /// See [`DictProxy`].
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
-        self.create(Create::Dict(Vec::new()))
+        self.create_object(Create::Dict(Vec::new()))
     }
 
     /// A new, empty namespace (Python's `manager.Namespace()`).
@@ -323,7 +362,7 @@ impl Manager {
     ///
     /// See [`Namespace`].
     pub fn namespace(&self) -> Result<Namespace> {
-        self.create(Create::Namespace)
+        self.create_object(Create::Namespace)
     }
 
     /// A new shared value (Python's `manager.Value(typecode, x)`; the type is
@@ -337,7 +376,7 @@ impl Manager {
     ///
     /// See [`ValueProxy`].
     pub fn value<T: Serialize>(&self, value: T) -> Result<ValueProxy<T>> {
-        self.create(Create::Value(dynval::encode(&value)?))
+        self.create_object(Create::Value(dynval::encode(&value)?))
     }
 
     /// A new fixed-length array holding `items` (Python's
@@ -352,7 +391,7 @@ impl Manager {
     /// See [`ArrayProxy`].
     pub fn array<T: Serialize>(&self, items: impl IntoIterator<Item = T>) -> Result<ArrayProxy<T>> {
         let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
-        self.create(Create::Array(items))
+        self.create_object(Create::Array(items))
     }
 
     /// A new lock (Python's `manager.Lock()`).
@@ -365,7 +404,7 @@ impl Manager {
     ///
     /// See [`LockProxy`].
     pub fn lock(&self) -> Result<LockProxy> {
-        self.create(Create::Lock)
+        self.create_object(Create::Lock)
     }
 
     /// A new re-entrant lock (Python's `manager.RLock()`).
@@ -378,7 +417,7 @@ impl Manager {
     ///
     /// See [`RLockProxy`].
     pub fn rlock(&self) -> Result<RLockProxy> {
-        self.create(Create::RLock)
+        self.create_object(Create::RLock)
     }
 
     /// A new semaphore with `value` units (Python's `manager.Semaphore(n)`).
@@ -391,7 +430,7 @@ impl Manager {
     ///
     /// See [`SemaphoreProxy`].
     pub fn semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
-        self.create(Create::Semaphore(u64::from(value), None))
+        self.create_object(Create::Semaphore(u64::from(value), None))
     }
 
     /// A new semaphore that refuses to be released past `value` units
@@ -405,7 +444,7 @@ impl Manager {
     ///
     /// See [`SemaphoreProxy`].
     pub fn bounded_semaphore(&self, value: u32) -> Result<SemaphoreProxy> {
-        self.create(Create::Semaphore(u64::from(value), Some(u64::from(value))))
+        self.create_object(Create::Semaphore(u64::from(value), Some(u64::from(value))))
     }
 
     /// A new condition variable with its own re-entrant lock (Python's
@@ -419,7 +458,7 @@ impl Manager {
     ///
     /// See [`ConditionProxy`].
     pub fn condition(&self) -> Result<ConditionProxy> {
-        self.create(Create::Condition)
+        self.create_object(Create::Condition)
     }
 
     /// A new event (Python's `manager.Event()`).
@@ -432,7 +471,7 @@ impl Manager {
     ///
     /// See [`EventProxy`].
     pub fn event(&self) -> Result<EventProxy> {
-        self.create(Create::Event)
+        self.create_object(Create::Event)
     }
 
     /// A new barrier for `parties` parties (Python's `manager.Barrier(n)`).
@@ -445,7 +484,7 @@ impl Manager {
     ///
     /// See [`BarrierProxy`].
     pub fn barrier(&self, parties: u32) -> Result<BarrierProxy> {
-        self.create(Create::Barrier(u64::from(parties)))
+        self.create_object(Create::Barrier(u64::from(parties)))
     }
 
     /// A new unbounded queue (Python's `manager.Queue()`).
@@ -458,7 +497,7 @@ impl Manager {
     ///
     /// See [`QueueProxy`].
     pub fn queue<T>(&self) -> Result<QueueProxy<T>> {
-        self.create(Create::Queue(0))
+        self.create_object(Create::Queue(0))
     }
 
     /// A new queue holding at most `maxsize` items (Python's
@@ -472,7 +511,7 @@ impl Manager {
     ///
     /// See [`QueueProxy::try_put`].
     pub fn bounded_queue<T>(&self, maxsize: u32) -> Result<QueueProxy<T>> {
-        self.create(Create::Queue(u64::from(maxsize.max(1))))
+        self.create_object(Create::Queue(u64::from(maxsize.max(1))))
     }
 
     /// A new queue with `task_done` and `join` (Python's
@@ -487,6 +526,20 @@ impl Manager {
     /// See [`QueueProxy::join_timeout`].
     pub fn joinable_queue<T>(&self) -> Result<QueueProxy<T>> {
         self.queue()
+    }
+
+    /// A new object of a type registered with
+    /// [`ManagerBuilder::register`], holding `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Manager`] if the server does not know the type.
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedObject`].
+    pub fn create<T: SharedObject>(&self, value: T) -> Result<CustomProxy<T>> {
+        self.create_object(Create::Custom(T::type_name().to_owned(), dynval::encode(&value)?))
     }
 
     /// Gives `proxy`'s object a name under which other programs find it

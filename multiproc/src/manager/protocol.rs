@@ -26,6 +26,8 @@ pub(crate) enum Kind {
     Event,
     Barrier,
     Queue,
+    /// A user's type registered with the manager.
+    Custom,
 }
 
 /// The initial contents of a new object.
@@ -45,6 +47,8 @@ pub(crate) enum Create {
     Barrier(u64),
     /// A queue's maximum size (0: unbounded).
     Queue(u64),
+    /// A registered type, by name, and its initial value.
+    Custom(String, Blob),
 }
 
 /// How long a blocking operation may wait.
@@ -134,6 +138,8 @@ pub(crate) enum Op {
     Take(Wait),
     TaskDone,
     Join(Wait),
+    /// Calls a method of a registered type's object.
+    Invoke(Blob),
     /// Reads `Part` with the object's version.
     Fetch(Part),
     /// Writes `Part` (`None` deletes it) if the object is still at `version`.

@@ -1154,3 +1154,34 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
         stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
     }
 }
+
+/// A proxy to an object of a user's type registered with the manager
+/// (Python's proxies of `BaseManager.register`ed types).
+///
+/// # Examples
+///
+/// See [`SharedObject`](super::SharedObject).
+pub struct CustomProxy<T> {
+    target: Target,
+    _types: PhantomData<fn() -> T>,
+}
+
+proxy_common!(CustomProxy<T>, Kind::Custom);
+
+impl<T: super::SharedObject> CustomProxy<T> {
+    /// Applies `call` to the object in the server, atomically, and returns
+    /// its reply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`](crate::Error::ManagerGone);
+    /// [`Error::Manager`](crate::Error::Manager) if the object is of another
+    /// type.
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedObject`](super::SharedObject).
+    pub fn call(&self, call: T::Call) -> Result<T::Reply> {
+        self.target.value(Kind::Custom, Op::Invoke(dynval::encode(&call)?))
+    }
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use super::custom::{Construct, HostedObject, Registered};
 use super::dynval::{self, Blob};
 use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Response, Wait};
 use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
@@ -36,8 +37,8 @@ pub(crate) struct ServerArgs {
     pub(crate) report: Connection<Result<Address, String>, ()>,
 }
 
-/// The server process's entry point.
-pub(crate) fn serve(args: ServerArgs) {
+/// The server process's entry point, knowing the registered types `R`.
+pub(crate) fn serve<R: Registered>(args: ServerArgs) {
     let listener = match Listener::bind(args.address, args.authkey.as_deref()) {
         Ok(listener) => listener,
         Err(e) => {
@@ -52,6 +53,7 @@ pub(crate) fn serve(args: ServerArgs) {
     drop(args.report);
     let registry = Arc::new(Registry {
         address,
+        construct: R::construct,
         next_id: AtomicU64::new(0),
         objects: RwLock::default(),
         names: Mutex::default(),
@@ -134,6 +136,8 @@ fn failed(message: impl Into<String>) -> Response {
 #[derive(Debug)]
 struct Registry {
     address: Address,
+    /// Makes an object of a type registered with the manager, by name.
+    construct: Construct,
     next_id: AtomicU64,
     objects: RwLock<HashMap<u64, Arc<Object>>>,
     names: Mutex<HashMap<String, u64>>,
@@ -166,6 +170,7 @@ enum Data {
     Condition { lock: Owned, waiters: u64, tokens: u64 },
     Barrier { parties: u64, waiting: u64, generation: u64, broken: bool, reset_of: Option<u64> },
     Queue { items: VecDeque<Blob>, maxsize: u64, unfinished: u64 },
+    Custom(HostedObject),
 }
 
 /// A lock's owner (a session id), its recursion count, and whether its
@@ -211,6 +216,11 @@ impl Registry {
                         Kind::Queue,
                         Data::Queue { items: VecDeque::new(), maxsize, unfinished: 0 },
                     ),
+                    Create::Custom(name, init) => match (self.construct)(&name, &init) {
+                        Some(Ok(object)) => (Kind::Custom, Data::Custom(object)),
+                        Some(Err(e)) => return failed(format!("{name}: {e}")),
+                        None => return failed(format!("no type registered as {name:?}")),
+                    },
                 };
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
                 let object = Object {
@@ -807,6 +817,14 @@ impl State {
                 Response::Done
             }
 
+            (Data::Custom(object), Op::Invoke(call)) => match object.invoke(&call) {
+                Ok(reply) => {
+                    self.touch();
+                    Response::Value(reply)
+                }
+                Err(e) => failed(e.to_string()),
+            },
+
             (_, op) => failed(format!("operation {op:?} does not apply to this object")),
         }
     }
@@ -906,7 +924,133 @@ impl State {
             Data::Queue { items, .. } => {
                 let _ = write!(out, "<{} items>", items.len());
             }
+            Data::Custom(object) => out.push_str(&object.repr()),
         }
         out
+    }
+}
+
+/// Turns every wait of `op` into no wait, so that a fuzzed request can
+/// never block its single-threaded driver.
+fn without_waits(op: Op) -> Op {
+    match op {
+        Op::Acquire(_) => Op::Acquire(Wait::Never),
+        Op::WaitFlag(_) => Op::WaitFlag(Wait::Never),
+        Op::CondWait(_) => Op::CondWait(Wait::Never),
+        Op::BarrierWait(_) => Op::BarrierWait(Wait::Never),
+        Op::Put(item, _) => Op::Put(item, Wait::Never),
+        Op::Take(_) => Op::Take(Wait::Never),
+        Op::Join(_) => Op::Join(Wait::Never),
+        other => other,
+    }
+}
+
+/// Decodes `bytes` as a request, as a session does, and runs it against a
+/// registry of this thread (its waits turned into no waits). What the fuzz
+/// target (`fuzz/fuzz_targets/manager_request.rs`) and its bounded test
+/// drive: it must never panic, whatever the bytes.
+pub(crate) fn fuzz_request(bytes: &[u8]) {
+    thread_local! {
+        static REGISTRY: (Registry, std::cell::Cell<u32>) = (
+            Registry {
+                address: Address::Abstract("fuzz".to_owned()),
+                construct: <() as Registered>::construct,
+                next_id: AtomicU64::new(0),
+                objects: RwLock::default(),
+                names: Mutex::default(),
+            },
+            std::cell::Cell::new(0),
+        );
+    }
+    let Ok(request) = crate::transfer::codec::decode::<Request>(bytes, Vec::new()) else {
+        return;
+    };
+    let request = match request {
+        // These end or move the session: the session loop handles them.
+        Request::Upgrade | Request::Shutdown => return,
+        // Aim at the objects that exist.
+        Request::Call(id, kind, op) => Request::Call(id % 16 + 1, kind, without_waits(op)),
+        other => other,
+    };
+    REGISTRY.with(|(registry, calls)| {
+        // Start afresh now and then, so that memory stays bounded.
+        calls.set(calls.get() + 1);
+        if calls.get() % 4096 == 0 {
+            registry.objects.write().unwrap_or_else(PoisonError::into_inner).clear();
+            registry.next_id.store(0, Ordering::Relaxed);
+        }
+        let mut ctx = Ctx { id: 1, held: Vec::new(), objects: HashMap::new() };
+        let _ = registry.handle(request, &mut ctx);
+        registry.release_all(&ctx);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::codec;
+
+    /// Valid requests of every kind, to mutate.
+    fn corpus() -> Vec<Vec<u8>> {
+        let blob = |v: i64| dynval::encode(&v).unwrap();
+        let requests = [
+            Request::Create(Create::List(vec![blob(3), blob(1), blob(2)])),
+            Request::Create(Create::Dict(vec![(blob(1), blob(2))])),
+            Request::Create(Create::Namespace),
+            Request::Create(Create::Value(blob(7))),
+            Request::Create(Create::Lock),
+            Request::Create(Create::Condition),
+            Request::Create(Create::Barrier(2)),
+            Request::Create(Create::Queue(1)),
+            Request::Create(Create::Semaphore(1, Some(1))),
+            Request::Call(1, Kind::List, Op::Append(blob(4))),
+            Request::Call(1, Kind::List, Op::Sort { reverse: true }),
+            Request::Call(1, Kind::List, Op::Slice(Some(-2), None)),
+            Request::Call(2, Kind::Dict, Op::SetDefault(blob(5), blob(6))),
+            Request::Call(3, Kind::Namespace, Op::SetAttr("x".into(), blob(1))),
+            Request::Call(4, Kind::Value, Op::CompareStore(Part::Whole, 0, Some(vec![blob(8)]))),
+            Request::Call(5, Kind::Lock, Op::Acquire(Wait::Forever)),
+            Request::Call(6, Kind::Condition, Op::CondWait(Wait::Millis(5))),
+            Request::Call(7, Kind::Barrier, Op::BarrierWait(Wait::Forever)),
+            Request::Call(8, Kind::Queue, Op::Put(blob(1), Wait::Forever)),
+            Request::Call(9, Kind::Semaphore, Op::ReleaseN(3)),
+            Request::Publish("n".into(), 1),
+            Request::Lookup("n".into()),
+        ];
+        requests.iter().map(|r| codec::encode(r).unwrap().bytes).collect()
+    }
+
+    #[test]
+    fn the_request_decoder_survives_random_and_mutated_input() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let corpus = corpus();
+        for bytes in &corpus {
+            fuzz_request(bytes);
+        }
+        for round in 0..100_000u32 {
+            let mut bytes = if round % 4 == 0 {
+                (0..next() % 48).map(|_| next() as u8).collect()
+            } else {
+                corpus[(next() % corpus.len() as u64) as usize].clone()
+            };
+            for _ in 0..=next() % 3 {
+                let at = (next() as usize) % (bytes.len() + 1);
+                match next() % 3 {
+                    0 if at < bytes.len() => bytes[at] = next() as u8,
+                    1 => bytes.insert(at, next() as u8),
+                    _ if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            fuzz_request(&bytes);
+        }
     }
 }
