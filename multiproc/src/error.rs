@@ -114,8 +114,10 @@ pub enum Error {
     /// The child's return value was already taken by an earlier join.
     #[error("the child's result was already taken")]
     ResultTaken,
-    /// A lock's previous owner died while holding it (the lock is released
-    /// again by the time this error is seen through `?`).
+    /// A lock's previous owner died while holding it. From the guard
+    /// methods of shared-memory locks (`lock()?`) the lock is released again
+    /// by the time this error is seen through `?`; from `acquire` (here and
+    /// on manager locks) the caller **holds** the lock and must release it.
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
     /// A non-blocking operation would have had to wait.

@@ -309,3 +309,23 @@ fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
     let child = Process::spawn(recv_two, conn).unwrap();
     assert_eq!(join(child).unwrap(), ["two", "three"]);
 }
+
+#[test]
+fn poll_and_wait_see_messages_already_read_ahead() {
+    let listener =
+        Listener::bind(Address::Abstract(format!("mp-poll-{}", std::process::id())), None).unwrap();
+    let address = listener.address().clone();
+    let sender = std::thread::spawn(move || {
+        let conn: Connection<u8> = Client::connect(&address, None).unwrap();
+        conn.send(&1).unwrap();
+        conn.send(&2).unwrap();
+        conn
+    });
+    let conn: Connection<u8> = listener.accept().unwrap();
+    let _client = sender.join().unwrap(); // both frames are in the socket
+    assert_eq!(conn.recv_timeout(LIMIT).unwrap(), 1); // reads the second ahead
+    assert!(conn.poll(Duration::ZERO).unwrap());
+    assert_eq!(wait_any(&[&conn as &dyn Waitable], Some(Duration::ZERO)).unwrap(), [0]);
+    assert_eq!(conn.try_recv().unwrap(), 2);
+    assert!(!conn.poll(Duration::ZERO).unwrap());
+}

@@ -566,3 +566,111 @@ fn a_registered_custom_type_is_called_through_its_proxy_from_children() {
     let err = plain.create(Tally { name: "x".to_owned(), hits: Vec::new() }).unwrap_err();
     assert!(matches!(err, Error::Manager { .. }), "{err:?}");
 }
+
+fn wait_notified(args: (ConditionProxy, Namespace)) -> bool {
+    let (c, ns) = args;
+    let _guard = c.lock().unwrap();
+    ns.set("waiting", true).unwrap();
+    c.wait_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_notify_wakes_only_those_already_waiting() {
+    let m = Manager::start().unwrap();
+    let (c, ns) = (m.condition().unwrap(), m.namespace().unwrap());
+    ns.set("waiting", false).unwrap();
+    let waiter = Process::spawn(wait_notified, (c.clone(), ns.clone())).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let guard = c.lock().unwrap(); // once the waiter set the flag, it waits
+        if ns.get::<bool>("waiting").unwrap() {
+            c.notify(1).unwrap();
+            // Our own wait comes after the notify: it must not take it.
+            assert!(!c.wait_timeout(Duration::from_millis(50)).unwrap());
+            drop(guard);
+            break;
+        }
+        drop(guard);
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(join(waiter).unwrap(), "the waiter was not woken");
+}
+
+fn block_on(args: (QueueProxy<u32>, LockProxy, multiproc::Event)) {
+    let (q, lock, started) = args;
+    started.set();
+    if lock.try_acquire().unwrap() {
+        unreachable!("the parent holds the lock");
+    }
+    let _ = q.get(); // blocks in the server
+}
+
+fn block_on_lock(args: (LockProxy, multiproc::Event)) {
+    let (lock, started) = args;
+    started.set();
+    let _ = lock.acquire(); // blocks in the server
+}
+
+#[test]
+fn a_client_killed_while_blocked_in_the_server_takes_nothing_with_it() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u32>().unwrap();
+    let lock = m.lock().unwrap();
+    lock.acquire().unwrap();
+    let started = multiproc::Event::new().unwrap();
+    let getter = Process::spawn(block_on, (q.clone(), lock.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT));
+    started.clear();
+    let locker = Process::spawn(block_on_lock, (lock.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT));
+    std::thread::sleep(Duration::from_millis(50)); // both wait in the server now
+    getter.kill().unwrap();
+    locker.kill().unwrap();
+    common::wait(&getter);
+    common::wait(&locker);
+    q.put(7).unwrap(); // may go to the dead getter's server thread, and back
+    lock.release().unwrap(); // may go to the dead locker's server thread, and back
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 7);
+    assert!(lock.acquire_timeout(LIMIT).unwrap(), "the lock stayed with a dead client");
+    lock.release().unwrap();
+}
+
+#[test]
+fn a_waiting_operation_on_the_wrong_kind_of_object_fails_at_once() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    // A list's proxy bytes read as a lock's: the server checks the kind.
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    let raw = b.recv_bytes().unwrap();
+    let (c, d) = multiproc::pipe::<LockProxy>().unwrap();
+    c.send_bytes(&raw).unwrap();
+    let as_lock = d.recv().unwrap();
+    assert!(matches!(as_lock.acquire(), Err(Error::Manager { .. })));
+    assert_eq!(l.len().unwrap(), 1);
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Fragile;
+
+impl SharedObject for Fragile {
+    type Call = bool;
+    type Reply = u8;
+    fn call(&mut self, explode: bool) -> u8 {
+        assert!(!explode, "boom");
+        1
+    }
+}
+
+#[test]
+fn a_panicking_registered_type_fails_its_call_and_nothing_else() {
+    let m = Manager::builder().register::<Fragile>().start().unwrap();
+    let f = m.create(Fragile).unwrap();
+    let lock = m.lock().unwrap();
+    lock.acquire().unwrap();
+    assert!(matches!(f.call(true), Err(Error::Manager { .. })));
+    assert_eq!(f.call(false).unwrap(), 1);
+    assert!(lock.is_locked().unwrap());
+    lock.release().unwrap();
+}

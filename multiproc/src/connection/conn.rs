@@ -215,6 +215,12 @@ impl<S, R> Connection<S, R> {
         os::peer_hung_up(self.sock())
     }
 
+    /// Whether the other end is still there (its process alive, the end
+    /// not closed).
+    pub(crate) fn peer_alive(&self) -> bool {
+        !self.peer_gone()
+    }
+
     /// Sends one message of raw bytes (Python's `send_bytes`).
     ///
     /// # Errors
@@ -472,7 +478,17 @@ impl<S, R> Connection<S, R> {
                 rx.as_ref().is_some_and(RawQueue::has_data) || self.peer_gone()
             }
             Transport::Socket { sock, .. } => {
-                matches!(os::wait_readable(&[sock.as_fd()], Some(Instant::now())), Ok(Some(_)))
+                // A message read ahead is ready though the socket is not.
+                let buffered = match self.inner.reader.try_lock() {
+                    Ok(reader) => reader.has_buffered_frame(),
+                    Err(TryLockError::Poisoned(reader)) => reader.into_inner().has_buffered_frame(),
+                    Err(TryLockError::WouldBlock) => false,
+                };
+                buffered
+                    || matches!(
+                        os::wait_readable(&[sock.as_fd()], Some(Instant::now())),
+                        Ok(Some(_))
+                    )
             }
         }
     }

@@ -140,32 +140,58 @@ fn write_str(out: &mut String, s: &str) {
     out.push(quote);
 }
 
-/// Python's ordering of two values, for `sort`: numbers by value
-/// (integers and floats together), text and bytes lexicographically,
-/// sequences element by element; `None` for values Python would refuse to
-/// compare (a number and a text).
-fn compare_values(a: &Cbor, b: &Cbor) -> Option<Ordering> {
-    match (a, b) {
-        (Cbor::Tag(_, a), b) => compare_values(a, b),
-        (a, Cbor::Tag(_, b)) => compare_values(a, b),
-        (Cbor::Integer(a), Cbor::Integer(b)) => Some(i128::from(*a).cmp(&i128::from(*b))),
-        (Cbor::Integer(a), Cbor::Float(b)) => (i128::from(*a) as f64).partial_cmp(b),
-        (Cbor::Float(a), Cbor::Integer(b)) => a.partial_cmp(&(i128::from(*b) as f64)),
-        (Cbor::Float(a), Cbor::Float(b)) => a.partial_cmp(b),
-        (Cbor::Bool(a), Cbor::Bool(b)) => Some(a.cmp(b)),
-        (Cbor::Text(a), Cbor::Text(b)) => Some(a.cmp(b)),
-        (Cbor::Bytes(a), Cbor::Bytes(b)) => Some(a.cmp(b)),
-        (Cbor::Null, Cbor::Null) => Some(Ordering::Equal),
-        (Cbor::Array(a), Cbor::Array(b)) => {
-            for (x, y) in a.iter().zip(b) {
-                match compare_values(x, y)? {
-                    Ordering::Equal => {}
-                    other => return Some(other),
-                }
-            }
-            Some(a.len().cmp(&b.len()))
-        }
+/// The class of a value for ordering: Python compares numbers (booleans
+/// among them) with numbers, text with text and so on, and refuses to
+/// compare across classes.
+fn class(value: &Cbor) -> u8 {
+    match value {
+        Cbor::Tag(_, inner) => class(inner),
+        Cbor::Integer(_) | Cbor::Float(_) | Cbor::Bool(_) => 0,
+        Cbor::Text(_) => 1,
+        Cbor::Bytes(_) => 2,
+        Cbor::Null => 3,
+        Cbor::Array(_) => 4,
+        Cbor::Map(_) => 5,
+        _ => 6,
+    }
+}
+
+fn number(value: &Cbor) -> Option<f64> {
+    match value {
+        Cbor::Integer(i) => Some(i128::from(*i) as f64),
+        Cbor::Float(f) => Some(*f),
+        Cbor::Bool(b) => Some(f64::from(u8::from(*b))),
         _ => None,
+    }
+}
+
+/// A total order on values that agrees with Python's wherever Python
+/// compares at all: numbers by value (exact for integers, NaN last), text
+/// and bytes lexicographically, sequences element by element; values of
+/// different classes by class. Being total, it is safe for `sort_by`.
+fn total_order(a: &Cbor, b: &Cbor) -> Ordering {
+    match (a, b) {
+        (Cbor::Tag(_, a), b) => total_order(a, b),
+        (a, Cbor::Tag(_, b)) => total_order(a, b),
+        (Cbor::Integer(a), Cbor::Integer(b)) => i128::from(*a).cmp(&i128::from(*b)),
+        (Cbor::Text(a), Cbor::Text(b)) => a.cmp(b),
+        (Cbor::Bytes(a), Cbor::Bytes(b)) => a.cmp(b),
+        (Cbor::Array(a), Cbor::Array(b)) => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| total_order(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| a.len().cmp(&b.len())),
+        (Cbor::Map(a), Cbor::Map(b)) => a
+            .iter()
+            .zip(b)
+            .map(|((ka, va), (kb, vb))| total_order(ka, kb).then_with(|| total_order(va, vb)))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| a.len().cmp(&b.len())),
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => class(a).cmp(&class(b)),
+        },
     }
 }
 
@@ -173,8 +199,9 @@ fn compare_values(a: &Cbor, b: &Cbor) -> Option<Ordering> {
 ///
 /// # Errors
 ///
-/// [`Error::Manager`] if two of them cannot be compared; the list is then
-/// left as it was.
+/// [`Error::Manager`] if values of different classes are mixed (a number
+/// and a text), which Python refuses to sort; the list is then left as it
+/// was.
 pub(crate) fn sort(items: &mut [Blob], reverse: bool) -> Result<()> {
     let mut keyed: Vec<(Cbor, usize)> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -183,17 +210,13 @@ pub(crate) fn sort(items: &mut [Blob], reverse: bool) -> Result<()> {
         })?;
         keyed.push((value, i));
     }
-    let mut incomparable = false;
-    keyed.sort_by(|(a, _), (b, _)| {
-        let order = compare_values(a, b).unwrap_or_else(|| {
-            incomparable = true;
-            Ordering::Equal
-        });
-        if reverse { order.reverse() } else { order }
-    });
-    if incomparable {
+    if keyed.windows(2).any(|w| class(&w[0].0) != class(&w[1].0)) {
         return Err(Error::Manager { message: "list elements cannot be compared".to_owned() });
     }
+    keyed.sort_by(|(a, _), (b, _)| {
+        let order = total_order(a, b);
+        if reverse { order.reverse() } else { order }
+    });
     let mut old: Vec<Option<Blob>> = items.iter_mut().map(|b| Some(std::mem::take(b))).collect();
     for (slot, (_, i)) in items.iter_mut().zip(keyed) {
         *slot = old[i].take().unwrap_or_default();
@@ -250,5 +273,18 @@ mod tests {
         let before = mixed.clone();
         assert!(sort(&mut mixed, false).is_err());
         assert_eq!(mixed, before);
+        // NaN, nested mixtures and many elements never panic the sort.
+        let mut odd: Vec<Blob> = (0..100)
+            .map(|i| match i % 3 {
+                0 => encode(&f64::NAN).unwrap(),
+                1 => encode(&(i as f64)).unwrap(),
+                _ => encode(&i).unwrap(),
+            })
+            .collect();
+        sort(&mut odd, true).unwrap();
+        let mut nested: Vec<Blob> = (0..50)
+            .map(|i| if i % 2 == 0 { encode(&(1, "a")) } else { encode(&("b", 2)) }.unwrap())
+            .collect();
+        sort(&mut nested, false).unwrap();
     }
 }

@@ -133,13 +133,13 @@ pub(super) fn python_index(i: isize) -> i64 {
 fn range_bounds(range: impl RangeBounds<isize>) -> (Option<i64>, Option<i64>) {
     let start = match range.start_bound() {
         Bound::Included(&i) => Some(python_index(i)),
-        Bound::Excluded(&i) => Some(python_index(i) + 1),
+        Bound::Excluded(&i) => Some(python_index(i).saturating_add(1)),
         Bound::Unbounded => None,
     };
     let end = match range.end_bound() {
         Bound::Excluded(&i) => Some(python_index(i)),
         Bound::Included(&-1) | Bound::Unbounded => None,
-        Bound::Included(&i) => Some(python_index(i) + 1),
+        Bound::Included(&i) => Some(python_index(i).saturating_add(1)),
     };
     (start, end)
 }

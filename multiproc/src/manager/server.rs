@@ -9,8 +9,9 @@
 //! its session only. Every object has its own lock, so sessions working on
 //! different objects do not wait for each other.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -23,10 +24,12 @@ use super::dynval::{self, Blob};
 use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Response, Wait};
 use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
 
+/// How often a waiting session thread looks whether its client is gone.
+const ALIVE_CHECK: Duration = Duration::from_millis(100);
 /// Each direction of a local session's pipe: larger messages stream through.
 const SESSION_RING: usize = 64 << 10;
 /// A session thread's stack: the server holds hundreds of them.
-const SESSION_STACK: usize = 256 << 10;
+const SESSION_STACK: usize = 1 << 20;
 
 /// What the server process is started with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -80,9 +83,10 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
 /// What the server knows of one session: its id (the owner of the locks it
 /// takes) and the locks it holds, released for the next taker (who learns
 /// that their owner died) if the session ends with them held.
-#[derive(Debug)]
 struct Ctx {
     id: u64,
+    /// Whether the session's client is still there (asked while waiting).
+    client_alive: Box<dyn Fn() -> bool + Send>,
     held: Vec<u64>,
     /// The objects this session used: found again without touching the
     /// registry's lock (objects live as long as the server).
@@ -96,16 +100,48 @@ fn session(pending: PendingConnection, registry: &Registry) {
     let Ok(conn) = pending.handshake::<Response, Request>() else { return };
     let mut ctx = Ctx {
         id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1,
+        client_alive: alive_probe(&conn),
         held: Vec::new(),
         objects: HashMap::new(),
     };
-    serve_session(conn, registry, &mut ctx);
+    // A panic must not keep this session's locks held: release them anyway.
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| serve_session(conn, registry, &mut ctx)));
     registry.release_all(&ctx);
+}
+
+fn alive_probe(conn: &Connection<Response, Request>) -> Box<dyn Fn() -> bool + Send> {
+    let conn = conn.clone();
+    Box::new(move || conn.peer_alive())
+}
+
+/// What to take back if the answer to a request cannot be delivered (its
+/// client died while the server waited for it): the item a `get` took, the
+/// unit or lock an `acquire` took.
+#[derive(Debug, Clone, Copy)]
+enum Undo {
+    Nothing,
+    Take(u64),
+    Unit(u64),
+    Lock(u64),
+}
+
+impl Undo {
+    fn of(request: &Request) -> Self {
+        match request {
+            Request::Call(id, Kind::Queue, Op::Take(_)) => Self::Take(*id),
+            Request::Call(id, Kind::Semaphore, Op::Acquire(_)) => Self::Unit(*id),
+            Request::Call(id, Kind::Lock | Kind::RLock | Kind::Condition, Op::Acquire(_)) => {
+                Self::Lock(*id)
+            }
+            _ => Self::Nothing,
+        }
+    }
 }
 
 fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, ctx: &mut Ctx) {
     loop {
         let Ok(request) = conn.recv() else { return };
+        let undo = Undo::of(&request);
         let response = match request {
             Request::Upgrade => match pipe_between::<Response, Request>(SESSION_RING) {
                 Ok((mine, theirs)) => {
@@ -113,6 +149,7 @@ fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, c
                         return;
                     }
                     conn = mine;
+                    ctx.client_alive = alive_probe(&conn);
                     continue;
                 }
                 Err(e) => failed(e.to_string()),
@@ -121,9 +158,15 @@ fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, c
                 let _ = conn.send(&Response::Done);
                 registry.shut_down();
             }
-            other => registry.handle(other, ctx),
+            other => std::panic::catch_unwind(AssertUnwindSafe(|| registry.handle(other, ctx)))
+                .unwrap_or_else(|_| failed("the server failed on this request")),
         };
-        if conn.send(&response).is_err() {
+        // A reply to a dead client may still land in its pipe's ring: for
+        // requests that took something, look whether it is still there.
+        let delivered =
+            conn.send(&response).is_ok() && (matches!(undo, Undo::Nothing) || conn.peer_alive());
+        if !delivered {
+            registry.undo(undo, response, ctx);
             return;
         }
     }
@@ -165,11 +208,33 @@ enum Data {
     Namespace(BTreeMap<String, Blob>),
     Value(Blob),
     Lock(Owned),
-    Semaphore { value: u64, bound: Option<u64> },
+    Semaphore {
+        value: u64,
+        bound: Option<u64>,
+    },
     Event(bool),
-    Condition { lock: Owned, waiters: u64, tokens: u64 },
-    Barrier { parties: u64, waiting: u64, generation: u64, broken: bool, reset_of: Option<u64> },
-    Queue { items: VecDeque<Blob>, maxsize: u64, unfinished: u64 },
+    /// A condition: its lock, and tickets of the waiters in arrival order;
+    /// `notify(n)` moves the `n` oldest waiting tickets to `notified`.
+    Condition {
+        lock: Owned,
+        next_ticket: u64,
+        waiting: BTreeSet<u64>,
+        notified: BTreeSet<u64>,
+    },
+    /// A barrier; `resets` counts, per generation ended by `reset`, the
+    /// waiters of it still to be told that the barrier broke.
+    Barrier {
+        parties: u64,
+        waiting: u64,
+        generation: u64,
+        broken: bool,
+        resets: HashMap<u64, u64>,
+    },
+    Queue {
+        items: VecDeque<Blob>,
+        maxsize: u64,
+        unfinished: u64,
+    },
     Custom(HostedObject),
 }
 
@@ -199,7 +264,12 @@ impl Registry {
                     }
                     Create::Condition => (
                         Kind::Condition,
-                        Data::Condition { lock: Owned::default(), waiters: 0, tokens: 0 },
+                        Data::Condition {
+                            lock: Owned::default(),
+                            next_ticket: 0,
+                            waiting: BTreeSet::new(),
+                            notified: BTreeSet::new(),
+                        },
                     ),
                     Create::Event => (Kind::Event, Data::Event(false)),
                     Create::Barrier(parties) => (
@@ -209,7 +279,7 @@ impl Registry {
                             waiting: 0,
                             generation: 0,
                             broken: false,
-                            reset_of: None,
+                            resets: HashMap::new(),
                         },
                     ),
                     Create::Queue(maxsize) => (
@@ -279,6 +349,43 @@ impl Registry {
         self.objects.read().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
     }
 
+    /// Takes back what a request took for a client that is gone.
+    fn undo(&self, undo: Undo, response: Response, ctx: &mut Ctx) {
+        let (Undo::Take(id) | Undo::Unit(id) | Undo::Lock(id)) = undo else { return };
+        let Some(object) = self.object(id) else { return };
+        let mut state = object.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match (undo, response, &mut state.data) {
+            (Undo::Take(_), Response::Value(item), Data::Queue { items, .. }) => {
+                items.push_front(item);
+            }
+            (
+                Undo::Unit(_),
+                Response::Outcome(Outcome::Acquired),
+                Data::Semaphore { value, .. },
+            ) => {
+                *value += 1;
+            }
+            (
+                Undo::Lock(_),
+                Response::Outcome(outcome @ (Outcome::Acquired | Outcome::OwnerDied)),
+                data,
+            ) => {
+                if let Some(lock) = data.lock_part().filter(|l| l.owner == Some(ctx.id)) {
+                    lock.count -= 1;
+                    if lock.count == 0 {
+                        // Whoever comes next must still hear of a death the
+                        // gone client never heard of.
+                        *lock =
+                            Owned { owner: None, count: 0, died: outcome == Outcome::OwnerDied };
+                        ctx.held.retain(|&h| h != id);
+                    }
+                }
+            }
+            _ => return,
+        }
+        object.changed.notify_all();
+    }
+
     /// Releases the locks a finished session still held: their next taker
     /// learns that the owner died.
     fn release_all(&self, ctx: &Ctx) {
@@ -311,12 +418,16 @@ impl Object {
     /// Runs `op` for session `ctx`; blocking operations wait here, on the
     /// object's condition variable, with the object's lock released.
     fn call(&self, id: u64, op: Op, ctx: &mut Ctx) -> Response {
+        if !fits(self.kind, &op) {
+            return failed(format!("operation {op:?} does not apply to a {:?}", self.kind));
+        }
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match op {
             Op::Acquire(wait) if self.kind == Kind::Semaphore => {
                 let (mut state, ready) = self.wait_until(
                     state,
                     wait,
+                    ctx,
                     |data| matches!(data, Data::Semaphore { value, .. } if *value > 0),
                 );
                 if !ready {
@@ -331,27 +442,31 @@ impl Object {
             Op::Release if self.kind != Kind::Semaphore => self.release(state, id, ctx),
             Op::WaitFlag(wait) => {
                 let (_state, set) =
-                    self.wait_until(state, wait, |data| matches!(data, Data::Event(true)));
+                    self.wait_until(state, wait, ctx, |data| matches!(data, Data::Event(true)));
                 Response::Bool(set)
             }
-            Op::CondWait(wait) => self.cond_wait(state, id, wait, ctx),
+            Op::CondWait(wait) => self.cond_wait(state, wait, ctx),
             Op::Notify(n) => {
                 let mut state = state;
                 match &mut state.data {
-                    Data::Condition { lock, waiters, tokens } => {
+                    Data::Condition { lock, waiting, notified, .. } => {
                         if lock.owner != Some(ctx.id) {
                             return Response::Failed(Failure::NotOwner);
                         }
-                        *tokens = tokens.saturating_add(n).min(*waiters);
+                        // Only those waiting now, oldest first (as Python).
+                        for _ in 0..n {
+                            let Some(ticket) = waiting.pop_first() else { break };
+                            notified.insert(ticket);
+                        }
                         self.changed.notify_all();
                         Response::Done
                     }
                     _ => failed("not a condition"),
                 }
             }
-            Op::BarrierWait(wait) => self.barrier_wait(state, wait),
+            Op::BarrierWait(wait) => self.barrier_wait(state, wait, ctx),
             Op::Put(item, wait) => {
-                let (mut state, room) = self.wait_until(state, wait, |data| {
+                let (mut state, room) = self.wait_until(state, wait, ctx, |data| {
                     matches!(data, Data::Queue { items, maxsize, .. }
                         if *maxsize == 0 || (items.len() as u64) < *maxsize)
                 });
@@ -373,6 +488,7 @@ impl Object {
                 let (mut state, some) = self.wait_until(
                     state,
                     wait,
+                    ctx,
                     |data| matches!(data, Data::Queue { items, .. } if !items.is_empty()),
                 );
                 let item = match &mut state.data {
@@ -389,7 +505,7 @@ impl Object {
                 }
             }
             Op::Join(wait) => {
-                let (_state, done) = self.wait_until(state, wait, |data| {
+                let (_state, done) = self.wait_until(state, wait, ctx, |data| {
                     matches!(data, Data::Queue { unfinished: 0, .. })
                 });
                 if done { Response::Done } else { Response::Failed(Failure::Timeout) }
@@ -406,11 +522,13 @@ impl Object {
         }
     }
 
-    /// Waits until `ready` holds of the object's data, or `wait` runs out.
+    /// Waits until `ready` holds of the object's data, or `wait` runs out,
+    /// or the session's client is gone (looked at every [`ALIVE_CHECK`]).
     fn wait_until<'a>(
         &'a self,
         mut state: Guard<'a>,
         wait: Wait,
+        ctx: &Ctx,
         mut ready: impl FnMut(&mut Data) -> bool,
     ) -> (Guard<'a>, bool) {
         let deadline = wait.deadline();
@@ -418,26 +536,24 @@ impl Object {
             if ready(&mut state.data) {
                 return (state, true);
             }
-            state = match deadline {
-                None => self.changed.wait(state).unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return (state, false);
-                    }
-                    self.changed
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return (state, false);
+            }
+            let slice = deadline.map_or(ALIVE_CHECK, |d| (d - now).min(ALIVE_CHECK));
+            let (guard, timeout) =
+                self.changed.wait_timeout(state, slice).unwrap_or_else(PoisonError::into_inner);
+            state = guard;
+            if timeout.timed_out() && !ready(&mut state.data) && !(ctx.client_alive)() {
+                return (state, false);
+            }
         }
     }
 
     fn acquire<'a>(&'a self, state: Guard<'a>, id: u64, wait: Wait, ctx: &mut Ctx) -> Response {
         let reentrant = matches!(self.kind, Kind::RLock | Kind::Condition);
         let me = ctx.id;
-        let (mut state, ready) = self.wait_until(state, wait, |data| {
+        let (mut state, ready) = self.wait_until(state, wait, ctx, |data| {
             data.lock_part()
                 .is_some_and(|l| l.owner.is_none() || (reentrant && l.owner == Some(me)))
         });
@@ -471,50 +587,47 @@ impl Object {
         Response::Done
     }
 
-    fn cond_wait<'a>(
-        &'a self,
-        mut state: Guard<'a>,
-        id: u64,
-        wait: Wait,
-        ctx: &mut Ctx,
-    ) -> Response {
+    fn cond_wait<'a>(&'a self, mut state: Guard<'a>, wait: Wait, ctx: &Ctx) -> Response {
         let me = ctx.id;
-        let saved = match &mut state.data {
-            Data::Condition { lock, waiters, .. } if lock.owner == Some(me) => {
-                *waiters += 1;
+        let (ticket, saved) = match &mut state.data {
+            Data::Condition { lock, next_ticket, waiting, .. } if lock.owner == Some(me) => {
+                let ticket = *next_ticket;
+                *next_ticket += 1;
+                waiting.insert(ticket);
                 let saved = lock.count;
                 *lock = Owned { owner: None, count: 0, died: false };
-                saved
+                (ticket, saved)
             }
             Data::Condition { .. } => return Response::Failed(Failure::NotOwner),
             _ => return failed("not a condition"),
         };
         self.changed.notify_all();
-        let (state, notified) = self.wait_until(
+        let (mut state, _) = self.wait_until(
             state,
             wait,
-            |data| matches!(data, Data::Condition { tokens, .. } if *tokens > 0),
+            ctx,
+            |data| matches!(data, Data::Condition { notified, .. } if notified.contains(&ticket)),
         );
-        let mut state = state;
-        if let Data::Condition { waiters, tokens, .. } = &mut state.data {
-            *waiters -= 1;
-            if notified {
-                *tokens -= 1;
-            }
-            *tokens = (*tokens).min(*waiters);
+        let mut was_notified = false;
+        if let Data::Condition { waiting, notified, .. } = &mut state.data {
+            was_notified = notified.remove(&ticket);
+            waiting.remove(&ticket);
         }
-        // Take the lock back, however long that takes (as Python does).
-        let (mut state, _) = self.wait_until(state, Wait::Forever, |data| {
+        // Take the lock back, however long that takes (as Python does),
+        // unless the client is gone.
+        let (mut state, free) = self.wait_until(state, Wait::Forever, ctx, |data| {
             data.lock_part().is_some_and(|l| l.owner.is_none())
         });
-        if let Some(lock) = state.data.lock_part() {
-            *lock = Owned { owner: Some(me), count: saved, died: false };
+        if !free {
+            return Response::Failed(Failure::Timeout);
         }
-        let _ = id;
-        Response::Bool(notified)
+        let Some(lock) = state.data.lock_part() else { return failed("not a condition") };
+        let died = lock.died;
+        *lock = Owned { owner: Some(me), count: saved, died: false };
+        if died { Response::Outcome(Outcome::OwnerDied) } else { Response::Bool(was_notified) }
     }
 
-    fn barrier_wait<'a>(&'a self, mut state: Guard<'a>, wait: Wait) -> Response {
+    fn barrier_wait<'a>(&'a self, mut state: Guard<'a>, wait: Wait, ctx: &Ctx) -> Response {
         let (index, generation) = match &mut state.data {
             Data::Barrier { broken: true, .. } => {
                 return Response::Failed(Failure::BrokenBarrier);
@@ -532,11 +645,17 @@ impl Object {
             }
             _ => return failed("not a barrier"),
         };
-        let (mut state, passed) = self.wait_until(state, wait, |data| {
+        let (mut state, passed) = self.wait_until(state, wait, ctx, |data| {
             matches!(data, Data::Barrier { generation: g, broken, .. } if *g != generation || *broken)
         });
         match &mut state.data {
-            Data::Barrier { reset_of, .. } if passed && *reset_of == Some(generation) => {
+            Data::Barrier { resets, .. } if passed && resets.contains_key(&generation) => {
+                if let Some(left) = resets.get_mut(&generation) {
+                    *left -= 1;
+                    if *left == 0 {
+                        resets.remove(&generation);
+                    }
+                }
                 Response::Failed(Failure::BrokenBarrier)
             }
             Data::Barrier { generation: g, .. } if passed && *g != generation => {
@@ -550,6 +669,22 @@ impl Object {
             }
             _ => failed("not a barrier"),
         }
+    }
+}
+
+/// Whether a waiting operation applies to objects of `kind` (checked before
+/// waiting, or a wrong one would wait for ever).
+fn fits(kind: Kind, op: &Op) -> bool {
+    match op {
+        Op::Acquire(_) => {
+            matches!(kind, Kind::Lock | Kind::RLock | Kind::Condition | Kind::Semaphore)
+        }
+        Op::Release => matches!(kind, Kind::Lock | Kind::RLock | Kind::Condition),
+        Op::WaitFlag(_) => kind == Kind::Event,
+        Op::CondWait(_) | Op::Notify(_) => kind == Kind::Condition,
+        Op::BarrierWait(_) => kind == Kind::Barrier,
+        Op::Put(..) | Op::Take(_) | Op::Join(_) => kind == Kind::Queue,
+        _ => true,
     }
 }
 
@@ -793,9 +928,9 @@ impl State {
                 self.touch();
                 Response::Done
             }
-            (Data::Barrier { waiting, generation, broken, reset_of, .. }, Op::Reset) => {
+            (Data::Barrier { waiting, generation, broken, resets, .. }, Op::Reset) => {
                 if *waiting > 0 {
-                    *reset_of = Some(*generation);
+                    resets.insert(*generation, *waiting);
                 }
                 *waiting = 0;
                 *generation += 1;
@@ -979,7 +1114,12 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
             registry.objects.write().unwrap_or_else(PoisonError::into_inner).clear();
             registry.next_id.store(0, Ordering::Relaxed);
         }
-        let mut ctx = Ctx { id: 1, held: Vec::new(), objects: HashMap::new() };
+        let mut ctx = Ctx {
+            id: 1,
+            client_alive: Box::new(|| true),
+            held: Vec::new(),
+            objects: HashMap::new(),
+        };
         let _ = registry.handle(request, &mut ctx);
         registry.release_all(&ctx);
     });

@@ -25,6 +25,16 @@ fn wait_for(timeout: Duration) -> Wait {
 }
 
 impl Target {
+    /// A condition's wait: whether a notification came; `Err(OwnerDied)`
+    /// if the lock, taken back, had lost its owner meanwhile.
+    fn cond_wait(&self, wait: Wait) -> Result<bool> {
+        match self.call(Kind::Condition, Op::CondWait(wait))? {
+            Response::Bool(notified) => Ok(notified),
+            Response::Outcome(Outcome::OwnerDied) => Err(Error::OwnerDied),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// An acquisition: `Ok(true)` taken, `Ok(false)` not taken (busy or
     /// timed out), `Err(OwnerDied)` taken from a dead owner.
     fn acquire(&self, kind: Kind, wait: Wait) -> Result<bool> {
@@ -48,6 +58,8 @@ pub struct ManagedGuard<'a> {
     target: &'a Target,
     kind: Kind,
     owner_died: bool,
+    /// The lock belongs to this thread's session: the guard stays here.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl ManagedGuard<'_> {
@@ -149,7 +161,7 @@ macro_rules! lock_proxy {
                     Err(Error::OwnerDied) => true,
                     Err(e) => return Err(e),
                 };
-                Ok(ManagedGuard { target: &self.target, kind: $kind, owner_died })
+                Ok(ManagedGuard { target: &self.target, kind: $kind, owner_died, _not_send: PhantomData })
             }
 
             /// Whether some thread holds the lock now.
@@ -479,7 +491,12 @@ impl ConditionProxy {
             Err(Error::OwnerDied) => true,
             Err(e) => return Err(e),
         };
-        Ok(ManagedGuard { target: &self.target, kind: Kind::Condition, owner_died })
+        Ok(ManagedGuard {
+            target: &self.target,
+            kind: Kind::Condition,
+            owner_died,
+            _not_send: PhantomData,
+        })
     }
 
     /// Releases the lock (which this thread must hold), waits for a
@@ -493,7 +510,7 @@ impl ConditionProxy {
     ///
     /// See [`ConditionProxy`].
     pub fn wait(&self) -> Result<()> {
-        self.target.boolean(Kind::Condition, Op::CondWait(Wait::Forever)).map(drop)
+        self.target.cond_wait(Wait::Forever).map(drop)
     }
 
     /// As [`wait`](Self::wait), giving up after `timeout`; whether a
@@ -507,7 +524,7 @@ impl ConditionProxy {
     ///
     /// See [`ConditionProxy`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.target.boolean(Kind::Condition, Op::CondWait(wait_for(timeout)))
+        self.target.cond_wait(wait_for(timeout))
     }
 
     /// Wakes at most `n` waiters (this thread must hold the lock).

@@ -170,6 +170,26 @@ impl FrameReader {
         Ok(bytes)
     }
 
+    /// Whether a whole frame (or a header that the next read refuses) waits
+    /// in the read-ahead buffer, so that a read returns without the socket.
+    pub(crate) fn has_buffered_frame(&self) -> bool {
+        let ahead = &self.ahead[self.ahead_start..self.ahead_end];
+        if self.header_got == HEADER_LEN {
+            return ahead.len() >= self.want - self.payload.len();
+        }
+        let need = HEADER_LEN - self.header_got;
+        if ahead.len() < need {
+            return false;
+        }
+        let mut header = self.header;
+        header[self.header_got..].copy_from_slice(&ahead[..need]);
+        let len = u64::from_le_bytes([
+            header[8], header[9], header[10], header[11], header[12], header[13], header[14],
+            header[15],
+        ]);
+        header[..4] != MAGIC || len > self.max_len || (ahead.len() - need) as u64 >= len
+    }
+
     /// True if part of a frame has been read.
     pub(crate) fn is_mid_frame(&self) -> bool {
         self.header_got > 0 || self.ahead_start < self.ahead_end
