@@ -5,12 +5,15 @@
 //! Each [`Scenario`] names the matching scenario of `python/bench.py`, which
 //! runs the same work with Python's `multiprocessing`.
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use multiproc::connection::{Address, Client, Connection, Listener, pipe_with_ring};
 use multiproc::manager::ListProxy;
 use multiproc::{Event, Lock, Manager, Process, Queue, StartMethod, Value, pipe};
+use rustix::io::Errno;
+use rustix::net::RecvFlags;
 use serde_bytes::ByteBuf;
 
 /// One measured operation, run here and in Python.
@@ -259,21 +262,44 @@ pub fn tcp_connection_round_trip() -> Duration {
     listener_round_trip(Address::Tcp("127.0.0.1:0".parse().expect("address")))
 }
 
-fn raw_echo<S: Read + Write>(mut stream: S) {
+/// Reads exactly `buf.len()` bytes from `fd`. With `polling`, first polls
+/// for 50 µs, yielding the CPU between polls, as multiproc's connections
+/// do; then (or without it) blocks in the kernel.
+fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8], polling: bool) -> bool {
+    let until = Instant::now() + Duration::from_micros(50);
+    let mut got = 0;
+    while got < buf.len() {
+        let flags = if polling && Instant::now() < until {
+            RecvFlags::DONTWAIT
+        } else {
+            RecvFlags::empty()
+        };
+        match rustix::net::recv(fd, &mut buf[got..], flags) {
+            Ok((0, _)) => return false,
+            Ok((n, _)) => got += n,
+            Err(Errno::AGAIN) => std::thread::yield_now(),
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+fn raw_echo<S: AsFd + Write>(mut stream: S, polling: bool) {
     let mut buf = [0u8; 8];
-    while stream.read_exact(&mut buf).is_ok() {
+    while read_full(stream.as_fd(), &mut buf, polling) {
         if stream.write_all(&buf).is_err() {
             return;
         }
     }
 }
 
-fn raw_round_trip<S: Read + Write>(mut stream: S, child: Process<()>) -> Duration {
+fn raw_round_trip<S: AsFd + Write>(mut stream: S, child: Process<()>, polling: bool) -> Duration {
     let mut buf = [0u8; 8];
     let start = Instant::now();
     for n in 0..u64::from(SOCKET_ROUND_TRIPS) {
         stream.write_all(&n.to_le_bytes()).expect("write");
-        stream.read_exact(&mut buf).expect("read");
+        assert!(read_full(stream.as_fd(), &mut buf, polling), "read");
     }
     let elapsed = start.elapsed();
     drop(stream);
@@ -281,41 +307,62 @@ fn raw_round_trip<S: Read + Write>(mut stream: S, child: Process<()>) -> Duratio
     elapsed / SOCKET_ROUND_TRIPS
 }
 
-/// The reference: 8 bytes there and back over a raw Unix socket pair.
-pub fn raw_unix_round_trip() -> Duration {
+fn raw_unix(polling: bool) -> Duration {
     let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("pair");
     // Spawn, not fork: a forked child would inherit `mine` too and never see
     // the end of the stream.
     let child = Process::builder()
         .start_method(StartMethod::Spawn)
         .spawn(
-            |fd: multiproc::FdHandle| {
-                raw_echo(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(fd)))
+            |(fd, polling): (multiproc::FdHandle, bool)| {
+                let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(fd));
+                raw_echo(stream, polling);
             },
-            multiproc::FdHandle::new(theirs),
+            (multiproc::FdHandle::new(theirs), polling),
         )
         .expect("spawn");
-    raw_round_trip(mine, child)
+    raw_round_trip(mine, child, polling)
 }
 
-/// The reference: 8 bytes there and back over raw loopback TCP.
-pub fn raw_tcp_round_trip() -> Duration {
+fn raw_tcp(polling: bool) -> Duration {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
     let child = Process::builder()
         .start_method(StartMethod::Fork)
         .spawn(
-            |address: std::net::SocketAddr| {
+            |(address, polling): (std::net::SocketAddr, bool)| {
                 let stream = std::net::TcpStream::connect(address).expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
-                raw_echo(stream);
+                raw_echo(stream, polling);
             },
-            address,
+            (address, polling),
         )
         .expect("spawn");
     let (stream, _) = listener.accept().expect("accept");
     stream.set_nodelay(true).expect("nodelay");
-    raw_round_trip(stream, child)
+    raw_round_trip(stream, child, polling)
+}
+
+/// The reference: 8 bytes there and back over a raw Unix socket pair,
+/// blocking reads.
+pub fn raw_unix_round_trip() -> Duration {
+    raw_unix(false)
+}
+
+/// The same, polling 50 µs before blocking as multiproc's connections do.
+pub fn raw_unix_polling_round_trip() -> Duration {
+    raw_unix(true)
+}
+
+/// The reference: 8 bytes there and back over raw loopback TCP, blocking
+/// reads.
+pub fn raw_tcp_round_trip() -> Duration {
+    raw_tcp(false)
+}
+
+/// The same, polling 50 µs before blocking as multiproc's connections do.
+pub fn raw_tcp_polling_round_trip() -> Duration {
+    raw_tcp(true)
 }
 
 /// Proxy operations per manager sample.
@@ -405,6 +452,18 @@ fn tcp_loopback() -> Option<Address> {
 /// Python: `(row, reference row)`. The comparison command prints row /
 /// reference for each pair.
 pub const REFERENCES: &[(&str, &str)] = &[
+    (
+        "connection: Listener/Client round trip, Unix socket",
+        "socket: raw Unix socket round trip, polling as multiproc (reference)",
+    ),
+    (
+        "connection: Listener/Client round trip, TCP loopback",
+        "socket: raw TCP loopback round trip, polling as multiproc (reference)",
+    ),
+    (
+        "manager: remote over TCP loopback, list append",
+        "socket: raw TCP loopback round trip, polling as multiproc (reference)",
+    ),
     (
         "connection: Listener/Client round trip, Unix socket",
         "socket: raw Unix socket round trip (reference)",
@@ -510,6 +569,11 @@ pub const SCENARIOS: &[Scenario] = &[
         run: raw_unix_round_trip,
     },
     Scenario {
+        name: "socket: raw Unix socket round trip, polling as multiproc (reference)",
+        samples: 11,
+        run: raw_unix_polling_round_trip,
+    },
+    Scenario {
         name: "connection: Listener/Client round trip, Unix socket",
         samples: 11,
         run: unix_connection_round_trip,
@@ -518,6 +582,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "socket: raw TCP loopback round trip (reference)",
         samples: 11,
         run: raw_tcp_round_trip,
+    },
+    Scenario {
+        name: "socket: raw TCP loopback round trip, polling as multiproc (reference)",
+        samples: 11,
+        run: raw_tcp_polling_round_trip,
     },
     Scenario {
         name: "connection: Listener/Client round trip, TCP loopback",

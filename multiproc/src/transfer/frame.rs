@@ -67,26 +67,48 @@ pub(crate) fn send_frame(
     header[4..8].copy_from_slice(&(fds.len() as u32).to_le_bytes());
     header[8..].copy_from_slice(&(len as u64).to_le_bytes());
 
+    // The usual case, a header and one or two parts sent whole by one
+    // `sendmsg`, allocates nothing.
+    let mut sent = 0;
+    if parts.len() <= 2 {
+        let empty: &[u8] = &[];
+        let slices = [
+            IoSlice::new(&header),
+            IoSlice::new(parts.first().copied().unwrap_or(empty)),
+            IoSlice::new(parts.get(1).copied().unwrap_or(empty)),
+        ];
+        sent = os::send_with_fds(sock, &slices, fds, false).map_err(map_send_error)?;
+        if sent == HEADER_LEN + len {
+            return Ok(());
+        }
+    }
     let mut chunks: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
     chunks.push(&header);
     chunks.extend(parts.iter().copied().filter(|p| !p.is_empty()));
-    let mut first = true;
+    // The descriptors went with the first attempt if there was one.
+    let mut first = sent == 0;
+    advance(&mut chunks, sent);
     while !chunks.is_empty() {
         let slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
         let attach: &[BorrowedFd<'_>] = if first { fds } else { &[] };
-        let mut sent = os::send_with_fds(sock, &slices, attach, false).map_err(map_send_error)?;
+        let sent = os::send_with_fds(sock, &slices, attach, false).map_err(map_send_error)?;
         first = false;
-        while sent > 0 {
-            if sent >= chunks[0].len() {
-                sent -= chunks[0].len();
-                chunks.remove(0);
-            } else {
-                chunks[0] = &chunks[0][sent..];
-                sent = 0;
-            }
-        }
+        advance(&mut chunks, sent);
     }
     Ok(())
+}
+
+/// Drops the first `sent` bytes of `chunks`.
+fn advance(chunks: &mut Vec<&[u8]>, mut sent: usize) {
+    while sent > 0 {
+        if sent >= chunks[0].len() {
+            sent -= chunks[0].len();
+            chunks.remove(0);
+        } else {
+            chunks[0] = &chunks[0][sent..];
+            sent = 0;
+        }
+    }
 }
 
 /// Reassembles frames from a stream, however the bytes are split.
