@@ -219,26 +219,47 @@ fn a_killed_server_makes_every_call_fail_promptly() {
     assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
 }
 
-fn wait_forever_on_server(l: ListProxy<u8>) {
+fn busy_on_server(l: ListProxy<u8>) -> String {
     // Blocks in a request only if the server stops answering.
-    for _ in 0..1_000_000 {
-        if l.len().is_err() {
-            return;
+    loop {
+        if let Err(e) = l.len() {
+            return e.to_string();
         }
     }
+}
+
+fn blocked_in_get(args: (QueueProxy<u8>, multiproc::Event)) -> String {
+    let (q, started) = args;
+    started.set();
+    q.get().unwrap_err().to_string()
+}
+
+fn blocked_in_acquire(args: (LockProxy, multiproc::Event)) -> String {
+    let (lock, started) = args;
+    started.set();
+    lock.acquire().unwrap_err().to_string()
 }
 
 #[test]
 fn clients_waiting_on_a_server_that_is_killed_learn_it_within_a_second() {
     let m = Manager::start().unwrap();
-    let l = m.list([1u8]).unwrap();
-    let clients: Vec<_> =
-        (0..4).map(|_| Process::spawn(wait_forever_on_server, l.clone()).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(50));
+    let (l, q, lock) = (m.list([1u8]).unwrap(), m.queue::<u8>().unwrap(), m.lock().unwrap());
+    lock.acquire().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        clients.push(Process::spawn(busy_on_server, l.clone()).unwrap());
+        let started = multiproc::Event::new().unwrap();
+        clients.push(Process::spawn(blocked_in_get, (q.clone(), started.clone())).unwrap());
+        assert!(started.wait_timeout(LIMIT));
+        let started = multiproc::Event::new().unwrap();
+        clients.push(Process::spawn(blocked_in_acquire, (lock.clone(), started.clone())).unwrap());
+        assert!(started.wait_timeout(LIMIT));
+    }
+    std::thread::sleep(Duration::from_millis(50)); // all of them wait in the server
     m.process().unwrap().kill().unwrap();
     let start = Instant::now();
     for c in clients {
-        join(c).unwrap();
+        assert_eq!(join(c).unwrap(), Error::ManagerGone.to_string());
     }
     assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
 }

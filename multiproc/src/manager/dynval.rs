@@ -224,20 +224,18 @@ pub(crate) fn sort(items: &mut [Blob], reverse: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes `Name(a=1, b='x')` with the attributes in name order, as Python's
-/// `Namespace.__repr__` does.
+/// Writes `Namespace(a=1, b='x')` as Python's `Namespace.__repr__` does:
+/// the `name=value` items sorted as text, names starting with `_` left out.
 pub(crate) fn namespace_repr<'a>(
     f: &mut impl fmt::Write,
     attrs: impl Iterator<Item = (&'a String, &'a Blob)>,
 ) -> fmt::Result {
-    f.write_str("Namespace(")?;
-    for (i, (name, value)) in attrs.enumerate() {
-        if i > 0 {
-            f.write_str(", ")?;
-        }
-        write!(f, "{name}={}", repr(value))?;
-    }
-    f.write_str(")")
+    let mut items: Vec<String> = attrs
+        .filter(|(name, _)| !name.starts_with('_'))
+        .map(|(name, value)| format!("{name}={}", repr(value)))
+        .collect();
+    items.sort();
+    write!(f, "Namespace({})", items.join(", "))
 }
 
 #[cfg(test)]
@@ -255,6 +253,15 @@ mod tests {
         assert_eq!(r(encode("hi").unwrap()), "'hi'");
         assert_eq!(r(encode(&None::<u8>).unwrap()), "None");
         assert_eq!(r(encode(&(true, vec![1, 2])).unwrap()), "[True, [1, 2]]");
+    }
+
+    #[test]
+    fn namespaces_print_sorted_as_text_without_private_names() {
+        let attrs = [("x", 1), ("x1", 2), ("_hidden", 3)]
+            .map(|(name, v)| (name.to_owned(), encode(&v).unwrap()));
+        let mut out = String::new();
+        namespace_repr(&mut out, attrs.iter().map(|(n, v)| (n, v))).unwrap();
+        assert_eq!(out, "Namespace(x1=2, x=1)"); // as Python: '1' sorts before '='
     }
 
     #[test]

@@ -94,6 +94,9 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Manager {
     link: Link,
     server: Option<Process<()>>,
+    /// The process that started the server: only it shuts it down on drop
+    /// (a forked child holding a copy does not).
+    owner: u32,
 }
 
 /// Chooses how a manager's server starts and where it listens.
@@ -216,7 +219,11 @@ impl<R: Registered> ManagerBuilder<R> {
                 return Err(e);
             }
         };
-        Ok(Manager { link: Link { address, authkey: Some(authkey) }, server: Some(server) })
+        Ok(Manager {
+            link: Link { address, authkey: Some(authkey) },
+            server: Some(server),
+            owner: std::process::id(),
+        })
     }
 }
 
@@ -291,7 +298,7 @@ impl Manager {
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Self> {
         let link = Link { address: address.clone(), authkey: authkey.map(<[u8]>::to_vec) };
         match client::call(&link, &Request::Ping)? {
-            Response::Done => Ok(Self { link, server: None }),
+            Response::Done => Ok(Self { link, server: None, owner: std::process::id() }),
             other => Err(unexpected(&other)),
         }
     }
@@ -597,6 +604,11 @@ impl Manager {
     ///
     /// See [`Manager`].
     pub fn shutdown(&self) -> Result<()> {
+        if std::process::id() != self.owner {
+            return Err(Error::Unsupported {
+                reason: "only the process that started a manager's server stops it",
+            });
+        }
         let Some(server) = &self.server else {
             return Err(Error::Unsupported {
                 reason: "only the manager that started a server stops it",
@@ -614,7 +626,7 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if self.server.as_ref().is_some_and(Process::is_alive) {
+        if std::process::id() == self.owner && self.server.as_ref().is_some_and(Process::is_alive) {
             let _ = self.shutdown();
         }
         client::forget(&self.link);
