@@ -103,6 +103,18 @@ fn write_repr(out: &mut String, value: &Cbor) {
     }
 }
 
+/// Python's `repr` of a list of encoded values: `[1, 'a']`.
+pub(crate) fn repr_list<'a>(items: impl Iterator<Item = &'a Blob>) -> String {
+    let items: Vec<String> = items.map(|item| repr(item)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Python's `repr` of a dict of encoded keys and values: `{'a': 1}`.
+pub(crate) fn repr_dict<'a>(entries: impl Iterator<Item = (&'a Blob, &'a Blob)>) -> String {
+    let entries: Vec<String> = entries.map(|(k, v)| format!("{}: {}", repr(k), repr(v))).collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
 /// Python's float repr: the shortest digits that read back, with `.0` on
 /// whole numbers, `inf`, `nan`.
 fn write_float(out: &mut String, f: f64) {

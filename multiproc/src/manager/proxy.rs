@@ -100,6 +100,26 @@ impl Target {
         }
     }
 
+    /// [`update`](Self::update) of one value that must exist (`missing`
+    /// says which error if not): returns the value stored.
+    fn update_value<V: Serialize + DeserializeOwned>(
+        &self,
+        kind: Kind,
+        part: impl Fn() -> Part,
+        missing: impl Fn() -> crate::Error,
+        mut f: impl FnMut(V) -> V,
+    ) -> Result<V> {
+        let mut stored = None;
+        self.update(kind, part, |slot| {
+            let old = slot.and_then(|mut v| v.pop()).ok_or_else(&missing)?;
+            let new = f(dynval::decode(&old)?);
+            let encoded = dynval::encode(&new)?;
+            stored = Some(new);
+            Ok(Some(vec![encoded]))
+        })?;
+        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+    }
+
     pub(super) fn display(&self, kind: Kind, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.repr(kind) {
             Ok(text) => f.write_str(&text),
@@ -1059,23 +1079,14 @@ impl Namespace {
     pub fn update<V: Serialize + DeserializeOwned>(
         &self,
         name: &str,
-        mut f: impl FnMut(V) -> V,
+        f: impl FnMut(V) -> V,
     ) -> Result<V> {
-        let mut stored = None;
-        self.target.update(
+        self.target.update_value(
             Kind::Namespace,
             || Part::Attr(name.to_owned()),
-            |slot| {
-                let Some(old) = slot.and_then(|mut v| v.pop()) else {
-                    return Err(crate::Error::NoAttribute { name: name.to_owned() });
-                };
-                let new = f(dynval::decode(&old)?);
-                let encoded = dynval::encode(&new)?;
-                stored = Some(new);
-                Ok(Some(vec![encoded]))
-            },
-        )?;
-        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+            || crate::Error::NoAttribute { name: name.to_owned() },
+            f,
+        )
     }
 }
 
@@ -1138,20 +1149,8 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// # Examples
     ///
     /// See [`ValueProxy`].
-    pub fn update(&self, mut f: impl FnMut(T) -> T) -> Result<T> {
-        let mut stored = None;
-        self.target.update(
-            Kind::Value,
-            || Part::Whole,
-            |slot| {
-                let old = slot.and_then(|mut v| v.pop()).ok_or(crate::Error::KeyNotFound)?;
-                let new = f(dynval::decode(&old)?);
-                let encoded = dynval::encode(&new)?;
-                stored = Some(new);
-                Ok(Some(vec![encoded]))
-            },
-        )?;
-        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+    pub fn update(&self, f: impl FnMut(T) -> T) -> Result<T> {
+        self.target.update_value(Kind::Value, || Part::Whole, || crate::Error::KeyNotFound, f)
     }
 }
 

@@ -1022,28 +1022,8 @@ impl State {
             Data::Namespace(attrs) => {
                 let _ = dynval::namespace_repr(&mut out, attrs.iter());
             }
-            Data::List(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(&dynval::repr(item));
-                }
-                out.push(']');
-            }
-            Data::Dict(map) => {
-                out.push('{');
-                for (i, (k, v)) in map.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    out.push_str(&dynval::repr(k));
-                    out.push_str(": ");
-                    out.push_str(&dynval::repr(v));
-                }
-                out.push('}');
-            }
+            Data::List(items) => out.push_str(&dynval::repr_list(items.iter())),
+            Data::Dict(map) => out.push_str(&dynval::repr_dict(map.iter())),
             Data::Value(v) => out.push_str(&dynval::repr(v)),
             Data::Lock(lock) | Data::Condition { lock, .. } => {
                 let state = if lock.owner.is_some() { "locked" } else { "unlocked" };
