@@ -199,6 +199,8 @@ def listener_round_trip(address, family):
 
 
 MANAGER_OPS = 2000
+# Appends per process in the two-appender scenario (as in the Rust one).
+APPENDS_EACH = 20_000
 
 
 def manager_op(what, address=None):
@@ -245,7 +247,7 @@ def manager_two_appenders():
     ctx = mp.get_context("fork")
     with ctx.Manager() as manager:
         lst, go = manager.list(), ctx.Event()
-        n = MANAGER_OPS
+        n = APPENDS_EACH
         workers = [ctx.Process(target=append_n, args=(lst, n, go)) for _ in range(2)]
         for w in workers:
             w.start()

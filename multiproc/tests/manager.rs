@@ -210,7 +210,8 @@ fn a_remote_manager_over_tcp_serves_right_keys_and_refuses_wrong_ones() {
 fn a_killed_server_makes_every_call_fail_promptly() {
     let m = Manager::start().unwrap();
     let l = m.list([1]).unwrap();
-    assert_eq!(l.len().unwrap(), 1);
+    l.append(2).unwrap(); // through the append log in shared memory
+    assert_eq!(l.len().unwrap(), 2);
     m.process().unwrap().kill().unwrap();
     m.process().unwrap().wait_timeout(LIMIT).unwrap().unwrap();
     let start = Instant::now();
@@ -694,4 +695,138 @@ fn a_panicking_registered_type_fails_its_call_and_nothing_else() {
     assert_eq!(f.call(false).unwrap(), 1);
     assert!(lock.is_locked().unwrap());
     lock.release().unwrap();
+}
+
+fn count_is(m: &Manager, n: usize) -> bool {
+    m.object_count().unwrap() == n
+}
+
+#[test]
+fn dropping_the_last_proxy_frees_the_object() {
+    let m = Manager::start().unwrap();
+    let (l, d) = (m.list([1u8]).unwrap(), m.dict::<u8, u8>().unwrap());
+    let l2 = l.clone();
+    assert_eq!(m.object_count().unwrap(), 2);
+    drop(l);
+    drop(d);
+    common::eventually("the dict freed", || count_is(&m, 1));
+    // The clone still holds the list.
+    assert_eq!(l2.len().unwrap(), 1);
+    drop(l2);
+    common::eventually("the list freed", || count_is(&m, 0));
+}
+
+fn append_later(l: ListProxy<u8>) -> usize {
+    std::thread::sleep(Duration::from_millis(200));
+    l.append(2).unwrap();
+    l.len().unwrap()
+}
+
+#[test]
+fn a_proxy_on_its_way_to_a_child_keeps_its_object() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    // The parent lets go before the child has even started.
+    let p = Process::spawn(append_later, l).unwrap();
+    assert_eq!(join(p).unwrap(), 2);
+    common::eventually("the list freed after the child", || count_is(&m, 0));
+}
+
+fn hold_forever(args: (ListProxy<u8>, multiproc::Event)) {
+    let (l, ready) = args;
+    l.append(2).unwrap();
+    ready.set();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn a_killed_process_lets_go_of_what_it_held() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    let ready = multiproc::Event::new().unwrap();
+    let p = Process::spawn(hold_forever, (l, ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT));
+    assert_eq!(m.object_count().unwrap(), 1);
+    p.kill().unwrap();
+    common::wait(&p);
+    common::eventually("the list freed after the kill", || count_is(&m, 0));
+}
+
+#[test]
+fn names_and_enclosing_objects_keep_their_objects() {
+    let m = Manager::start().unwrap();
+    let named = m.list([1u8]).unwrap();
+    m.publish("kept", &named).unwrap();
+    drop(named);
+    let d = m.dict::<String, ListProxy<u8>>().unwrap();
+    let inner = m.list([7u8]).unwrap();
+    d.insert("inner".to_owned(), inner).unwrap();
+    // Freed objects would make these fail.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.lookup::<ListProxy<u8>>("kept").unwrap().to_vec().unwrap(), [1]);
+    let inner = d.get(&"inner".to_owned()).unwrap().unwrap();
+    inner.append(8).unwrap();
+    drop(inner);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(d.get(&"inner".to_owned()).unwrap().unwrap().to_vec().unwrap(), [7, 8]);
+    assert_eq!(m.object_count().unwrap(), 3);
+}
+
+#[test]
+fn a_proxy_of_a_freed_object_fails_cleanly() {
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    // The same bytes, received twice: the first copy repays the loan.
+    let bytes = b.recv_bytes().unwrap();
+    a.send_bytes(&bytes).unwrap();
+    let first = b.recv().unwrap();
+    drop(l);
+    assert_eq!(first.len().unwrap(), 1);
+    drop(first);
+    common::eventually("the list freed", || count_is(&m, 0));
+    a.send_bytes(&bytes).unwrap();
+    let stale = b.recv().unwrap();
+    assert!(matches!(stale.len(), Err(Error::Manager { .. })), "{:?}", stale.len());
+    assert!(matches!(stale.append(2), Err(Error::Manager { .. })));
+}
+
+fn append_run(args: (ListProxy<u64>, u64, u64)) {
+    let (l, base, n) = args;
+    for i in 0..n {
+        l.append(base + i).unwrap();
+    }
+}
+
+#[test]
+fn appends_from_several_processes_lose_nothing_and_keep_their_order() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u64>([]).unwrap();
+    // More than the append log holds: some appends go by request.
+    let n = 30_000;
+    let children: Vec<_> = [0, 1_000_000]
+        .into_iter()
+        .map(|base| Process::spawn(append_run, (l.clone(), base, n)).unwrap())
+        .collect();
+    // Reads meanwhile see a prefix of each appender's items.
+    let mut seen = 0;
+    while seen < 2 * n {
+        let now = l.len().unwrap() as u64;
+        assert!(now >= seen);
+        seen = now;
+        if children.iter().all(|c| !c.is_alive()) {
+            break;
+        }
+    }
+    for c in children {
+        join(c).unwrap();
+    }
+    let all = l.to_vec().unwrap();
+    assert_eq!(all.len() as u64, 2 * n);
+    for base in [0, 1_000_000] {
+        let mine: Vec<u64> =
+            all.iter().copied().filter(|&x| (base..base + n).contains(&x)).collect();
+        assert_eq!(mine, (base..base + n).collect::<Vec<_>>());
+    }
 }

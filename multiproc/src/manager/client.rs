@@ -6,6 +6,9 @@
 //! connection, into another shared object. Whoever uses one connects.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +17,7 @@ use crate::connection::{Address, Client, Connection};
 use crate::{Error, Result, os};
 
 /// How to reach a manager.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct Link {
     pub(crate) address: Address,
     pub(crate) authkey: Option<Vec<u8>>,
@@ -101,7 +104,156 @@ pub(crate) fn call(link: &Link, request: &Request) -> Result<Response> {
     })
 }
 
-/// Forgets this thread's session with `link` (after a shutdown).
+/// Whether the manager at `link` is still there, asked of this thread's
+/// session (opened if needed) without a request: `Ok` if it is.
+pub(crate) fn alive(link: &Link) -> Result<()> {
+    let generation = os::fork_generation();
+    SESSIONS.with(|cell| {
+        let mut sessions = cell.borrow_mut();
+        sessions.retain(|s| s.generation == generation);
+        match sessions.iter().position(|s| s.link == *link) {
+            Some(index) if sessions[index].conn.peer_alive() => Ok(()),
+            Some(index) => {
+                sessions.swap_remove(index);
+                Err(Error::ManagerGone)
+            }
+            None => {
+                sessions.push(open(link, generation)?);
+                Ok(())
+            }
+        }
+    })
+}
+
+/// Forgets this thread's session and this process's keeper with `link`
+/// (after a shutdown).
 pub(crate) fn forget(link: &Link) {
     let _ = SESSIONS.try_with(|cell| cell.borrow_mut().retain(|s| s.link != *link));
+    let mut holds = holds();
+    holds.keepers.retain(|(l, _)| l != link);
+    holds.counts.retain(|(l, _), _| l != link);
+}
+
+/// What this process holds: how many proxies it has of each object, and
+/// its keeper session with each manager.
+///
+/// An object lives while some process holds it (or it is lent, pinned or
+/// published). A process tells the server only when its count of an object
+/// goes from 0 to 1 (`Hold`) and back (`Unhold`), one-way on its keeper
+/// session, a connection that lives as long as the process: when the
+/// process ends, even by `SIGKILL`, the server sees the keeper close and
+/// drops its holds.
+#[derive(Default)]
+struct Holds {
+    /// The fork generation these holds and keepers belong to.
+    generation: u64,
+    keepers: Vec<(Link, Connection<Request, Response>)>,
+    counts: HashMap<(Link, u64), usize>,
+}
+
+static HOLDS: Mutex<Option<Holds>> = Mutex::new(None);
+
+/// This process's holds. A forked child inherits its parent's proxies but
+/// not its keepers: it opens its own and holds again what it has.
+fn holds() -> HoldsGuard {
+    let mut guard = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let generation = os::fork_generation();
+    let holds = guard.get_or_insert_with(Holds::default);
+    if holds.generation != generation {
+        // The parent's keepers are the parent's: close this process's
+        // copies of their sockets (the parent's stay open).
+        holds.keepers.clear();
+        holds.generation = generation;
+        let held: Vec<(Link, u64)> = holds.counts.keys().cloned().collect();
+        for (link, id) in held {
+            holds.tell(&link, &Request::Hold(id));
+        }
+    }
+    HoldsGuard(guard)
+}
+
+/// The process's [`Holds`], locked.
+struct HoldsGuard(MutexGuard<'static, Option<Holds>>);
+
+impl std::ops::Deref for HoldsGuard {
+    type Target = Holds;
+    fn deref(&self) -> &Holds {
+        self.0.as_ref().unwrap_or_else(|| unreachable!("set up by holds()"))
+    }
+}
+
+impl std::ops::DerefMut for HoldsGuard {
+    fn deref_mut(&mut self) -> &mut Holds {
+        self.0.as_mut().unwrap_or_else(|| unreachable!("set up by holds()"))
+    }
+}
+
+impl Holds {
+    /// Sends a one-way `request` on the keeper session with `link`, opening
+    /// it if needed. A manager that is gone has nothing to keep: failures
+    /// are dropped (the next message tries a new keeper).
+    fn tell(&mut self, link: &Link, request: &Request) {
+        let index = match self.keepers.iter().position(|(l, _)| l == link) {
+            Some(index) => index,
+            None => match Client::connect(&link.address, link.authkey.as_deref()) {
+                Ok(conn) => {
+                    self.keepers.push((link.clone(), conn));
+                    self.keepers.len() - 1
+                }
+                Err(_) => return,
+            },
+        };
+        if self.keepers[index].1.send(request).is_err() {
+            self.keepers.swap_remove(index);
+        }
+    }
+}
+
+/// Counts one more proxy of object `id` in this process.
+pub(crate) fn hold(link: &Link, id: u64) {
+    let mut holds = holds();
+    let count = holds.counts.entry((link.clone(), id)).or_insert(0);
+    *count += 1;
+    if *count == 1 {
+        holds.tell(link, &Request::Hold(id));
+    }
+}
+
+/// Counts one proxy of object `id` less in this process.
+pub(crate) fn unhold(link: &Link, id: u64) {
+    let mut holds = holds();
+    let key = (link.clone(), id);
+    let Some(count) = holds.counts.get_mut(&key) else { return };
+    *count -= 1;
+    if *count == 0 {
+        holds.counts.remove(&key);
+        holds.tell(link, &Request::Unhold(id));
+    }
+}
+
+/// Keeps object `id` alive while a serialized proxy of it travels: returns
+/// the token its receiver repays.
+pub(crate) fn lend(link: &Link, id: u64) -> u64 {
+    let mut token = [0u8; 8];
+    if rustix::rand::getrandom(&mut token, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // Without randomness, a counter still tells this process's loans
+        // apart; mixing in the pid keeps other processes' apart.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        token = ((u64::from(std::process::id()) << 32) ^ n).to_le_bytes();
+    }
+    let token = u64::from_le_bytes(token);
+    holds().tell(link, &Request::Lend(id, token));
+    token
+}
+
+/// Says that the proxy lent under `token` arrived (after holding it).
+pub(crate) fn repay(link: &Link, token: u64) {
+    holds().tell(link, &Request::Repay(token));
+}
+
+/// Keeps object `id` until the server stops (a proxy of it was stored
+/// inside another object).
+pub(crate) fn pin(link: &Link, id: u64) {
+    holds().tell(link, &Request::Pin(id));
 }

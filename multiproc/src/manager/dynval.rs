@@ -8,6 +8,7 @@
 //! encodings, which serde makes deterministic for the same value (integers
 //! are always written in their shortest form, whatever their Rust type).
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::fmt::{self, Write as _};
 
@@ -24,8 +25,22 @@ pub(crate) type Blob = ByteBuf;
 /// Encodes `value` as CBOR.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Blob> {
     let mut out = Vec::with_capacity(32);
-    ciborium::into_writer(value, &mut out).map_err(|e| Error::Encode { source: e.into() })?;
+    STORING.with(|depth| depth.set(depth.get() + 1));
+    let result = ciborium::into_writer(value, &mut out);
+    STORING.with(|depth| depth.set(depth.get() - 1));
+    result.map_err(|e| Error::Encode { source: e.into() })?;
     Ok(ByteBuf::from(out))
+}
+
+thread_local! {
+    /// How deep this thread is in [`encode`]: a proxy serialized there is
+    /// on its way into another object.
+    static STORING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread is encoding a value to store in the server.
+pub(crate) fn storing() -> bool {
+    STORING.with(|depth| depth.get() > 0)
 }
 
 /// Decodes a `T` from CBOR.

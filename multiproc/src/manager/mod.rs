@@ -327,7 +327,7 @@ impl Manager {
 
     fn create_object<P: Sealed>(&self, create: Create) -> Result<P> {
         match client::call(&self.link, &Request::Create(create))? {
-            Response::Created(id) => Ok(P::from_target(Target { link: self.link.clone(), id })),
+            Response::Created(id) => Ok(P::from_target(Target::new(self.link.clone(), id))),
             other => Err(unexpected(&other)),
         }
     }
@@ -583,11 +583,46 @@ impl Manager {
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P> {
         match client::call(&self.link, &Request::Lookup(name.to_owned()))? {
             Response::Found(id, kind) if kind == P::KIND => {
-                Ok(P::from_target(Target { link: self.link.clone(), id }))
+                Ok(P::from_target(Target::new(self.link.clone(), id)))
             }
             Response::Found(_, kind) => Err(Error::Manager {
                 message: format!("{name:?} is a {kind:?}, not a {:?}", P::KIND),
             }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// How many objects the server keeps now (Python's private
+    /// `_number_of_objects`): a diagnostic for leaks.
+    ///
+    /// An object lives while a proxy of it exists in some process, is on
+    /// its way to one (serialized as a process argument or a message), is
+    /// published under a name, or is stored inside another object (then it
+    /// lives until the server stops). Dropping the last proxy frees it; a
+    /// process that ends, even killed, lets go of what it held. The server
+    /// hears of drops one-way, so the count follows them a moment later.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ManagerGone`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let list = m.list([1, 2])?;
+    /// assert_eq!(m.object_count()?, 1);
+    /// drop(list);
+    /// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    /// # while m.object_count()? != 0 && std::time::Instant::now() < deadline {
+    /// #     std::thread::sleep(std::time::Duration::from_millis(1));
+    /// # }
+    /// assert_eq!(m.object_count()?, 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn object_count(&self) -> Result<usize> {
+        match client::call(&self.link, &Request::ObjectCount)? {
+            Response::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
             other => Err(unexpected(&other)),
         }
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::dynval::Blob;
 use crate::Error;
 use crate::connection::Connection;
+use crate::queue::Queue;
 
 /// What kind of object a proxy points to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +145,8 @@ pub(crate) enum Op {
     Fetch(Part),
     /// Writes `Part` (`None` deletes it) if the object is still at `version`.
     CompareStore(Part, u64, Option<Vec<Blob>>),
+    /// A list's append log (local clients only: it travels as descriptors).
+    AppendLog,
 }
 
 /// A request from a proxy.
@@ -159,6 +162,32 @@ pub(crate) enum Request {
     Publish(String, u64),
     Lookup(String),
     Shutdown,
+    /// How many objects the server keeps (a diagnostic).
+    ObjectCount,
+    /// One-way (no answer): this session's process holds a proxy of `id`.
+    /// Sent on a process's keeper session (see `client`), which lives as
+    /// long as the process: when it ends, its holds end with it.
+    Hold(u64),
+    /// One-way: this session's process dropped its last proxy of `id`.
+    Unhold(u64),
+    /// One-way: a proxy of `id` was serialized to travel, under `token`;
+    /// it keeps the object until the proxy is deserialized and held.
+    Lend(u64, u64),
+    /// One-way: the proxy lent under `token` arrived and is held.
+    Repay(u64),
+    /// One-way: a proxy of `id` was stored inside another object: `id`
+    /// lives until the server stops.
+    Pin(u64),
+}
+
+impl Request {
+    /// Whether the server answers this request.
+    pub(crate) fn answered(&self) -> bool {
+        !matches!(
+            self,
+            Self::Hold(_) | Self::Unhold(_) | Self::Lend(..) | Self::Repay(_) | Self::Pin(_)
+        )
+    }
 }
 
 /// The server's answer.
@@ -179,6 +208,9 @@ pub(crate) enum Response {
     Outcome(Outcome),
     /// A barrier's parties, waiting count and broken flag.
     Barrier(u64, u64, bool),
+    /// A list's append log: local clients append there without a request;
+    /// the server folds it into the list before anything else touches it.
+    Log(Queue<Blob>),
     Failed(Failure),
 }
 

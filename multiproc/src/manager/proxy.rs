@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -10,16 +11,121 @@ use serde::{Deserialize, Serialize};
 use super::client::{self, Link, unexpected};
 use super::dynval::{self, Blob};
 use super::protocol::{Kind, Op, Part, Request, Response};
-use crate::Result;
+use crate::connection::Address;
+use crate::queue::{PutError, Queue};
+use crate::{Error, Result};
 
-/// Which object of which manager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Larger items are appended by request, not through the append log.
+const LOG_ITEM_MAX: usize = 16 << 10;
+
+/// Which object of which manager, held for as long as a clone of it lives
+/// in this process (see [`client::hold`]).
+#[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) link: Link,
     pub(crate) id: u64,
+    hold: Arc<Hold>,
+}
+
+/// This process's hold on an object: its last clone lets go.
+#[derive(Debug)]
+struct Hold {
+    link: Link,
+    id: u64,
+    /// A list's append log, asked for on the first append (`None`: the
+    /// manager is remote, or gave none).
+    log: OnceLock<Option<Queue<Blob>>>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        client::unhold(&self.link, self.id);
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.link == other.link
+    }
+}
+
+impl Eq for Target {}
+
+/// A proxy as it travels: its object, and the loan that keeps the object
+/// alive on the way (none when it was stored inside another object, which
+/// pins it instead).
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    link: Link,
+    id: u64,
+    loan: Option<u64>,
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let loan = if dynval::storing() {
+            client::pin(&self.link, self.id);
+            None
+        } else {
+            Some(client::lend(&self.link, self.id))
+        };
+        Wire { link: self.link.clone(), id: self.id, loan }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let wire = Wire::deserialize(d)?;
+        let target = Self::new(wire.link, wire.id);
+        if let Some(token) = wire.loan {
+            client::repay(&target.link, token);
+        }
+        Ok(target)
+    }
 }
 
 impl Target {
+    /// A handle on object `id`, held by this process while it lives.
+    pub(crate) fn new(link: Link, id: u64) -> Self {
+        client::hold(&link, id);
+        let hold = Hold { link: link.clone(), id, log: OnceLock::new() };
+        Self { hold: Arc::new(hold), link, id }
+    }
+
+    /// Appends an encoded item to a list: through the list's append log in
+    /// shared memory when the manager is local (no request, no wake-up of
+    /// the server), by request otherwise or when the log is full.
+    pub(super) fn append(&self, item: Blob) -> Result<()> {
+        let item = match self.log() {
+            Some(log) if item.len() <= LOG_ITEM_MAX => match log.try_put(item) {
+                // The server must still be there to fold it in: a dead one
+                // must not take appends silently.
+                Ok(()) => return client::alive(&self.link),
+                Err(PutError::Closed(_)) => {
+                    return Err(Error::Manager { message: format!("no object {}", self.id) });
+                }
+                Err(e) => e.into_inner(),
+            },
+            _ => item,
+        };
+        self.done(Kind::List, Op::Append(item))
+    }
+
+    fn log(&self) -> Option<&Queue<Blob>> {
+        self.hold
+            .log
+            .get_or_init(|| {
+                if matches!(self.link.address, Address::Tcp(_)) {
+                    return None;
+                }
+                match self.call(Kind::List, Op::AppendLog) {
+                    Ok(Response::Log(log)) => Some(log),
+                    _ => None,
+                }
+            })
+            .as_ref()
+    }
+
     pub(super) fn call(&self, kind: Kind, op: Op) -> Result<Response> {
         client::call(&self.link, &Request::Call(self.id, kind, op))
     }
@@ -276,7 +382,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn append(&self, value: T) -> Result<()> {
-        self.target.done(Kind::List, Op::Append(dynval::encode(&value)?))
+        self.target.append(dynval::encode(&value)?)
     }
 
     /// The same as [`append`](Self::append), named as `Vec::push`.

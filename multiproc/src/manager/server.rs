@@ -9,11 +9,11 @@
 //! its session only. Every object has its own lock, so sessions working on
 //! different objects do not wait for each other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use super::custom::{Construct, HostedObject, Registered};
 use super::dynval::{self, Blob};
 use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Response, Wait};
+use crate::Error;
 use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
+use crate::queue::Queue;
 
 /// How often a waiting session thread looks whether its client is gone.
 const ALIVE_CHECK: Duration = Duration::from_millis(100);
@@ -30,6 +32,8 @@ const ALIVE_CHECK: Duration = Duration::from_millis(100);
 const SESSION_RING: usize = 64 << 10;
 /// A session thread's stack: the server holds hundreds of them.
 const SESSION_STACK: usize = 1 << 20;
+/// The ring of a list's append log: when it is full, appends go by request.
+const LOG_RING: usize = 256 << 10;
 
 /// What the server process is started with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +64,7 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         next_id: AtomicU64::new(0),
         objects: RwLock::default(),
         names: Mutex::default(),
+        refs: Mutex::default(),
     });
     loop {
         match listener.accept_pending() {
@@ -89,8 +94,10 @@ struct Ctx {
     client_alive: Box<dyn Fn() -> bool + Send>,
     held: Vec<u64>,
     /// The objects this session used: found again without touching the
-    /// registry's lock (objects live as long as the server).
+    /// registry's lock (an object freed meanwhile says so).
     objects: HashMap<u64, Arc<Object>>,
+    /// The objects this session's process holds (a keeper session).
+    holds: HashSet<u64>,
 }
 
 static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
@@ -103,10 +110,15 @@ fn session(pending: PendingConnection, registry: &Registry) {
         client_alive: alive_probe(&conn),
         held: Vec::new(),
         objects: HashMap::new(),
+        holds: HashSet::new(),
     };
     // A panic must not keep this session's locks held: release them anyway.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| serve_session(conn, registry, &mut ctx)));
     registry.release_all(&ctx);
+    // The process behind a keeper session is gone: so are its holds.
+    for id in ctx.holds.drain() {
+        registry.decref(id);
+    }
 }
 
 fn alive_probe(conn: &Connection<Response, Request>) -> Box<dyn Fn() -> bool + Send> {
@@ -141,6 +153,10 @@ impl Undo {
 fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, ctx: &mut Ctx) {
     loop {
         let Ok(request) = conn.recv() else { return };
+        if !request.answered() {
+            registry.keep(request, ctx);
+            continue;
+        }
         let undo = Undo::of(&request);
         let response = match request {
             Request::Upgrade => match pipe_between::<Response, Request>(SESSION_RING) {
@@ -184,11 +200,35 @@ struct Registry {
     next_id: AtomicU64,
     objects: RwLock<HashMap<u64, Arc<Object>>>,
     names: Mutex<HashMap<String, u64>>,
+    refs: Mutex<Refs>,
 }
+
+/// Who keeps each object alive: an object is freed when the last of its
+/// holders (processes, loans, names, pins) lets go. An object nobody ever
+/// held (its creator died before holding it) lives until the server stops.
+#[derive(Debug, Default)]
+struct Refs {
+    counts: HashMap<u64, u64>,
+    /// Loans by token: proxies on their way, with their object.
+    loans: HashMap<u64, u64>,
+    /// Tokens repaid before their loan arrived (on another session).
+    early: HashSet<u64>,
+    /// Objects stored inside other objects: they live until the end.
+    pinned: HashSet<u64>,
+}
+
+/// At most this many early repayments are remembered (a proxy
+/// deserialized twice repays twice).
+const EARLY_MAX: usize = 1 << 16;
 
 #[derive(Debug)]
 struct Object {
     kind: Kind,
+    /// Set when its last holder let go: sessions that still have it
+    /// cached treat it as gone.
+    freed: AtomicBool,
+    /// A list's append log, made when a local client first asks for it.
+    log: OnceLock<Queue<Blob>>,
     state: Mutex<State>,
     /// Where blocking operations (locks, events, queues...) wait.
     changed: Condvar,
@@ -295,6 +335,8 @@ impl Registry {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
                 let object = Object {
                     kind,
+                    freed: AtomicBool::new(false),
+                    log: OnceLock::new(),
                     state: Mutex::new(State { version: 0, data }),
                     changed: Condvar::new(),
                 };
@@ -306,10 +348,17 @@ impl Registry {
             }
             Request::Call(id, kind, op) => {
                 let object = match ctx.objects.get(&id) {
+                    Some(object) if object.freed.load(Ordering::Acquire) => {
+                        ctx.objects.remove(&id);
+                        None
+                    }
                     Some(object) => Some(Arc::clone(object)),
                     None => {
                         let found = self.object(id);
                         if let Some(object) = &found {
+                            if ctx.objects.len() >= CACHE_SWEEP {
+                                ctx.objects.retain(|_, o| !o.freed.load(Ordering::Acquire));
+                            }
                             ctx.objects.insert(id, Arc::clone(object));
                         }
                         found
@@ -328,7 +377,14 @@ impl Registry {
                 if !objects.contains_key(&id) {
                     return failed(format!("no object {id}"));
                 }
-                self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(name, id);
+                drop(objects);
+                let previous =
+                    self.names.lock().unwrap_or_else(PoisonError::into_inner).insert(name, id);
+                // A name holds its object.
+                self.incref(id);
+                if let Some(previous) = previous {
+                    self.decref(previous);
+                }
                 Response::Done
             }
             Request::Lookup(name) => {
@@ -341,7 +397,93 @@ impl Registry {
                 }
             }
             Request::Ping => Response::Done,
+            Request::ObjectCount => Response::Count(
+                self.objects.read().unwrap_or_else(PoisonError::into_inner).len() as u64,
+            ),
             Request::Upgrade | Request::Shutdown => failed("not here"),
+            Request::Hold(_)
+            | Request::Unhold(_)
+            | Request::Lend(..)
+            | Request::Repay(_)
+            | Request::Pin(_) => failed("not answered"),
+        }
+    }
+
+    /// Handles a one-way request about who holds what.
+    fn keep(&self, request: Request, ctx: &mut Ctx) {
+        match request {
+            Request::Hold(id) => {
+                // A process holds an object once, however often it says so.
+                let new = ctx.holds.insert(id);
+                if new && !self.incref(id) {
+                    ctx.holds.remove(&id);
+                }
+            }
+            Request::Unhold(id) => {
+                let held = ctx.holds.remove(&id);
+                if held {
+                    self.decref(id);
+                }
+            }
+            Request::Lend(id, token) => {
+                let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+                if !refs.early.remove(&token) && self.exists(id) {
+                    *refs.counts.entry(id).or_insert(0) += 1;
+                    refs.loans.insert(token, id);
+                }
+            }
+            Request::Repay(token) => {
+                let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+                match refs.loans.remove(&token) {
+                    Some(id) => {
+                        drop(refs);
+                        self.decref(id);
+                    }
+                    None => {
+                        if refs.early.len() >= EARLY_MAX {
+                            refs.early.clear();
+                        }
+                        refs.early.insert(token);
+                    }
+                }
+            }
+            Request::Pin(id) => {
+                let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.exists(id) && refs.pinned.insert(id) {
+                    *refs.counts.entry(id).or_insert(0) += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn exists(&self, id: u64) -> bool {
+        self.objects.read().unwrap_or_else(PoisonError::into_inner).contains_key(&id)
+    }
+
+    /// One more holder of `id`; false if there is no such object.
+    fn incref(&self, id: u64) -> bool {
+        let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.exists(id) {
+            return false;
+        }
+        *refs.counts.entry(id).or_insert(0) += 1;
+        true
+    }
+
+    /// One holder of `id` less: the last one frees it.
+    fn decref(&self, id: u64) {
+        let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = refs.counts.get_mut(&id) else { return };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        refs.counts.remove(&id);
+        let object = self.objects.write().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        drop(refs);
+        if let Some(object) = object {
+            object.free();
         }
     }
 
@@ -414,14 +556,71 @@ impl Registry {
 
 type Guard<'a> = MutexGuard<'a, State>;
 
+/// A session sweeps freed objects out of its cache when it holds this many.
+const CACHE_SWEEP: usize = 1024;
+
 impl Object {
+    /// Marks the object freed (its last holder let go).
+    fn free(&self) {
+        self.freed.store(true, Ordering::Release);
+        if let Some(log) = self.log.get() {
+            // Appenders still holding the log learn the list is gone.
+            log.close();
+        }
+        self.changed.notify_all();
+    }
+
+    /// Locks the object's state, first folding a list's append log into it:
+    /// whatever was appended there comes before anything done now.
+    fn lock(&self) -> Guard<'_> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(log) = self.log.get() {
+            let mut appended = false;
+            loop {
+                match log.try_get() {
+                    Ok(item) => {
+                        if let Data::List(items) = &mut state.data {
+                            items.push(item);
+                        }
+                        appended = true;
+                    }
+                    // A record that does not decode (a hostile client's) is
+                    // dropped; the next one may be fine.
+                    Err(Error::Decode { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+            if appended {
+                state.version += 1;
+            }
+        }
+        state
+    }
+
+    /// A list's append log, made on first demand.
+    fn append_log(&self) -> Response {
+        if self.kind != Kind::List {
+            return failed(format!("a {:?} has no append log", self.kind));
+        }
+        if let Some(log) = self.log.get() {
+            return Response::Log(log.clone());
+        }
+        match Queue::builder().ring_bytes(LOG_RING).build() {
+            Ok(log) => Response::Log(self.log.get_or_init(|| log).clone()),
+            Err(e) => failed(e.to_string()),
+        }
+    }
+
     /// Runs `op` for session `ctx`; blocking operations wait here, on the
     /// object's condition variable, with the object's lock released.
     fn call(&self, id: u64, op: Op, ctx: &mut Ctx) -> Response {
         if !fits(self.kind, &op) {
             return failed(format!("operation {op:?} does not apply to a {:?}", self.kind));
         }
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(op, Op::AppendLog) {
+            return self.append_log();
+        }
+        let state = self.lock();
         match op {
             Op::Acquire(wait) if self.kind == Kind::Semaphore => {
                 let (mut state, ready) = self.wait_until(
@@ -1073,6 +1272,7 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
                 next_id: AtomicU64::new(0),
                 objects: RwLock::default(),
                 names: Mutex::default(),
+                refs: Mutex::default(),
             },
             std::cell::Cell::new(0),
         );
@@ -1099,9 +1299,17 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
             client_alive: Box::new(|| true),
             held: Vec::new(),
             objects: HashMap::new(),
+            holds: HashSet::new(),
         };
-        let _ = registry.handle(request, &mut ctx);
+        if request.answered() {
+            let _ = registry.handle(request, &mut ctx);
+        } else {
+            registry.keep(request, &mut ctx);
+        }
         registry.release_all(&ctx);
+        for id in ctx.holds.drain() {
+            registry.decref(id);
+        }
     });
 }
 
