@@ -725,11 +725,13 @@ fn append_later(l: ListProxy<u8>) -> usize {
 #[test]
 fn a_proxy_on_its_way_to_a_child_keeps_its_object() {
     let m = Manager::start().unwrap();
-    let l = m.list([1u8]).unwrap();
-    // The parent lets go before the child has even started.
-    let p = Process::spawn(append_later, l).unwrap();
-    assert_eq!(join(p).unwrap(), 2);
-    common::eventually("the list freed after the child", || count_is(&m, 0));
+    for method in METHODS {
+        let l = m.list([1u8]).unwrap();
+        // The parent lets go as soon as the child is started.
+        let p = Process::builder().start_method(method).spawn(append_later, l).unwrap();
+        assert_eq!(join(p).unwrap(), 2, "{method:?}");
+        common::eventually("the list freed after the child", || count_is(&m, 0));
+    }
 }
 
 fn hold_forever(args: (ListProxy<u8>, multiproc::Event)) {

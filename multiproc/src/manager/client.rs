@@ -157,19 +157,46 @@ static HOLDS: Mutex<Option<Holds>> = Mutex::new(None);
 /// not its keepers: it opens its own and holds again what it has.
 fn holds() -> HoldsGuard {
     let mut guard = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
-    let generation = os::fork_generation();
-    let holds = guard.get_or_insert_with(Holds::default);
-    if holds.generation != generation {
-        // The parent's keepers are the parent's: close this process's
-        // copies of their sockets (the parent's stay open).
-        holds.keepers.clear();
-        holds.generation = generation;
+    guard.get_or_insert_with(Holds::default).refresh();
+    HoldsGuard(guard)
+}
+
+/// What a fork made by multiproc carries over: this process's holds,
+/// locked across the fork, and a loan of each held object to the child, so
+/// that the parent dropping its proxies right after the fork frees nothing
+/// the child still has. (A fork made without multiproc has no loans: its
+/// child holds its objects again on its first manager call.)
+pub(crate) struct ForkHolds {
+    guard: MutexGuard<'static, Option<Holds>>,
+    loans: Vec<(Link, u64)>,
+}
+
+/// Locks this process's holds for a fork and lends every held object.
+pub(crate) fn lock_for_fork() -> ForkHolds {
+    let mut guard = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut loans = Vec::new();
+    if let Some(holds) = guard.as_mut() {
+        holds.refresh();
         let held: Vec<(Link, u64)> = holds.counts.keys().cloned().collect();
         for (link, id) in held {
-            holds.tell(&link, &Request::Hold(id));
+            let token = new_token();
+            holds.tell(&link, &Request::Lend(id, token));
+            loans.push((link, token));
         }
     }
-    HoldsGuard(guard)
+    ForkHolds { guard, loans }
+}
+
+impl ForkHolds {
+    /// In the child: holds what the parent held, on the child's own
+    /// keepers, then gives the loans back.
+    pub(crate) fn in_child(mut self) {
+        let Some(holds) = self.guard.as_mut() else { return };
+        holds.refresh();
+        for (link, token) in &self.loans {
+            holds.tell(link, &Request::Repay(*token));
+        }
+    }
 }
 
 /// The process's [`Holds`], locked.
@@ -189,6 +216,22 @@ impl std::ops::DerefMut for HoldsGuard {
 }
 
 impl Holds {
+    /// Catches up with a fork: the parent's keepers are the parent's (this
+    /// process closes its copies of their sockets; the parent's stay open),
+    /// and what the parent's proxies held, this process holds again.
+    fn refresh(&mut self) {
+        let generation = os::fork_generation();
+        if self.generation == generation {
+            return;
+        }
+        self.keepers.clear();
+        self.generation = generation;
+        let held: Vec<(Link, u64)> = self.counts.keys().cloned().collect();
+        for (link, id) in held {
+            self.tell(&link, &Request::Hold(id));
+        }
+    }
+
     /// Sends a one-way `request` on the keeper session with `link`, opening
     /// it if needed. A manager that is gone has nothing to keep: failures
     /// are dropped (the next message tries a new keeper).
@@ -234,6 +277,13 @@ pub(crate) fn unhold(link: &Link, id: u64) {
 /// Keeps object `id` alive while a serialized proxy of it travels: returns
 /// the token its receiver repays.
 pub(crate) fn lend(link: &Link, id: u64) -> u64 {
+    let token = new_token();
+    holds().tell(link, &Request::Lend(id, token));
+    token
+}
+
+/// A fresh loan token, unique among all clients' with near certainty.
+fn new_token() -> u64 {
     let mut token = [0u8; 8];
     if rustix::rand::getrandom(&mut token, rustix::rand::GetRandomFlags::empty()).is_err() {
         // Without randomness, a counter still tells this process's loans
@@ -242,9 +292,7 @@ pub(crate) fn lend(link: &Link, id: u64) -> u64 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         token = ((u64::from(std::process::id()) << 32) ^ n).to_le_bytes();
     }
-    let token = u64::from_le_bytes(token);
-    holds().tell(link, &Request::Lend(id, token));
-    token
+    u64::from_le_bytes(token)
 }
 
 /// Says that the proxy lent under `token` arrived (after holding it).

@@ -11,6 +11,11 @@
 //! self-describing encoding (CBOR), so it prints, compares and sorts them
 //! without knowing their Rust types.
 //!
+//! An object lives while a proxy of it exists in some process (or travels,
+//! or is published, or is stored inside another object): dropping the last
+//! proxy everywhere frees it, and a process that dies lets go of what it
+//! held. See [`Manager::object_count`].
+//!
 //! A manager may also listen on TCP or a Unix path with an authkey and
 //! publish objects by name, for other programs to reach with
 //! [`Manager::connect`] (Python's remote `BaseManager`).
@@ -50,6 +55,7 @@ use serde::Serialize;
 use crate::connection::{Address, pipe_between};
 use crate::process::{Process, StartMethod};
 use crate::{Error, Result};
+pub(crate) use client::lock_for_fork;
 use client::{Link, unexpected};
 pub use custom::{HostedObject, Registered, SharedObject};
 use protocol::{Create, Request, Response};

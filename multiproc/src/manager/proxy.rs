@@ -337,8 +337,10 @@ pub(super) use proxy_common;
 /// A list in a manager's server (Python's `ListProxy`).
 ///
 /// Indices are `isize`, negative ones counting from the end as in Python.
-/// Every method is one request to the server; `update` changes the whole
-/// list atomically.
+/// Every method is one request to the server, except `append`/`push` from a
+/// process on the manager's machine: those write into the list's append log
+/// in shared memory, which the server folds into the list before any other
+/// operation on it. `update` changes the whole list atomically.
 ///
 /// # Examples
 ///

@@ -31,6 +31,9 @@ pub(crate) unsafe fn start<R: Serialize>(
     } else {
         None
     };
+    // What this process holds of managers' objects: lent to the child
+    // across the fork (see `manager::client::lock_for_fork`).
+    let manager_holds = crate::manager::lock_for_fork();
     let forked = {
         // No other thread may hold a lock the child needs: take them all, in
         // the order every other path takes them (fork server, reaper, child
@@ -61,6 +64,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         Forked::Child => {
             drop(ours);
             current::enter_child(info);
+            manager_holds.in_child();
             if let Some(parent) = parent {
                 if let Err(message) = child::watch_parent(parent) {
                     child::fail(&theirs, message);
@@ -69,6 +73,7 @@ pub(crate) unsafe fn start<R: Serialize>(
             child::finish(&theirs, panic::catch_unwind(AssertUnwindSafe(body)))
         }
         Forked::Parent(pid) => {
+            drop(manager_holds);
             drop(theirs);
             let pidfd = os::pidfd_open(pid).map_err(|e| {
                 os::kill_and_reap(pid);
