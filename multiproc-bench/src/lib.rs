@@ -397,18 +397,29 @@ pub fn manager_op(op: ManagerOp, address: Option<Address>) -> Duration {
     ns.set("x", 0).expect("set");
     dict.insert("k".to_owned(), 0).expect("insert");
     let key = "k".to_owned();
+    let run = |i: u32| match op {
+        ManagerOp::ListAppend => list.append(i).expect("append"),
+        ManagerOp::DictSet => drop(dict.insert(key.clone(), i).expect("insert")),
+        ManagerOp::DictGet => drop(dict.get(&key).expect("get")),
+        ManagerOp::NamespaceSet => ns.set("x", i).expect("set"),
+        ManagerOp::NamespaceGet => drop(ns.get::<u32>("x").expect("get")),
+    };
+    // The first milliseconds of a new server are slow while the scheduler
+    // places its threads (both sides may share a CPU at first): measure the
+    // steady state, as the Python side does.
+    let warm = Instant::now();
+    while warm.elapsed() < MANAGER_WARM_UP {
+        run(0);
+    }
     let start = Instant::now();
     for i in 0..MANAGER_OPS {
-        match op {
-            ManagerOp::ListAppend => list.append(i).expect("append"),
-            ManagerOp::DictSet => drop(dict.insert(key.clone(), i).expect("insert")),
-            ManagerOp::DictGet => drop(dict.get(&key).expect("get")),
-            ManagerOp::NamespaceSet => ns.set("x", i).expect("set"),
-            ManagerOp::NamespaceGet => drop(ns.get::<u32>("x").expect("get")),
-        }
+        run(i);
     }
     start.elapsed() / MANAGER_OPS
 }
+
+/// Operations run, untimed, before a manager sample is timed.
+const MANAGER_WARM_UP: Duration = Duration::from_millis(20);
 
 /// Appends per process in the two-appender scenario: enough that starting
 /// and ending the processes (inside the timing) weigh little.

@@ -252,6 +252,19 @@ impl Holds {
     }
 }
 
+/// Returns once the server has handled every hold, drop and loan this
+/// process sent to the manager at `link` (a ping on the keeper session,
+/// which the server answers in order).
+pub(crate) fn sync_holds(link: &Link) -> Result<()> {
+    let holds = holds();
+    let Some((_, keeper)) = holds.keepers.iter().find(|(l, _)| l == link) else { return Ok(()) };
+    keeper.send(&Request::Ping).map_err(gone)?;
+    match keeper.recv().map_err(gone)? {
+        Response::Done => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
 /// Counts one more proxy of object `id` in this process.
 pub(crate) fn hold(link: &Link, id: u64) {
     let mut holds = holds();

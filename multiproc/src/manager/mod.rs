@@ -605,8 +605,9 @@ impl Manager {
     /// its way to one (serialized as a process argument or a message), is
     /// published under a name, or is stored inside another object (then it
     /// lives until the server stops). Dropping the last proxy frees it; a
-    /// process that ends, even killed, lets go of what it held. The server
-    /// hears of drops one-way, so the count follows them a moment later.
+    /// process that ends, even killed, lets go of what it held. The count
+    /// includes every drop this process made before the call; other
+    /// processes' drops reach the server a moment after they happen.
     ///
     /// # Errors
     ///
@@ -619,14 +620,11 @@ impl Manager {
     /// let list = m.list([1, 2])?;
     /// assert_eq!(m.object_count()?, 1);
     /// drop(list);
-    /// # let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    /// # while m.object_count()? != 0 && std::time::Instant::now() < deadline {
-    /// #     std::thread::sleep(std::time::Duration::from_millis(1));
-    /// # }
     /// assert_eq!(m.object_count()?, 0);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn object_count(&self) -> Result<usize> {
+        client::sync_holds(&self.link)?;
         match client::call(&self.link, &Request::ObjectCount)? {
             Response::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
             other => Err(unexpected(&other)),
