@@ -557,7 +557,7 @@ impl Registry {
 type Guard<'a> = MutexGuard<'a, State>;
 
 /// A session sweeps freed objects out of its cache when it holds this many.
-const CACHE_SWEEP: usize = 1024;
+const CACHE_SWEEP: usize = 64;
 
 impl Object {
     /// Marks the object freed (its last holder let go).
@@ -576,7 +576,10 @@ impl Object {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(log) = self.log.get() {
             let mut appended = false;
-            loop {
+            // What was appended before now; later appends may come after
+            // this operation (they were concurrent with it), and a busy
+            // appender cannot keep the server here.
+            for _ in 0..log.len() {
                 match log.try_get() {
                     Ok(item) => {
                         if let Data::List(items) = &mut state.data {
@@ -1292,6 +1295,7 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
         calls.set(calls.get() + 1);
         if calls.get() % 4096 == 0 {
             registry.objects.write().unwrap_or_else(PoisonError::into_inner).clear();
+            *registry.refs.lock().unwrap_or_else(PoisonError::into_inner) = Refs::default();
             registry.next_id.store(0, Ordering::Relaxed);
         }
         let mut ctx = Ctx {
