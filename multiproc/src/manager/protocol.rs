@@ -11,6 +11,7 @@ use super::dynval::Blob;
 use crate::Error;
 use crate::connection::Connection;
 use crate::queue::Queue;
+use crate::shm::liveness::Liveness;
 
 /// What kind of object a proxy points to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +211,8 @@ pub(crate) enum Response {
     Barrier(u64, u64, bool),
     /// A list's append log: local clients append there without a request;
     /// the server folds it into the list before anything else touches it.
-    Log(Queue<Blob>),
+    /// With it, the word that tells whether the server still lives.
+    Log(Queue<Blob>, Liveness),
     Failed(Failure),
 }
 

@@ -13,6 +13,7 @@ use super::dynval::{self, Blob};
 use super::protocol::{Kind, Op, Part, Request, Response};
 use crate::connection::Address;
 use crate::queue::{PutError, Queue};
+use crate::shm::liveness::Liveness;
 use crate::{Error, Result};
 
 /// Larger items are appended by request, not through the append log.
@@ -32,9 +33,9 @@ pub(crate) struct Target {
 struct Hold {
     link: Link,
     id: u64,
-    /// A list's append log, asked for on the first append (`None`: the
-    /// manager is remote, or gave none).
-    log: OnceLock<Option<Queue<Blob>>>,
+    /// A list's append log and the server's liveness word, asked for on
+    /// the first append (`None`: the manager is remote, or gave none).
+    log: OnceLock<Option<(Queue<Blob>, Liveness)>>,
 }
 
 impl Drop for Hold {
@@ -97,10 +98,16 @@ impl Target {
     /// the server), by request otherwise or when the log is full.
     pub(super) fn append(&self, item: Blob) -> Result<()> {
         let item = match self.log() {
-            Some(log) if item.len() <= LOG_ITEM_MAX => match log.try_put(item) {
+            Some((log, server)) if item.len() <= LOG_ITEM_MAX => match log.try_put(item) {
                 // The server must still be there to fold it in: a dead one
-                // must not take appends silently.
-                Ok(()) => return client::alive(&self.link),
+                // must not take appends silently. One load tells.
+                Ok(()) => {
+                    return match server.alive() {
+                        Some(true) => Ok(()),
+                        Some(false) => Err(Error::ManagerGone),
+                        None => client::alive(&self.link),
+                    };
+                }
                 Err(PutError::Closed(_)) => {
                     return Err(Error::Manager { message: format!("no object {}", self.id) });
                 }
@@ -111,7 +118,7 @@ impl Target {
         self.done(Kind::List, Op::Append(item))
     }
 
-    fn log(&self) -> Option<&Queue<Blob>> {
+    fn log(&self) -> Option<&(Queue<Blob>, Liveness)> {
         self.hold
             .log
             .get_or_init(|| {
@@ -119,7 +126,7 @@ impl Target {
                     return None;
                 }
                 match self.call(Kind::List, Op::AppendLog) {
-                    Ok(Response::Log(log)) => Some(log),
+                    Ok(Response::Log(log, server)) => Some((log, server)),
                     _ => None,
                 }
             })

@@ -25,6 +25,7 @@ use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Respons
 use crate::Error;
 use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
 use crate::queue::Queue;
+use crate::shm::liveness::Liveness;
 
 /// How often a waiting session thread looks whether its client is gone.
 const ALIVE_CHECK: Duration = Duration::from_millis(100);
@@ -58,7 +59,10 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         return;
     }
     drop(args.report);
+    // Held by this thread, which runs until the process ends.
+    let liveness = Liveness::hold_for_life().ok();
     let registry = Arc::new(Registry {
+        liveness,
         address,
         construct: R::construct,
         next_id: AtomicU64::new(0),
@@ -194,6 +198,9 @@ fn failed(message: impl Into<String>) -> Response {
 
 #[derive(Debug)]
 struct Registry {
+    /// Reads "dead" once the server process ends: appenders look at it
+    /// instead of asking.
+    liveness: Option<Liveness>,
     address: Address,
     /// Makes an object of a type registered with the manager, by name.
     construct: Construct,
@@ -368,6 +375,9 @@ impl Registry {
                     None => failed(format!("no object {id}")),
                     Some(object) if object.kind != kind => {
                         failed(format!("object {id} is a {:?}, not a {kind:?}", object.kind))
+                    }
+                    Some(object) if matches!(op, Op::AppendLog) => {
+                        object.append_log(self.liveness.as_ref())
                     }
                     Some(object) => object.call(id, op, ctx),
                 }
@@ -601,15 +611,16 @@ impl Object {
     }
 
     /// A list's append log, made on first demand.
-    fn append_log(&self) -> Response {
+    fn append_log(&self, liveness: Option<&Liveness>) -> Response {
         if self.kind != Kind::List {
             return failed(format!("a {:?} has no append log", self.kind));
         }
+        let Some(liveness) = liveness else { return failed("no liveness word") };
         if let Some(log) = self.log.get() {
-            return Response::Log(log.clone());
+            return Response::Log(log.clone(), liveness.clone());
         }
         match Queue::builder().ring_bytes(LOG_RING).build() {
-            Ok(log) => Response::Log(self.log.get_or_init(|| log).clone()),
+            Ok(log) => Response::Log(self.log.get_or_init(|| log).clone(), liveness.clone()),
             Err(e) => failed(e.to_string()),
         }
     }
@@ -621,7 +632,7 @@ impl Object {
             return failed(format!("operation {op:?} does not apply to a {:?}", self.kind));
         }
         if matches!(op, Op::AppendLog) {
-            return self.append_log();
+            return failed("not here");
         }
         let state = self.lock();
         match op {
@@ -1270,6 +1281,7 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
     thread_local! {
         static REGISTRY: (Registry, std::cell::Cell<u32>) = (
             Registry {
+                liveness: None,
                 address: Address::Abstract("fuzz".to_owned()),
                 construct: <() as Registered>::construct,
                 next_id: AtomicU64::new(0),

@@ -16,6 +16,7 @@ pub(crate) mod condition;
 pub(crate) mod copy;
 pub(crate) mod event;
 pub(crate) mod handle;
+pub(crate) mod liveness;
 pub(crate) mod lock;
 pub(crate) mod park;
 pub(crate) mod ring;

@@ -25,6 +25,7 @@ pub(crate) enum Kind {
     RawValue = 9,
     RawArray = 10,
     Queue = 11,
+    Liveness = 12,
 }
 
 impl Kind {
@@ -41,6 +42,7 @@ impl Kind {
             Self::RawValue => "multiproc-rawvalue",
             Self::RawArray => "multiproc-rawarray",
             Self::Queue => "multiproc-queue",
+            Self::Liveness => "multiproc-liveness",
         }
     }
 }
