@@ -659,14 +659,19 @@ fn a_client_killed_while_blocked_in_the_server_takes_nothing_with_it() {
     lock.release().unwrap();
 }
 
+/// A proxy as it travels over a connection.
+fn wire_bytes(l: &ListProxy<u8>) -> Vec<u8> {
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(l).unwrap();
+    b.recv_bytes().unwrap()
+}
+
 #[test]
 fn a_waiting_operation_on_the_wrong_kind_of_object_fails_at_once() {
     let m = Manager::start().unwrap();
     let l = m.list([1u8]).unwrap();
     // A list's proxy bytes read as a lock's: the server checks the kind.
-    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
-    a.send(&l).unwrap();
-    let raw = b.recv_bytes().unwrap();
+    let raw = wire_bytes(&l);
     let (c, d) = multiproc::pipe::<LockProxy>().unwrap();
     c.send_bytes(&raw).unwrap();
     let as_lock = d.recv().unwrap();
@@ -778,10 +783,9 @@ fn names_and_enclosing_objects_keep_their_objects() {
 fn a_proxy_of_a_freed_object_fails_cleanly() {
     let m = Manager::start().unwrap();
     let l = m.list([1u8]).unwrap();
-    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
-    a.send(&l).unwrap();
     // The same bytes, received twice: the first copy repays the loan.
-    let bytes = b.recv_bytes().unwrap();
+    let bytes = wire_bytes(&l);
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
     a.send_bytes(&bytes).unwrap();
     let first = b.recv().unwrap();
     drop(l);

@@ -252,6 +252,9 @@ impl Holds {
     }
 }
 
+/// How long [`sync_holds`] waits for the server's answer.
+const SYNC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Returns once the server has handled every hold, drop and loan this
 /// process sent to the manager at `link` (a ping on the keeper session,
 /// which the server answers in order).
@@ -259,7 +262,7 @@ pub(crate) fn sync_holds(link: &Link) -> Result<()> {
     let holds = holds();
     let Some((_, keeper)) = holds.keepers.iter().find(|(l, _)| l == link) else { return Ok(()) };
     keeper.send(&Request::Ping).map_err(gone)?;
-    match keeper.recv().map_err(gone)? {
+    match keeper.recv_timeout(SYNC_TIMEOUT).map_err(gone)? {
         Response::Done => Ok(()),
         other => Err(unexpected(&other)),
     }
