@@ -105,7 +105,8 @@ pub enum Error {
     /// The operation did not complete in time.
     #[error("timed out")]
     Timeout,
-    /// `fork_closure` refused to fork a multi-threaded process.
+    /// The fork start method (`fork_closure`, or `spawn` with
+    /// `StartMethod::Fork`) refused to fork a multi-threaded process.
     #[error("refusing to fork a process that has {threads} threads")]
     ThreadedFork {
         /// The number of threads the process had.

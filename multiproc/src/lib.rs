@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+mod boot;
 pub mod connection;
 mod error;
 pub mod manager;

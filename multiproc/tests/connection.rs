@@ -20,7 +20,7 @@ fn seed(conn: Connection<(i32, Option<()>, String)>) {
 fn the_seed_scenario_sends_a_tuple_through_a_pipe_with_every_start_method() {
     for method in METHODS {
         let (parent, child) = pipe().unwrap();
-        let p = Process::builder().start_method(method).spawn(seed, child).unwrap();
+        let p = common::builder(method).spawn(seed, child).unwrap();
         let got = parent.recv_timeout(LIMIT).unwrap();
         assert_eq!(format!("{got:?}"), r#"(42, None, "hello")"#);
         join(p).unwrap();
@@ -82,7 +82,7 @@ fn send_three_then_hang(conn: Connection<u32>) {
 fn a_killed_peer_is_a_disconnection_after_what_it_sent() {
     for method in METHODS {
         let (a, b) = pipe::<u32>().unwrap();
-        let p = Process::builder().start_method(method).spawn(send_three_then_hang, b).unwrap();
+        let p = common::builder(method).spawn(send_three_then_hang, b).unwrap();
         assert_eq!(a.recv_timeout(LIMIT).unwrap(), 0);
         common::eventually("all three sent", || a.poll(Duration::ZERO).unwrap());
         p.kill().unwrap();

@@ -51,7 +51,7 @@ fn return_values_of_several_types_come_back() {
 #[test]
 fn every_start_method_runs_the_target_and_returns_its_value() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(square, 9).unwrap();
+        let p = common::builder(method).spawn(square, 9).unwrap();
         assert_eq!(p.start_method(), method);
         assert_ne!(p.pid(), std::process::id());
         assert_eq!(join(p).unwrap(), 81, "{method:?}");
@@ -61,7 +61,7 @@ fn every_start_method_runs_the_target_and_returns_its_value() {
 #[test]
 fn non_capturing_closures_are_targets() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(|(a, b): (u8, u8)| a + b, (2, 3));
+        let p = common::builder(method).spawn(|(a, b): (u8, u8)| a + b, (2, 3));
         assert_eq!(join(p.unwrap()).unwrap(), 5);
     }
 }
@@ -73,7 +73,7 @@ fn explode(text: String) -> u8 {
 #[test]
 fn a_panic_is_reported_with_its_message() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(explode, "boom".to_owned()).unwrap();
+        let p = common::builder(method).spawn(explode, "boom".to_owned()).unwrap();
         assert_eq!(wait(&p), 1, "{method:?}: a panicked child exits with 1");
         match join(p) {
             Err(Error::Panicked { message }) => assert_eq!(message, "deliberate: boom"),
@@ -89,7 +89,7 @@ fn quit(code: i32) -> u8 {
 #[test]
 fn an_exit_code_is_reported() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(quit, 3).unwrap();
+        let p = common::builder(method).spawn(quit, 3).unwrap();
         assert_eq!(wait(&p), 3);
         assert_eq!(p.exit_code(), Some(3));
         assert!(matches!(join(p), Err(Error::Exited { code: 3 })), "{method:?}");
@@ -103,7 +103,7 @@ fn abort(_: ()) -> u8 {
 #[test]
 fn death_by_a_signal_is_reported() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(abort, ()).unwrap();
+        let p = common::builder(method).spawn(abort, ()).unwrap();
         assert_eq!(wait(&p), -libc_sigabrt());
         let err = join(p).unwrap_err();
         assert!(matches!(err, Error::Signaled { signal } if signal == libc_sigabrt()), "{err:?}");
@@ -123,7 +123,7 @@ fn nap(ms: u64) -> u64 {
 #[test]
 fn terminate_and_kill_stop_a_sleeping_child() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(nap, 60_000).unwrap();
+        let p = common::builder(method).spawn(nap, 60_000).unwrap();
         assert!(p.is_alive());
         assert_eq!(p.exit_code(), None);
         p.terminate().unwrap();
@@ -132,7 +132,7 @@ fn terminate_and_kill_stop_a_sleeping_child() {
         let r = join(p);
         assert!(matches!(r, Err(Error::Signaled { signal: 15 })), "{method:?}: {r:?}");
 
-        let p = Process::builder().start_method(method).spawn(nap, 60_000).unwrap();
+        let p = common::builder(method).spawn(nap, 60_000).unwrap();
         p.kill().unwrap();
         assert_eq!(wait(&p), -9, "{method:?}");
         assert!(matches!(join(p), Err(Error::Signaled { signal: 9 })));
@@ -149,10 +149,7 @@ fn wait_for_go(go: FdHandle) -> String {
 fn join_timeout_expires_then_a_later_join_succeeds() {
     for method in METHODS {
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let mut p = Process::builder()
-            .start_method(method)
-            .spawn(wait_for_go, FdHandle::new(reader))
-            .unwrap();
+        let mut p = common::builder(method).spawn(wait_for_go, FdHandle::new(reader)).unwrap();
         assert!(p.join_timeout(Duration::from_millis(50)).unwrap().is_none());
         assert!(p.is_alive(), "the handle is still usable after a timeout");
         writer.write_all(b"g").unwrap();
@@ -200,7 +197,7 @@ fn children_can_be_started_from_four_threads_at_once() {
                 (0..6u64)
                     .map(|i| {
                         let method = METHODS[(i % 3) as usize];
-                        let p = Process::builder().start_method(method).spawn(square, t * 10 + i);
+                        let p = common::builder(method).spawn(square, t * 10 + i);
                         (t * 10 + i, p.unwrap())
                     })
                     .collect::<Vec<_>>()
@@ -227,6 +224,27 @@ fn the_closure_form_refuses_a_multithreaded_parent() {
     assert!(err.to_string().starts_with("refusing to fork a process that has"));
     drop(tx);
     let _ = helper.join();
+}
+
+#[test]
+fn spawn_with_fork_refuses_a_multithreaded_parent() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || rx.recv());
+    let err = Process::builder().start_method(StartMethod::Fork).spawn(square, 3).unwrap_err();
+    assert!(matches!(err, Error::ThreadedFork { threads } if threads >= 2), "{err:?}");
+    drop(tx);
+    let _ = helper.join();
+}
+
+fn fork_a_square_here(x: u64) -> u64 {
+    // This child runs before `main` of the test binary: it has one thread.
+    let p = Process::builder().start_method(StartMethod::Fork).spawn(square, x).unwrap();
+    join(p).unwrap()
+}
+
+#[test]
+fn spawn_with_fork_forks_a_single_threaded_parent() {
+    assert_eq!(join(Process::spawn(fork_a_square_here, 12).unwrap()).unwrap(), 144);
 }
 
 fn fork_a_closure_here(word: String) -> String {
@@ -260,8 +278,7 @@ fn describe(_: ()) -> CurrentProcess {
 #[test]
 fn the_child_sees_its_name_pid_and_parent() {
     for method in METHODS {
-        let p =
-            Process::builder().name("worker-1").start_method(method).spawn(describe, ()).unwrap();
+        let p = common::builder(method).name("worker-1").spawn(describe, ()).unwrap();
         assert_eq!(p.name(), "worker-1");
         let pid = p.pid();
         let me = join(p).unwrap();
@@ -298,7 +315,7 @@ fn children_are_named_as_in_python_by_default() {
 /// Starts a daemon grandchild with `method`, reports its pid, then hangs.
 fn start_daemon_then_hang(args: (StartMethod, FdHandle)) {
     let (method, report) = args;
-    let daemon = Process::builder().daemon(true).start_method(method).spawn(nap, 120_000).unwrap();
+    let daemon = common::builder(method).daemon(true).spawn(nap, 120_000).unwrap();
     report.file().write_all(&daemon.pid().to_le_bytes()).unwrap();
     std::thread::sleep(Duration::from_secs(120));
 }
@@ -333,8 +350,7 @@ fn a_dropped_handle_leaves_the_child_running_and_no_zombie_behind() {
     for method in METHODS {
         let (go_r, mut go_w) = std::io::pipe().unwrap();
         let (done_r, done_w) = std::io::pipe().unwrap();
-        let p = Process::builder()
-            .start_method(method)
+        let p = common::builder(method)
             .spawn(relay, (FdHandle::new(go_r), FdHandle::new(done_w)))
             .unwrap();
         let pid = p.pid();
@@ -349,11 +365,11 @@ fn a_dropped_handle_leaves_the_child_running_and_no_zombie_behind() {
 #[test]
 fn no_zombie_is_left_once_joined() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(square, 2).unwrap();
+        let p = common::builder(method).spawn(square, 2).unwrap();
         let pid = p.pid();
         assert_eq!(join(p).unwrap(), 4);
         assert_ne!(proc_state(pid), Some('Z'), "{method:?}");
-        let p = Process::builder().start_method(method).spawn(quit, 1).unwrap();
+        let p = common::builder(method).spawn(quit, 1).unwrap();
         let pid = p.pid();
         assert_eq!(wait(&p), 1);
         assert_ne!(proc_state(pid), Some('Z'), "{method:?}");
@@ -369,10 +385,8 @@ fn write_greeting(args: (StartMethod, FdHandle)) {
 fn an_fd_handle_works_in_the_child_for_every_start_method() {
     for method in METHODS {
         let (reader, writer) = std::io::pipe().unwrap();
-        let p = Process::builder()
-            .start_method(method)
-            .spawn(write_greeting, (method, FdHandle::new(writer)))
-            .unwrap();
+        let p =
+            common::builder(method).spawn(write_greeting, (method, FdHandle::new(writer))).unwrap();
         join(p).unwrap();
         let text = common::read_to_end_within(reader);
         assert_eq!(String::from_utf8(text).unwrap(), format!("hello from {method:?}"));
@@ -388,7 +402,7 @@ fn make_pipe(text: String) -> FdHandle {
 #[test]
 fn an_fd_handle_travels_back_from_the_child() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(make_pipe, "inside".to_owned());
+        let p = common::builder(method).spawn(make_pipe, "inside".to_owned());
         let reader = join(p.unwrap()).unwrap();
         let text = common::read_to_end_within(reader.into_file());
         assert_eq!(text, b"inside", "{method:?}");
@@ -408,9 +422,9 @@ fn large_arguments_and_results_travel_without_deadlock() {
     let n = 8 << 20;
     let expected: u64 = big(n).iter().map(|&b| u64::from(b)).sum();
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(checksum, big(n)).unwrap();
+        let p = common::builder(method).spawn(checksum, big(n)).unwrap();
         assert_eq!(join(p).unwrap(), (n, expected), "{method:?}");
-        let p = Process::builder().start_method(method).spawn(big, n).unwrap();
+        let p = common::builder(method).spawn(big, n).unwrap();
         assert_eq!(join(p).unwrap().len(), n, "{method:?}");
     }
 }
@@ -440,7 +454,7 @@ fn cpu_count_is_at_least_one() {
 #[test]
 fn a_large_result_does_not_block_a_parent_that_only_polls() {
     for method in METHODS {
-        let p = Process::builder().start_method(method).spawn(big, 4 << 20).unwrap();
+        let p = common::builder(method).spawn(big, 4 << 20).unwrap();
         eventually(&format!("{method:?}: child with a 4 MiB result ends"), || !p.is_alive());
         assert_eq!(p.exit_code(), Some(0));
         assert_eq!(join(p).unwrap().len(), 4 << 20);

@@ -17,7 +17,7 @@ fn seed(q: Queue<(i32, Option<()>, String)>) {
 fn the_seed_scenario_passes_a_tuple_from_a_child_with_every_start_method() {
     for method in METHODS {
         let q = Queue::new().unwrap();
-        let p = Process::builder().start_method(method).spawn(seed, q.clone()).unwrap();
+        let p = common::builder(method).spawn(seed, q.clone()).unwrap();
         let item = q.get_timeout(LIMIT).unwrap();
         assert_eq!(format!("{item:?}"), r#"(42, None, "hello")"#, "{method:?}");
         join(p).unwrap();
@@ -71,9 +71,7 @@ fn four_producers_and_four_consumers_keep_per_producer_fifo_and_lose_nothing() {
     let q = Queue::builder().ring_bytes(64 << 10).build().unwrap();
     let consumers: Vec<_> = (0..4).map(|_| Process::spawn(consume, q.clone()).unwrap()).collect();
     let producers: Vec<_> = (0..4)
-        .map(|i| {
-            Process::builder().start_method(METHODS[i % 3]).spawn(produce, (q.clone(), i as u32))
-        })
+        .map(|i| common::builder(METHODS[i % 3]).spawn(produce, (q.clone(), i as u32)))
         .map(Result::unwrap)
         .collect();
     for p in producers {
@@ -221,7 +219,7 @@ fn put_and_exit(q: Queue<String>) {
 fn an_item_put_just_before_exit_arrives() {
     for method in METHODS {
         let q = Queue::new().unwrap();
-        let p = Process::builder().start_method(method).spawn(put_and_exit, q.clone()).unwrap();
+        let p = common::builder(method).spawn(put_and_exit, q.clone()).unwrap();
         assert_eq!(wait(&p), 0);
         assert_eq!(q.try_get().unwrap(), "made it", "{method:?}");
     }

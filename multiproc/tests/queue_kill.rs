@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{LIMIT, join, wait};
-use multiproc::{Error, Process, Queue, RawArray, RawValue, StartMethod};
+use multiproc::{Error, Queue, RawArray, RawValue, StartMethod};
 use serde::{Deserialize, Serialize};
 
 const MAX_PRODUCERS: u32 = 400;
@@ -89,14 +89,13 @@ fn random_kills_of_producers_and_consumers_never_corrupt_or_duplicate() {
     let counts = RawArray::<u32>::new((MAX_PRODUCERS * PER_PRODUCER) as usize).unwrap();
     let corrupt = RawValue::new(0u32).unwrap();
     let shared: Shared = (q.clone(), acked.clone(), counts.clone(), corrupt.clone());
-    let start = |f: fn(Shared), s: &Shared| {
-        Process::builder().start_method(StartMethod::Fork).spawn(f, s.clone()).unwrap()
-    };
+    let start =
+        |f: fn(Shared), s: &Shared| common::builder(StartMethod::Fork).spawn(f, s.clone()).unwrap();
     let mut next_id = 0u32;
     let mut start_producer = |s: &Shared| {
         let id = next_id;
         next_id += 1;
-        Process::builder().start_method(StartMethod::Fork).spawn(producer, (s.clone(), id)).unwrap()
+        common::builder(StartMethod::Fork).spawn(producer, (s.clone(), id)).unwrap()
     };
     let mut producers: Vec<_> = (0..2).map(|_| start_producer(&shared)).collect();
     let mut consumers: Vec<_> = (0..2).map(|_| start(consumer, &shared)).collect();

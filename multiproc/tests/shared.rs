@@ -20,10 +20,7 @@ fn the_seed_scenario_negates_an_array_and_sets_a_value_in_a_child() {
     for method in METHODS {
         let num = Value::new(0.0f64).unwrap();
         let arr = Array::from_iter(0..10).unwrap();
-        let p = Process::builder()
-            .start_method(method)
-            .spawn(seed_scenario, (num.clone(), arr.clone()))
-            .unwrap();
+        let p = common::builder(method).spawn(seed_scenario, (num.clone(), arr.clone())).unwrap();
         join(p).unwrap();
         assert_eq!(num.get(), 3.1415927);
         assert_eq!(arr.to_vec(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9], "{method:?}");

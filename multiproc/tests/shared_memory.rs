@@ -41,10 +41,9 @@ fn children_reach_a_block_by_name_and_by_handle() {
     for method in METHODS {
         let name = unique("share");
         let block = SharedMemory::create(&name, 64).unwrap();
-        let by_name = Process::builder().start_method(method).spawn(write_by_name, name.clone());
+        let by_name = common::builder(method).spawn(write_by_name, name.clone());
         assert_eq!(join(by_name.unwrap()).unwrap(), 64);
-        let by_handle =
-            Process::builder().start_method(method).spawn(write_by_handle, block.clone());
+        let by_handle = common::builder(method).spawn(write_by_handle, block.clone());
         join(by_handle.unwrap()).unwrap();
         assert_eq!(&block.to_vec()[..17], b"by name\0by handle", "{method:?}");
         drop(block);
@@ -88,8 +87,7 @@ fn a_block_whose_creator_is_killed_is_removed() {
     for method in METHODS {
         let name = unique("killed");
         let (reader, writer) = std::io::pipe().unwrap();
-        let child = Process::builder()
-            .start_method(method)
+        let child = common::builder(method)
             .spawn(create_and_hang, (name.clone(), FdHandle::new(writer)))
             .unwrap();
         assert_eq!(read_exact_within(reader, 1), b"k");
@@ -143,7 +141,7 @@ fn a_child_dropping_its_handle_does_not_remove_a_block_the_parent_uses() {
     for method in METHODS {
         let name = unique("shared-ofd");
         let block = SharedMemory::create(&name, 8).unwrap();
-        let child = Process::builder().start_method(method).spawn(touch_and_leave, block.clone());
+        let child = common::builder(method).spawn(touch_and_leave, block.clone());
         join(child.unwrap()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(exists(&name), "{method:?}: the parent still uses it");

@@ -45,8 +45,7 @@ fn a_lock_protects_unsynchronized_data_across_processes_and_start_methods() {
     let children: Vec<_> = METHODS
         .iter()
         .map(|&m| {
-            Process::builder()
-                .start_method(m)
+            common::builder(m)
                 .spawn(add_under_separate_lock, (lock.clone(), counter.clone()))
                 .unwrap()
         })
@@ -186,10 +185,8 @@ fn pong(args: (Event, Event, u32)) {
 fn events_ping_pong_between_processes() {
     for method in METHODS {
         let (ping, pong_event) = (Event::new().unwrap(), Event::new().unwrap());
-        let child = Process::builder()
-            .start_method(method)
-            .spawn(pong, (ping.clone(), pong_event.clone(), 100))
-            .unwrap();
+        let child =
+            common::builder(method).spawn(pong, (ping.clone(), pong_event.clone(), 100)).unwrap();
         for _ in 0..100 {
             ping.set();
             assert!(pong_event.wait_timeout(LIMIT), "{method:?}");
@@ -310,10 +307,8 @@ fn kill_after_held<R>(child: Process<R>, held: &Event) {
 fn a_killed_lock_holder_is_reported_to_the_next_acquirer_within_100ms() {
     for method in METHODS {
         let (lock, held) = (Lock::new().unwrap(), Event::new().unwrap());
-        let child = Process::builder()
-            .start_method(method)
-            .spawn(hold_lock_forever, (lock.clone(), held.clone()))
-            .unwrap();
+        let child =
+            common::builder(method).spawn(hold_lock_forever, (lock.clone(), held.clone())).unwrap();
         kill_after_held(child, &held);
         match lock.lock_timeout(Duration::from_millis(100)) {
             Err(LockError::OwnerDied(guard)) => drop(guard),
@@ -423,9 +418,7 @@ fn eight_processes_stress_the_futex_state_machines() {
     let total = RawValue::new(0u64).unwrap();
     let args = (lock, rlock, slots.clone(), inside.clone(), total.clone(), 20_000);
     let children: Vec<_> = (0..8)
-        .map(|i| {
-            Process::builder().start_method(METHODS[i % 3]).spawn(stress, args.clone()).unwrap()
-        })
+        .map(|i| common::builder(METHODS[i % 3]).spawn(stress, args.clone()).unwrap())
         .collect();
     let counted: u64 = children.into_iter().map(|c| join(c).unwrap()).sum();
     assert!(counted >= 8 * 20_000 / 3, "the blocking form always succeeds: {counted}");

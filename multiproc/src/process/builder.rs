@@ -39,10 +39,13 @@ pub enum StartMethod {
     ///
     /// With [`Builder::spawn`] the child runs only the target on its own
     /// arguments, and multiproc holds standard output and error across the
-    /// fork, so printing and allocating are fine. As in Python, forking a
-    /// multi-threaded parent is still hazardous for a target that takes a lock
-    /// another parent thread may have held at that instant. The closure form,
-    /// [`Builder::fork_closure`], refuses multi-threaded parents.
+    /// fork, so printing and allocating are fine. Forking a multi-threaded
+    /// parent is hazardous (a lock another thread held at that instant stays
+    /// locked in the child for ever), so [`Builder::spawn`] and
+    /// [`Builder::fork_closure`] refuse a parent that has threads other than
+    /// multiproc's own helpers, with [`Error::ThreadedFork`]; an `unsafe`
+    /// opt-in remains ([`Builder::allow_threaded_fork`],
+    /// [`Builder::fork_closure_unchecked`]). Python only warns.
     Fork,
     /// Ask a fork server to fork the child: a small single-threaded helper
     /// process, started from this binary on first use, that stops before
@@ -79,6 +82,7 @@ pub struct Builder {
     name: Option<String>,
     daemon: bool,
     start_method: StartMethod,
+    fork_with_threads: bool,
 }
 
 impl Builder {
@@ -142,6 +146,37 @@ impl Builder {
         self
     }
 
+    /// Lets [`spawn`](Self::spawn) with [`StartMethod::Fork`] fork this
+    /// process even if it has other threads (by default it refuses, with
+    /// [`Error::ThreadedFork`], as [`fork_closure`](Self::fork_closure) does).
+    ///
+    /// # Safety
+    ///
+    /// Only the calling thread is copied into the child. Every lock another
+    /// thread held at the instant of the fork (a `Mutex`, a `OnceLock` being
+    /// initialised, a lock inside a C library) stays locked in the child for
+    /// ever. The caller must make sure that the target, and what it calls,
+    /// takes no lock another thread of this process may hold. multiproc holds
+    /// its own locks and standard output and error across the fork, and glibc
+    /// resets its allocator's, so printing, allocating and multiproc's own
+    /// objects are fine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, StartMethod};
+    ///
+    /// let _other = std::thread::spawn(|| ());
+    /// // SAFETY: the target only doubles its argument.
+    /// let builder = unsafe { Process::builder().start_method(StartMethod::Fork).allow_threaded_fork() };
+    /// assert_eq!(builder.spawn(|x: u8| x * 2, 21)?.join()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub unsafe fn allow_threaded_fork(mut self) -> Self {
+        self.fork_with_threads = true;
+        self
+    }
+
     fn child_info(&self, method: StartMethod) -> ChildInfo {
         let identity = current::next_identity();
         let name = self.name.clone().unwrap_or_else(|| current::default_name(&identity));
@@ -163,7 +198,12 @@ impl Builder {
     /// # Errors
     ///
     /// [`Error::Os`] if the process cannot be started; [`Error::Encode`] if
-    /// `args` cannot be encoded.
+    /// `args` cannot be encoded; [`Error::ThreadedFork`] with
+    /// [`StartMethod::Fork`] if this process has other threads (see
+    /// [`allow_threaded_fork`](Self::allow_threaded_fork));
+    /// [`Error::Unsupported`] with `Spawn` or `ForkServer` if `f` is a
+    /// function pointer rather than a function or a closure that captures
+    /// nothing (the child finds the function by its type).
     ///
     /// # Examples
     ///
@@ -172,17 +212,21 @@ impl Builder {
     /// assert_eq!(child.join()?, 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn spawn<A, R>(self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<F, A, R>(self, f: F, args: A) -> Result<Process<R>>
     where
+        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
         let method = self.start_method;
+        if method == StartMethod::Fork && !self.fork_with_threads {
+            refuse_threaded_fork()?;
+        }
         let info = self.child_info(method);
         let (name, daemon) = (info.name.clone(), info.daemon);
         let started = match method {
-            StartMethod::Spawn => spawn::start(Via::Exec, f, &args, info)?,
-            StartMethod::ForkServer => spawn::start(Via::ForkServer, f, &args, info)?,
+            StartMethod::Spawn => spawn::start(Via::Exec, &f, &args, info)?,
+            StartMethod::ForkServer => spawn::start(Via::ForkServer, &f, &args, info)?,
             // SAFETY: the child runs only `f` on `args`, which it owns; the
             // hazard of other parent threads' locks is documented on
             // `StartMethod::Fork`, as Python documents it.
@@ -214,13 +258,7 @@ impl Builder {
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
-        // multiproc's own helper threads (the reaper, a daemon's watcher)
-        // hold no lock across a fork: `fork::start` takes theirs.
-        let threads =
-            helpers::foreign_thread_count().map_err(Error::os("count this process's threads"))?;
-        if threads > 1 {
-            return Err(Error::ThreadedFork { threads });
-        }
+        refuse_threaded_fork()?;
         // SAFETY: this process has a single thread, so no other thread can
         // hold a lock or be changing data at the instant of the fork.
         unsafe { self.fork_closure_unchecked(f) }
@@ -267,6 +305,15 @@ impl Builder {
     }
 }
 
+/// [`Error::ThreadedFork`] if this process has threads other than the
+/// caller and multiproc's own helpers (the reaper, a daemon's watcher), which
+/// hold no lock across a fork: `fork::start` takes theirs.
+fn refuse_threaded_fork() -> Result<()> {
+    let threads =
+        helpers::foreign_thread_count().map_err(Error::os("count this process's threads"))?;
+    if threads > 1 { Err(Error::ThreadedFork { threads }) } else { Ok(()) }
+}
+
 impl Process<()> {
     /// A [`Builder`] to set the child's name, daemon flag and start method.
     ///
@@ -301,8 +348,9 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// assert_eq!(Process::spawn(square, 7)?.join()?, 49);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn spawn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<F, A>(f: F, args: A) -> Result<Process<R>>
     where
+        F: Fn(A) -> R + Copy + 'static,
         A: Serialize + DeserializeOwned,
     {
         Builder::new().spawn(f, args)

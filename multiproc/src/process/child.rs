@@ -7,7 +7,6 @@
 //! others, where the target ran before `main`).
 
 use std::any::Any;
-use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
@@ -16,17 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::current::{self, ChildInfo};
-use super::entry::{self, CodeRefs};
-use super::forkserver;
+use crate::boot::EXIT_BOOT_FAILED;
+use crate::boot::entry::EntryRef;
 use crate::os;
 use crate::transfer::codec;
 use crate::transfer::frame::{self, Frame};
 use crate::{Error, Result};
-
-/// The environment variable a parent sets when it re-executes its binary.
-pub(crate) const BOOT_VAR: &str = "MULTIPROC_BOOT";
-/// Exit status of a child that could not start its target.
-pub(crate) const EXIT_BOOT_FAILED: i32 = 70;
 
 /// How long a child waits for its bootstrap message.
 const BOOT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -39,7 +33,7 @@ const TAG_FAILED: u8 = 2;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Boot {
     pub(crate) exe: (u64, u64),
-    pub(crate) refs: CodeRefs,
+    pub(crate) entry: EntryRef,
     pub(crate) info: ChildInfo,
 }
 
@@ -49,30 +43,6 @@ pub(crate) struct ChildStart {
     pub(crate) sock: OwnedFd,
     args: Vec<u8>,
     fds: Vec<OwnedFd>,
-}
-
-/// Called before `main` when `BOOT_VAR` was set: becomes a child or the fork
-/// server, and never returns.
-pub(crate) fn on_start(boot: OsString) -> ! {
-    let text = boot.to_string_lossy();
-    let parsed = text.split_once(':').and_then(|(kind, fd)| Some((kind, fd.parse().ok()?)));
-    let Some((kind, raw)) = parsed else {
-        eprintln!("multiproc: malformed {BOOT_VAR}={text}");
-        os::exit_now(EXIT_BOOT_FAILED);
-    };
-    let Some(sock) = os::adopt_inherited_fd(raw) else {
-        eprintln!("multiproc: descriptor {raw} named by {BOOT_VAR} is not open");
-        os::exit_now(EXIT_BOOT_FAILED);
-    };
-    match kind {
-        "spawn" => run_spawned(sock),
-        "forkserver" => forkserver::serve(sock),
-        "janitor" => crate::shared::janitor::serve(sock),
-        _ => {
-            eprintln!("multiproc: unknown start kind {kind:?} in {BOOT_VAR}");
-            os::exit_now(EXIT_BOOT_FAILED)
-        }
-    }
 }
 
 /// Splits a bootstrap frame: `boot length: u32 LE | Boot | encoded arguments`
@@ -125,11 +95,20 @@ pub(crate) fn run_spawned(sock: OwnedFd) -> ! {
     } else {
         drop(parent);
     }
-    entry::enter(boot.refs, ChildStart { sock, args, fds: fds.collect() })
+    let run = match boot.entry.resolve() {
+        Ok(run) => run,
+        Err(why) => fail(&sock, format!("the bootstrap names no runnable target: {why}")),
+    };
+    run(ChildStart { sock, args, fds: fds.collect() })
 }
 
 /// Decodes the arguments, runs `f`, reports. Never returns.
-pub(crate) fn run_target<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, start: ChildStart) -> ! {
+pub(crate) fn run_target<F, A, R>(f: F, start: ChildStart) -> !
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned,
+    R: Serialize,
+{
     let ChildStart { sock, args: args_bytes, fds } = start;
     let args: A = match codec::decode(&args_bytes, fds) {
         Ok(args) => args,

@@ -12,12 +12,13 @@
 //! the parent dies.
 #![allow(unsafe_code)] // fork: see the SAFETY comments
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::child::{self, BOOT_VAR};
+use super::child;
 use super::reaper;
+use crate::boot::{self, Role};
 use crate::os::{self, Forked};
 use crate::transfer::frame::{self, FrameReader, Progress};
 use crate::{Error, Result};
@@ -86,10 +87,8 @@ pub(crate) fn request(boot: OwnedFd) -> Result<ServerChild> {
 }
 
 fn start_server() -> Result<Conn> {
-    os::ensure_start_hook_linked();
     let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
-    let value = format!("forkserver:{}", theirs.as_raw_fd());
-    let pid = os::spawn_self(BOOT_VAR, &value, theirs.as_fd())
+    let pid = boot::start(Role::ForkServer, theirs.as_fd())
         .map_err(Error::os("start the fork server"))?;
     drop(theirs);
     let server = os::pidfd_open(pid).map_err(Error::os("open a pidfd for the fork server"))?;

@@ -1,17 +1,17 @@
 //! Parent side of the spawn and fork-server start methods: both give the child
 //! a private socket and then send it the same bootstrap message.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::child::{BOOT_VAR, Boot};
+use super::child::Boot;
 use super::current::ChildInfo;
-use super::entry::CodeRefs;
 use super::forkserver;
 use super::handle::{ExitWatch, Started};
 use super::reaper;
+use crate::boot::{self, Role, entry::EntryRef};
 use crate::os::{self, Signal};
 use crate::transfer::{codec, frame};
 use crate::{Error, Result};
@@ -26,15 +26,15 @@ pub(crate) enum Via {
 }
 
 /// Starts a child that will run `f(args)`.
-pub(crate) fn start<A, R>(via: Via, f: fn(A) -> R, args: &A, info: ChildInfo) -> Result<Started>
+pub(crate) fn start<F, A, R>(via: Via, f: &F, args: &A, info: ChildInfo) -> Result<Started>
 where
+    F: Fn(A) -> R + Copy + 'static,
     A: Serialize + DeserializeOwned,
     R: Serialize,
 {
-    os::ensure_start_hook_linked();
     let encoded = codec::encode(args)?;
     let exe = os::exe_identity().map_err(Error::os("identify the running executable"))?;
-    let boot = Boot { exe, refs: CodeRefs::new(f)?, info };
+    let boot = Boot { exe, entry: EntryRef::of(f)?, info };
     let boot = postcard::to_allocvec(&boot).map_err(|e| Error::Encode { source: e.into() })?;
     let own = os::own_pidfd().map_err(Error::os("open a pidfd for this process"))?;
     let mut fds: Vec<BorrowedFd<'_>> = Vec::with_capacity(1 + encoded.fds.len());
@@ -47,9 +47,8 @@ where
     let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
     let (pid, pidfd, exit) = match via {
         Via::Exec => {
-            let value = format!("spawn:{}", theirs.as_raw_fd());
-            let pid = os::spawn_self(BOOT_VAR, &value, theirs.as_fd())
-                .map_err(Error::os("start a process"))?;
+            let pid =
+                boot::start(Role::Spawn, theirs.as_fd()).map_err(Error::os("start a process"))?;
             drop(theirs);
             let pidfd = os::pidfd_open(pid).map_err(|e| {
                 os::kill_and_reap(pid);

@@ -19,8 +19,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use crate::boot::{self, Role};
 use crate::os::{self, Forked};
-use crate::process::child::BOOT_VAR;
 use crate::transfer::frame::{self, Frame, FrameReader, Progress};
 use crate::{Error, Result};
 
@@ -57,10 +57,8 @@ pub(crate) fn watch(path: &Path, fd: BorrowedFd<'_>) -> Result<()> {
 }
 
 fn start() -> Result<Conn> {
-    os::ensure_start_hook_linked();
     let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
-    let value = format!("janitor:{}", theirs.as_raw_fd());
-    let pid = os::spawn_self(BOOT_VAR, &value, theirs.as_fd())
+    let pid = boot::start(Role::Janitor, theirs.as_fd())
         .map_err(Error::os("start the shared-memory janitor"))?;
     drop(theirs);
     // The process we started forks the janitor and exits at once.
@@ -108,9 +106,20 @@ pub(crate) fn serve(control: OwnedFd) -> ! {
 }
 
 /// Starts the thread that removes one block once nobody uses it.
+///
+/// Refuses (ignores) anything but a named shared-memory block whose name
+/// still names the very file sent with it: whoever talks to us, nothing else
+/// is ever removed.
 fn watch_block(frame: Frame) -> Option<std::thread::JoinHandle<()>> {
     let path = PathBuf::from(OsString::from_vec(frame.payload));
+    if frame.fds.len() != 1 || !super::shared_memory::is_block_path(&path) {
+        return None;
+    }
     let received = frame.fds.into_iter().next()?;
+    let sent_identity = os::file_identity(received.as_fd()).ok()?;
+    if os::path_identity(&path).ok()? != sent_identity {
+        return None;
+    }
     // Our own open file description: the received one carries its sender's
     // shared lock, which must not keep us waiting.
     let reopened = format!("/proc/self/fd/{}", received.as_raw_fd());

@@ -66,6 +66,14 @@ struct Block {
     size: usize,
 }
 
+/// True if `path` is one that [`path_of`] can give: a valid name directly
+/// inside the shared-memory directory (what the janitor may remove).
+pub(crate) fn is_block_path(path: &std::path::Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str());
+    path.parent() == Some(std::path::Path::new(DIR))
+        && name.is_some_and(|name| path_of(name).is_ok_and(|p| p == path))
+}
+
 fn path_of(name: &str) -> Result<PathBuf> {
     let name = name.strip_prefix('/').unwrap_or(name);
     let valid = !name.is_empty()

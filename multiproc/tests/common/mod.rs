@@ -88,3 +88,17 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
+
+/// A process builder for `method`. The test harness runs tests on several
+/// threads, so the fork start method needs the explicit opt-in.
+pub fn builder(method: StartMethod) -> multiproc::Builder {
+    let builder = Process::builder().start_method(method);
+    if method == StartMethod::Fork {
+        // SAFETY: the targets of these tests take no lock of the harness's
+        // other threads; they use their arguments, multiproc's objects (whose
+        // locks multiproc holds across the fork), stdio and the allocator.
+        unsafe { builder.allow_threaded_fork() }
+    } else {
+        builder
+    }
+}

@@ -28,13 +28,13 @@ extern "C" fn start_hook(_argc: c_int, _argv: *const *const c_char, _envp: *cons
     }
     // SAFETY: `.init_array` functions run before `main`, while this process has
     // a single thread, so nothing else reads or changes the environment.
-    let Some(boot) = (unsafe { super::take_env(crate::process::child::BOOT_VAR) }) else {
+    let Some(boot) = (unsafe { super::take_env(crate::boot::BOOT_VAR) }) else {
         return;
     };
     // A panic must not unwind into the C runtime; the child side handles its
     // own failures, so anything that still escapes means a broken bootstrap.
-    if std::panic::catch_unwind(|| crate::process::child::on_start(boot)).is_err() {
-        super::exit_now(crate::process::child::EXIT_BOOT_FAILED);
+    if std::panic::catch_unwind(|| crate::boot::on_start(boot)).is_err() {
+        super::exit_now(crate::boot::EXIT_BOOT_FAILED);
     }
 }
 

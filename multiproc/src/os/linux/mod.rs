@@ -1,6 +1,7 @@
 //! Linux implementation of the OS layer.
 
 mod futex;
+mod image;
 mod init;
 mod memory;
 mod poll;
@@ -9,6 +10,7 @@ mod socket;
 mod waker;
 
 pub(crate) use futex::{current_tid, fork_generation, futex_wait, futex_wake, thread_alive};
+pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
 pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
@@ -18,8 +20,10 @@ pub(crate) use poll::{peer_hung_up, wait_readable};
 pub(crate) use proc::{
     ExitStatus, Forked, Signal, adopt_inherited_fd, close_other_fds, default_sigchld, detach,
     exe_identity, exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self,
-    object_base, own_pidfd, pidfd_open, raise_fd_limit, reap_blocking, send_signal, spawn_self,
-    take_env, thread_ids, try_reap,
+    object_base, own_pidfd, pidfd_open, process_exe_identity, raise_fd_limit, reap_blocking,
+    send_signal, spawn_self, take_env, thread_ids, try_reap, uids,
 };
-pub(crate) use socket::{MAX_FDS_PER_MESSAGE, recv_with_fds, send_with_fds, stream_pair};
+pub(crate) use socket::{
+    MAX_FDS_PER_MESSAGE, peer_credentials, recv_with_fds, send_with_fds, stream_pair,
+};
 pub(crate) use waker::Waker;

@@ -126,6 +126,17 @@ pub(crate) fn exe_identity() -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
+/// Identity of the executable file that process `pid` runs (device, inode).
+pub(crate) fn process_exe_identity(pid: u32) -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/exe"))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// This process's real and effective user ids.
+pub(crate) fn uids() -> (u32, u32) {
+    (rustix::process::getuid().as_raw(), rustix::process::geteuid().as_raw())
+}
+
 /// The thread ids of this process's threads.
 pub(crate) fn thread_ids() -> io::Result<Vec<u32>> {
     let mut tids = Vec::new();

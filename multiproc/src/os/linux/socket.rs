@@ -1,4 +1,5 @@
 //! Unix stream sockets that carry file descriptors (`SCM_RIGHTS`).
+#![allow(unsafe_code)] // SO_PEERCRED: see its SAFETY comment
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -88,4 +89,47 @@ pub(crate) fn recv_with_fds(
     }
     fds.append(&mut received);
     Ok(msg.bytes)
+}
+
+/// Who holds the other end of a Unix socket, as the kernel recorded it when
+/// the connection (or socket pair) was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerCred {
+    /// The peer's process id (0 if it lives in another PID namespace).
+    pub(crate) pid: u32,
+    /// The peer's effective user id.
+    pub(crate) uid: u32,
+}
+
+/// The credentials of the peer of `sock`, if it is a connected Unix stream
+/// socket; an error for anything else (a pipe, a file, a datagram socket).
+pub(crate) fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<PeerCred> {
+    use rustix::net::sockopt;
+    if sockopt::socket_type(sock)? != SocketType::STREAM
+        || sockopt::socket_domain(sock)? != AddressFamily::UNIX
+    {
+        return Err(io::Error::other("not a Unix stream socket"));
+    }
+    // rustix's `socket_peercred` reads the pid into a non-zero type, but the
+    // kernel reports 0 for a peer in another PID namespace: read it raw.
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes, a `ucred`, into `cred`,
+    // which lives across the call; `sock` is open (borrowed).
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(io::Error::other("short SO_PEERCRED answer"));
+    }
+    Ok(PeerCred { pid: u32::try_from(cred.pid).unwrap_or(0), uid: cred.uid })
 }

@@ -1,0 +1,164 @@
+//! What a spawned child runs: an entry of a table that the library builds at
+//! compile time, one per target function.
+//!
+//! A spawned child runs the same executable as its parent, but at another
+//! load address, and must learn which function to run. A target is a
+//! zero-sized function item (or non-capturing closure), so its type alone
+//! names it: [`EntryRef::of`] places, for each target type, a constant
+//! [`Entry`] in the program's read-only data, holding the magic words that
+//! mark an entry and a pointer to the monomorphic `run::<F, A, R>` that
+//! decodes `A`, calls `F` and reports `R`. Only the entry's offset from an
+//! anchor travels. The child checks that the offset lands, aligned, inside
+//! its own loaded image, that the magic words are there, and that the entry's
+//! function pointer points into its own code, before calling it. No code
+//! address sent by anyone is ever jumped to, and a target cannot be paired
+//! with another target's decoder: both are one entry.
+#![allow(unsafe_code)]
+
+use std::mem::{align_of, size_of};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::os;
+use crate::process::ChildStart;
+use crate::{Error, Result};
+
+/// Marks an entry: "multiproc entry!" in two words. Never written anywhere
+/// but in entries (the check below compares against a value computed at run
+/// time, so the words do not appear in code).
+const MAGIC: [u64; 2] = [0x6f72_7069_746c_756d, 0x2179_7274_6e65_2063];
+
+/// One runnable target.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Entry {
+    magic: [u64; 2],
+    run: fn(ChildStart) -> !,
+}
+
+/// The reference point for offsets: an entry that is not one (no magic).
+static ANCHOR: Entry = Entry { magic: [0, 0], run: unreachable_entry };
+
+fn unreachable_entry(start: ChildStart) -> ! {
+    crate::process::fail(&start.sock, "the anchor entry was run".to_owned())
+}
+
+fn anchor() -> usize {
+    (&raw const ANCHOR) as usize
+}
+
+/// Where, relative to an anchor of this image, a child finds its entry.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct EntryRef {
+    offset: i64,
+}
+
+impl EntryRef {
+    /// The entry that runs the target `F` on an `A` and reports its `R`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] if `F` is not zero-sized (a function pointer or
+    /// a capturing closure rather than a function item or a closure that
+    /// captures nothing: its value would have to travel), or if the entry is not in the same loaded object
+    /// as multiproc (a target instantiated in a dynamic library loaded
+    /// beside it): its offset would mean nothing in the child.
+    pub(crate) fn of<F, A, R>(_target: &F) -> Result<Self>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        if size_of::<F>() != 0 {
+            return Err(Error::Unsupported {
+                reason: "a child started by spawn or forkserver runs a function named by its \
+                         type: pass the function itself, or a closure that captures nothing, \
+                         not a function pointer",
+            });
+        }
+        let entry: &'static Entry = const { &Entry { magic: MAGIC, run: run::<F, A, R> } };
+        let addr = (entry as *const Entry) as usize;
+        let home = os::object_base(anchor());
+        if home.is_none() || os::object_base(addr) != home {
+            return Err(Error::Unsupported {
+                reason: "the target function is not in the same executable image as multiproc",
+            });
+        }
+        Ok(Self { offset: addr.wrapping_sub(anchor()) as i64 })
+    }
+
+    /// The entry this reference names in this image, if it names one.
+    ///
+    /// # Errors
+    ///
+    /// Says why, if the reference does not lead to an entry.
+    pub(crate) fn resolve(self) -> Result<fn(ChildStart) -> !, &'static str> {
+        let addr = anchor().wrapping_add(self.offset as usize);
+        let end = addr.checked_add(size_of::<Entry>()).ok_or("out of range")?;
+        if !addr.is_multiple_of(align_of::<Entry>()) {
+            return Err("misaligned");
+        }
+        let segments = os::segments_of_object(anchor());
+        if !segments.iter().any(|s| s.readable && s.start <= addr && end <= s.end) {
+            return Err("outside this program's image");
+        }
+        let expected = [std::hint::black_box(!MAGIC[0]), std::hint::black_box(!MAGIC[1])];
+        // SAFETY: `addr..end` lies within one readable segment that the loader
+        // mapped for this executable (checked just above) and stays mapped for
+        // the program's life; `addr` is aligned for `Entry`, whose fields are
+        // plain words, so reading them as words is valid for any bytes there.
+        // Nothing writes to loaded images while we read.
+        let (magic, run) = unsafe {
+            let words = addr as *const [usize; 3];
+            let w = words.read();
+            ([w[0] as u64, w[1] as u64], w[2])
+        };
+        if magic != [!expected[0], !expected[1]] {
+            return Err("not an entry");
+        }
+        if !segments.iter().any(|s| s.executable && (s.start..s.end).contains(&run)) {
+            return Err("an entry whose code lies outside this program");
+        }
+        // SAFETY: only `EntryRef::of` writes the magic words, always beside a
+        // `fn(ChildStart) -> !` that the compiler placed (and the loader
+        // relocated) in this image, so the word after them is such a function
+        // pointer, here in our own code (checked above).
+        Ok(unsafe { std::mem::transmute::<usize, fn(ChildStart) -> !>(run) })
+    }
+}
+
+const _: () = assert!(size_of::<Entry>() == 3 * size_of::<usize>() && size_of::<usize>() == 8);
+
+#[cfg(test)]
+impl EntryRef {
+    /// A reference `delta` bytes away from this one (tests only).
+    pub(crate) fn shifted(self, delta: i64) -> Self {
+        Self { offset: self.offset.wrapping_add(delta) }
+    }
+
+    /// A reference to an arbitrary address of this image (tests only).
+    pub(crate) fn to_address(addr: usize) -> Self {
+        Self { offset: addr.wrapping_sub(anchor()) as i64 }
+    }
+}
+
+/// Decodes the arguments, runs `F`, reports. Never returns.
+fn run<F, A, R>(start: ChildStart) -> !
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    if size_of::<F>() != 0 {
+        crate::process::fail(&start.sock, "the target is not zero-sized".to_owned());
+    }
+    // SAFETY: `F` is zero-sized (checked just above) and `Copy`: a function
+    // item or a closure that captured nothing, or only zero-sized copies.
+    // Such a value holds no bytes, and our parent had one when it made this
+    // entry (`EntryRef::of` is only called with a target in hand); producing
+    // it here is the copy that crossing the process boundary stands for.
+    // A zero-sized read through a dangling, aligned, non-null pointer is valid.
+    let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
+    crate::process::run_target(target, start)
+}
