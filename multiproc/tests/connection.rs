@@ -329,3 +329,90 @@ fn poll_and_wait_see_messages_already_read_ahead() {
     assert_eq!(conn.try_recv().unwrap(), 2);
     assert!(!conn.poll(Duration::ZERO).unwrap());
 }
+
+/// A descriptor that says which message it belongs to: the read end of a
+/// pipe holding `index`.
+fn numbered_fd(index: u32) -> multiproc::FdHandle {
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&index.to_le_bytes()).unwrap();
+    multiproc::FdHandle::new(reader)
+}
+
+fn number_of(handle: multiproc::FdHandle) -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    handle.into_file().read_exact(&mut bytes).unwrap();
+    u32::from_le_bytes(bytes)
+}
+
+/// Receives `count` numbered messages and counts those whose descriptor
+/// belongs to another message.
+fn mismatches(rx: &Connection<(u32, multiproc::FdHandle)>, count: usize) -> usize {
+    (0..count)
+        .filter(|_| {
+            let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
+            number_of(fd) != index
+        })
+        .count()
+}
+
+#[test]
+fn descriptors_stay_with_their_message_when_threads_send_at_once() {
+    let (tx, rx) = pipe::<(u32, multiproc::FdHandle)>().unwrap();
+    const PER_THREAD: u32 = 2000;
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let index = t * PER_THREAD + i;
+                    tx.send(&(index, numbered_fd(index))).unwrap();
+                }
+            })
+        })
+        .collect();
+    assert_eq!(mismatches(&rx, 2 * PER_THREAD as usize), 0);
+    for sender in senders {
+        sender.join().unwrap();
+    }
+}
+
+fn send_descriptors_until_blocked(tx: Connection<(u32, multiproc::FdHandle)>) {
+    // Nobody reads yet: the ring fills and a send blocks with its
+    // descriptors already on their way.
+    for i in 0..100_000 {
+        tx.send(&(i, numbered_fd(i))).unwrap();
+    }
+}
+
+#[test]
+fn a_sender_killed_between_descriptors_and_message_does_not_shift_later_descriptors() {
+    let (tx, rx) =
+        multiproc::connection::pipe_with_ring::<(u32, multiproc::FdHandle)>(4096).unwrap();
+    let child = Process::spawn(send_descriptors_until_blocked, tx.clone()).unwrap();
+    // Give the child time to fill the ring and block in a send.
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    wait(&child);
+    // What the child sent before it blocked, then messages from us.
+    let sender = std::thread::spawn(move || {
+        for i in 0..50 {
+            tx.send(&(1000 + i, numbered_fd(1000 + i))).unwrap();
+        }
+    });
+    let mut wrong = 0;
+    let mut seen = 0;
+    let deadline = Instant::now() + LIMIT;
+    while seen < 50 {
+        assert!(Instant::now() < deadline, "messages did not arrive");
+        let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
+        if number_of(fd) != index {
+            wrong += 1;
+        }
+        if index >= 1000 {
+            seen += 1;
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(wrong, 0, "messages arrived with another message's descriptors");
+}

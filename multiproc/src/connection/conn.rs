@@ -67,6 +67,9 @@ struct Inner {
     transport: Transport,
     /// Partial frames read from the socket (descriptor frames for a pipe).
     reader: Mutex<FrameReader>,
+    /// A pipe's descriptor frames read before their message (see
+    /// [`Stash`]).
+    stash: Mutex<Stash>,
     /// One frame at a time goes out on the socket.
     writer: Mutex<()>,
 }
@@ -185,6 +188,48 @@ fn write_only() -> Error {
     Error::Unsupported { reason: "this end of the pipe only sends" }
 }
 
+/// Descriptor frames of a pipe that arrived before their message: another
+/// sender's message may be written to the ring after ours although its
+/// descriptors went first, and a sender killed between the two steps leaves
+/// descriptors whose message never comes. Bounded: the oldest go first.
+#[derive(Default)]
+struct Stash {
+    early: std::collections::VecDeque<(u64, Vec<OwnedFd>)>,
+}
+
+impl Stash {
+    /// How many early descriptor frames a pipe end keeps at most.
+    const MAX: usize = 256;
+
+    fn take(&mut self, tag: u64) -> Option<Vec<OwnedFd>> {
+        let at = self.early.iter().position(|(t, _)| *t == tag)?;
+        self.early.remove(at).map(|(_, fds)| fds)
+    }
+
+    fn keep(&mut self, tag: u64, fds: Vec<OwnedFd>) {
+        if self.early.len() == Self::MAX {
+            self.early.pop_front();
+        }
+        self.early.push_back((tag, fds));
+    }
+}
+
+/// A number no other message with descriptors on any pipe is likely to
+/// carry: random bits fixed per process (and renewed after a fork) plus a
+/// counter.
+fn fd_tag() -> u64 {
+    static BASE: Mutex<(u32, u64)> = Mutex::new((0, 0));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut base = BASE.lock().unwrap_or_else(PoisonError::into_inner);
+    let me = os::getpid();
+    if base.0 != me {
+        let mut random = [0u8; 8];
+        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+        *base = (me, u64::from_le_bytes(random) ^ u64::from(me));
+    }
+    base.1.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 impl<S, R> Connection<S, R> {
     pub(crate) fn from_transport(transport: Transport) -> Self {
         Self::resume(transport, &[])
@@ -200,7 +245,12 @@ impl<S, R> Connection<S, R> {
                 FrameReader::resume(*max_frame, READ_AHEAD, unread)
             }
         };
-        let inner = Inner { transport, reader: Mutex::new(reader), writer: Mutex::new(()) };
+        let inner = Inner {
+            transport,
+            reader: Mutex::new(reader),
+            stash: Mutex::new(Stash::default()),
+            writer: Mutex::new(()),
+        };
         Self { inner: Arc::new(inner), _messages: PhantomData }
     }
 
@@ -258,14 +308,22 @@ impl<S, R> Connection<S, R> {
                 {
                     return Err(Error::Disconnected);
                 }
-                let flags = if fds.is_empty() {
-                    0
+                // The descriptors go first, in a frame that carries a number
+                // the message repeats: the receiver matches the two, whatever
+                // other senders (threads, processes, a sender killed between
+                // the two steps) put on the socket meanwhile.
+                let numbered: Vec<u8>;
+                let (bytes, flags) = if fds.is_empty() {
+                    (bytes, 0)
                 } else {
-                    // The descriptors go first; the receiver finds them when it
-                    // reads the record marked `FDS`.
-                    let _turn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                    frame::send_frame(sock.as_fd(), &[], &borrowed)?;
-                    FDS
+                    let tag = fd_tag();
+                    {
+                        let _turn =
+                            self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                        frame::send_frame(sock.as_fd(), &[&tag.to_le_bytes()], &borrowed)?;
+                    }
+                    numbered = [&tag.to_le_bytes()[..], bytes].concat();
+                    (&numbered[..], FDS)
                 };
                 loop {
                     match tx.put_payload(bytes, flags, Wait::Until(deadline_after(PEER_CHECK))) {
@@ -318,8 +376,13 @@ impl<S, R> Connection<S, R> {
             Transport::Ring { rx, sock, .. } => {
                 let rx = rx.as_ref().ok_or_else(write_only)?;
                 let take = |bytes: &[u8], flags: u32| -> Result<T> {
-                    let fds =
-                        if flags & FDS != 0 { self.recv_fds(sock.as_fd())? } else { Vec::new() };
+                    if flags & FDS == 0 {
+                        return decode(bytes, Vec::new());
+                    }
+                    let (tag, bytes) = bytes.split_first_chunk::<8>().ok_or_else(|| {
+                        Error::protocol("a message lacks its descriptors' number")
+                    })?;
+                    let fds = self.recv_fds(sock.as_fd(), u64::from_le_bytes(*tag))?;
                     decode(bytes, fds)
                 };
                 if !try_only {
@@ -359,13 +422,29 @@ impl<S, R> Connection<S, R> {
         }
     }
 
-    /// Reads the next descriptor frame of a pipe's socket.
-    fn recv_fds(&self, sock: BorrowedFd<'_>) -> Result<Vec<OwnedFd>> {
+    /// The descriptors of the message numbered `tag`, from the stash or from
+    /// a pipe's socket.
+    fn recv_fds(&self, sock: BorrowedFd<'_>, tag: u64) -> Result<Vec<OwnedFd>> {
         let mut reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stash = self.inner.stash.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(fds) = stash.take(tag) {
+            return Ok(fds);
+        }
         let deadline = deadline_after(FDS_TIMEOUT);
         loop {
             match reader.read(sock, true)? {
-                Progress::Frame(frame) => return Ok(frame.fds),
+                Progress::Frame(frame) => {
+                    let Some(number) = frame.payload.first_chunk::<8>() else {
+                        return Err(Error::protocol("a descriptor frame lacks its number"));
+                    };
+                    let number = u64::from_le_bytes(*number);
+                    if number == tag {
+                        return Ok(frame.fds);
+                    }
+                    // Another message's (still on its way, or never to come
+                    // from a sender that died before sending it).
+                    stash.keep(number, frame.fds);
+                }
                 Progress::Closed => return Err(Error::Disconnected),
                 Progress::Pending => {
                     if os::wait_readable(&[sock], deadline)

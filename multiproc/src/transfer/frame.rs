@@ -253,7 +253,11 @@ impl FrameReader {
             // socket, into the read-ahead buffer, the header, or (for a
             // payload larger than the buffer) straight into the payload.
             let missing = self.want - self.payload.len();
-            let result = if !self.ahead.is_empty()
+            let fds_before = self.fds.len();
+            let at_boundary = self.header_got == 0;
+            let into_ahead = !self.ahead.is_empty()
+                && (self.header_got < HEADER_LEN || missing < self.ahead.len());
+            let result = if into_ahead
                 && (self.header_got < HEADER_LEN || missing < self.ahead.len())
             {
                 self.ahead_start = 0;
@@ -284,6 +288,9 @@ impl FrameReader {
                 self.payload.truncate(old + *read.as_ref().unwrap_or(&0));
                 read
             };
+            if self.fds.len() > fds_before {
+                self.check_new_fds(into_ahead, at_boundary)?;
+            }
             match result {
                 Ok(0) => {
                     if self.header_got == 0 && self.fds.is_empty() {
@@ -298,13 +305,40 @@ impl FrameReader {
         }
     }
 
+    /// Checks descriptors that a read just brought.
+    ///
+    /// They ride on the first byte of their frame's header, so a read that
+    /// does not start at a frame boundary can only bring them for a later
+    /// frame, and only one read-ahead past the current frame: that is at most
+    /// one frame's worth beyond the current one. Anything else is a peer's
+    /// lie, refused before it can make us hold descriptors without bound.
+    fn check_new_fds(&mut self, into_ahead: bool, at_boundary: bool) -> Result<()> {
+        let lie = if !into_ahead && !at_boundary {
+            // Reading exactly within the current frame: no frame starts here.
+            true
+        } else {
+            self.fds.len() > 2 * MAX_FDS_PER_MESSAGE
+        };
+        if lie {
+            let held = self.fds.len();
+            self.reset();
+            return Err(Error::protocol(format!(
+                "{held} file descriptors arrived that no frame announced"
+            )));
+        }
+        Ok(())
+    }
+
     /// Hands out the frame just completed with its descriptors.
     fn finish(&mut self) -> Result<Progress> {
         let nfds = self.nfds;
         let spare = self.fds.len().checked_sub(nfds);
         // Descriptors beyond this frame's belong to a frame read ahead; with
         // nothing read ahead they are a peer's lie.
-        if spare.is_none_or(|spare| spare > 0 && self.ahead_start == self.ahead_end) {
+        let lie = |spare: usize| {
+            spare > MAX_FDS_PER_MESSAGE || (spare > 0 && self.ahead_start == self.ahead_end)
+        };
+        if spare.is_none_or(lie) {
             let arrived = self.fds.len();
             self.reset();
             return Err(Error::protocol(format!(
@@ -546,6 +580,42 @@ mod tests {
         a.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         let err = recv_frame(b.as_fd(), 100, None).unwrap_err();
         assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_peer_cannot_make_a_reader_hoard_descriptors() {
+        // Every frame announces none, yet each send carries ten descriptors,
+        // and the stream always stops halfway into the next frame, so the
+        // read-ahead buffer is never empty when a frame completes.
+        let (a, b) = pair();
+        let (x, _y) = crate::os::stream_pair().unwrap();
+        let fds = vec![x.as_fd(); 10];
+        let mut frame = Vec::from(MAGIC);
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        frame.extend_from_slice(&4u64.to_le_bytes());
+        frame.extend_from_slice(b"data");
+        let half = frame.len() / 2;
+        let mut reader = FrameReader::with_read_ahead(100, 4096);
+        let mut refused = false;
+        for round in 0..200 {
+            let mut chunk = if round == 0 { frame.clone() } else { frame[half..].to_vec() };
+            chunk.extend_from_slice(&frame[..half]);
+            let sent = os::send_with_fds(a.as_fd(), &[IoSlice::new(&chunk)], &fds, false).unwrap();
+            assert_eq!(sent, chunk.len());
+            match reader.read(b.as_fd(), true) {
+                Ok(_) => {}
+                Err(_) => {
+                    refused = true;
+                    break;
+                }
+            }
+            assert!(
+                reader.fds.len() <= 2 * MAX_FDS_PER_MESSAGE,
+                "the reader holds {} descriptors",
+                reader.fds.len()
+            );
+        }
+        assert!(refused, "descriptors that no frame announced were never refused");
     }
 
     #[test]
