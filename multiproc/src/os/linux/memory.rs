@@ -13,8 +13,9 @@ use rustix::mm::{MapFlags, ProtFlags};
 /// can shrink or grow it (a peer shrinking a mapped file would crash us with
 /// `SIGBUS`). It disappears when the last descriptor and mapping go.
 pub(crate) fn sealed_memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
-    super::raise_fd_limit();
-    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    let fd = super::with_fd_room(|| {
+        Ok(rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?)
+    })?;
     rustix::fs::ftruncate(&fd, size)?;
     rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
     Ok(fd)

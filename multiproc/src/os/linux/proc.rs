@@ -78,6 +78,10 @@ fn to_pid(pid: u32) -> io::Result<Pid> {
 /// A pidfd for process `pid`: pollable (readable once it exited) and safe
 /// from pid reuse for signals.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    with_fd_room(|| pidfd_open_once(pid))
+}
+
+fn pidfd_open_once(pid: u32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
 }
 
@@ -378,17 +382,29 @@ pub(crate) fn close_other_fds(keep: BorrowedFd<'_>) {
     }
 }
 
-/// Raises this process's soft limit on open descriptors to the hard limit,
-/// once: every shared object holds a descriptor (as Go's runtime does).
-pub(crate) fn raise_fd_limit() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        if limit.current < limit.maximum {
-            let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
-            let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, raised);
-        }
-    });
+/// Runs `open`, which makes a descriptor; if this process has run out of
+/// descriptors (`EMFILE`), raises its soft limit to the hard limit (every
+/// shared object holds a descriptor) and tries once more.
+///
+/// The limit is raised only when a process actually runs short, because
+/// the raised soft limit is inherited by every program it runs later, and
+/// some (those that use `select`) break with descriptors above 1024.
+pub(crate) fn with_fd_room<T>(mut open: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match open() {
+        Err(e) if e.raw_os_error() == Some(libc::EMFILE) && raise_fd_limit() => open(),
+        other => other,
+    }
+}
+
+/// Raises this process's soft limit on open descriptors to the hard limit;
+/// true if it rose.
+fn raise_fd_limit() -> bool {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    if limit.current >= limit.maximum {
+        return false;
+    }
+    let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).is_ok()
 }
 
 /// Waits (blocking) for our child behind `pidfd` to end and reaps it.
@@ -398,5 +414,57 @@ pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) {
             Err(Errno::INTR) => continue,
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Process, Value};
+
+    fn soft_limit() -> u64 {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+    }
+
+    /// In a child: the soft limit before and after making shared objects.
+    fn limit_around_objects(count: usize) -> (u64, u64, usize) {
+        let before = soft_limit();
+        let values: Vec<Value<u64>> = (0..count).map(|i| Value::new(i as u64).unwrap()).collect();
+        (before, soft_limit(), values.len())
+    }
+
+    #[test]
+    fn the_descriptor_limit_stays_as_it_was_while_there_is_room() {
+        let (before, after, made) = Process::spawn(plenty_of_room, 20).unwrap().join().unwrap();
+        assert_eq!(made, 20);
+        assert_eq!(before, after, "the soft limit was raised without need");
+    }
+
+    /// In a child: sets the soft limit `room` above what is open, then
+    /// makes `count` objects.
+    fn with_room(room: u64, count: usize) -> (u64, u64, usize) {
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let low = rustix::process::Rlimit {
+            current: Some(open + room),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, low).unwrap();
+        limit_around_objects(count)
+    }
+
+    fn run_short_of_descriptors(count: usize) -> (u64, u64, usize) {
+        with_room(8, count)
+    }
+
+    fn plenty_of_room(count: usize) -> (u64, u64, usize) {
+        with_room(256, count)
+    }
+
+    #[test]
+    fn running_short_of_descriptors_raises_the_limit() {
+        let (before, after, made) =
+            Process::spawn(run_short_of_descriptors, 64).unwrap().join().unwrap();
+        assert_eq!(made, 64);
+        assert!(after > before, "the soft limit did not rise ({before} -> {after})");
     }
 }

@@ -19,7 +19,9 @@ const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
 
 /// A connected pair of close-on-exec Unix stream sockets.
 pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    Ok(socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+    super::with_fd_room(|| {
+        Ok(socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)?)
+    })
 }
 
 /// Sends `bufs`, attaching `fds` to the first byte; returns how many bytes went.
