@@ -419,7 +419,6 @@ pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::{Process, Value};
 
     fn soft_limit() -> u64 {
