@@ -165,3 +165,44 @@ fn dropping_a_handle_never_removes_a_block_another_program_made() {
     assert_eq!(&std::fs::read(&path).unwrap()[..4], b"ours");
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_block_larger_than_the_shared_memory_file_system_is_refused_at_create() {
+    let fs = rustix::fs::statvfs("/dev/shm").unwrap();
+    let total = fs.f_blocks * fs.f_frsize;
+    let name = unique("too-big");
+    let err = SharedMemory::create(&name, (total + (1 << 20)) as usize).unwrap_err();
+    assert!(matches!(err, Error::Os { .. }), "{err:?}");
+    assert!(err.to_string().contains("reserve shared memory"), "{err}");
+    assert!(!exists(&name), "a refused block left its name behind");
+}
+
+/// In a child: another party shrinks the block's file; reads and writes
+/// past its new end report an error rather than kill the process.
+fn touch_after_truncation(name: String) -> (bool, bool, bool) {
+    let block = SharedMemory::open(&name).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(Path::new("/dev/shm").join(&name))
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read_far = block.read(512 << 10, &mut buf);
+    let write_far = block.write(512 << 10, b"still alive");
+    let read_near = block.read(0, &mut buf);
+    (
+        matches!(read_far, Err(Error::OutOfBounds { size: 4096, .. })),
+        matches!(write_far, Err(Error::OutOfBounds { size: 4096, .. })),
+        read_near.is_ok(),
+    )
+}
+
+#[test]
+fn reads_and_writes_survive_a_block_shrunk_by_another_party() {
+    let name = unique("shrunk");
+    let block = SharedMemory::create(&name, 1 << 20).unwrap();
+    let outcome = join(Process::spawn(touch_after_truncation, name).unwrap());
+    assert_eq!(outcome.unwrap(), (true, true, true));
+    drop(block);
+}

@@ -126,6 +126,8 @@ impl SharedMemory {
         })?;
         let setup = || -> Result<(u64, u64)> {
             os::set_len(fd.as_fd(), size as u64).map_err(Error::os("size shared memory"))?;
+            os::reserve(fd.as_fd(), size as u64)
+                .map_err(Error::os("reserve shared memory (is /dev/shm full?)"))?;
             os::flock(fd.as_fd(), true, false).map_err(Error::os("lock shared memory"))?;
             let identity =
                 os::file_identity(fd.as_fd()).map_err(Error::os("inspect shared memory"))?;
@@ -274,6 +276,12 @@ impl SharedMemory {
 
     /// The first byte of the mapping, for code that shares it in its own way.
     ///
+    /// Anyone able to open a named block's file can shrink it; touching a
+    /// mapped byte past the file's new end kills the process with `SIGBUS`.
+    /// [`read`](Self::read) and [`write`](Self::write) go through the file
+    /// and report that as an error instead; code using this pointer must
+    /// trust every process that can open the block.
+    ///
     /// # Examples
     ///
     /// ```
@@ -312,11 +320,22 @@ impl SharedMemory {
     /// ```
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check(offset, buf.len())?;
-        // SAFETY: the range is inside the mapping (checked), which lives as
-        // long as `self`; the copy goes through atomics (concurrent writers
-        // make it tear, never UB).
-        unsafe { crate::shm::copy::copy_out(self.as_ptr().add(offset), buf) };
+        // Through the file, not the mapping: a named block's file can be
+        // shrunk by anyone who can open it, and touching a mapped page past
+        // its end would kill this process with `SIGBUS`.
+        let got = os::read_at(self.as_fd(), buf, offset as u64)
+            .map_err(Error::os("read shared memory"))?;
+        if got < buf.len() {
+            return Err(self.shrunk(offset, buf.len()));
+        }
         Ok(())
+    }
+
+    /// The error for an access past the end of a file that another party
+    /// shrank.
+    fn shrunk(&self, offset: usize, len: usize) -> Error {
+        let size = os::file_size(self.as_fd()).map_or(0, |s| usize::try_from(s).unwrap_or(0));
+        Error::OutOfBounds { offset, len, size }
     }
 
     /// Copies `data` into the block at `offset`.
@@ -336,9 +355,13 @@ impl SharedMemory {
     /// ```
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
         self.check(offset, data.len())?;
-        // SAFETY: as for `read`, with the copy going the other way.
-        unsafe { crate::shm::copy::copy_in(self.as_ptr().add(offset), data) };
-        Ok(())
+        // Through the file, as for `read`; a write must not grow a file
+        // that another party shrank either.
+        let size = os::file_size(self.as_fd()).map_err(Error::os("inspect shared memory"))?;
+        if ((offset + data.len()) as u64) > size {
+            return Err(self.shrunk(offset, data.len()));
+        }
+        os::write_at(self.as_fd(), data, offset as u64).map_err(Error::os("write shared memory"))
     }
 
     /// A copy of the whole block (Python's `bytes(shm.buf)`).

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FlockOperation, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 
 /// An anonymous shared-memory file of `size` bytes, sealed so that nobody
@@ -75,6 +76,46 @@ pub(crate) fn open_existing(path: &std::path::Path, write: bool) -> io::Result<O
 /// Sets the length of the file behind `fd`.
 pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     Ok(rustix::fs::ftruncate(fd, len)?)
+}
+
+/// Reserves the file's first `len` bytes of memory now (`fallocate`), so
+/// that a full file system is an error here rather than a `SIGBUS` when a
+/// page is first touched.
+pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Err(Errno::INTR) => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Reads into `buf` from offset `at` of the file behind `fd`; returns how
+/// many bytes there were (fewer at the end of the file).
+pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(fd, &mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes `data` at offset `at` of the file behind `fd`.
+pub(crate) fn write_at(fd: BorrowedFd<'_>, data: &[u8], at: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match rustix::io::pwrite(fd, &data[done..], at + done as u64) {
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// (device, inode) of the file at `path`.

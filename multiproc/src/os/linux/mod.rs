@@ -14,7 +14,7 @@ pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
 pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
-    page_size, path_identity, sealed_memfd, set_len, unlink_if_same,
+    page_size, path_identity, read_at, reserve, sealed_memfd, set_len, unlink_if_same, write_at,
 };
 pub(crate) use poll::{peer_hung_up, wait_readable};
 pub(crate) use proc::{
