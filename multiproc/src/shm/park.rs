@@ -11,15 +11,17 @@ const SPIN_BUDGET: u32 = 256;
 /// The most pauses between two polls (the gap doubles from 1).
 const SPIN_BACKOFF_MAX: u32 = 16;
 
-/// The calling thread's id, as stored in lock words.
+/// The calling thread's owner id, as stored in lock words: its thread id
+/// and a digest of its start time, so that a dead owner's reused thread id
+/// is not taken for the owner (31 bits, never 0).
 #[inline]
 pub(crate) fn tid() -> u32 {
-    os::current_tid()
+    os::current_owner_id()
 }
 
-/// Whether the thread `tid` is still alive.
-pub(crate) fn owner_alive(tid: u32) -> bool {
-    os::thread_alive(tid)
+/// Whether the owner `id` (from [`tid`]) is still alive.
+pub(crate) fn owner_alive(id: u32) -> bool {
+    os::owner_alive(id)
 }
 
 /// The longest single sleep. Every waiter re-checks its condition after it,

@@ -63,7 +63,11 @@ struct Header {
     /// Where a ring starts in the file (0: no ring), and its length.
     ring_offset: AtomicU64,
     ring_len: AtomicU64,
+    /// The PID namespace of the creator (see [`os::pid_namespace`]).
+    pid_ns: AtomicU64,
 }
+
+const _: () = assert!(size_of::<Header>() <= BODY);
 
 /// Where the body starts: a cache line after the segment's start.
 pub(crate) const BODY: usize = 64;
@@ -112,6 +116,7 @@ impl Segment {
         header.elem_size.store(shape.size as u32, Ordering::Relaxed);
         header.elem_align.store(shape.align as u32, Ordering::Relaxed);
         header.elem_count.store(shape.count as u64, Ordering::Relaxed);
+        header.pid_ns.store(os::pid_namespace(), Ordering::Relaxed);
         header.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(segment))
     }
@@ -143,6 +148,15 @@ impl Segment {
             || header.kind.load(Ordering::Relaxed) != kind as u32
         {
             return Err(Error::protocol(format!("segment is not a {}", kind.name())));
+        }
+        // Lock owners are named by thread ids, which mean something else (or
+        // nothing) in another PID namespace: a live owner could look dead
+        // there and have its lock taken. Objects stay in the namespace where
+        // they were made.
+        if header.pid_ns.load(Ordering::Relaxed) != os::pid_namespace() {
+            return Err(Error::Unsupported {
+                reason: "a shared object cannot be used from another PID namespace",
+            });
         }
         let size = header.elem_size.load(Ordering::Relaxed) as usize;
         let align = header.elem_align.load(Ordering::Relaxed) as usize;
@@ -201,6 +215,7 @@ impl Segment {
         header.kind.store(kind as u32, Ordering::Relaxed);
         header.ring_offset.store(ring_offset as u64, Ordering::Relaxed);
         header.ring_len.store(ring_len as u64, Ordering::Relaxed);
+        header.pid_ns.store(os::pid_namespace(), Ordering::Relaxed);
         header.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(segment))
     }

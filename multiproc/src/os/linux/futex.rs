@@ -41,30 +41,100 @@ extern "C" fn after_fork_in_child() {
 }
 
 thread_local! {
-    static TID: Cell<(u64, u32)> = const { Cell::new((u64::MAX, 0)) };
+    static TID: Cell<(u64, u32, u32)> = const { Cell::new((u64::MAX, 0, 0)) };
 }
 
 /// The calling thread's id (as `gettid`), cached; correct after `fork`.
 #[inline]
 pub(crate) fn current_tid() -> u32 {
+    current_ids().0
+}
+
+/// The calling thread's *owner id* (see [`owner_alive`]), cached.
+#[inline]
+pub(crate) fn current_owner_id() -> u32 {
+    current_ids().1
+}
+
+#[inline]
+fn current_ids() -> (u32, u32) {
     let generation = FORK_GENERATION.load(Ordering::Relaxed);
-    let (cached_generation, tid) = TID.with(Cell::get);
+    let (cached_generation, tid, id) = TID.with(Cell::get);
     if cached_generation == generation {
-        return tid;
+        return (tid, id);
     }
-    refresh_tid(generation)
+    refresh_ids(generation)
 }
 
 #[cold]
-fn refresh_tid(generation: u64) -> u32 {
+fn refresh_ids(generation: u64) -> (u32, u32) {
     ATFORK.call_once(|| {
         // SAFETY: the handler only does a relaxed atomic increment, which is
         // async-signal-safe as a fork child handler must be.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     let tid = rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs();
-    TID.with(|cell| cell.set((generation, tid)));
-    tid
+    // A thread's start time never changes; if it cannot be read, tag 0 (an
+    // owner whose tag cannot be checked is never declared dead by it).
+    let tag = start_tag(tid).unwrap_or(0);
+    let id = (tid & OWNER_TID_MASK) | (tag << OWNER_TID_BITS);
+    TID.with(|cell| cell.set((generation, tid, id)));
+    (tid, id)
+}
+
+/// Thread ids fit in 22 bits (the kernel's `PID_MAX_LIMIT` is 2^22).
+const OWNER_TID_BITS: u32 = 22;
+const OWNER_TID_MASK: u32 = (1 << OWNER_TID_BITS) - 1;
+/// The tag beside the thread id in an owner id: 9 bits.
+const OWNER_TAG_MASK: u32 = (1 << 9) - 1;
+
+/// A 9-bit digest of when thread `tid` started (`/proc/<tid>/stat`, field
+/// 22, in clock ticks since boot), or `None` if it cannot be read.
+fn start_tag(tid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces and parentheses)
+    // start at field 3; the start time is field 22.
+    let start: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    // 1..=511: tag 0 stays free to mean "unknown".
+    Some(((start.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 % OWNER_TAG_MASK) + 1)
+}
+
+/// Whether the owner named by `id` (an owner id from [`current_owner_id`]:
+/// a thread id and a digest of that thread's start time) still runs.
+///
+/// The digest tells a reused thread id from the owner that died: a thread
+/// that now has the owner's id but started at another time is not the
+/// owner. Like [`thread_alive`], this answers "dead" only when the kernel
+/// says so definitely; a live owner is never declared dead. Owner ids are
+/// only meaningful within one PID namespace, which is why shared objects
+/// refuse to cross PID namespaces (see `shm::segment`).
+pub(crate) fn owner_alive(id: u32) -> bool {
+    let tid = id & OWNER_TID_MASK;
+    let tag = (id >> OWNER_TID_BITS) & OWNER_TAG_MASK;
+    if !thread_alive(tid) {
+        return false;
+    }
+    // Tag 0 may mean "could not be read": never a reason to declare death.
+    !matches!(start_tag(tid), Some(now) if tag != 0 && now != tag)
+}
+
+/// The identity of this process's PID namespace (the inode of
+/// `/proc/self/ns/pid`), or 0 if it cannot be read.
+pub(crate) fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::AtomicU64;
+    // Cached per process: a child can be in another namespace than its
+    // parent (which `unshare`d), but a process never changes its own.
+    static CACHE: AtomicU64 = AtomicU64::new(0);
+    static CACHED_FOR: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    if CACHED_FOR.load(Ordering::Acquire) == pid {
+        return CACHE.load(Ordering::Relaxed);
+    }
+    let ns = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
+    CACHE.store(ns, Ordering::Relaxed);
+    CACHED_FOR.store(pid, Ordering::Release);
+    ns
 }
 
 /// A number that changes in the child of every `fork`: state cached per

@@ -9,7 +9,10 @@ mod proc;
 mod socket;
 mod waker;
 
-pub(crate) use futex::{current_tid, fork_generation, futex_wait, futex_wake, thread_alive};
+pub(crate) use futex::{
+    current_owner_id, current_tid, fork_generation, futex_wait, futex_wake, owner_alive,
+    pid_namespace,
+};
 pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
 pub(crate) use memory::{
