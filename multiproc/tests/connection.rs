@@ -329,3 +329,80 @@ fn poll_and_wait_see_messages_already_read_ahead() {
     assert_eq!(conn.try_recv().unwrap(), 2);
     assert!(!conn.poll(Duration::ZERO).unwrap());
 }
+
+/// A client's handshake on its own thread, its result bounded by `LIMIT`.
+fn connect_in_background(
+    address: &Address,
+    key: &'static [u8],
+) -> std::sync::mpsc::Receiver<multiproc::Result<Connection<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let address = address.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Client::connect(&address, Some(key)));
+    });
+    rx
+}
+
+/// Accepts the next connection on a helper thread, bounded by `LIMIT`.
+fn accept_within(listener: &std::sync::Arc<Listener>) -> Connection<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let listener = std::sync::Arc::clone(listener);
+    std::thread::spawn(move || {
+        let _ = tx.send(listener.accept::<(), ()>());
+    });
+    rx.recv_timeout(LIMIT).expect("no connection within the limit").expect("accept")
+}
+
+/// The next message on `conn`, or `None` if none comes within `LIMIT` or the
+/// peer is gone.
+fn next_message(conn: &Connection<()>) -> Option<Vec<u8>> {
+    conn.poll(LIMIT).ok().filter(|ready| *ready)?;
+    conn.recv_bytes().ok()
+}
+
+#[test]
+fn a_keyless_impostor_cannot_reflect_a_clients_proof_between_its_connections() {
+    const KEY: &[u8] = b"the key the impostor lacks";
+    let path = std::env::temp_dir().join(format!("mp-impostor-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // The impostor: a listener without the key, speaking raw frames.
+    let impostor = std::sync::Arc::new(Listener::bind(Address::Unix(path), None).unwrap());
+    let address = impostor.address().clone();
+
+    // 1. Reflect the client's challenge to a second connection of the same
+    //    client, and its answer there back to the first.
+    let first_result = connect_in_background(&address, KEY);
+    let first = accept_within(&impostor);
+    let second_result = connect_in_background(&address, KEY);
+    let second = accept_within(&impostor);
+    let mut challenge = b"#CHALLENGE#".to_vec();
+    challenge.extend([7u8; 32]);
+    let _ = first.send_bytes(&challenge);
+    if next_message(&first).is_some() {
+        let _ = first.send_bytes(b"#WELCOME#");
+        if let Some(their_challenge) = next_message(&first) {
+            let _ = second.send_bytes(&their_challenge);
+            if let Some(answer) = next_message(&second) {
+                let _ = first.send_bytes(&answer);
+                let _ = next_message(&first);
+            }
+        }
+    }
+    let got = first_result.recv_timeout(LIMIT).expect("the client hung");
+    assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+    drop((first, second));
+    let _ = second_result.recv_timeout(LIMIT).expect("the second client hung");
+
+    // 2. Hand the client's own proof back as the server's.
+    let result = connect_in_background(&address, KEY);
+    let conn = accept_within(&impostor);
+    let _ = conn.send_bytes(&challenge);
+    if let Some(proof) = next_message(&conn) {
+        let mut welcome = b"#WELCOME#".to_vec();
+        welcome.extend(&proof[proof.len().saturating_sub(32)..]);
+        let _ = conn.send_bytes(&welcome);
+        let _ = next_message(&conn);
+    }
+    let got = result.recv_timeout(LIMIT).expect("the client hung");
+    assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+}
