@@ -836,3 +836,75 @@ fn appends_from_several_processes_lose_nothing_and_keep_their_order() {
         assert_eq!(mine, (base..base + n).collect::<Vec<_>>());
     }
 }
+
+/// A map that serializes its entries in the order given (as a `HashMap`
+/// does in whatever order its hasher picks) and compares regardless of it.
+#[derive(Debug, Clone)]
+struct Entries(Vec<(String, i64)>);
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        let sorted = |e: &Entries| e.0.iter().cloned().collect::<BTreeMap<_, _>>();
+        sorted(self) == sorted(other)
+    }
+}
+
+impl serde::Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Entries(BTreeMap::<String, i64>::deserialize(d)?.into_iter().collect()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    name: String,
+    tags: Entries,
+}
+
+#[test]
+fn list_searches_compare_values_as_python_does_not_their_encodings() {
+    let m = Manager::start().unwrap();
+    let record = |order: &[&str]| Record {
+        name: "r".to_owned(),
+        tags: Entries(order.iter().map(|k| ((*k).to_owned(), k.len() as i64)).collect()),
+    };
+    let stored = record(&["a", "bb", "ccc"]);
+    let equal = record(&["ccc", "a", "bb"]); // == stored, encoded in another order
+    assert_eq!(stored, equal);
+    let l = m.list([record(&["x"]), stored.clone(), stored]).unwrap();
+    assert!(l.contains(&equal).unwrap());
+    assert_eq!(l.index(&equal).unwrap(), 1);
+    assert_eq!(l.count(&equal).unwrap(), 2);
+    l.remove(&equal).unwrap();
+    assert_eq!(l.len().unwrap(), 2);
+
+    // Real hash maps built separately, and Python's number equality.
+    let map = |keys: std::ops::Range<u32>| {
+        keys.map(|k| (k.to_string(), k)).collect::<std::collections::HashMap<_, _>>()
+    };
+    let maps = m.list([map(0..32)]).unwrap();
+    assert!(maps.contains(&map(0..32)).unwrap());
+    assert!(!maps.contains(&map(0..31)).unwrap());
+    let zeros = m.list([-0.0f64, 1.5]).unwrap();
+    assert!(zeros.contains(&0.0).unwrap()); // Python: 0.0 in [-0.0]
+    assert_eq!(zeros.index(&0.0).unwrap(), 0);
+    let nans = m.list([f64::NAN]).unwrap();
+    assert!(!nans.contains(&f64::NAN).unwrap()); // NaN equals nothing
+    assert!(matches!(nans.index(&f64::NAN), Err(Error::ValueNotFound)));
+    let numbers = m.list([1i64, 2]).unwrap();
+    m.publish("numbers", &numbers).unwrap();
+    let as_floats: ListProxy<f64> = m.lookup("numbers").unwrap();
+    assert!(as_floats.contains(&2.0).unwrap()); // Python: 2.0 in [1, 2]
+    assert_eq!(as_floats.count(&1.0).unwrap(), 1);
+}

@@ -946,6 +946,13 @@ fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
     i.clamp(0, len_i) as usize
 }
 
+/// Where the first element `==` to `value` is (Python's equality on the
+/// decoded values, not on their encodings).
+fn find(items: &[Blob], value: &[u8]) -> Option<usize> {
+    let needle = dynval::Needle::new(value);
+    items.iter().position(|x| needle.matches(x))
+}
+
 fn out_of_range(index: i64, len: usize) -> Response {
     Response::Failed(Failure::IndexOutOfRange { index, len: len as u64 })
 }
@@ -1012,7 +1019,7 @@ impl State {
                     None => out_of_range(index, items.len()),
                 }
             }
-            (Data::List(items), Op::Remove(v)) => match items.iter().position(|x| *x == v) {
+            (Data::List(items), Op::Remove(v)) => match find(items, &v) {
                 Some(p) => {
                     items.remove(p);
                     self.touch();
@@ -1021,13 +1028,14 @@ impl State {
                 None => Response::Failed(Failure::ValueNotFound),
             },
             (Data::List(items), Op::Len) => Response::Count(items.len() as u64),
-            (Data::List(items), Op::Contains(v)) => Response::Bool(items.contains(&v)),
-            (Data::List(items), Op::Index(v)) => match items.iter().position(|x| *x == v) {
+            (Data::List(items), Op::Contains(v)) => Response::Bool(find(items, &v).is_some()),
+            (Data::List(items), Op::Index(v)) => match find(items, &v) {
                 Some(p) => Response::Count(p as u64),
                 None => Response::Failed(Failure::ValueNotFound),
             },
             (Data::List(items), Op::Count(v)) => {
-                Response::Count(items.iter().filter(|x| **x == v).count() as u64)
+                let needle = dynval::Needle::new(&v);
+                Response::Count(items.iter().filter(|x| needle.matches(x)).count() as u64)
             }
             (Data::List(items), Op::Clear) => {
                 items.clear();
