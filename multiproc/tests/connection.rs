@@ -270,7 +270,7 @@ fn hostile_peers_get_errors_and_the_listener_keeps_serving() {
 #[test]
 fn a_thousand_connections_leave_no_descriptor_behind() {
     let address = addresses("many").remove(1);
-    let listener = Listener::bind(address, None).unwrap();
+    let listener = Listener::bind_unauthenticated(address).unwrap();
     let address = listener.address().clone();
     drop(pipe::<u8>().unwrap());
     let before = common::open_fds();
@@ -292,9 +292,11 @@ fn recv_two(conn: Connection<String>) -> Vec<String> {
 
 #[test]
 fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
-    let listener =
-        Listener::bind(Address::Abstract(format!("mp-ahead-{}", std::process::id())), None)
-            .unwrap();
+    let listener = Listener::bind_unauthenticated(Address::Abstract(format!(
+        "mp-ahead-{}",
+        std::process::id()
+    )))
+    .unwrap();
     let address = listener.address().clone();
     let sender = std::thread::spawn(move || {
         let conn: Connection<String> = Client::connect(&address, None).unwrap();
@@ -312,8 +314,11 @@ fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
 
 #[test]
 fn poll_and_wait_see_messages_already_read_ahead() {
-    let listener =
-        Listener::bind(Address::Abstract(format!("mp-poll-{}", std::process::id())), None).unwrap();
+    let listener = Listener::bind_unauthenticated(Address::Abstract(format!(
+        "mp-poll-{}",
+        std::process::id()
+    )))
+    .unwrap();
     let address = listener.address().clone();
     let sender = std::thread::spawn(move || {
         let conn: Connection<u8> = Client::connect(&address, None).unwrap();
@@ -405,4 +410,29 @@ fn a_keyless_impostor_cannot_reflect_a_clients_proof_between_its_connections() {
     }
     let got = result.recv_timeout(LIMIT).expect("the client hung");
     assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+}
+
+#[test]
+fn listeners_reachable_by_others_need_a_key_unless_the_caller_opts_out() {
+    for address in addresses("keyless") {
+        let reachable = !matches!(address, Address::Unix(_));
+        match Listener::bind(address.clone(), None) {
+            Err(Error::Unsupported { .. }) if reachable => {}
+            Ok(_) if !reachable => {} // a path: the file's permissions guard it
+            other => panic!("{address:?}: {:?}", other.map(|l| l.address().clone())),
+        }
+        if let Address::Unix(path) = &address {
+            let _ = std::fs::remove_file(path);
+        }
+        // The explicit opt-out works everywhere.
+        let listener = Listener::bind_unauthenticated(address).unwrap();
+        let address = listener.address().clone();
+        let client = std::thread::spawn(move || {
+            let conn: Connection<u8> = Client::connect(&address, None).unwrap();
+            conn.send(&5).unwrap();
+        });
+        let conn: Connection<u8> = listener.accept().unwrap();
+        assert_eq!(conn.recv_timeout(LIMIT).unwrap(), 5);
+        client.join().unwrap();
+    }
 }

@@ -908,3 +908,41 @@ fn list_searches_compare_values_as_python_does_not_their_encodings() {
     assert!(as_floats.contains(&2.0).unwrap()); // Python: 2.0 in [1, 2]
     assert_eq!(as_floats.count(&1.0).unwrap(), 1);
 }
+
+#[test]
+fn silent_unauthenticated_connections_get_no_more_than_a_few_server_threads() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap(); // our own session and keeper
+    let Address::Abstract(name) = m.address().clone() else { unreachable!() };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        for _ in 0..200 {
+            // Connected (the kernel queues it) whether or not it is accepted.
+            if tx.send(UnixStream::connect_addr(&addr).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let silent: Vec<UnixStream> = (0..200).map(|_| rx.recv_timeout(LIMIT).unwrap()).collect();
+    // The server takes some of them in, then stops taking more.
+    common::eventually("the server accepts", || session_threads(&m) >= 32);
+    std::thread::sleep(Duration::from_millis(300));
+    let threads = session_threads(&m);
+    assert!(threads <= 64 + 2, "{threads} session threads for silent peers");
+    // Once they go, everyone gets in again.
+    drop(silent);
+    let (l2, (tx, rx)) = (l.clone(), std::sync::mpsc::channel());
+    std::thread::spawn(move || tx.send(l2.len().unwrap())); // a new session
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 1);
+    // A manager always has a key: one that is not given is random.
+    let tcp = Manager::builder().address(Address::Tcp("127.0.0.1:0".parse().unwrap())).start();
+    let tcp = tcp.unwrap();
+    assert!(Manager::connect(tcp.address(), None).is_err());
+    assert!(matches!(
+        Manager::connect(tcp.address(), Some(b"guess")),
+        Err(Error::AuthenticationFailed)
+    ));
+}

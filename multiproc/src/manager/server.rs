@@ -2,7 +2,13 @@
 //! client session.
 //!
 //! A session starts on the listener's socket with the authkey handshake
-//! (run in the session's own thread, so a silent client delays nobody). A
+//! (run in the session's own thread, so a slow client delays nobody). At
+//! most [`MAX_HANDSHAKES`] connections are in their handshake at once: the
+//! server accepts no more until one of them is through (or fails, or runs
+//! out its 10 s), and the kernel's listen queue holds the others, so that
+//! peers without the key cost the server no thread and no memory beyond
+//! that. (They can still make others wait, up to the handshake timeout,
+//! as any peer that fills a listen queue can.) A
 //! local client then asks for [`Request::Upgrade`] and the session moves to a
 //! shared-memory [`pipe`](crate::pipe) whose other end travels back over the
 //! socket; a remote client stays on TCP. A request that does not decode ends
@@ -35,6 +41,43 @@ const SESSION_RING: usize = 64 << 10;
 const SESSION_STACK: usize = 1 << 20;
 /// The ring of a list's append log: when it is full, appends go by request.
 const LOG_RING: usize = 256 << 10;
+/// At most this many connections are in their authkey handshake at once.
+pub(crate) const MAX_HANDSHAKES: usize = 64;
+
+/// How many accepted connections are still in their handshake.
+#[derive(Debug, Default)]
+struct Handshakes {
+    count: Mutex<usize>,
+    done: Condvar,
+}
+
+impl Handshakes {
+    /// Waits until fewer than [`MAX_HANDSHAKES`] are under way.
+    fn wait_for_room(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count >= MAX_HANDSHAKES {
+            count = self.done.wait(count).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Counts one more under way, until the returned slot is dropped.
+    fn begin(self: &Arc<Self>) -> HandshakeSlot {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        HandshakeSlot(Arc::clone(self))
+    }
+}
+
+/// One handshake under way: dropping it (done, failed, or its thread never
+/// started) makes room for the next.
+struct HandshakeSlot(Arc<Handshakes>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        self.0.done.notify_one();
+    }
+}
 
 /// What the server process is started with.
 #[derive(Debug, Serialize, Deserialize)]
@@ -70,14 +113,17 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         names: Mutex::default(),
         refs: Mutex::default(),
     });
+    let handshakes = Arc::new(Handshakes::default());
     loop {
+        handshakes.wait_for_room();
         match listener.accept_pending() {
             Ok(pending) => {
                 let registry = Arc::clone(&registry);
+                let slot = handshakes.begin();
                 let started = std::thread::Builder::new()
                     .name("manager-session".to_owned())
                     .stack_size(SESSION_STACK)
-                    .spawn(move || session(pending, &registry));
+                    .spawn(move || session(pending, slot, &registry));
                 if started.is_err() {
                     // Out of threads: the dropped connection tells its client.
                     std::thread::sleep(Duration::from_millis(10));
@@ -107,8 +153,10 @@ struct Ctx {
 static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// Serves one client until it leaves or breaks the protocol.
-fn session(pending: PendingConnection, registry: &Registry) {
-    let Ok(conn) = pending.handshake::<Response, Request>() else { return };
+fn session(pending: PendingConnection, slot: HandshakeSlot, registry: &Registry) {
+    let handshake = pending.handshake::<Response, Request>();
+    drop(slot);
+    let Ok(conn) = handshake else { return };
     let mut ctx = Ctx {
         id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1,
         client_alive: alive_probe(&conn),
