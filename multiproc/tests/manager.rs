@@ -946,3 +946,74 @@ fn silent_unauthenticated_connections_get_no_more_than_a_few_server_threads() {
         Err(Error::AuthenticationFailed)
     ));
 }
+
+/// A key whose bytes are all below 24: CBOR writes them as they are, so it
+/// shows whole in every encoding (and as `3,17,7...` in JSON and reprs).
+const SECRET: &[u8] = b"\x03\x11\x07\x15\x01\x0e\x16\x09\x10\x02\x13\x0b\x05\x17\x0c\x08";
+
+/// Whether `text` shows [`SECRET`], as bytes or as a list of numbers.
+fn shows_secret(text: &[u8]) -> bool {
+    let numbers: Vec<String> = SECRET.iter().map(u8::to_string).collect();
+    let text_forms = [numbers.join(","), numbers.join(", ")];
+    text.windows(SECRET.len()).any(|w| w == SECRET)
+        || text_forms.iter().any(|form| text.windows(form.len()).any(|w| w == form.as_bytes()))
+}
+
+fn use_sent_proxy(conn: Connection<ListProxy<u8>>) -> Result<usize, String> {
+    let l = conn.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    l.append(9).map_err(|e| e.to_string())?;
+    l.len().map_err(|e| e.to_string())
+}
+
+fn proxy_from_an_unknown_manager(
+    args: (Connection<ListProxy<u8>>, Connection<Address>),
+) -> Result<(String, usize), String> {
+    let (proxies, addresses) = args;
+    let address = addresses.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    // Started before the manager: this process does not know its key.
+    let unknown = proxies.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    let refused = match unknown.len() {
+        Err(e @ Error::Manager { .. }) => e.to_string(),
+        other => return Err(format!("{other:?} without the key")),
+    };
+    let _m = Manager::connect(&address, Some(SECRET)).map_err(|e| e.to_string())?;
+    let l = proxies.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    Ok((refused, l.len().map_err(|e| e.to_string())?))
+}
+
+#[test]
+fn no_serialized_proxy_carries_the_authkey_yet_proxies_work_where_they_travel() {
+    let (proxies, their_proxies) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    let (addresses, their_addresses) = multiproc::pipe::<Address>().unwrap();
+    let stranger =
+        Process::spawn(proxy_from_an_unknown_manager, (their_proxies, their_addresses)).unwrap();
+    let m = Manager::builder().authkey(SECRET).start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    assert!(!shows_secret(&postcard::to_allocvec(&l).unwrap()));
+    assert!(!shows_secret(serde_json::to_string(&l).unwrap().as_bytes()));
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&l, &mut cbor).unwrap();
+    assert!(!shows_secret(&cbor));
+    assert!(!shows_secret(&wire_bytes(&l)));
+    let nested = m.list([l.clone()]).unwrap();
+    assert!(!shows_secret(nested.to_string().as_bytes()), "{nested}");
+    assert!(!shows_secret(format!("{m:?} {l:?} {nested:?}").as_bytes()));
+
+    // A process that never learned the key gets a clear error, until it
+    // connects to the manager with the key.
+    addresses.send(m.address()).unwrap();
+    proxies.send(&l).unwrap();
+    proxies.send(&l).unwrap();
+    let (refused, len) = join(stranger).unwrap().unwrap();
+    assert!(refused.contains("Manager::connect"), "{refused}");
+    assert_eq!(len, 1);
+
+    // Through a pipe to a child started with the manager known.
+    for method in METHODS {
+        let (mine, theirs) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+        let child = Process::builder().start_method(method).spawn(use_sent_proxy, theirs).unwrap();
+        mine.send(&l).unwrap();
+        assert!(join(child).unwrap().is_ok(), "{method:?}");
+    }
+    assert_eq!(l.len().unwrap(), 4);
+}

@@ -5,7 +5,10 @@
 //! [`Manager::start`] starts the server process; each proxy it hands out
 //! ([`ListProxy`], [`DictProxy`], [`Namespace`], [`ValueProxy`]) is plain
 //! data that travels to children as an argument, over connections, or into
-//! another shared object, and works wherever it arrives. Each thread of each
+//! another shared object, and works wherever it arrives in a process that
+//! knows the manager's authkey: the one that started or connected to the
+//! manager, and the children it starts. The key itself never travels with
+//! a proxy (see [`Manager::connect`]). Each thread of each
 //! process talks to the server over its own session: a shared-memory pipe
 //! for a local manager, TCP for a remote one. The server keeps values in a
 //! self-describing encoding (CBOR), so it prints, compares and sorts them
@@ -41,6 +44,7 @@
 mod client;
 mod custom;
 mod dynval;
+mod keys;
 mod protocol;
 mod proxy;
 mod server;
@@ -58,6 +62,8 @@ use crate::{Error, Result};
 pub(crate) use client::lock_for_fork;
 use client::{Link, unexpected};
 pub use custom::{HostedObject, Registered, SharedObject};
+use keys::AuthKey;
+pub(crate) use keys::{KnownKeys, inherit as inherit_keys, snapshot as known_keys};
 use protocol::{Create, Request, Response};
 pub use proxy::{CustomProxy, DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
 use proxy::{Target, sealed::Sealed};
@@ -176,8 +182,11 @@ impl<R: Registered> ManagerBuilder<R> {
         self
     }
 
-    /// The key clients must prove they know (default: 32 random bytes, which
-    /// travel inside the proxies to this program's children).
+    /// The key clients must prove they know. By default a manager makes
+    /// one of 32 random bytes (on TCP too, as Python does), which this
+    /// process and the children it starts afterwards know: a manager always
+    /// has a key. Proxies never carry it: another program reaches the
+    /// manager with [`Manager::connect`] and the key.
     ///
     /// # Examples
     ///
@@ -225,6 +234,8 @@ impl<R: Registered> ManagerBuilder<R> {
                 return Err(e);
             }
         };
+        let authkey = AuthKey::new(&authkey);
+        keys::register(&address, Some(&authkey));
         Ok(Manager {
             link: Link { address, authkey: Some(authkey) },
             server: Some(server),
@@ -278,6 +289,11 @@ impl Manager {
     /// Connects to a manager another program started (Python's
     /// `BaseManager(address, authkey).connect()`).
     ///
+    /// From then on this process knows the manager's key, as do the children
+    /// it starts afterwards: proxies of that manager that arrive here (over
+    /// a connection, from another object) work. A proxy of a manager this
+    /// process does not know fails to decode, with [`Error::Decode`].
+    ///
     /// # Errors
     ///
     /// [`Error::AuthenticationFailed`] with a wrong key;
@@ -302,9 +318,12 @@ impl Manager {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Self> {
-        let link = Link { address: address.clone(), authkey: authkey.map(<[u8]>::to_vec) };
+        let link = Link { address: address.clone(), authkey: authkey.map(AuthKey::new) };
         match client::call(&link, &Request::Ping)? {
-            Response::Done => Ok(Self { link, server: None, owner: std::process::id() }),
+            Response::Done => {
+                keys::register(&link.address, link.authkey.as_ref());
+                Ok(Self { link, server: None, owner: std::process::id() })
+            }
             other => Err(unexpected(&other)),
         }
     }

@@ -79,13 +79,20 @@ impl Drop for HandshakeSlot {
     }
 }
 
-/// What the server process is started with.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the server process is started with (its key travels in the spawn
+/// bootstrap only, and `Debug` does not show it).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct ServerArgs {
     pub(crate) address: Address,
     pub(crate) authkey: Option<Vec<u8>>,
     /// Where the server reports the address it listens on, or why it cannot.
     pub(crate) report: Connection<Result<Address, String>, ()>,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs").field("address", &self.address).finish_non_exhaustive()
+    }
 }
 
 /// The server process's entry point, knowing the registered types `R`.
@@ -98,6 +105,11 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         }
     };
     let address = listener.address().clone();
+    // Proxies of this manager decoded here (inside registered objects).
+    super::keys::register(
+        &address,
+        args.authkey.as_deref().map(super::keys::AuthKey::new).as_ref(),
+    );
     if args.report.send(&Ok(address.clone())).is_err() {
         return;
     }
