@@ -1017,3 +1017,44 @@ fn no_serialized_proxy_carries_the_authkey_yet_proxies_work_where_they_travel() 
     }
     assert_eq!(l.len().unwrap(), 4);
 }
+
+fn never_reads(args: (Connection<ListProxy<u8>>, multiproc::Event)) {
+    let (_conn, ready) = args;
+    ready.set();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn a_proxy_in_a_message_never_received_lets_its_object_go() {
+    let loan = Duration::from_millis(300);
+    let m = Manager::builder().loan_timeout(loan).start().unwrap();
+    // Both ends of the pipe dropped with the proxy still in it.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    drop((l, a, b));
+    common::eventually("the list freed after its pipe went", || count_is(&m, 0));
+
+    // The receiver killed before it decoded the message.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    let ready = multiproc::Event::new().unwrap();
+    let receiver = Process::spawn(never_reads, (b, ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT));
+    a.send(&l).unwrap();
+    drop(l);
+    receiver.kill().unwrap();
+    common::wait(&receiver);
+    drop(a);
+    common::eventually("the list freed after its receiver died", || count_is(&m, 0));
+
+    // A proxy received in time holds its object past the loan.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    drop(l);
+    let received = b.recv_timeout(LIMIT).unwrap();
+    std::thread::sleep(loan * 3);
+    assert_eq!(received.len().unwrap(), 1);
+    assert_eq!(m.object_count().unwrap(), 1);
+}

@@ -83,6 +83,8 @@ pub fn fuzz_request(bytes: &[u8]) {
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dropping a manager waits for its server to exit before killing it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a proxy on its way keeps its object, by default.
+const LOAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A manager: the handle to a server process of shared objects.
 ///
@@ -131,6 +133,7 @@ pub struct ManagerBuilder<R = ()> {
     start_method: Option<StartMethod>,
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
+    loan_timeout: Duration,
     _registered: PhantomData<fn() -> R>,
 }
 
@@ -139,6 +142,7 @@ impl<R> fmt::Debug for ManagerBuilder<R> {
         f.debug_struct("ManagerBuilder")
             .field("start_method", &self.start_method)
             .field("address", &self.address)
+            .field("loan_timeout", &self.loan_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +159,7 @@ impl<R: Registered> ManagerBuilder<R> {
             start_method: self.start_method,
             address: self.address,
             authkey: self.authkey,
+            loan_timeout: self.loan_timeout,
             _registered: PhantomData,
         }
     }
@@ -197,6 +202,30 @@ impl<R: Registered> ManagerBuilder<R> {
         self
     }
 
+    /// How long a proxy on its way to another process keeps its object
+    /// (default 60 s).
+    ///
+    /// A proxy serialized to travel (a process argument, a message on a
+    /// pipe or queue) keeps its object alive, even if every process drops
+    /// its proxies meanwhile, until it is received, or until this time has
+    /// passed: a message that is never received (its pipe dropped, its
+    /// receiver killed) lets the object go then. A proxy received later
+    /// still works if someone else held the object meanwhile; if nobody
+    /// did, its calls fail with [`Error::Manager`] ("no object").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let manager = multiproc::Manager::builder().loan_timeout(Duration::from_secs(600)).start()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn loan_timeout(mut self, timeout: Duration) -> Self {
+        self.loan_timeout = timeout;
+        self
+    }
+
     /// Starts the server process and waits until it listens.
     ///
     /// # Errors
@@ -219,8 +248,12 @@ impl<R: Registered> ManagerBuilder<R> {
         };
         let address = self.address.unwrap_or_else(fresh_address);
         let (report, server_report) = pipe_between::<(), Result<Address, String>>(4096)?;
-        let args =
-            server::ServerArgs { address, authkey: Some(authkey.clone()), report: server_report };
+        let args = server::ServerArgs {
+            address,
+            authkey: Some(authkey.clone()),
+            report: server_report,
+            loan_timeout: self.loan_timeout,
+        };
         let server = Process::builder()
             .name("Manager")
             .daemon(true)
@@ -282,6 +315,7 @@ impl Manager {
             start_method: None,
             address: None,
             authkey: None,
+            loan_timeout: LOAN_TIMEOUT,
             _registered: PhantomData,
         }
     }
@@ -621,7 +655,8 @@ impl Manager {
     /// `_number_of_objects`): a diagnostic for leaks.
     ///
     /// An object lives while a proxy of it exists in some process, is on
-    /// its way to one (serialized as a process argument or a message), is
+    /// its way to one (serialized as a process argument or a message, for
+    /// at most [`ManagerBuilder::loan_timeout`]), is
     /// published under a name, or is stored inside another object (then it
     /// lives until the server stops). Dropping the last proxy frees it; a
     /// process that ends, even killed, lets go of what it held. The count

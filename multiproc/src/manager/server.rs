@@ -87,6 +87,8 @@ pub(crate) struct ServerArgs {
     pub(crate) authkey: Option<Vec<u8>>,
     /// Where the server reports the address it listens on, or why it cannot.
     pub(crate) report: Connection<Result<Address, String>, ()>,
+    /// How long a proxy on its way keeps its object (see [`Refs::loans`]).
+    pub(crate) loan_timeout: Duration,
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -124,7 +126,18 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         objects: RwLock::default(),
         names: Mutex::default(),
         refs: Mutex::default(),
+        loan_timeout: args.loan_timeout,
+        loans_changed: Condvar::new(),
     });
+    {
+        let registry = Arc::clone(&registry);
+        // Without it, loans never run out: objects are kept too long, but
+        // nothing breaks.
+        let _ = std::thread::Builder::new()
+            .name("manager-loans".to_owned())
+            .stack_size(SESSION_STACK)
+            .spawn(move || registry.expire_loans_for_ever());
+    }
     let handshakes = Arc::new(Handshakes::default());
     loop {
         handshakes.wait_for_room();
@@ -268,6 +281,10 @@ struct Registry {
     objects: RwLock<HashMap<u64, Arc<Object>>>,
     names: Mutex<HashMap<String, u64>>,
     refs: Mutex<Refs>,
+    /// How long a loan lasts (see [`Refs::loans`]).
+    loan_timeout: Duration,
+    /// Signalled when a loan is made while none was outstanding.
+    loans_changed: Condvar,
 }
 
 /// Who keeps each object alive: an object is freed when the last of its
@@ -276,12 +293,25 @@ struct Registry {
 #[derive(Debug, Default)]
 struct Refs {
     counts: HashMap<u64, u64>,
-    /// Loans by token: proxies on their way, with their object.
+    /// Loans by token: proxies on their way, with their object. A loan
+    /// keeps its object until the proxy arrives and is held, or until the
+    /// loan times out: a message that is never received (its pipe dropped,
+    /// its receiver killed) cannot keep an object for ever.
     loans: HashMap<u64, u64>,
     /// Tokens repaid before their loan arrived (on another session).
     early: HashSet<u64>,
+    /// Loans and early repayments in the order they run out (all last the
+    /// same time, so the order they were made in).
+    expiries: VecDeque<(Instant, Expiry)>,
     /// Objects stored inside other objects: they live until the end.
     pinned: HashSet<u64>,
+}
+
+/// What runs out at a time in [`Refs::expiries`].
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Loan(u64),
+    Early(u64),
 }
 
 /// At most this many early repayments are remembered (a proxy
@@ -497,9 +527,11 @@ impl Registry {
             }
             Request::Lend(id, token) => {
                 let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
-                if !refs.early.remove(&token) && self.exists(id) {
+                if !refs.early.remove(&token) && !refs.loans.contains_key(&token) && self.exists(id)
+                {
                     *refs.counts.entry(id).or_insert(0) += 1;
                     refs.loans.insert(token, id);
+                    self.expire_later(&mut refs, Expiry::Loan(token));
                 }
             }
             Request::Repay(token) => {
@@ -513,7 +545,9 @@ impl Registry {
                         if refs.early.len() >= EARLY_MAX {
                             refs.early.clear();
                         }
-                        refs.early.insert(token);
+                        if refs.early.insert(token) {
+                            self.expire_later(&mut refs, Expiry::Early(token));
+                        }
                     }
                 }
             }
@@ -524,6 +558,59 @@ impl Registry {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Schedules `what` to run out a loan's time from now.
+    fn expire_later(&self, refs: &mut Refs, what: Expiry) {
+        let when = Instant::now() + self.loan_timeout;
+        refs.expiries.push_back((when, what));
+        if refs.expiries.len() == 1 {
+            self.loans_changed.notify_all();
+        }
+    }
+
+    /// Ends the loans whose time ran out (their objects lose a holder) and
+    /// forgets the early repayments that no loan came for; returns when the
+    /// next one runs out.
+    fn expire_loans(&self, now: Instant) -> Option<Instant> {
+        let mut ended = Vec::new();
+        let next = {
+            let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Some(&(when, what)) = refs.expiries.front() {
+                if when > now {
+                    break;
+                }
+                refs.expiries.pop_front();
+                match what {
+                    Expiry::Loan(token) => ended.extend(refs.loans.remove(&token)),
+                    Expiry::Early(token) => {
+                        refs.early.remove(&token);
+                    }
+                }
+            }
+            refs.expiries.front().map(|&(when, _)| when)
+        };
+        for id in ended {
+            self.decref(id);
+        }
+        next
+    }
+
+    /// The loans thread: ends each loan when its time runs out.
+    fn expire_loans_for_ever(&self) {
+        loop {
+            let now = Instant::now();
+            match self.expire_loans(now) {
+                // Loans made meanwhile run out later still.
+                Some(next) => std::thread::sleep(next.saturating_duration_since(now)),
+                None => {
+                    let refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+                    if refs.expiries.is_empty() {
+                        drop(self.loans_changed.wait(refs).unwrap_or_else(PoisonError::into_inner));
+                    }
+                }
+            }
         }
     }
 
@@ -1355,6 +1442,8 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
                 objects: RwLock::default(),
                 names: Mutex::default(),
                 refs: Mutex::default(),
+                loan_timeout: Duration::from_secs(60),
+                loans_changed: Condvar::new(),
             },
             std::cell::Cell::new(0),
         );
