@@ -937,7 +937,10 @@ fn silent_unauthenticated_connections_get_no_more_than_a_few_server_threads() {
     let (l2, (tx, rx)) = (l.clone(), std::sync::mpsc::channel());
     std::thread::spawn(move || tx.send(l2.len().unwrap())); // a new session
     assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 1);
-    // A manager always has a key: one that is not given is random.
+}
+
+#[test]
+fn a_manager_given_no_key_makes_a_random_one_even_on_tcp() {
     let tcp = Manager::builder().address(Address::Tcp("127.0.0.1:0".parse().unwrap())).start();
     let tcp = tcp.unwrap();
     assert!(Manager::connect(tcp.address(), None).is_err());
