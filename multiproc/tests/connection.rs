@@ -270,7 +270,7 @@ fn hostile_peers_get_errors_and_the_listener_keeps_serving() {
 #[test]
 fn a_thousand_connections_leave_no_descriptor_behind() {
     let address = addresses("many").remove(1);
-    let listener = Listener::bind(address, None).unwrap();
+    let listener = Listener::bind_unauthenticated(address).unwrap();
     let address = listener.address().clone();
     drop(pipe::<u8>().unwrap());
     let before = common::open_fds();
@@ -292,9 +292,11 @@ fn recv_two(conn: Connection<String>) -> Vec<String> {
 
 #[test]
 fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
-    let listener =
-        Listener::bind(Address::Abstract(format!("mp-ahead-{}", std::process::id())), None)
-            .unwrap();
+    let listener = Listener::bind_unauthenticated(Address::Abstract(format!(
+        "mp-ahead-{}",
+        std::process::id()
+    )))
+    .unwrap();
     let address = listener.address().clone();
     let sender = std::thread::spawn(move || {
         let conn: Connection<String> = Client::connect(&address, None).unwrap();
@@ -312,8 +314,11 @@ fn a_socket_connection_handed_on_after_reading_ahead_loses_nothing() {
 
 #[test]
 fn poll_and_wait_see_messages_already_read_ahead() {
-    let listener =
-        Listener::bind(Address::Abstract(format!("mp-poll-{}", std::process::id())), None).unwrap();
+    let listener = Listener::bind_unauthenticated(Address::Abstract(format!(
+        "mp-poll-{}",
+        std::process::id()
+    )))
+    .unwrap();
     let address = listener.address().clone();
     let sender = std::thread::spawn(move || {
         let conn: Connection<u8> = Client::connect(&address, None).unwrap();
@@ -415,4 +420,106 @@ fn a_sender_killed_between_descriptors_and_message_does_not_shift_later_descript
     }
     sender.join().unwrap();
     assert_eq!(wrong, 0, "messages arrived with another message's descriptors");
+}
+
+/// A client's handshake on its own thread, its result bounded by `LIMIT`.
+fn connect_in_background(
+    address: &Address,
+    key: &'static [u8],
+) -> std::sync::mpsc::Receiver<multiproc::Result<Connection<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let address = address.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Client::connect(&address, Some(key)));
+    });
+    rx
+}
+
+/// Accepts the next connection on a helper thread, bounded by `LIMIT`.
+fn accept_within(listener: &std::sync::Arc<Listener>) -> Connection<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let listener = std::sync::Arc::clone(listener);
+    std::thread::spawn(move || {
+        let _ = tx.send(listener.accept::<(), ()>());
+    });
+    rx.recv_timeout(LIMIT).expect("no connection within the limit").expect("accept")
+}
+
+/// The next message on `conn`, or `None` if none comes within `LIMIT` or the
+/// peer is gone.
+fn next_message(conn: &Connection<()>) -> Option<Vec<u8>> {
+    conn.poll(LIMIT).ok().filter(|ready| *ready)?;
+    conn.recv_bytes().ok()
+}
+
+#[test]
+fn a_keyless_impostor_cannot_reflect_a_clients_proof_between_its_connections() {
+    const KEY: &[u8] = b"the key the impostor lacks";
+    let path = std::env::temp_dir().join(format!("mp-impostor-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // The impostor: a listener without the key, speaking raw frames.
+    let impostor = std::sync::Arc::new(Listener::bind(Address::Unix(path), None).unwrap());
+    let address = impostor.address().clone();
+
+    // 1. Reflect the client's challenge to a second connection of the same
+    //    client, and its answer there back to the first.
+    let first_result = connect_in_background(&address, KEY);
+    let first = accept_within(&impostor);
+    let second_result = connect_in_background(&address, KEY);
+    let second = accept_within(&impostor);
+    let mut challenge = b"#CHALLENGE#".to_vec();
+    challenge.extend([7u8; 32]);
+    let _ = first.send_bytes(&challenge);
+    if next_message(&first).is_some() {
+        let _ = first.send_bytes(b"#WELCOME#");
+        if let Some(their_challenge) = next_message(&first) {
+            let _ = second.send_bytes(&their_challenge);
+            if let Some(answer) = next_message(&second) {
+                let _ = first.send_bytes(&answer);
+                let _ = next_message(&first);
+            }
+        }
+    }
+    let got = first_result.recv_timeout(LIMIT).expect("the client hung");
+    assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+    drop((first, second));
+    let _ = second_result.recv_timeout(LIMIT).expect("the second client hung");
+
+    // 2. Hand the client's own proof back as the server's.
+    let result = connect_in_background(&address, KEY);
+    let conn = accept_within(&impostor);
+    let _ = conn.send_bytes(&challenge);
+    if let Some(proof) = next_message(&conn) {
+        let mut welcome = b"#WELCOME#".to_vec();
+        welcome.extend(&proof[proof.len().saturating_sub(32)..]);
+        let _ = conn.send_bytes(&welcome);
+        let _ = next_message(&conn);
+    }
+    let got = result.recv_timeout(LIMIT).expect("the client hung");
+    assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+}
+
+#[test]
+fn listeners_reachable_by_others_need_a_key_unless_the_caller_opts_out() {
+    for address in addresses("keyless") {
+        let reachable = !matches!(address, Address::Unix(_));
+        match Listener::bind(address.clone(), None) {
+            Err(Error::Unsupported { .. }) if reachable => {}
+            Ok(_) if !reachable => {} // a path: the file's permissions guard it
+            other => panic!("{address:?}: {:?}", other.map(|l| l.address().clone())),
+        }
+        if let Address::Unix(path) = &address {
+            let _ = std::fs::remove_file(path);
+        }
+        // The explicit opt-out works everywhere.
+        let listener = Listener::bind_unauthenticated(address).unwrap();
+        let address = listener.address().clone();
+        let client = std::thread::spawn(move || {
+            let conn: Connection<u8> = Client::connect(&address, None).unwrap();
+            conn.send(&5).unwrap();
+        });
+        let conn: Connection<u8> = listener.accept().unwrap();
+        assert_eq!(conn.recv_timeout(LIMIT).unwrap(), 5);
+        client.join().unwrap();
+    }
 }

@@ -846,3 +846,228 @@ fn appends_from_several_processes_lose_nothing_and_keep_their_order() {
         assert_eq!(mine, (base..base + n).collect::<Vec<_>>());
     }
 }
+
+/// A map that serializes its entries in the order given (as a `HashMap`
+/// does in whatever order its hasher picks) and compares regardless of it.
+#[derive(Debug, Clone)]
+struct Entries(Vec<(String, i64)>);
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        let sorted = |e: &Entries| e.0.iter().cloned().collect::<BTreeMap<_, _>>();
+        sorted(self) == sorted(other)
+    }
+}
+
+impl serde::Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Entries(BTreeMap::<String, i64>::deserialize(d)?.into_iter().collect()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Record {
+    name: String,
+    tags: Entries,
+}
+
+#[test]
+fn list_searches_compare_values_as_python_does_not_their_encodings() {
+    let m = Manager::start().unwrap();
+    let record = |order: &[&str]| Record {
+        name: "r".to_owned(),
+        tags: Entries(order.iter().map(|k| ((*k).to_owned(), k.len() as i64)).collect()),
+    };
+    let stored = record(&["a", "bb", "ccc"]);
+    let equal = record(&["ccc", "a", "bb"]); // == stored, encoded in another order
+    assert_eq!(stored, equal);
+    let l = m.list([record(&["x"]), stored.clone(), stored]).unwrap();
+    assert!(l.contains(&equal).unwrap());
+    assert_eq!(l.index(&equal).unwrap(), 1);
+    assert_eq!(l.count(&equal).unwrap(), 2);
+    l.remove(&equal).unwrap();
+    assert_eq!(l.len().unwrap(), 2);
+
+    // Real hash maps built separately, and Python's number equality.
+    let map = |keys: std::ops::Range<u32>| {
+        keys.map(|k| (k.to_string(), k)).collect::<std::collections::HashMap<_, _>>()
+    };
+    let maps = m.list([map(0..32)]).unwrap();
+    assert!(maps.contains(&map(0..32)).unwrap());
+    assert!(!maps.contains(&map(0..31)).unwrap());
+    let zeros = m.list([-0.0f64, 1.5]).unwrap();
+    assert!(zeros.contains(&0.0).unwrap()); // Python: 0.0 in [-0.0]
+    assert_eq!(zeros.index(&0.0).unwrap(), 0);
+    let nans = m.list([f64::NAN]).unwrap();
+    assert!(!nans.contains(&f64::NAN).unwrap()); // NaN equals nothing
+    assert!(matches!(nans.index(&f64::NAN), Err(Error::ValueNotFound)));
+    let numbers = m.list([1i64, 2]).unwrap();
+    m.publish("numbers", &numbers).unwrap();
+    let as_floats: ListProxy<f64> = m.lookup("numbers").unwrap();
+    assert!(as_floats.contains(&2.0).unwrap()); // Python: 2.0 in [1, 2]
+    assert_eq!(as_floats.count(&1.0).unwrap(), 1);
+}
+
+#[test]
+fn silent_unauthenticated_connections_get_no_more_than_a_few_server_threads() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let m = Manager::start().unwrap();
+    let l = m.list([1u8]).unwrap(); // our own session and keeper
+    let Address::Abstract(name) = m.address().clone() else { unreachable!() };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        for _ in 0..200 {
+            // Connected (the kernel queues it) whether or not it is accepted.
+            if tx.send(UnixStream::connect_addr(&addr).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let silent: Vec<UnixStream> = (0..200).map(|_| rx.recv_timeout(LIMIT).unwrap()).collect();
+    // The server takes some of them in, then stops taking more.
+    common::eventually("the server accepts", || session_threads(&m) >= 32);
+    std::thread::sleep(Duration::from_millis(300));
+    let threads = session_threads(&m);
+    assert!(threads <= 64 + 2, "{threads} session threads for silent peers");
+    // Once they go, everyone gets in again.
+    drop(silent);
+    let (l2, (tx, rx)) = (l.clone(), std::sync::mpsc::channel());
+    std::thread::spawn(move || tx.send(l2.len().unwrap())); // a new session
+    assert_eq!(rx.recv_timeout(LIMIT).unwrap(), 1);
+}
+
+#[test]
+fn a_manager_given_no_key_makes_a_random_one_even_on_tcp() {
+    let tcp = Manager::builder().address(Address::Tcp("127.0.0.1:0".parse().unwrap())).start();
+    let tcp = tcp.unwrap();
+    assert!(Manager::connect(tcp.address(), None).is_err());
+    assert!(matches!(
+        Manager::connect(tcp.address(), Some(b"guess")),
+        Err(Error::AuthenticationFailed)
+    ));
+}
+
+/// A key whose bytes are all below 24: CBOR writes them as they are, so it
+/// shows whole in every encoding (and as `3,17,7...` in JSON and reprs).
+const SECRET: &[u8] = b"\x03\x11\x07\x15\x01\x0e\x16\x09\x10\x02\x13\x0b\x05\x17\x0c\x08";
+
+/// Whether `text` shows [`SECRET`], as bytes or as a list of numbers.
+fn shows_secret(text: &[u8]) -> bool {
+    let numbers: Vec<String> = SECRET.iter().map(u8::to_string).collect();
+    let text_forms = [numbers.join(","), numbers.join(", ")];
+    text.windows(SECRET.len()).any(|w| w == SECRET)
+        || text_forms.iter().any(|form| text.windows(form.len()).any(|w| w == form.as_bytes()))
+}
+
+fn use_sent_proxy(conn: Connection<ListProxy<u8>>) -> Result<usize, String> {
+    let l = conn.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    l.append(9).map_err(|e| e.to_string())?;
+    l.len().map_err(|e| e.to_string())
+}
+
+fn proxy_from_an_unknown_manager(
+    args: (Connection<ListProxy<u8>>, Connection<Address>),
+) -> Result<(String, usize), String> {
+    let (proxies, addresses) = args;
+    let address = addresses.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    // Started before the manager: this process does not know its key.
+    let unknown = proxies.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    let refused = match unknown.len() {
+        Err(e @ Error::Manager { .. }) => e.to_string(),
+        other => return Err(format!("{other:?} without the key")),
+    };
+    let _m = Manager::connect(&address, Some(SECRET)).map_err(|e| e.to_string())?;
+    let l = proxies.recv_timeout(LIMIT).map_err(|e| e.to_string())?;
+    Ok((refused, l.len().map_err(|e| e.to_string())?))
+}
+
+#[test]
+fn no_serialized_proxy_carries_the_authkey_yet_proxies_work_where_they_travel() {
+    let (proxies, their_proxies) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    let (addresses, their_addresses) = multiproc::pipe::<Address>().unwrap();
+    let stranger =
+        Process::spawn(proxy_from_an_unknown_manager, (their_proxies, their_addresses)).unwrap();
+    let m = Manager::builder().authkey(SECRET).start().unwrap();
+    let l = m.list([1u8]).unwrap();
+    assert!(!shows_secret(&postcard::to_allocvec(&l).unwrap()));
+    assert!(!shows_secret(serde_json::to_string(&l).unwrap().as_bytes()));
+    let mut cbor = Vec::new();
+    ciborium::into_writer(&l, &mut cbor).unwrap();
+    assert!(!shows_secret(&cbor));
+    assert!(!shows_secret(&wire_bytes(&l)));
+    let nested = m.list([l.clone()]).unwrap();
+    assert!(!shows_secret(nested.to_string().as_bytes()), "{nested}");
+    assert!(!shows_secret(format!("{m:?} {l:?} {nested:?}").as_bytes()));
+
+    // A process that never learned the key gets a clear error, until it
+    // connects to the manager with the key.
+    addresses.send(m.address()).unwrap();
+    proxies.send(&l).unwrap();
+    proxies.send(&l).unwrap();
+    let (refused, len) = join(stranger).unwrap().unwrap();
+    assert!(refused.contains("Manager::connect"), "{refused}");
+    assert_eq!(len, 1);
+
+    // Through a pipe to a child started with the manager known.
+    for method in METHODS {
+        let (mine, theirs) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+        let child = common::builder(method).spawn(use_sent_proxy, theirs).unwrap();
+        mine.send(&l).unwrap();
+        assert!(join(child).unwrap().is_ok(), "{method:?}");
+    }
+    assert_eq!(l.len().unwrap(), 4);
+}
+
+fn never_reads(args: (Connection<ListProxy<u8>>, multiproc::Event)) {
+    let (_conn, ready) = args;
+    ready.set();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn a_proxy_in_a_message_never_received_lets_its_object_go() {
+    let loan = Duration::from_millis(300);
+    let m = Manager::builder().loan_timeout(loan).start().unwrap();
+    // Both ends of the pipe dropped with the proxy still in it.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    drop((l, a, b));
+    common::eventually("the list freed after its pipe went", || count_is(&m, 0));
+
+    // The receiver killed before it decoded the message.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    let ready = multiproc::Event::new().unwrap();
+    let receiver = Process::spawn(never_reads, (b, ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT));
+    a.send(&l).unwrap();
+    drop(l);
+    receiver.kill().unwrap();
+    common::wait(&receiver);
+    drop(a);
+    common::eventually("the list freed after its receiver died", || count_is(&m, 0));
+
+    // A proxy received in time holds its object past the loan.
+    let l = m.list([1u8]).unwrap();
+    let (a, b) = multiproc::pipe::<ListProxy<u8>>().unwrap();
+    a.send(&l).unwrap();
+    drop(l);
+    let received = b.recv_timeout(LIMIT).unwrap();
+    std::thread::sleep(loan * 3);
+    assert_eq!(received.len().unwrap(), 1);
+    assert_eq!(m.object_count().unwrap(), 1);
+}

@@ -1,6 +1,23 @@
-//! The authkey handshake: mutual challenge-response with HMAC-SHA256, as
-//! Python's `multiprocessing.connection` does it, over frames with a small
-//! size limit and a deadline.
+//! The authkey handshake: a mutual challenge-response with HMAC-SHA256 in
+//! which the two directions can never stand in for each other.
+//!
+//! ```text
+//! server -> client   "#CHALLENGE#" | Ns
+//! client -> server   "#RESPONSE#"  | Nc | HMAC(key, CLIENT_LABEL | Ns | Nc)
+//! server -> client   "#WELCOME#"   | HMAC(key, SERVER_LABEL | Ns | Nc)
+//!                 or "#FAILURE#"
+//! ```
+//!
+//! `Ns` and `Nc` are fresh 32-byte random nonces, one drawn by each side.
+//! Each proof binds both nonces and names its direction, so a peer without
+//! the key gains nothing by reflecting: a client only ever computes client
+//! proofs, which no client accepts as a server's, and over a nonce of its
+//! own that no other connection repeats. (Python's handshake answers every
+//! challenge with the same construction, so a keyless server could copy a
+//! client's challenge onto a second connection of the same client and
+//! replay the answer.) The client proves first, so a server reveals its
+//! proof only to clients that know the key. Every message is a frame of at
+//! most [`MAX`] bytes, read before a deadline.
 
 use std::os::fd::BorrowedFd;
 use std::time::Instant;
@@ -12,14 +29,37 @@ use crate::transfer::frame;
 use crate::{Error, Result};
 
 const CHALLENGE: &[u8] = b"#CHALLENGE#";
+const RESPONSE: &[u8] = b"#RESPONSE#";
 const WELCOME: &[u8] = b"#WELCOME#";
 const FAILURE: &[u8] = b"#FAILURE#";
+/// What a client's proof says it is (fixed length, so that the input to
+/// the HMAC splits one way only).
+const CLIENT_LABEL: &[u8; 32] = b"multiproc auth v1: client proof\0";
+/// What a server's proof says it is.
+const SERVER_LABEL: &[u8; 32] = b"multiproc auth v1: server proof\0";
 const NONCE: usize = 32;
+const PROOF: usize = 32;
 /// No handshake message is larger than this.
 const MAX: u64 = 256;
 
-fn mac(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length")
+type Nonce = [u8; NONCE];
+
+/// The proof for one direction: HMAC-SHA256 over the direction's label and
+/// both nonces.
+fn proof(key: &[u8], label: &[u8; 32], server_nonce: &Nonce, client_nonce: &Nonce) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(label);
+    mac.update(server_nonce);
+    mac.update(client_nonce);
+    mac
+}
+
+fn fresh_nonce() -> Result<Nonce> {
+    let mut nonce = [0u8; NONCE];
+    rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| Error::Os { op: "draw a random challenge", source: e.into() })?;
+    Ok(nonce)
 }
 
 fn receive(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Vec<u8>> {
@@ -30,48 +70,62 @@ fn receive(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Vec<u8>> {
     }
 }
 
-/// Challenges the peer to prove it knows `key`.
-fn deliver_challenge(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    let mut nonce = [0u8; NONCE];
-    rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| Error::Os { op: "draw a random challenge", source: e.into() })?;
-    frame::send_frame(sock, &[CHALLENGE, &nonce], &[])?;
-    let answer = receive(sock, deadline)?;
-    let mut expected = mac(key);
-    expected.update(&nonce);
-    // Constant-time comparison.
-    if expected.verify_slice(&answer).is_ok() {
-        frame::send_frame(sock, &[WELCOME], &[])
-    } else {
-        let _ = frame::send_frame(sock, &[FAILURE], &[]);
-        Err(Error::AuthenticationFailed)
-    }
+/// Splits `message` into its `prefix`'s body of exactly `len` bytes.
+fn body<'a>(message: &'a [u8], prefix: &[u8], len: usize) -> Option<&'a [u8]> {
+    message.strip_prefix(prefix).filter(|body| body.len() == len)
 }
 
-/// Proves to the peer that we know `key`.
-fn answer_challenge(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    let challenge = receive(sock, deadline)?;
-    let nonce = challenge
-        .strip_prefix(CHALLENGE)
-        .filter(|nonce| nonce.len() == NONCE)
-        .ok_or_else(|| Error::protocol("malformed authentication challenge"))?;
-    let mut answer = mac(key);
-    answer.update(nonce);
-    frame::send_frame(sock, &[&answer.finalize().into_bytes()], &[])?;
-    match receive(sock, deadline)?.as_slice() {
-        WELCOME => Ok(()),
-        _ => Err(Error::AuthenticationFailed),
-    }
-}
-
-/// The server's half: challenge first, then answer.
+/// The server's half: challenges, checks the client's proof, then proves
+/// itself.
 pub(crate) fn server(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    deliver_challenge(sock, key, deadline)?;
-    answer_challenge(sock, key, deadline)
+    let server_nonce = fresh_nonce()?;
+    frame::send_frame(sock, &[CHALLENGE, &server_nonce], &[])?;
+    let response = receive(sock, deadline)?;
+    let Some(response) = body(&response, RESPONSE, NONCE + PROOF) else {
+        let _ = frame::send_frame(sock, &[FAILURE], &[]);
+        return Err(Error::protocol("malformed authentication response"));
+    };
+    let (client_nonce, client_proof) = response.split_at(NONCE);
+    let client_nonce: Nonce = client_nonce.try_into().unwrap_or([0; NONCE]);
+    // Constant-time comparison.
+    let expected = proof(key, CLIENT_LABEL, &server_nonce, &client_nonce);
+    if expected.verify_slice(client_proof).is_err() {
+        let _ = frame::send_frame(sock, &[FAILURE], &[]);
+        return Err(Error::AuthenticationFailed);
+    }
+    let ours = proof(key, SERVER_LABEL, &server_nonce, &client_nonce).finalize().into_bytes();
+    frame::send_frame(sock, &[WELCOME, &ours], &[])
 }
 
-/// The client's half: answer first, then challenge.
+/// The client's half: answers the challenge with its own nonce and proof,
+/// then checks the server's proof.
 pub(crate) fn client(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>) -> Result<()> {
-    answer_challenge(sock, key, deadline)?;
-    deliver_challenge(sock, key, deadline)
+    let challenge = receive(sock, deadline)?;
+    let server_nonce: Nonce = body(&challenge, CHALLENGE, NONCE)
+        .and_then(|nonce| nonce.try_into().ok())
+        .ok_or_else(|| Error::protocol("malformed authentication challenge"))?;
+    let client_nonce = fresh_nonce()?;
+    let ours = proof(key, CLIENT_LABEL, &server_nonce, &client_nonce).finalize().into_bytes();
+    frame::send_frame(sock, &[RESPONSE, &[&client_nonce[..], &ours[..]].concat()], &[])?;
+    let verdict = receive(sock, deadline)?;
+    let Some(server_proof) = body(&verdict, WELCOME, PROOF) else {
+        return Err(Error::AuthenticationFailed);
+    };
+    let expected = proof(key, SERVER_LABEL, &server_nonce, &client_nonce);
+    expected.verify_slice(server_proof).map_err(|_| Error::AuthenticationFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_two_directions_proofs_differ_for_the_same_nonces() {
+        let (a, b) = ([1u8; NONCE], [2u8; NONCE]);
+        let client = proof(b"k", CLIENT_LABEL, &a, &b).finalize().into_bytes();
+        let server = proof(b"k", SERVER_LABEL, &a, &b).finalize().into_bytes();
+        let swapped = proof(b"k", CLIENT_LABEL, &b, &a).finalize().into_bytes();
+        assert_ne!(client, server);
+        assert_ne!(client, swapped);
+    }
 }

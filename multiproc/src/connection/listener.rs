@@ -43,6 +43,13 @@ enum Socket {
 
 /// Accepts connections, checking an `authkey` if given (Python's `Listener`).
 ///
+/// A listener that other users' processes can reach (TCP, or a Linux
+/// abstract name, which any process in the network namespace may connect to)
+/// needs a key: [`bind`](Listener::bind) refuses one without, and
+/// [`bind_unauthenticated`](Listener::bind_unauthenticated) is the explicit
+/// opt-out. A Unix socket path may go without a key: its file's permissions
+/// say who connects.
+///
 /// # Examples
 ///
 /// ```
@@ -87,17 +94,52 @@ impl Listener {
     ///
     /// # Errors
     ///
+    /// [`Error::Unsupported`] without a key on TCP or an abstract name
+    /// (see [`bind_unauthenticated`](Self::bind_unauthenticated));
     /// [`Error::Os`] if the address cannot be bound (in use, no permission).
     ///
     /// # Examples
     ///
     /// ```
     /// use multiproc::connection::{Address, Listener};
-    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?;
+    /// let tcp = Address::Tcp("127.0.0.1:0".parse().unwrap());
+    /// let l = Listener::bind(tcp.clone(), Some(b"key"))?;
     /// assert!(matches!(l.address(), Address::Tcp(a) if a.port() != 0));
+    /// assert!(Listener::bind(tcp, None).is_err()); // anyone could connect
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn bind(address: Address, authkey: Option<&[u8]>) -> Result<Self> {
+        if authkey.is_none() && !matches!(address, Address::Unix(_)) {
+            return Err(Error::Unsupported {
+                reason: "a listener on TCP or an abstract name needs an authkey \
+                         (Listener::bind_unauthenticated opts out)",
+            });
+        }
+        Self::open(address, authkey)
+    }
+
+    /// Listens on `address` without an authkey, even where other users'
+    /// processes can connect (TCP, an abstract name): whoever reaches the
+    /// address gets a connection, and what it sends is all they need to be
+    /// trusted with. Python's `Listener(address)` without `authkey`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the address cannot be bound (in use, no permission).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Listener};
+    /// let l = Listener::bind_unauthenticated(Address::Tcp("127.0.0.1:0".parse().unwrap()))?;
+    /// assert!(matches!(l.address(), Address::Tcp(a) if a.port() != 0));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bind_unauthenticated(address: Address) -> Result<Self> {
+        Self::open(address, None)
+    }
+
+    fn open(address: Address, authkey: Option<&[u8]>) -> Result<Self> {
         let (socket, address) = match &address {
             Address::Tcp(addr) => {
                 let listener = TcpListener::bind(addr).map_err(Error::os("listen on TCP"))?;
@@ -126,7 +168,8 @@ impl Listener {
     ///
     /// ```
     /// use multiproc::connection::{Address, Listener};
-    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?.max_frame(1 << 20);
+    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), Some(b"k"))?
+    ///     .max_frame(1 << 20);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[must_use]
@@ -142,7 +185,7 @@ impl Listener {
     /// ```
     /// use std::time::Duration;
     /// use multiproc::connection::{Address, Listener};
-    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), None)?
+    /// let l = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), Some(b"k"))?
     ///     .handshake_timeout(Duration::from_secs(1));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
@@ -159,7 +202,7 @@ impl Listener {
     /// ```
     /// use multiproc::connection::{Address, Listener};
     /// let name = Address::Abstract(format!("doc-addr-{}", std::process::id()));
-    /// assert_eq!(Listener::bind(name.clone(), None)?.address(), &name);
+    /// assert_eq!(Listener::bind(name.clone(), Some(b"k"))?.address(), &name);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn address(&self) -> &Address {

@@ -1,26 +1,49 @@
 //! The client side: each thread of each process has its own session with a
 //! manager, opened on first use and kept for the next calls.
 //!
-//! Proxies are plain data (the manager's address, its authkey and an object
-//! id), so they travel anywhere: to a child as an argument, over a
-//! connection, into another shared object. Whoever uses one connects.
+//! Proxies are plain data (the manager's address and an object id; the
+//! authkey stays behind, see [`keys`](super::keys)), so they travel
+//! anywhere: to a child as an argument, over a connection, into another
+//! shared object. Whoever uses one connects.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use serde::{Deserialize, Serialize};
-
+use super::keys::{self, AuthKey};
 use super::protocol::{Request, Response};
 use crate::connection::{Address, Client, Connection};
 use crate::{Error, Result, os};
 
-/// How to reach a manager.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// How to reach a manager. Never serialized: its key stays in this
+/// process (proxies travel with the address only).
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Link {
     pub(crate) address: Address,
-    pub(crate) authkey: Option<Vec<u8>>,
+    pub(crate) authkey: Option<AuthKey>,
+}
+
+impl Link {
+    /// The link to the manager at `address` with the key this process
+    /// knows for it, or `None` if it does not know that manager.
+    pub(crate) fn known(address: &Address) -> Option<Self> {
+        keys::lookup(address).map(|authkey| Self { address: address.clone(), authkey })
+    }
+
+    /// Why a proxy of the manager at `address` cannot be used here.
+    pub(crate) fn unknown(address: &Address) -> Error {
+        Error::Manager {
+            message: format!(
+                "this process does not know the authkey of the manager at {address:?}: \
+                 call Manager::connect(address, authkey) before receiving its proxies"
+            ),
+        }
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.authkey.as_ref().map(AuthKey::bytes)
+    }
 }
 
 impl std::fmt::Debug for Link {
@@ -46,7 +69,7 @@ thread_local! {
 /// local manager, the move to a shared-memory pipe.
 fn open(link: &Link, generation: u64) -> Result<Session> {
     let conn: Connection<Request, Response> =
-        Client::connect(&link.address, link.authkey.as_deref()).map_err(|e| match e {
+        Client::connect(&link.address, link.key()).map_err(|e| match e {
             Error::Os { .. } | Error::Disconnected => Error::ManagerGone,
             other => other,
         })?;
@@ -169,10 +192,14 @@ fn holds() -> HoldsGuard {
 pub(crate) struct ForkHolds {
     guard: MutexGuard<'static, Option<Holds>>,
     loans: Vec<(Link, u64)>,
+    /// The known authkeys, which the child has in its memory.
+    _keys: MutexGuard<'static, Option<HashMap<Address, Option<AuthKey>>>>,
 }
 
-/// Locks this process's holds for a fork and lends every held object.
+/// Locks this process's holds and known keys for a fork and lends every
+/// held object.
 pub(crate) fn lock_for_fork() -> ForkHolds {
+    let keys = keys::lock_for_fork();
     let mut guard = HOLDS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut loans = Vec::new();
     if let Some(holds) = guard.as_mut() {
@@ -184,7 +211,7 @@ pub(crate) fn lock_for_fork() -> ForkHolds {
             loans.push((link, token));
         }
     }
-    ForkHolds { guard, loans }
+    ForkHolds { guard, loans, _keys: keys }
 }
 
 impl ForkHolds {
@@ -238,7 +265,7 @@ impl Holds {
     fn tell(&mut self, link: &Link, request: &Request) {
         let index = match self.keepers.iter().position(|(l, _)| l == link) {
             Some(index) => index,
-            None => match Client::connect(&link.address, link.authkey.as_deref()) {
+            None => match Client::connect(&link.address, link.key()) {
                 Ok(conn) => {
                     self.keepers.push((link.clone(), conn));
                     self.keepers.len() - 1

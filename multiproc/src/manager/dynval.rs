@@ -4,9 +4,10 @@
 //!
 //! Clients encode straight from their type to CBOR and decode straight back;
 //! the server only parses a value into a [`ciborium::Value`] tree when it
-//! must look inside (printing, sorting). Equality is equality of the
-//! encodings, which serde makes deterministic for the same value (integers
-//! are always written in their shortest form, whatever their Rust type).
+//! must look inside (printing, sorting, searching a list). Searches compare
+//! decoded values with Python's `==` ([`Needle`]): the same value may be
+//! encoded in more than one way (a `HashMap` writes its entries in its
+//! hasher's order; `-0.0` and `0.0` differ in their bits).
 
 use std::cell::Cell;
 use std::cmp::Ordering;
@@ -222,6 +223,66 @@ fn total_order(a: &Cbor, b: &Cbor) -> Ordering {
     }
 }
 
+/// Python's `==` on decoded values: numbers by value whatever their type
+/// (`1 == 1.0`, `0.0 == -0.0`, `True == 1`, NaN equal to nothing), text,
+/// bytes and `None` as themselves, sequences element by element, maps
+/// regardless of the order of their entries. Values of different classes
+/// are never equal.
+fn python_eq(a: &Cbor, b: &Cbor) -> bool {
+    match (a, b) {
+        (Cbor::Tag(_, a), b) => python_eq(a, b),
+        (a, Cbor::Tag(_, b)) => python_eq(a, b),
+        (Cbor::Integer(a), Cbor::Integer(b)) => a == b,
+        (Cbor::Integer(i), Cbor::Float(f)) | (Cbor::Float(f), Cbor::Integer(i)) => {
+            int_eq_float(i128::from(*i), *f)
+        }
+        (Cbor::Text(a), Cbor::Text(b)) => a == b,
+        (Cbor::Bytes(a), Cbor::Bytes(b)) => a == b,
+        (Cbor::Null, Cbor::Null) => true,
+        (Cbor::Array(a), Cbor::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| python_eq(x, y))
+        }
+        (Cbor::Map(a), Cbor::Map(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(ka, va)| b.iter().any(|(kb, vb)| python_eq(ka, kb) && python_eq(va, vb)))
+        }
+        _ => match (number(a), number(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+/// Whether integer `i` and float `f` are the same number (exactly: a large
+/// integer is not equal to the float nearest to it unless it is that float).
+fn int_eq_float(i: i128, f: f64) -> bool {
+    // Every f64 of magnitude below 2^127 that is whole converts to i128
+    // exactly; beyond, no i128 (ciborium's range) can equal it.
+    f.fract() == 0.0 && f.abs() < 2f64.powi(127) && f as i128 == i
+}
+
+/// A value searched for in a list (`in`, `index`, `count`, `remove`),
+/// decoded once and compared with each element by Python's `==`.
+pub(crate) struct Needle {
+    /// `None` if the needle is not valid CBOR: then it equals nothing.
+    value: Option<Cbor>,
+}
+
+impl Needle {
+    /// Decodes `bytes` for searching.
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        Self { value: parse(bytes) }
+    }
+
+    /// Whether the encoded `item` is `==` to the needle (an element that is
+    /// not valid CBOR equals nothing).
+    pub(crate) fn matches(&self, item: &[u8]) -> bool {
+        let Some(needle) = &self.value else { return false };
+        parse(item).is_some_and(|item| python_eq(needle, &item))
+    }
+}
+
 /// Sorts encoded values in Python's order (stable, as Python's `sort`).
 ///
 /// # Errors
@@ -294,6 +355,25 @@ mod tests {
     #[test]
     fn integers_encode_the_same_whatever_their_type() {
         assert_eq!(encode(&5u8).unwrap(), encode(&5i64).unwrap());
+    }
+
+    #[test]
+    fn searches_use_python_equality() {
+        fn e<T: Serialize>(v: T) -> Blob {
+            encode(&v).unwrap()
+        }
+        let eq = |a: Blob, b: Blob| Needle::new(&a).matches(&b);
+        assert!(eq(e(0.0f64), e(-0.0f64)));
+        assert!(eq(e(1u8), e(1.0f64)));
+        assert!(eq(e(true), e(1u8)));
+        assert!(!eq(e(f64::NAN), e(f64::NAN)));
+        assert!(!eq(e(1u8), e("1")));
+        assert!(!eq(e((1u64 << 60) + 1), e((1u64 << 60) as f64))); // as Python: exact
+        assert!(eq(e(u64::MAX), e(u64::MAX)));
+        assert!(!eq(e(u64::MAX - 1), e(u64::MAX as f64)));
+        assert!(eq(e(vec![(1, "a")]), e(vec![(1.0, "a")])));
+        assert!(!eq(e(vec![1, 2]), e(vec![1, 2, 3])));
+        assert!(!Needle::new(&[0xff]).matches(&[0xff]));
     }
 
     #[test]

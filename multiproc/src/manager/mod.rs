@@ -5,7 +5,10 @@
 //! [`Manager::start`] starts the server process; each proxy it hands out
 //! ([`ListProxy`], [`DictProxy`], [`Namespace`], [`ValueProxy`]) is plain
 //! data that travels to children as an argument, over connections, or into
-//! another shared object, and works wherever it arrives. Each thread of each
+//! another shared object, and works wherever it arrives in a process that
+//! knows the manager's authkey: the one that started or connected to the
+//! manager, and the children it starts. The key itself never travels with
+//! a proxy (see [`Manager::connect`]). Each thread of each
 //! process talks to the server over its own session: a shared-memory pipe
 //! for a local manager, TCP for a remote one. The server keeps values in a
 //! self-describing encoding (CBOR), so it prints, compares and sorts them
@@ -41,6 +44,7 @@
 mod client;
 mod custom;
 mod dynval;
+mod keys;
 mod protocol;
 mod proxy;
 mod server;
@@ -58,6 +62,8 @@ use crate::{Error, Result};
 pub(crate) use client::lock_for_fork;
 use client::{Link, unexpected};
 pub use custom::{HostedObject, Registered, SharedObject};
+use keys::AuthKey;
+pub(crate) use keys::{KnownKeys, inherit as inherit_keys, snapshot as known_keys};
 use protocol::{Create, Request, Response};
 pub use proxy::{CustomProxy, DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
 use proxy::{Target, sealed::Sealed};
@@ -77,6 +83,8 @@ pub fn fuzz_request(bytes: &[u8]) {
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dropping a manager waits for its server to exit before killing it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a proxy on its way keeps its object, by default.
+const LOAN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A manager: the handle to a server process of shared objects.
 ///
@@ -125,6 +133,7 @@ pub struct ManagerBuilder<R = ()> {
     start_method: Option<StartMethod>,
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
+    loan_timeout: Duration,
     _registered: PhantomData<fn() -> R>,
 }
 
@@ -133,6 +142,7 @@ impl<R> fmt::Debug for ManagerBuilder<R> {
         f.debug_struct("ManagerBuilder")
             .field("start_method", &self.start_method)
             .field("address", &self.address)
+            .field("loan_timeout", &self.loan_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +159,7 @@ impl<R: Registered> ManagerBuilder<R> {
             start_method: self.start_method,
             address: self.address,
             authkey: self.authkey,
+            loan_timeout: self.loan_timeout,
             _registered: PhantomData,
         }
     }
@@ -176,8 +187,11 @@ impl<R: Registered> ManagerBuilder<R> {
         self
     }
 
-    /// The key clients must prove they know (default: 32 random bytes, which
-    /// travel inside the proxies to this program's children).
+    /// The key clients must prove they know. By default a manager makes
+    /// one of 32 random bytes (on TCP too, as Python does), which this
+    /// process and the children it starts afterwards know: a manager always
+    /// has a key. Proxies never carry it: another program reaches the
+    /// manager with [`Manager::connect`] and the key.
     ///
     /// # Examples
     ///
@@ -185,6 +199,30 @@ impl<R: Registered> ManagerBuilder<R> {
     #[must_use]
     pub fn authkey(mut self, key: &[u8]) -> Self {
         self.authkey = Some(key.to_vec());
+        self
+    }
+
+    /// How long a proxy on its way to another process keeps its object
+    /// (default 60 s).
+    ///
+    /// A proxy serialized to travel (a process argument, a message on a
+    /// pipe or queue) keeps its object alive, even if every process drops
+    /// its proxies meanwhile, until it is received, or until this time has
+    /// passed: a message that is never received (its pipe dropped, its
+    /// receiver killed) lets the object go then. A proxy received later
+    /// still works if someone else held the object meanwhile; if nobody
+    /// did, its calls fail with [`Error::Manager`] ("no object").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let manager = multiproc::Manager::builder().loan_timeout(Duration::from_secs(600)).start()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn loan_timeout(mut self, timeout: Duration) -> Self {
+        self.loan_timeout = timeout;
         self
     }
 
@@ -210,8 +248,12 @@ impl<R: Registered> ManagerBuilder<R> {
         };
         let address = self.address.unwrap_or_else(fresh_address);
         let (report, server_report) = pipe_between::<(), Result<Address, String>>(4096)?;
-        let args =
-            server::ServerArgs { address, authkey: Some(authkey.clone()), report: server_report };
+        let args = server::ServerArgs {
+            address,
+            authkey: Some(authkey.clone()),
+            report: server_report,
+            loan_timeout: self.loan_timeout,
+        };
         let server = Process::builder()
             .name("Manager")
             .daemon(true)
@@ -225,6 +267,8 @@ impl<R: Registered> ManagerBuilder<R> {
                 return Err(e);
             }
         };
+        let authkey = AuthKey::new(&authkey);
+        keys::register(&address, Some(&authkey));
         Ok(Manager {
             link: Link { address, authkey: Some(authkey) },
             server: Some(server),
@@ -271,12 +315,18 @@ impl Manager {
             start_method: None,
             address: None,
             authkey: None,
+            loan_timeout: LOAN_TIMEOUT,
             _registered: PhantomData,
         }
     }
 
     /// Connects to a manager another program started (Python's
     /// `BaseManager(address, authkey).connect()`).
+    ///
+    /// From then on this process knows the manager's key, as do the children
+    /// it starts afterwards: proxies of that manager that arrive here (over
+    /// a connection, from another object) work. A proxy of a manager this
+    /// process does not know fails to decode, with [`Error::Decode`].
     ///
     /// # Errors
     ///
@@ -302,9 +352,12 @@ impl Manager {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Self> {
-        let link = Link { address: address.clone(), authkey: authkey.map(<[u8]>::to_vec) };
+        let link = Link { address: address.clone(), authkey: authkey.map(AuthKey::new) };
         match client::call(&link, &Request::Ping)? {
-            Response::Done => Ok(Self { link, server: None, owner: std::process::id() }),
+            Response::Done => {
+                keys::register(&link.address, link.authkey.as_ref());
+                Ok(Self { link, server: None, owner: std::process::id() })
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -602,7 +655,8 @@ impl Manager {
     /// `_number_of_objects`): a diagnostic for leaks.
     ///
     /// An object lives while a proxy of it exists in some process, is on
-    /// its way to one (serialized as a process argument or a message), is
+    /// its way to one (serialized as a process argument or a message, for
+    /// at most [`ManagerBuilder::loan_timeout`]), is
     /// published under a name, or is stored inside another object (then it
     /// lives until the server stops). Dropping the last proxy frees it; a
     /// process that ends, even killed, lets go of what it held. The count

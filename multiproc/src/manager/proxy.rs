@@ -33,6 +33,9 @@ pub(crate) struct Target {
 struct Hold {
     link: Link,
     id: u64,
+    /// False for a proxy of a manager whose key this process does not
+    /// know: it holds nothing, and every call fails.
+    known: bool,
     /// A list's append log and the server's liveness word, asked for on
     /// the first append (`None`: the manager is remote, or gave none).
     log: OnceLock<Option<(Queue<Blob>, Liveness)>>,
@@ -40,7 +43,9 @@ struct Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        client::unhold(&self.link, self.id);
+        if self.known {
+            client::unhold(&self.link, self.id);
+        }
     }
 }
 
@@ -52,32 +57,39 @@ impl PartialEq for Target {
 
 impl Eq for Target {}
 
-/// A proxy as it travels: its object, and the loan that keeps the object
-/// alive on the way (none when it was stored inside another object, which
-/// pins it instead).
+/// A proxy as it travels: its manager's address (never its key: where it
+/// arrives, the key is looked up by the address), its object, and the loan
+/// that keeps the object alive on the way (none when it was stored inside
+/// another object, which pins it instead).
 #[derive(Serialize, Deserialize)]
 struct Wire {
-    link: Link,
+    address: Address,
     id: u64,
     loan: Option<u64>,
 }
 
 impl Serialize for Target {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let loan = if dynval::storing() {
+        let loan = if !self.hold.known {
+            None
+        } else if dynval::storing() {
             client::pin(&self.link, self.id);
             None
         } else {
             Some(client::lend(&self.link, self.id))
         };
-        Wire { link: self.link.clone(), id: self.id, loan }.serialize(s)
+        Wire { address: self.link.address.clone(), id: self.id, loan }.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let wire = Wire::deserialize(d)?;
-        let target = Self::new(wire.link, wire.id);
+        let Some(link) = Link::known(&wire.address) else {
+            // Its loan runs out on the server (see `Refs::loans`).
+            return Ok(Self::of_unknown_manager(wire.address, wire.id));
+        };
+        let target = Self::new(link, wire.id);
         if let Some(token) = wire.loan {
             client::repay(&target.link, token);
         }
@@ -89,7 +101,15 @@ impl Target {
     /// A handle on object `id`, held by this process while it lives.
     pub(crate) fn new(link: Link, id: u64) -> Self {
         client::hold(&link, id);
-        let hold = Hold { link: link.clone(), id, log: OnceLock::new() };
+        let hold = Hold { link: link.clone(), id, known: true, log: OnceLock::new() };
+        Self { hold: Arc::new(hold), link, id }
+    }
+
+    /// A proxy of a manager whose key this process does not know: it
+    /// holds nothing and every call fails with a message that says so.
+    fn of_unknown_manager(address: Address, id: u64) -> Self {
+        let link = Link { address, authkey: None };
+        let hold = Hold { link: link.clone(), id, known: false, log: OnceLock::new() };
         Self { hold: Arc::new(hold), link, id }
     }
 
@@ -134,6 +154,9 @@ impl Target {
     }
 
     pub(super) fn call(&self, kind: Kind, op: Op) -> Result<Response> {
+        if !self.hold.known {
+            return Err(Link::unknown(&self.link.address));
+        }
         client::call(&self.link, &Request::Call(self.id, kind, op))
     }
 

@@ -2,7 +2,13 @@
 //! client session.
 //!
 //! A session starts on the listener's socket with the authkey handshake
-//! (run in the session's own thread, so a silent client delays nobody). A
+//! (run in the session's own thread, so a slow client delays nobody). At
+//! most [`MAX_HANDSHAKES`] connections are in their handshake at once: the
+//! server accepts no more until one of them is through (or fails, or runs
+//! out its 10 s), and the kernel's listen queue holds the others, so that
+//! peers without the key cost the server no thread and no memory beyond
+//! that. (They can still make others wait, up to the handshake timeout,
+//! as any peer that fills a listen queue can.) A
 //! local client then asks for [`Request::Upgrade`] and the session moves to a
 //! shared-memory [`pipe`](crate::pipe) whose other end travels back over the
 //! socket; a remote client stays on TCP. A request that does not decode ends
@@ -35,14 +41,60 @@ const SESSION_RING: usize = 64 << 10;
 const SESSION_STACK: usize = 1 << 20;
 /// The ring of a list's append log: when it is full, appends go by request.
 const LOG_RING: usize = 256 << 10;
+/// At most this many connections are in their authkey handshake at once.
+pub(crate) const MAX_HANDSHAKES: usize = 64;
 
-/// What the server process is started with.
-#[derive(Debug, Serialize, Deserialize)]
+/// How many accepted connections are still in their handshake.
+#[derive(Debug, Default)]
+struct Handshakes {
+    count: Mutex<usize>,
+    done: Condvar,
+}
+
+impl Handshakes {
+    /// Waits until fewer than [`MAX_HANDSHAKES`] are under way.
+    fn wait_for_room(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *count >= MAX_HANDSHAKES {
+            count = self.done.wait(count).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Counts one more under way, until the returned slot is dropped.
+    fn begin(self: &Arc<Self>) -> HandshakeSlot {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        HandshakeSlot(Arc::clone(self))
+    }
+}
+
+/// One handshake under way: dropping it (done, failed, or its thread never
+/// started) makes room for the next.
+struct HandshakeSlot(Arc<Handshakes>);
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut count = self.0.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        self.0.done.notify_one();
+    }
+}
+
+/// What the server process is started with (its key travels in the spawn
+/// bootstrap only, and `Debug` does not show it).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct ServerArgs {
     pub(crate) address: Address,
     pub(crate) authkey: Option<Vec<u8>>,
     /// Where the server reports the address it listens on, or why it cannot.
     pub(crate) report: Connection<Result<Address, String>, ()>,
+    /// How long a proxy on its way keeps its object (see [`Refs::loans`]).
+    pub(crate) loan_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs").field("address", &self.address).finish_non_exhaustive()
+    }
 }
 
 /// The server process's entry point, knowing the registered types `R`.
@@ -55,6 +107,11 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         }
     };
     let address = listener.address().clone();
+    // Proxies of this manager decoded here (inside registered objects).
+    super::keys::register(
+        &address,
+        args.authkey.as_deref().map(super::keys::AuthKey::new).as_ref(),
+    );
     if args.report.send(&Ok(address.clone())).is_err() {
         return;
     }
@@ -69,15 +126,29 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         objects: RwLock::default(),
         names: Mutex::default(),
         refs: Mutex::default(),
+        loan_timeout: args.loan_timeout,
+        loans_changed: Condvar::new(),
     });
+    {
+        let registry = Arc::clone(&registry);
+        // Without it, loans never run out: objects are kept too long, but
+        // nothing breaks.
+        let _ = std::thread::Builder::new()
+            .name("manager-loans".to_owned())
+            .stack_size(SESSION_STACK)
+            .spawn(move || registry.expire_loans_for_ever());
+    }
+    let handshakes = Arc::new(Handshakes::default());
     loop {
+        handshakes.wait_for_room();
         match listener.accept_pending() {
             Ok(pending) => {
                 let registry = Arc::clone(&registry);
+                let slot = handshakes.begin();
                 let started = std::thread::Builder::new()
                     .name("manager-session".to_owned())
                     .stack_size(SESSION_STACK)
-                    .spawn(move || session(pending, &registry));
+                    .spawn(move || session(pending, slot, &registry));
                 if started.is_err() {
                     // Out of threads: the dropped connection tells its client.
                     std::thread::sleep(Duration::from_millis(10));
@@ -107,8 +178,10 @@ struct Ctx {
 static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
 
 /// Serves one client until it leaves or breaks the protocol.
-fn session(pending: PendingConnection, registry: &Registry) {
-    let Ok(conn) = pending.handshake::<Response, Request>() else { return };
+fn session(pending: PendingConnection, slot: HandshakeSlot, registry: &Registry) {
+    let handshake = pending.handshake::<Response, Request>();
+    drop(slot);
+    let Ok(conn) = handshake else { return };
     let mut ctx = Ctx {
         id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1,
         client_alive: alive_probe(&conn),
@@ -208,6 +281,10 @@ struct Registry {
     objects: RwLock<HashMap<u64, Arc<Object>>>,
     names: Mutex<HashMap<String, u64>>,
     refs: Mutex<Refs>,
+    /// How long a loan lasts (see [`Refs::loans`]).
+    loan_timeout: Duration,
+    /// Signalled when a loan is made while none was outstanding.
+    loans_changed: Condvar,
 }
 
 /// Who keeps each object alive: an object is freed when the last of its
@@ -216,12 +293,25 @@ struct Registry {
 #[derive(Debug, Default)]
 struct Refs {
     counts: HashMap<u64, u64>,
-    /// Loans by token: proxies on their way, with their object.
+    /// Loans by token: proxies on their way, with their object. A loan
+    /// keeps its object until the proxy arrives and is held, or until the
+    /// loan times out: a message that is never received (its pipe dropped,
+    /// its receiver killed) cannot keep an object for ever.
     loans: HashMap<u64, u64>,
     /// Tokens repaid before their loan arrived (on another session).
     early: HashSet<u64>,
+    /// Loans and early repayments in the order they run out (all last the
+    /// same time, so the order they were made in).
+    expiries: VecDeque<(Instant, Expiry)>,
     /// Objects stored inside other objects: they live until the end.
     pinned: HashSet<u64>,
+}
+
+/// What runs out at a time in [`Refs::expiries`].
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Loan(u64),
+    Early(u64),
 }
 
 /// At most this many early repayments are remembered (a proxy
@@ -437,9 +527,11 @@ impl Registry {
             }
             Request::Lend(id, token) => {
                 let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
-                if !refs.early.remove(&token) && self.exists(id) {
+                if !refs.early.remove(&token) && !refs.loans.contains_key(&token) && self.exists(id)
+                {
                     *refs.counts.entry(id).or_insert(0) += 1;
                     refs.loans.insert(token, id);
+                    self.expire_later(&mut refs, Expiry::Loan(token));
                 }
             }
             Request::Repay(token) => {
@@ -453,7 +545,9 @@ impl Registry {
                         if refs.early.len() >= EARLY_MAX {
                             refs.early.clear();
                         }
-                        refs.early.insert(token);
+                        if refs.early.insert(token) {
+                            self.expire_later(&mut refs, Expiry::Early(token));
+                        }
                     }
                 }
             }
@@ -464,6 +558,59 @@ impl Registry {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Schedules `what` to run out a loan's time from now.
+    fn expire_later(&self, refs: &mut Refs, what: Expiry) {
+        let when = Instant::now() + self.loan_timeout;
+        refs.expiries.push_back((when, what));
+        if refs.expiries.len() == 1 {
+            self.loans_changed.notify_all();
+        }
+    }
+
+    /// Ends the loans whose time ran out (their objects lose a holder) and
+    /// forgets the early repayments that no loan came for; returns when the
+    /// next one runs out.
+    fn expire_loans(&self, now: Instant) -> Option<Instant> {
+        let mut ended = Vec::new();
+        let next = {
+            let mut refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Some(&(when, what)) = refs.expiries.front() {
+                if when > now {
+                    break;
+                }
+                refs.expiries.pop_front();
+                match what {
+                    Expiry::Loan(token) => ended.extend(refs.loans.remove(&token)),
+                    Expiry::Early(token) => {
+                        refs.early.remove(&token);
+                    }
+                }
+            }
+            refs.expiries.front().map(|&(when, _)| when)
+        };
+        for id in ended {
+            self.decref(id);
+        }
+        next
+    }
+
+    /// The loans thread: ends each loan when its time runs out.
+    fn expire_loans_for_ever(&self) {
+        loop {
+            let now = Instant::now();
+            match self.expire_loans(now) {
+                // Loans made meanwhile run out later still.
+                Some(next) => std::thread::sleep(next.saturating_duration_since(now)),
+                None => {
+                    let refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+                    if refs.expiries.is_empty() {
+                        drop(self.loans_changed.wait(refs).unwrap_or_else(PoisonError::into_inner));
+                    }
+                }
+            }
         }
     }
 
@@ -946,6 +1093,13 @@ fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
     i.clamp(0, len_i) as usize
 }
 
+/// Where the first element `==` to `value` is (Python's equality on the
+/// decoded values, not on their encodings).
+fn find(items: &[Blob], value: &[u8]) -> Option<usize> {
+    let needle = dynval::Needle::new(value);
+    items.iter().position(|x| needle.matches(x))
+}
+
 fn out_of_range(index: i64, len: usize) -> Response {
     Response::Failed(Failure::IndexOutOfRange { index, len: len as u64 })
 }
@@ -1012,7 +1166,7 @@ impl State {
                     None => out_of_range(index, items.len()),
                 }
             }
-            (Data::List(items), Op::Remove(v)) => match items.iter().position(|x| *x == v) {
+            (Data::List(items), Op::Remove(v)) => match find(items, &v) {
                 Some(p) => {
                     items.remove(p);
                     self.touch();
@@ -1021,13 +1175,14 @@ impl State {
                 None => Response::Failed(Failure::ValueNotFound),
             },
             (Data::List(items), Op::Len) => Response::Count(items.len() as u64),
-            (Data::List(items), Op::Contains(v)) => Response::Bool(items.contains(&v)),
-            (Data::List(items), Op::Index(v)) => match items.iter().position(|x| *x == v) {
+            (Data::List(items), Op::Contains(v)) => Response::Bool(find(items, &v).is_some()),
+            (Data::List(items), Op::Index(v)) => match find(items, &v) {
                 Some(p) => Response::Count(p as u64),
                 None => Response::Failed(Failure::ValueNotFound),
             },
             (Data::List(items), Op::Count(v)) => {
-                Response::Count(items.iter().filter(|x| **x == v).count() as u64)
+                let needle = dynval::Needle::new(&v);
+                Response::Count(items.iter().filter(|x| needle.matches(x)).count() as u64)
             }
             (Data::List(items), Op::Clear) => {
                 items.clear();
@@ -1287,6 +1442,8 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
                 objects: RwLock::default(),
                 names: Mutex::default(),
                 refs: Mutex::default(),
+                loan_timeout: Duration::from_secs(60),
+                loans_changed: Condvar::new(),
             },
             std::cell::Cell::new(0),
         );

@@ -186,6 +186,7 @@ impl Builder {
             daemon: self.daemon,
             parent_pid: os::getpid(),
             start_method: method,
+            manager_keys: crate::manager::known_keys(),
         }
     }
 

@@ -14,6 +14,8 @@ pub(crate) struct ChildInfo {
     pub(crate) daemon: bool,
     pub(crate) parent_pid: u32,
     pub(crate) start_method: StartMethod,
+    /// The managers' authkeys the parent knows (see `manager::keys`).
+    pub(crate) manager_keys: crate::manager::KnownKeys,
 }
 
 static INFO: Mutex<Option<ChildInfo>> = Mutex::new(None);
@@ -25,7 +27,8 @@ pub(crate) fn lock_for_fork() -> std::sync::MutexGuard<'static, Option<ChildInfo
 static CHILDREN_STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// Records, in a new child, who it is.
-pub(crate) fn enter_child(info: ChildInfo) {
+pub(crate) fn enter_child(mut info: ChildInfo) {
+    crate::manager::inherit_keys(std::mem::take(&mut info.manager_keys));
     *INFO.lock().unwrap_or_else(PoisonError::into_inner) = Some(info);
     CHILDREN_STARTED.store(0, Ordering::Relaxed);
 }

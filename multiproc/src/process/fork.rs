@@ -63,8 +63,10 @@ pub(crate) unsafe fn start<R: Serialize>(
     match forked.map_err(Error::os("fork"))? {
         Forked::Child => {
             drop(ours);
-            current::enter_child(info);
+            // Before `enter_child`, which takes the manager key registry
+            // that `manager_holds` keeps locked.
             manager_holds.in_child();
+            current::enter_child(info);
             if let Some(parent) = parent {
                 if let Err(message) = child::watch_parent(parent) {
                     child::fail(&theirs, message);
