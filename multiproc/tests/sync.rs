@@ -434,3 +434,99 @@ fn waiting_with_another_conditions_guard_is_refused() {
     let mut guard = a.lock().unwrap();
     let _ = b.wait_timeout(&mut guard, Duration::from_millis(1));
 }
+
+fn wait_at_barrier(barrier: Barrier) -> bool {
+    barrier.wait_timeout(LIMIT).is_ok()
+}
+
+#[test]
+fn a_waiter_killed_at_a_barrier_is_not_counted_as_arrived() {
+    let barrier = Barrier::new(3).unwrap();
+    let doomed = Process::spawn(wait_at_barrier, barrier.clone()).unwrap();
+    common::eventually("the first child waits", || barrier.n_waiting() == 1);
+    doomed.kill().unwrap();
+    assert_eq!(wait(&doomed), -9);
+    let second = Process::spawn(wait_at_barrier, barrier.clone()).unwrap();
+    common::eventually("the second child waits", || barrier.n_waiting() == 2);
+    // Two live parties of three: nobody may be released as if all arrived.
+    let mine = barrier.wait_timeout(LIMIT);
+    assert!(matches!(mine, Err(Error::BrokenBarrier)), "{mine:?}");
+    assert!(!join(second).unwrap(), "a waiter was released by a dead party's arrival");
+    barrier.reset();
+}
+
+fn sleep_long(_: ()) {
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+/// Starts processes until one gets `pid` (the kernel hands out the number
+/// after `ns_last_pid`); `None` if this machine does not let us choose.
+fn process_with_pid(pid: u32) -> Option<Process<()>> {
+    for _ in 0..200 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).ok()?;
+        let p = Process::spawn(sleep_long, ()).unwrap();
+        if p.pid() == pid {
+            return Some(p);
+        }
+        p.kill().unwrap();
+        wait(&p);
+    }
+    None
+}
+
+#[test]
+fn a_dead_owners_thread_id_reused_by_another_process_does_not_keep_its_lock() {
+    let (lock, held) = (Lock::new().unwrap(), Event::new().unwrap());
+    let owner = Process::spawn(hold_lock_forever, (lock.clone(), held.clone())).unwrap();
+    let pid = owner.pid();
+    kill_after_held(owner, &held);
+    // Start times are known to the clock tick (10 ms): a real reuse comes
+    // after the whole range of ids has been used, much later than this.
+    std::thread::sleep(Duration::from_millis(30));
+    // Another process now has the dead owner's thread id (its main thread).
+    let Some(reuser) = process_with_pid(pid) else {
+        eprintln!("skipped: this machine does not let the test choose process ids");
+        return;
+    };
+    let result = lock.lock_timeout(Duration::from_secs(2));
+    reuser.kill().unwrap();
+    wait(&reuser);
+    match result {
+        Err(LockError::OwnerDied(guard)) => drop(guard),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+}
+
+fn receive_a_lock(rx: multiproc::Connection<Lock>) -> String {
+    match rx.recv_timeout(LIMIT) {
+        Ok(_) => "attached".to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// In a (single-threaded) child: moves our next child into a new PID
+/// namespace, forks it, and sends it a lock.
+fn send_a_lock_into_a_new_pid_namespace(_: ()) -> String {
+    // SAFETY: `unshare(CLONE_NEWPID)` changes only which PID namespace this
+    // process's next child is born in.
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        return "skipped".to_owned();
+    }
+    let (tx, rx) = multiproc::pipe::<Lock>().unwrap();
+    let child = Process::builder()
+        .start_method(multiproc::StartMethod::Fork)
+        .spawn(receive_a_lock, rx)
+        .unwrap();
+    tx.send(&Lock::new().unwrap()).unwrap();
+    join(child).unwrap()
+}
+
+#[test]
+fn a_lock_refuses_to_cross_into_another_pid_namespace() {
+    let outcome = join(Process::spawn(send_a_lock_into_a_new_pid_namespace, ()).unwrap()).unwrap();
+    if outcome == "skipped" {
+        eprintln!("skipped: this machine does not let the test make a PID namespace");
+        return;
+    }
+    assert!(outcome.contains("PID namespace"), "{outcome}");
+}

@@ -36,6 +36,16 @@ pub(crate) struct RawBarrier {
 // SAFETY: atomics only, `#[repr(C)]`, no pointer.
 unsafe impl InShm for RawBarrier {}
 
+/// Who waits at one arrival index of the current cycle: an owner id (see
+/// [`park::tid`]), 0 for nobody. A barrier's segment holds one per party
+/// after the [`RawBarrier`].
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Slot(AtomicU32);
+
+// SAFETY: one atomic, `#[repr(C)]`, no pointer.
+unsafe impl InShm for Slot {}
+
 impl RawBarrier {
     /// Sets the number of parties (on creation only).
     pub(crate) fn init(&self, parties: u32) {
@@ -71,7 +81,16 @@ impl RawBarrier {
 
     /// Waits for the other parties; returns this waiter's arrival index
     /// (0 for the first, `parties - 1` for the last, which released the rest).
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<u32, BarrierFailure> {
+    ///
+    /// `slots` (one per party) record who waits. The last to arrive checks
+    /// that the others still live: a party killed while waiting has not
+    /// arrived, and the cycle ends broken rather than release the rest as if
+    /// it had.
+    pub(crate) fn wait(
+        &self,
+        deadline: Option<Instant>,
+        slots: &[Slot],
+    ) -> Result<u32, BarrierFailure> {
         let arrival = self.locked(|| {
             if self.broken.load(Ordering::Relaxed) != 0 {
                 return Err(BarrierFailure::Broken);
@@ -79,8 +98,21 @@ impl RawBarrier {
             let generation = self.generation.load(Ordering::Relaxed);
             let index = self.count.load(Ordering::Relaxed);
             if index.saturating_add(1) >= self.parties.load(Ordering::Relaxed) {
+                let waiting = slots.get(..index as usize).unwrap_or(slots);
+                let dead = waiting.iter().any(|slot| {
+                    let id = slot.0.load(Ordering::Relaxed);
+                    id != 0 && !park::owner_thread_alive(id)
+                });
+                if dead {
+                    self.broken.store(1, Ordering::Relaxed);
+                    self.end_cycle(true);
+                    return Err(BarrierFailure::Broken);
+                }
                 self.end_cycle(false);
                 return Ok(None);
+            }
+            if let Some(slot) = slots.get(index as usize) {
+                slot.0.store(park::tid(), Ordering::Relaxed);
             }
             self.count.store(index + 1, Ordering::Relaxed);
             Ok(Some((generation, index)))

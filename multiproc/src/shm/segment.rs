@@ -273,6 +273,19 @@ impl Segment {
         unsafe { &*self.body_ptr().add(offset).cast::<T>() }
     }
 
+    /// The `count` values of `T` from `offset` in the body.
+    ///
+    /// # Panics
+    ///
+    /// As [`at`](Self::at), if they do not all fit.
+    pub(crate) fn slice_at<T: InShm>(&self, offset: usize, count: usize) -> &[T] {
+        let end = size_of::<T>().checked_mul(count).and_then(|len| offset.checked_add(len));
+        assert!(end.is_some_and(|end| end <= self.body_len()), "shared object out of bounds");
+        assert!((BODY + offset).is_multiple_of(align_of::<T>()), "misaligned shared object");
+        // SAFETY: as in `at`, for `count` consecutive values.
+        unsafe { std::slice::from_raw_parts(self.body_ptr().add(offset).cast::<T>(), count) }
+    }
+
     /// The segment's kind.
     pub(crate) fn kind(&self) -> Kind {
         self.kind
@@ -316,7 +329,7 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
     if wire.kind != kind as u32 {
         return Err(serde::de::Error::custom(format!("expected a {}", kind.name())));
     }
-    Segment::attach(wire.fd, kind, shape, min_body).map_err(serde::de::Error::custom)
+    Segment::attach(wire.fd, kind, shape, min_body).map_err(crate::transfer::codec::refuse)
 }
 
 /// `offset` rounded up to a multiple of `align` (a power of two).

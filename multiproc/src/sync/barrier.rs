@@ -4,8 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::shm::barrier::{BarrierFailure, RawBarrier};
-use crate::shm::handle::segment_handle_serde;
+use crate::shm::barrier::{BarrierFailure, RawBarrier, Slot};
 use crate::shm::park::deadline_after;
 use crate::shm::segment::Shape;
 use crate::shm::{Kind, Segment};
@@ -40,7 +39,31 @@ pub struct Barrier {
     seg: Arc<Segment>,
 }
 
-segment_handle_serde!(Barrier, Kind::Barrier, size_of::<RawBarrier>());
+/// Where the per-party slots start in a barrier's segment.
+const SLOTS: usize = size_of::<RawBarrier>();
+
+/// The body a barrier with `parties` slots needs.
+fn body_len(parties: usize) -> Option<usize> {
+    parties.checked_mul(size_of::<Slot>())?.checked_add(SLOTS)
+}
+
+fn slot_shape(parties: usize) -> Shape {
+    Shape { size: size_of::<Slot>(), align: align_of::<Slot>(), count: parties }
+}
+
+impl serde::Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::shm::segment::serialize(&self.seg, serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let seg =
+            crate::shm::segment::deserialize(deserializer, Kind::Barrier, slot_shape(0), body_len)?;
+        Ok(Self { seg })
+    }
+}
 
 /// What one `wait` on a [`Barrier`] tells its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +116,10 @@ impl Barrier {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new(parties: u32) -> Result<Self> {
-        let seg = Segment::create(Kind::Barrier, size_of::<RawBarrier>(), Shape::default())?;
+        let parties = parties.max(1);
+        let body =
+            body_len(parties as usize).ok_or(Error::Unsupported { reason: "too many parties" })?;
+        let seg = Segment::create(Kind::Barrier, body, slot_shape(parties as usize))?;
         seg.at::<RawBarrier>(0).init(parties);
         Ok(Self { seg })
     }
@@ -102,8 +128,13 @@ impl Barrier {
         self.seg.at(0)
     }
 
+    /// One slot per party, as many as the segment holds (checked on arrival).
+    fn slots(&self) -> &[Slot] {
+        self.seg.slice_at(SLOTS, self.seg.elem_count())
+    }
+
     fn wait_until(&self, deadline: Option<Instant>) -> Result<BarrierWaitResult> {
-        match self.raw().wait(deadline) {
+        match self.raw().wait(deadline, self.slots()) {
             Ok(index) => Ok(BarrierWaitResult { index, parties: self.parties() }),
             Err(BarrierFailure::Broken) => Err(Error::BrokenBarrier),
             Err(BarrierFailure::Timeout) => Err(Error::Timeout),

@@ -18,6 +18,17 @@ use crate::{Error, Result};
 thread_local! {
     static OUTGOING: RefCell<Vec<Vec<OwnedFd>>> = const { RefCell::new(Vec::new()) };
     static INCOMING: RefCell<Vec<Vec<Option<OwnedFd>>>> = const { RefCell::new(Vec::new()) };
+    /// Why one of our handles refused to decode: postcard keeps no message
+    /// of a `de::Error::custom`, so [`decode`] finds it here.
+    static REFUSAL: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// A deserializer error for one of our handles that refused to decode,
+/// keeping `why` for [`decode`] to report (postcard drops custom messages).
+pub(crate) fn refuse<E: serde::de::Error>(why: Error) -> E {
+    let message = why.to_string();
+    REFUSAL.with(|r| *r.borrow_mut() = Some(why));
+    E::custom(message)
 }
 
 /// A value in its travelling form: bytes plus the descriptors they refer to.
@@ -78,8 +89,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     INCOMING.with(|t| t.borrow_mut().push(fds.into_iter().map(Some).collect()));
     let _scope = IncomingScope;
-    let (value, rest) =
-        postcard::take_from_bytes(bytes).map_err(|e| Error::Decode { source: e.into() })?;
+    REFUSAL.with(|r| r.borrow_mut().take());
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
+        // A handle's own reason says more than the codec's.
+        REFUSAL.with(|r| r.borrow_mut().take()).unwrap_or(Error::Decode { source: e.into() })
+    })?;
     if !rest.is_empty() {
         return Err(Error::protocol(format!("{} unexpected bytes after a value", rest.len())));
     }

@@ -95,8 +95,9 @@ fn start_tag(tid: u32) -> Option<u32> {
     // Fields after the command name (which may hold spaces and parentheses)
     // start at field 3; the start time is field 22.
     let start: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
-    // 1..=511: tag 0 stays free to mean "unknown".
-    Some(((start.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32 % OWNER_TAG_MASK) + 1)
+    // 1..=511 (0 stays free to mean "unknown"): threads started less than
+    // 511 ticks (5 s) apart always differ; later ones do with odds 510/511.
+    Some((start % u64::from(OWNER_TAG_MASK)) as u32 + 1)
 }
 
 /// Whether the owner named by `id` (an owner id from [`current_owner_id`]:
@@ -116,6 +117,13 @@ pub(crate) fn owner_alive(id: u32) -> bool {
     }
     // Tag 0 may mean "could not be read": never a reason to declare death.
     !matches!(start_tag(tid), Some(now) if tag != 0 && now != tag)
+}
+
+/// Whether the thread named by owner id `id` still runs, without the start
+/// time check of [`owner_alive`] (three system calls rather than a read of
+/// `/proc`): for checks that a reused thread id only delays.
+pub(crate) fn owner_thread_alive(id: u32) -> bool {
+    thread_alive(id & OWNER_TID_MASK)
 }
 
 /// The identity of this process's PID namespace (the inode of
@@ -192,5 +200,24 @@ fn thread_alive_by_kill(tid: u32) -> bool {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_owner_id_names_this_thread_and_its_start() {
+        let id = current_owner_id();
+        assert_eq!(id & OWNER_TID_MASK, current_tid());
+        let tag = id >> OWNER_TID_BITS;
+        assert!((1..=OWNER_TAG_MASK).contains(&tag), "tag {tag}");
+        assert!(owner_alive(id));
+        // The same thread id with another start time: a dead owner whose id
+        // this thread reuses.
+        let other = (id & OWNER_TID_MASK) | ((tag % OWNER_TAG_MASK + 1) << OWNER_TID_BITS);
+        assert!(!owner_alive(other));
+        assert!(owner_thread_alive(other));
     }
 }

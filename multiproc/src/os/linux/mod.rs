@@ -11,7 +11,7 @@ mod waker;
 
 pub(crate) use futex::{
     current_owner_id, current_tid, fork_generation, futex_wait, futex_wake, owner_alive,
-    pid_namespace,
+    owner_thread_alive, pid_namespace,
 };
 pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
