@@ -24,10 +24,10 @@ use crate::os;
 use crate::process::ChildStart;
 use crate::{Error, Result};
 
-/// Marks an entry: "multiproc entry!" in two words. Never written anywhere
-/// but in entries (the check below compares against a value computed at run
-/// time, so the words do not appear in code).
-const MAGIC: [u64; 2] = [0x6f72_7069_746c_756d, 0x2179_7274_6e65_2063];
+/// Marks an entry: 128 random bits (not text, which a string literal could
+/// hold). The check below compares against a value computed at run time, so
+/// the words appear nowhere in code, only in entries.
+const MAGIC: [u64; 2] = [0xb7e1_5162_8aed_2a6b, 0xd3f5_c9a1_07e4_9b26];
 
 /// One runnable target.
 #[repr(C)]
@@ -100,15 +100,17 @@ impl EntryRef {
             return Err("misaligned");
         }
         let segments = os::segments_of_object(anchor());
-        if !segments.iter().any(|s| s.readable && s.start <= addr && end <= s.end) {
-            return Err("outside this program's image");
+        // Entries are constants: in data that nothing writes once the
+        // program runs (read-only, or read-only after relocation).
+        if !segments.iter().any(|s| s.readable && s.read_only && s.start <= addr && end <= s.end) {
+            return Err("outside this program's read-only data");
         }
         let expected = [std::hint::black_box(!MAGIC[0]), std::hint::black_box(!MAGIC[1])];
-        // SAFETY: `addr..end` lies within one readable segment that the loader
-        // mapped for this executable (checked just above) and stays mapped for
-        // the program's life; `addr` is aligned for `Entry`, whose fields are
-        // plain words, so reading them as words is valid for any bytes there.
-        // Nothing writes to loaded images while we read.
+        // SAFETY: `addr..end` lies within one readable, read-only range that
+        // the loader mapped for this executable (checked just above) and that
+        // stays mapped, unchanged, for the program's life; `addr` is aligned
+        // for `Entry`, whose fields are plain words, so reading them as words
+        // is valid whatever bytes are there.
         let (magic, run) = unsafe {
             let words = addr as *const [usize; 3];
             let w = words.read();
@@ -120,10 +122,13 @@ impl EntryRef {
         if !segments.iter().any(|s| s.executable && (s.start..s.end).contains(&run)) {
             return Err("an entry whose code lies outside this program");
         }
-        // SAFETY: only `EntryRef::of` writes the magic words, always beside a
-        // `fn(ChildStart) -> !` that the compiler placed (and the loader
-        // relocated) in this image, so the word after them is such a function
-        // pointer, here in our own code (checked above).
+        // SAFETY: the magic words are 128 random bits that only the constants
+        // made by `EntryRef::of` hold (code compares against a value computed
+        // at run time), always beside a `fn(ChildStart) -> !` that the
+        // compiler placed (and the loader relocated) in this image; so the
+        // word after them is such a function pointer, here into our own code
+        // (checked above). Our parent, who chose the offset, is authenticated
+        // by the kernel (`boot::trust`); this check is the second line.
         Ok(unsafe { std::mem::transmute::<usize, fn(ChildStart) -> !>(run) })
     }
 }

@@ -1,6 +1,6 @@
 //! Whether a bootstrap socket really comes from our parent.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use crate::os;
 
@@ -12,8 +12,11 @@ pub(super) fn accept(raw: i32) -> Result<OwnedFd, String> {
     if (0..=2).contains(&raw) {
         return Err("is a standard stream".to_owned());
     }
-    let sock = os::adopt_inherited_fd(raw).ok_or("is not open")?;
-    let peer = os::peer_credentials(sock.as_fd())
+    // Every check looks at the descriptor without taking it: if it is not
+    // ours to take, it stays as it was (some other code of the program may
+    // own it).
+    let sock = os::borrow_inherited_fd(raw).ok_or("is not open")?;
+    let peer = os::peer_credentials(sock)
         .map_err(|e| format!("is not a connected Unix stream socket ({e})"))?;
     let (uid, euid) = os::uids();
     if uid != euid {
@@ -39,5 +42,5 @@ pub(super) fn accept(raw: i32) -> Result<OwnedFd, String> {
     if os::getppid() != parent {
         return Err("comes from a parent that has just ended".to_owned());
     }
-    Ok(sock)
+    os::adopt_inherited_fd(raw).ok_or_else(|| "is not open".to_owned())
 }

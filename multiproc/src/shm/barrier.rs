@@ -101,7 +101,7 @@ impl RawBarrier {
                 let waiting = slots.get(..index as usize).unwrap_or(slots);
                 let dead = waiting.iter().any(|slot| {
                     let id = slot.0.load(Ordering::Relaxed);
-                    id != 0 && !park::owner_thread_alive(id)
+                    id != 0 && !park::owner_alive(id)
                 });
                 if dead {
                     self.broken.store(1, Ordering::Relaxed);

@@ -24,12 +24,6 @@ pub(crate) fn owner_alive(id: u32) -> bool {
     os::owner_alive(id)
 }
 
-/// A cheaper [`owner_alive`] that a reused thread id can fool (it then
-/// answers "alive"): for checks whose mistake only delays.
-pub(crate) fn owner_thread_alive(id: u32) -> bool {
-    os::owner_thread_alive(id)
-}
-
 /// The longest single sleep. Every waiter re-checks its condition after it,
 /// so a waker that died between changing the state and calling `wake`
 /// delays its waiters by at most this long instead of hanging them.

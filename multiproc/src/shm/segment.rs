@@ -63,11 +63,19 @@ struct Header {
     /// Where a ring starts in the file (0: no ring), and its length.
     ring_offset: AtomicU64,
     ring_len: AtomicU64,
-    /// The PID namespace of the creator (see [`os::pid_namespace`]).
+    /// The creator's PID and time namespaces (see [`os::namespaces`]).
     pid_ns: AtomicU64,
+    time_ns: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Header>() <= BODY);
+
+/// This process's PID and time namespaces, which shared objects must share.
+fn namespaces() -> Result<(u64, u64)> {
+    os::namespaces().ok_or(Error::Unsupported {
+        reason: "shared objects need /proc to know this process's namespaces",
+    })
+}
 
 /// Where the body starts: a cache line after the segment's start.
 pub(crate) const BODY: usize = 64;
@@ -116,7 +124,9 @@ impl Segment {
         header.elem_size.store(shape.size as u32, Ordering::Relaxed);
         header.elem_align.store(shape.align as u32, Ordering::Relaxed);
         header.elem_count.store(shape.count as u64, Ordering::Relaxed);
-        header.pid_ns.store(os::pid_namespace(), Ordering::Relaxed);
+        let (pid_ns, time_ns) = namespaces()?;
+        header.pid_ns.store(pid_ns, Ordering::Relaxed);
+        header.time_ns.store(time_ns, Ordering::Relaxed);
         header.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(segment))
     }
@@ -153,9 +163,11 @@ impl Segment {
         // nothing) in another PID namespace: a live owner could look dead
         // there and have its lock taken. Objects stay in the namespace where
         // they were made.
-        if header.pid_ns.load(Ordering::Relaxed) != os::pid_namespace() {
+        let theirs =
+            (header.pid_ns.load(Ordering::Relaxed), header.time_ns.load(Ordering::Relaxed));
+        if theirs != namespaces()? {
             return Err(Error::Unsupported {
-                reason: "a shared object cannot be used from another PID namespace",
+                reason: "a shared object cannot be used from another PID or time namespace",
             });
         }
         let size = header.elem_size.load(Ordering::Relaxed) as usize;
@@ -215,7 +227,9 @@ impl Segment {
         header.kind.store(kind as u32, Ordering::Relaxed);
         header.ring_offset.store(ring_offset as u64, Ordering::Relaxed);
         header.ring_len.store(ring_len as u64, Ordering::Relaxed);
-        header.pid_ns.store(os::pid_namespace(), Ordering::Relaxed);
+        let (pid_ns, time_ns) = namespaces()?;
+        header.pid_ns.store(pid_ns, Ordering::Relaxed);
+        header.time_ns.store(time_ns, Ordering::Relaxed);
         header.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(segment))
     }

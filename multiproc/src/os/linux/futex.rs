@@ -74,9 +74,10 @@ fn refresh_ids(generation: u64) -> (u32, u32) {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     let tid = rustix::thread::gettid().as_raw_nonzero().get().unsigned_abs();
-    // A thread's start time never changes; if it cannot be read, tag 0 (an
-    // owner whose tag cannot be checked is never declared dead by it).
-    let tag = start_tag(tid).unwrap_or(0);
+    // A thread's start time never changes; if it cannot be read (or /proc
+    // is not this process's own), tag 0: an owner whose tag cannot be
+    // checked is never declared dead by it.
+    let tag = if proc_is_ours() { start_tag(tid).unwrap_or(0) } else { 0 };
     let id = (tid & OWNER_TID_MASK) | (tag << OWNER_TID_BITS);
     TID.with(|cell| cell.set((generation, tid, id)));
     (tid, id)
@@ -87,6 +88,16 @@ const OWNER_TID_BITS: u32 = 22;
 const OWNER_TID_MASK: u32 = (1 << OWNER_TID_BITS) - 1;
 /// The tag beside the thread id in an owner id: 9 bits.
 const OWNER_TAG_MASK: u32 = (1 << 9) - 1;
+
+/// Whether `/proc` shows this process's own PID namespace (it does not, for
+/// instance, after `unshare --pid --fork` without a new `/proc` mount): only
+/// then do its start times describe the threads our ids name.
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|target| target.to_str()?.parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id())
+}
 
 /// A 9-bit digest of when thread `tid` started (`/proc/<tid>/stat`, field
 /// 22, in clock ticks since boot), or `None` if it cannot be read.
@@ -115,34 +126,43 @@ pub(crate) fn owner_alive(id: u32) -> bool {
     if !thread_alive(tid) {
         return false;
     }
-    // Tag 0 may mean "could not be read": never a reason to declare death.
-    !matches!(start_tag(tid), Some(now) if tag != 0 && now != tag)
+    // Tag 0 means "could not be read": never a reason to declare death. Nor
+    // is a start time read through a /proc that is not ours.
+    tag == 0 || !proc_is_ours() || !matches!(start_tag(tid), Some(now) if now != tag)
 }
 
-/// Whether the thread named by owner id `id` still runs, without the start
-/// time check of [`owner_alive`] (three system calls rather than a read of
-/// `/proc`): for checks that a reused thread id only delays.
-pub(crate) fn owner_thread_alive(id: u32) -> bool {
-    thread_alive(id & OWNER_TID_MASK)
-}
-
-/// The identity of this process's PID namespace (the inode of
-/// `/proc/self/ns/pid`), or 0 if it cannot be read.
-pub(crate) fn pid_namespace() -> u64 {
+/// The identity of the namespaces that give thread ids and start times
+/// their meaning: the inodes of `/proc/self/ns/pid` and `/proc/self/ns/time`,
+/// or `None` if they cannot be read.
+///
+/// Thread ids (and so lock owners) mean something else in another PID
+/// namespace, and start times are shifted in another time namespace: in
+/// either case a live owner could look dead. Shared objects therefore stay
+/// among processes of the same namespaces, and need `/proc` to know them.
+pub(crate) fn namespaces() -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    use std::sync::atomic::AtomicU64;
-    // Cached per process: a child can be in another namespace than its
-    // parent (which `unshare`d), but a process never changes its own.
-    static CACHE: AtomicU64 = AtomicU64::new(0);
-    static CACHED_FOR: AtomicU32 = AtomicU32::new(0);
-    let pid = std::process::id();
-    if CACHED_FOR.load(Ordering::Acquire) == pid {
-        return CACHE.load(Ordering::Relaxed);
+    // A process never changes its own namespaces, but a child can be in
+    // others than its parent (which `unshare`d): cached per fork, in atomics
+    // (a lock could be held by another thread at a fork).
+    static GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
+    static PID_NS: AtomicU64 = AtomicU64::new(0);
+    static TIME_NS: AtomicU64 = AtomicU64::new(0);
+    let generation = fork_generation();
+    if GENERATION.load(Ordering::Acquire) == generation {
+        return Some((PID_NS.load(Ordering::Relaxed), TIME_NS.load(Ordering::Relaxed)));
     }
-    let ns = std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino());
-    CACHE.store(ns, Ordering::Relaxed);
-    CACHED_FOR.store(pid, Ordering::Release);
-    ns
+    let ino = |name: &str| std::fs::metadata(format!("/proc/self/ns/{name}")).map(|m| m.ino());
+    let ids = match (ino("pid"), ino("time")) {
+        (Ok(pid), Ok(time)) => (pid, time),
+        // Kernels before 5.6 have no time namespaces: only one time.
+        (Ok(pid), Err(e)) if e.kind() == std::io::ErrorKind::NotFound => (pid, 0),
+        _ => return None,
+    };
+    // Racing threads store the same values.
+    PID_NS.store(ids.0, Ordering::Relaxed);
+    TIME_NS.store(ids.1, Ordering::Relaxed);
+    GENERATION.store(generation, Ordering::Release);
+    Some(ids)
 }
 
 /// A number that changes in the child of every `fork`: state cached per
@@ -192,13 +212,15 @@ fn thread_alive_by_kill(tid: u32) -> bool {
     if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
         return false;
     }
+    // It exists (or is another user's: EPERM). /proc may hide it
+    // (`hidepid`), so only a readable entry can tell a zombie.
     match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
         Ok(stat) => {
             let state =
                 stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
             !matches!(state, Some('Z' | 'X'))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && rc == 0 => false,
         Err(_) => true,
     }
 }
@@ -218,6 +240,5 @@ mod tests {
         // this thread reuses.
         let other = (id & OWNER_TID_MASK) | ((tag % OWNER_TAG_MASK + 1) << OWNER_TID_BITS);
         assert!(!owner_alive(other));
-        assert!(owner_thread_alive(other));
     }
 }

@@ -14,6 +14,9 @@ pub(crate) struct Segment {
     pub(crate) readable: bool,
     /// Mapped executable.
     pub(crate) executable: bool,
+    /// Never written once the program runs: mapped without write access,
+    /// or made read-only after relocation (`PT_GNU_RELRO`).
+    pub(crate) read_only: bool,
 }
 
 struct Search {
@@ -38,20 +41,31 @@ extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc
         };
         (info.dlpi_addr as usize, headers)
     };
-    let loads: Vec<Segment> = headers
+    let range = |h: &libc::Elf64_Phdr| {
+        let start = base.wrapping_add(h.p_vaddr as usize);
+        (start, start.wrapping_add(h.p_memsz as usize))
+    };
+    let mut loads: Vec<Segment> = headers
         .iter()
         .filter(|h| h.p_type == libc::PT_LOAD)
         .map(|h| {
-            let start = base.wrapping_add(h.p_vaddr as usize);
+            let (start, end) = range(h);
             Segment {
                 start,
-                end: start.wrapping_add(h.p_memsz as usize),
+                end,
                 readable: h.p_flags & libc::PF_R != 0,
                 executable: h.p_flags & libc::PF_X != 0,
+                read_only: h.p_flags & libc::PF_W == 0,
             }
         })
         .collect();
+    let relro = headers.iter().filter(|h| h.p_type == libc::PT_GNU_RELRO).map(|h| {
+        let (start, end) = range(h);
+        Segment { start, end, readable: true, executable: false, read_only: true }
+    });
+    let relro: Vec<Segment> = relro.collect();
     if loads.iter().any(|s| (s.start..s.end).contains(&search.addr)) {
+        loads.extend(relro);
         search.found = loads;
         1
     } else {

@@ -60,17 +60,19 @@ pub(crate) fn flock(fd: BorrowedFd<'_>, shared: bool, nonblocking: bool) -> io::
 
 /// Creates `path` (which must not exist), read-write for the owner only.
 pub(crate) fn create_exclusive(path: &std::path::Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::RUSR | Mode::WUSR,
-    )?)
+    super::with_fd_room(|| {
+        Ok(rustix::fs::open(
+            path,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )?)
+    })
 }
 
 /// Opens an existing `path`, read-write or read-only.
 pub(crate) fn open_existing(path: &std::path::Path, write: bool) -> io::Result<OwnedFd> {
     let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
-    Ok(rustix::fs::open(path, access | OFlags::CLOEXEC, Mode::empty())?)
+    super::with_fd_room(|| Ok(rustix::fs::open(path, access | OFlags::CLOEXEC, Mode::empty())?))
 }
 
 /// Sets the length of the file behind `fd`.

@@ -10,8 +10,7 @@ mod socket;
 mod waker;
 
 pub(crate) use futex::{
-    current_owner_id, current_tid, fork_generation, futex_wait, futex_wake, owner_alive,
-    owner_thread_alive, pid_namespace,
+    current_owner_id, current_tid, fork_generation, futex_wait, futex_wake, namespaces, owner_alive,
 };
 pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
@@ -21,10 +20,11 @@ pub(crate) use memory::{
 };
 pub(crate) use poll::{peer_hung_up, wait_readable};
 pub(crate) use proc::{
-    ExitStatus, Forked, Signal, adopt_inherited_fd, close_other_fds, default_sigchld, detach,
-    exe_identity, exit_now, fork, getpid, getppid, is_privileged, kill_and_reap, kill_self,
-    object_base, own_pidfd, pidfd_open, process_exe_identity, reap_blocking, send_signal,
-    spawn_self, take_env, thread_ids, try_reap, uids, with_fd_room,
+    ExitStatus, Forked, Signal, adopt_inherited_fd, borrow_inherited_fd, close_other_fds,
+    default_sigchld, detach, exe_identity, exit_now, fork, getpid, getppid, is_privileged,
+    kill_and_reap, kill_self, make_fd_room_after, object_base, own_pidfd, pidfd_open,
+    process_exe_identity, raise_fd_limit, reap_blocking, send_signal, spawn_self, take_env,
+    thread_ids, try_reap, uids, with_fd_room,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, peer_credentials, recv_with_fds, send_with_fds, stream_pair,

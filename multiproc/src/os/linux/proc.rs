@@ -318,6 +318,23 @@ pub(crate) fn kill_self() -> ! {
     exit_now(137)
 }
 
+/// Descriptor `raw`, named in the boot variable, borrowed to be checked
+/// before it is adopted: `None` if it is not open.
+pub(crate) fn borrow_inherited_fd(raw: RawFd) -> Option<BorrowedFd<'static>> {
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD only inspects the descriptor table.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is open (checked just above). This runs before `main`,
+    // on the single thread of a fresh image, so nothing can close it while
+    // the checks look at it; the borrow is only used for those checks
+    // (socket options), which neither close nor change it.
+    Some(unsafe { BorrowedFd::borrow_raw(raw) })
+}
+
 /// Takes ownership of the descriptor a parent left open for us across `exec`.
 ///
 /// Returns `None` if `raw` is not an open descriptor. Marks it close-on-exec
@@ -331,10 +348,10 @@ pub(crate) fn adopt_inherited_fd(raw: RawFd) -> Option<OwnedFd> {
     if flags < 0 {
         return None;
     }
-    // SAFETY: this runs once, before `main`, on the descriptor number our parent
-    // named in the environment variable it addressed to us; it dup'ed that
-    // descriptor there for us alone, and nothing in this fresh image has
-    // claimed it. F_SETFD only changes its flags.
+    // SAFETY: this runs once, before `main`, on the descriptor number named
+    // in the boot variable, after `boot::trust` checked that its other end
+    // is held by our parent (so our parent made it for us: nothing in this
+    // fresh image has claimed it). F_SETFD only changes its flags.
     unsafe {
         libc::fcntl(raw, libc::F_SETFD, flags | libc::FD_CLOEXEC);
         Some(OwnedFd::from_raw_fd(raw))
@@ -396,9 +413,23 @@ pub(crate) fn with_fd_room<T>(mut open: impl FnMut() -> io::Result<T>) -> io::Re
     }
 }
 
+/// Raises the soft limit on open descriptors once those received come near
+/// it (`highest` is the largest number just received; numbers are given out
+/// lowest first, so it tells how many are open). A receive cannot be
+/// retried as an open can: the kernel drops the descriptors that do not fit.
+pub(crate) fn make_fd_room_after(highest: RawFd) {
+    // One `getrlimit` per message that brought descriptors (not cached: the
+    // program may change its limit).
+    let soft =
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    if u64::try_from(highest).unwrap_or(0).saturating_mul(4) >= soft.saturating_mul(3) {
+        raise_fd_limit();
+    }
+}
+
 /// Raises this process's soft limit on open descriptors to the hard limit;
 /// true if it rose.
-fn raise_fd_limit() -> bool {
+pub(crate) fn raise_fd_limit() -> bool {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     if limit.current >= limit.maximum {
         return false;
@@ -457,6 +488,36 @@ mod tests {
 
     fn plenty_of_room(count: usize) -> (u64, u64, usize) {
         with_room(256, count)
+    }
+
+    fn send_values(args: (crate::Connection<Value<u64>>, usize)) {
+        let (tx, count) = args;
+        for i in 0..count {
+            tx.send(&Value::new(i as u64).unwrap()).unwrap();
+        }
+    }
+
+    /// In a child with little room: receives (and keeps) `count` shared
+    /// values that another process makes.
+    fn receive_many(count: usize) -> usize {
+        let (tx, rx) = crate::pipe::<Value<u64>>().unwrap();
+        let sender = Process::spawn(send_values, (tx, count)).unwrap();
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let low = rustix::process::Rlimit {
+            current: Some(open + 64),
+            maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+        };
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, low).unwrap();
+        let kept: Vec<Value<u64>> = (0..count)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap())
+            .collect();
+        sender.join().unwrap();
+        kept.len()
+    }
+
+    #[test]
+    fn receiving_many_descriptors_makes_room_for_them() {
+        assert_eq!(Process::spawn(receive_many, 300).unwrap().join().unwrap(), 300);
     }
 
     #[test]

@@ -83,7 +83,12 @@ pub(crate) fn recv_with_fds(
             received.extend(incoming);
         }
     }
+    if let Some(highest) = received.iter().map(std::os::fd::AsRawFd::as_raw_fd).max() {
+        super::make_fd_room_after(highest);
+    }
     if msg.flags.contains(ReturnFlags::CTRUNC) {
+        // Out of descriptors: make room for the next message at least.
+        super::raise_fd_limit();
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "file descriptors were dropped by the kernel (control data truncated)",
