@@ -192,7 +192,11 @@ impl Builder {
 
     /// Starts a child process that runs `f(args)`.
     ///
-    /// `f` is a function, or a closure that captures nothing; `args` and the
+    /// `f` is a function, or a closure that captures nothing (with `Spawn`
+    /// and `ForkServer` the child finds it by its type, so a closure that
+    /// captured zero-sized values runs there with copies made afresh, as if
+    /// cloned; do not rely on a zero-sized token's meaning across processes);
+    /// `args` and the
     /// return value travel between the processes with serde (handles such as
     /// [`FdHandle`](crate::FdHandle) arrive open and working).
     ///

@@ -87,6 +87,8 @@ pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     loop {
         match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
             Err(Errno::INTR) => continue,
+            // A file system that cannot reserve: nothing to do ahead.
+            Err(Errno::OPNOTSUPP) => return Ok(()),
             other => return Ok(other?),
         }
     }
