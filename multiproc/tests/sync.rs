@@ -441,3 +441,52 @@ fn waiting_with_another_conditions_guard_is_refused() {
     let mut guard = a.lock().unwrap();
     let _ = b.wait_timeout(&mut guard, Duration::from_millis(1));
 }
+
+const NOTIFY_WAIT: Duration = Duration::from_millis(1500);
+
+/// Waits once on `cond`; returns whether it was notified and how long it
+/// waited.
+fn wait_once(args: (Condition, RawValue<u32>)) -> (bool, Duration) {
+    let (cond, waiting) = args;
+    let mut guard = cond.lock().unwrap();
+    waiting.fetch_add(1);
+    let start = Instant::now();
+    let notified = cond.wait_timeout(&mut guard, NOTIFY_WAIT).unwrap();
+    (notified, start.elapsed())
+}
+
+/// Three processes wait on one condition; `notify` wakes them; returns how
+/// many report a notification.
+fn notified_of_three(notify: impl FnOnce(&Condition)) -> usize {
+    let cond = Condition::new().unwrap();
+    let waiting = RawValue::new(0u32).unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| Process::spawn(wait_once, (cond.clone(), waiting.clone())).unwrap())
+        .collect();
+    // A waiter counts itself under the lock and releases it only by waiting.
+    common::eventually("three waiters", || {
+        let _guard = cond.lock().unwrap();
+        waiting.load() == 3
+    });
+    {
+        let _guard = cond.lock().unwrap();
+        notify(&cond);
+    }
+    let mut notified = 0;
+    for waiter in waiters {
+        let (was_notified, waited) = join(waiter).unwrap();
+        if was_notified {
+            notified += 1;
+        } else {
+            assert!(waited >= NOTIFY_WAIT, "a waiter gave up after {waited:?}");
+        }
+    }
+    notified
+}
+
+#[test]
+fn notify_n_wakes_at_most_n_waiting_processes_and_only_they_report_it() {
+    assert_eq!(notified_of_three(|c| c.notify(1).unwrap()), 1, "notify(1)");
+    assert_eq!(notified_of_three(|c| c.notify(2).unwrap()), 2, "notify(2)");
+    assert_eq!(notified_of_three(|c| c.notify_all().unwrap()), 3, "notify_all");
+}

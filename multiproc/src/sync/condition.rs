@@ -228,16 +228,16 @@ impl Condition {
         };
         assert!(same_lock, "Condition::wait called with a guard of another condition");
         let raw = self.raw();
-        let seq = raw.prepare();
+        let ticket = raw.prepare();
         let reacquired = match guard.lock {
             GuardLock::Lock(lock) => {
                 lock.unlock();
-                let notified = raw.sleep(seq, deadline);
+                let notified = raw.sleep(ticket, deadline);
                 (notified, lock.lock(None).unwrap_or(Acquired::Clean))
             }
             GuardLock::RLock(rlock) => {
                 let depth = rlock.unlock_all().unwrap_or(1);
-                let notified = raw.sleep(seq, deadline);
+                let notified = raw.sleep(ticket, deadline);
                 (notified, rlock.relock(depth))
             }
         };
@@ -371,6 +371,12 @@ impl Condition {
     }
 
     /// Wakes up to `n` waiters. The caller must hold the lock.
+    ///
+    /// Only the waiters woken by it see [`wait_timeout`](Condition::wait_timeout)
+    /// return `true`; the others sleep on until a later notification or
+    /// their own timeout (Python's semantics). It wakes only those already
+    /// waiting when it is called, and makes no system call if there are
+    /// none.
     ///
     /// # Errors
     ///
