@@ -279,3 +279,67 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// Runs `f` on a helper thread and returns its result, failing the test if
+/// it takes longer than `within` (the thread is left behind, blocked).
+fn within<R: Send + 'static>(
+    within: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(within).unwrap_or_else(|_| panic!("{what}: still blocked after {within:?}"))
+}
+
+#[test]
+fn try_and_timed_puts_return_while_another_producer_is_blocked_in_put() {
+    let q = Queue::bounded(1).unwrap();
+    q.put(1).unwrap();
+    let blocked = q.clone();
+    let (put_done, blocked_put) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = put_done.send(blocked.put(2).is_ok());
+    });
+    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in put
+    let tried = q.clone();
+    let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(3));
+    assert!(matches!(full, Err(PutError::Full(3))), "{full:?}");
+    let timed = q.clone();
+    let (timed_out, elapsed) = within(Duration::from_secs(3), "put_timeout", move || {
+        let start = Instant::now();
+        (timed.put_timeout(4, Duration::from_millis(100)), start.elapsed())
+    });
+    assert!(matches!(timed_out, Err(PutError::Timeout(4))), "{timed_out:?}");
+    assert!(elapsed >= Duration::from_millis(100));
+    // The blocked put still completes once there is room.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 1);
+    assert!(blocked_put.recv_timeout(LIMIT).unwrap());
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 2);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn try_and_timed_gets_return_while_another_consumer_is_blocked_in_get() {
+    let q = Queue::<u32>::new().unwrap();
+    let blocked = q.clone();
+    let (got, blocked_get) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = got.send(blocked.get().ok());
+    });
+    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in get
+    let tried = q.clone();
+    let empty = within(Duration::from_secs(3), "try_get", move || tried.try_get());
+    assert!(matches!(empty, Err(Error::Empty)), "{empty:?}");
+    let timed = q.clone();
+    let (timed_out, elapsed) = within(Duration::from_secs(3), "get_timeout", move || {
+        let start = Instant::now();
+        (timed.get_timeout(Duration::from_millis(100)), start.elapsed())
+    });
+    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+    assert!(elapsed >= Duration::from_millis(100));
+    q.put(7).unwrap();
+    assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap(), Some(7));
+}

@@ -15,6 +15,7 @@
 //! finds the streaming producer dead, drops the partial message; one that
 //! meets continuation records without their `FIRST` (its predecessor died
 //! mid-stream) skips them.
+
 //!
 //! Each side counts complete messages (`put_count`, `get_count`). Moving a
 //! position and its count is two stores, so it goes through an *intent*: the
@@ -127,11 +128,13 @@ pub(crate) struct Bytes {
 }
 
 impl Bytes {
+    #[inline]
     fn at(&self, position: u64) -> *mut u8 {
         self.base.wrapping_add((position % self.cap as u64) as usize)
     }
 }
 
+#[inline]
 fn record_size(payload: usize) -> u64 {
     (HEADER + payload.div_ceil(8) * 8) as u64
 }
@@ -169,6 +172,7 @@ fn sleep_until(
 }
 
 /// Tells sleepers of the other side that `side` made progress.
+#[inline]
 fn announce(side: &Side) {
     fence(Ordering::SeqCst);
     if side.sleepers.load(Ordering::Relaxed) > 0 {
@@ -184,6 +188,7 @@ impl RawRing {
     }
 
     /// Messages in the ring.
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
         let get = self.consumer.count.load(Ordering::Acquire);
         self.producer.count.load(Ordering::Acquire).saturating_sub(get)
@@ -196,6 +201,7 @@ impl RawRing {
     }
 
     /// The item bound (0: none).
+    #[inline]
     pub(crate) fn maxsize(&self) -> u64 {
         self.shared.maxsize.load(Ordering::Relaxed)
     }
@@ -210,11 +216,50 @@ impl RawRing {
     }
 
     /// Whether the ring is closed.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) != 0
     }
 
+    /// Free bytes in a ring of `cap` bytes, as seen now (racy unless the
+    /// producer lock is held; never more than there are).
+    #[inline]
+    fn free(&self, cap: usize) -> usize {
+        // The head first: it only grows towards the tail read after it.
+        let head = self.consumer.position.load(Ordering::Acquire);
+        let tail = self.producer.position.load(Ordering::Acquire);
+        cap.saturating_sub(tail.wrapping_sub(head) as usize)
+    }
+
+    /// Whether a new message of `need` bytes (record included) fits now;
+    /// `Err` once closed.
+    #[inline]
+    fn room_for(&self, cap: usize, need: usize, new_message: bool) -> Option<Result<(), Stop>> {
+        // Closing refuses new messages; a stream already begun finishes.
+        if new_message && self.is_closed() {
+            return Some(Err(Stop::Closed));
+        }
+        let maxsize = self.maxsize();
+        let items_ok = !new_message || maxsize == 0 || self.len() < maxsize;
+        (items_ok && self.free(cap) >= need).then_some(Ok(()))
+    }
+
+    /// Waits, *without* the producer lock, until a new message of `need`
+    /// bytes looks like it fits; the caller then takes the lock and checks
+    /// again. Waiting for room without the lock keeps a blocked put from
+    /// holding up other producers (a `try_put` or `put_timeout` among them).
+    #[cold]
+    pub(crate) fn wait_for_room(
+        &self,
+        cap: usize,
+        need: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        sleep_until(&self.consumer, deadline, None, || self.room_for(cap, need, true))
+    }
+
     /// Takes the producer side.
+    #[inline]
     pub(crate) fn producer(&self, bytes: Bytes, deadline: Option<Instant>) -> Option<Producer<'_>> {
         let side = &self.producer;
         if side.lock.lock(deadline)? == Acquired::OwnerDied {
@@ -224,6 +269,7 @@ impl RawRing {
     }
 
     /// Takes the consumer side; `try_only` gives up at once if it is taken.
+    #[inline]
     pub(crate) fn consumer(
         &self,
         bytes: Bytes,
@@ -293,36 +339,32 @@ pub(crate) struct Producer<'a> {
 }
 
 impl Producer<'_> {
-    /// Free bytes in the ring.
+    /// Free bytes in the ring (exact but for consumers freeing more).
     fn free(&self) -> usize {
-        let tail = self.ring.producer.position.load(Ordering::Relaxed);
-        let head = self.ring.consumer.position.load(Ordering::Acquire);
-        self.bytes.cap.saturating_sub(tail.wrapping_sub(head) as usize)
+        self.ring.free(self.bytes.cap)
     }
 
     /// The largest payload one record can carry.
+    #[inline]
     pub(crate) fn max_payload(&self) -> usize {
         self.bytes.cap - HEADER
     }
 
-    /// Waits until `need` bytes are free and, for a new message, the item
-    /// bound allows one more.
+    /// Whether `need` bytes are free and, for a new message, the item bound
+    /// allows one more (`None`: not now); `Err` if closed.
+    #[inline]
+    pub(crate) fn room(&self, need: usize, new_message: bool) -> Option<Result<(), Stop>> {
+        self.ring.room_for(self.bytes.cap, need, new_message)
+    }
+
+    /// Waits (holding the lock) until [`room`](Self::room) says yes.
     pub(crate) fn wait_for_room(
         &self,
         need: usize,
         new_message: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
-        let ring = self.ring;
-        sleep_until(&ring.consumer, deadline, None, || {
-            // Closing refuses new messages; a stream already begun finishes.
-            if new_message && ring.is_closed() {
-                return Some(Err(Stop::Closed));
-            }
-            let maxsize = ring.maxsize();
-            let items_ok = !new_message || maxsize == 0 || ring.len() < maxsize;
-            (items_ok && self.free() >= need).then_some(Ok(()))
-        })
+        sleep_until(&self.ring.consumer, deadline, None, || self.room(need, new_message))
     }
 
     /// The free bytes after a record header's room, to write a payload into.
@@ -367,6 +409,7 @@ impl Producer<'_> {
 }
 
 impl Drop for Producer<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.producer.lock.unlock();
     }
@@ -387,6 +430,7 @@ pub(crate) struct Consumer<'a> {
 }
 
 impl Consumer<'_> {
+    #[inline]
     fn available(&self) -> bool {
         let head = self.ring.consumer.position.load(Ordering::Relaxed);
         self.ring.producer.position.load(Ordering::Acquire) != head
@@ -471,6 +515,7 @@ impl Consumer<'_> {
 }
 
 impl Drop for Consumer<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.consumer.lock.unlock();
     }
