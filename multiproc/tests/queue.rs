@@ -343,3 +343,95 @@ fn try_and_timed_gets_return_while_another_consumer_is_blocked_in_get() {
     q.put(7).unwrap();
     assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap(), Some(7));
 }
+
+type Bytes = serde_bytes::ByteBuf;
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect::<Vec<u8>>())
+}
+
+fn take_one(q: Queue<Bytes>) -> Bytes {
+    q.get_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_timed_or_try_put_of_an_item_larger_than_the_ring_gives_it_back_and_changes_nothing() {
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let big = pattern(64 << 10, 1);
+    let (putter, other) = (q.clone(), q.clone());
+    let (timed_out, elapsed, other_put) =
+        within(Duration::from_secs(3), "put_timeout", move || {
+            // Another producer is not held up beyond its own deadline while
+            // the large item waits for room.
+            let other = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                let start = Instant::now();
+                let r = other.put_timeout(pattern(8, 9), Duration::from_millis(50));
+                (r.map_err(|e| e.into_inner()), start.elapsed())
+            });
+            let start = Instant::now();
+            let r = putter.put_timeout(big, Duration::from_millis(300));
+            (r, start.elapsed(), other.join().unwrap())
+        });
+    let Err(PutError::Timeout(back)) = timed_out else { panic!("{timed_out:?}") };
+    assert_eq!(back, pattern(64 << 10, 1), "the item comes back whole");
+    assert!(elapsed >= Duration::from_millis(300));
+    assert_eq!(other_put.0, Err(pattern(8, 9)), "no room for the other producer either");
+    assert!(other_put.1 < Duration::from_secs(2), "the other producer waited {:?}", other_put.1);
+    let tried = q.clone();
+    let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(back));
+    assert!(matches!(full, Err(PutError::Full(_))), "{full:?}");
+    assert!(q.is_empty());
+    // A consumer sees neither the abandoned item nor a piece of it, and
+    // later items, small and large, flow.
+    q.put_timeout(pattern(5, 2), LIMIT).unwrap();
+    let consumer = Process::spawn(take_one, q.clone()).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(5, 2));
+    let consumer = Process::spawn(take_one, q.clone()).unwrap();
+    q.put_timeout(pattern(64 << 10, 3), LIMIT).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(64 << 10, 3));
+    assert!(q.is_empty());
+}
+
+fn stop_signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to our own child; no memory is involved.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+fn take_one_signalling(args: (Queue<Bytes>, multiproc::Event)) -> Bytes {
+    let (q, started) = args;
+    started.set();
+    q.get_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_large_timed_put_that_runs_out_while_a_consumer_waits_is_never_delivered() {
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let started = multiproc::Event::new().unwrap();
+    let consumer = Process::spawn(take_one_signalling, (q.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT), "the consumer did not start");
+    eventually("the consumer sleeps in get", || common::proc_state(consumer.pid()) == Some('S'));
+    // Stopped while it holds the consumer side: it reads nothing, and the
+    // put cannot take its pieces back.
+    stop_signal(consumer.pid(), libc::SIGSTOP);
+    let putter = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(putter.put_timeout(pattern(64 << 10, 7), Duration::from_millis(200)));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(3));
+    stop_signal(consumer.pid(), libc::SIGCONT);
+    let Ok(put) = outcome else {
+        let _ = consumer.kill();
+        panic!("put_timeout: still blocked after 3 s");
+    };
+    let Err(PutError::Timeout(back)) = put else { panic!("{put:?}") };
+    assert_eq!(back, pattern(64 << 10, 7));
+    // The consumer drops what it reads of the called-off item and takes
+    // the next one.
+    q.put_timeout(pattern(9, 8), LIMIT).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(9, 8));
+    assert!(q.is_empty());
+}

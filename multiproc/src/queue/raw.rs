@@ -20,7 +20,8 @@ pub(crate) const DEFAULT_RING: usize = 1 << 20;
 /// hold it only while they copy an item in (microseconds) or stream one
 /// larger than the ring; a `try_put` waits for neither room nor a stream.
 const TURN_GRACE: Duration = Duration::from_millis(1);
-/// How often a put that may be called off asks whether to go on.
+/// How often a put that may be called off ([`RawQueue::put_payload_while`])
+/// asks whether to go on.
 const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// How a get or put may wait.
@@ -82,7 +83,8 @@ impl RawQueue {
     }
 
     /// Puts one message made by `payload`, its first record marked with
-    /// `flags` (besides `FIRST`/`LAST`), waiting as `wait` allows.
+    /// `flags` (besides `FIRST`/`LAST`), waiting as `wait` allows. All or
+    /// nothing: if it fails, no part of the message is delivered.
     #[inline]
     pub(crate) fn put_payload<P: Payload + ?Sized>(
         &self,
@@ -95,6 +97,19 @@ impl RawQueue {
             try_only: matches!(wait, Wait::Never),
             keep_going: None,
         };
+        self.put_within(payload, flags, &budget)
+    }
+
+    /// Puts one message, waiting as long as it takes while `keep_going()`
+    /// (asked every [`CHECK_EVERY`] of waiting) holds; once it does not,
+    /// fails with `Closed` and delivers nothing.
+    pub(crate) fn put_payload_while<P: Payload + ?Sized>(
+        &self,
+        payload: &P,
+        flags: u32,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<(), PutFail> {
+        let budget = Budget { deadline: None, try_only: false, keep_going: Some(keep_going) };
         self.put_within(payload, flags, &budget)
     }
 
@@ -122,6 +137,8 @@ impl RawQueue {
         loop {
             let need = match size {
                 None => ring::HEADER + 8,
+                // It never fits at once: a `try_` put cannot put it.
+                Some(size) if size > max && budget.try_only => return Err(PutFail::Full),
                 // Larger than the ring: room for the first piece.
                 Some(size) if size > max => 2 * ring::HEADER + chunk_min(max),
                 Some(size) => ring::HEADER + size,
@@ -197,6 +214,12 @@ impl RawQueue {
             let (flags, len) = (record.flags, record.payload.len());
             let first = flags & ring::FIRST != 0;
             let last = flags & ring::LAST != 0;
+            if flags & ring::ABORT != 0 {
+                // Its producer called the stream off: it was never put.
+                partial = None;
+                consumer.consume(len, false);
+                continue;
+            }
             match (partial.as_mut(), first) {
                 (None, true) if last => {
                     let result = decode(record.payload, flags);
@@ -234,6 +257,7 @@ impl RawQueue {
 pub(crate) enum PutFail {
     Full,
     Timeout,
+    /// The ring is closed, or the put was called off (`put_payload_while`).
     Closed,
     Failed(Error),
 }
@@ -328,7 +352,9 @@ fn chunk_min(max_payload: usize) -> usize {
     (max_payload / 4).max(8)
 }
 
-/// Writes a message larger than the ring as a stream of records.
+/// Writes a message larger than the ring as a stream of records, all or
+/// nothing: if the budget runs out mid-way, the stream is called off and no
+/// consumer delivers it.
 fn stream(
     producer: &mut Producer<'_>,
     bytes: &[u8],
@@ -336,26 +362,33 @@ fn stream(
     budget: &Budget<'_>,
 ) -> Result<(), Stop> {
     let chunk_min = chunk_min(producer.max_payload());
+    let start = producer.position();
     let mut sent = 0;
     while sent < bytes.len() {
         let first = sent == 0;
-        // Before the first piece the deadline applies; once a consumer may be
-        // reading the stream, it is finished whatever the time.
-        let deadline = if first { budget.deadline } else { None };
-        let want = ring::HEADER + chunk_min.min(bytes.len() - sent);
-        producer.wait_for_room(want, first, deadline)?;
+        let left = bytes.len() - sent;
+        // The piece, and room for an `ABORT` header behind it.
+        let want = 2 * ring::HEADER + chunk_min.min(left);
+        let room = budget.run(budget.deadline, |d| producer.wait_for_room(want, first, d));
+        if let Err(stop) = room {
+            if !first {
+                producer.abort_stream(start);
+            }
+            return Err(stop);
+        }
         let area = producer.payload_area();
-        let n = area.len().min(bytes.len() - sent);
+        let n = area.len().saturating_sub(ring::HEADER).min(left);
         area[..n].copy_from_slice(&bytes[sent..sent + n]);
-        sent += n;
+        let last = n == left;
         let mut record_flags = 0;
         if first {
             record_flags |= ring::FIRST | flags;
         }
-        if sent == bytes.len() {
+        if last {
             record_flags |= ring::LAST;
         }
         producer.publish(n, record_flags);
+        sent += n;
     }
     Ok(())
 }

@@ -15,7 +15,14 @@
 //! finds the streaming producer dead, drops the partial message; one that
 //! meets continuation records without their `FIRST` (its predecessor died
 //! mid-stream) skips them.
-
+//!
+//! A producer can call a stream off, which then counts as never put: one
+//! that runs out of time (or is told to stop) mid-stream takes its records
+//! back if no consumer has begun reading them (it holds the consumer lock
+//! for that moment), leaving the ring as it was; otherwise it writes an
+//! `ABORT` record, upon which consumers drop the partial message. Every
+//! piece leaves room for one more header behind it, so there is always room
+//! for the `ABORT`.
 //!
 //! Each side counts complete messages (`put_count`, `get_count`). Moving a
 //! position and its count is two stores, so it goes through an *intent*: the
@@ -36,6 +43,8 @@ pub(crate) const FIRST: u32 = 1;
 pub(crate) const LAST: u32 = 2;
 /// On a first record: the message's file descriptors follow on a socket.
 pub(crate) const FDS: u32 = 4;
+/// An empty record that calls off the stream in progress.
+pub(crate) const ABORT: u32 = 8;
 /// Bytes of a record header.
 pub(crate) const HEADER: usize = 8;
 /// While in the middle of a streamed message, a consumer checks this often
@@ -365,6 +374,40 @@ impl Producer<'_> {
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
         sleep_until(&self.ring.consumer, deadline, None, || self.room(need, new_message))
+    }
+
+    /// Where a stream begun now starts.
+    pub(crate) fn position(&self) -> u64 {
+        self.ring.producer.position.load(Ordering::Relaxed)
+    }
+
+    /// Calls off the stream in progress, which began at `start`. If no
+    /// consumer has begun on it (none holds the consumer lock and the head
+    /// has not passed `start`), its records are taken back, and the ring is
+    /// as it was; otherwise an `ABORT` record tells consumers to drop what
+    /// they read of it (there is always room: every piece leaves a header's
+    /// room behind it).
+    #[cold]
+    pub(crate) fn abort_stream(&mut self, start: u64) {
+        let ring = self.ring;
+        // Consumers read records only holding their lock, so with it held no
+        // one reads past the head, and the tail may move back to `start`.
+        // Lock order: producer, then consumer; consumers never take the
+        // producer lock. Never waits.
+        if let Some(consumer) = ring.consumer(self.bytes, None, true) {
+            let head = ring.consumer.position.load(Ordering::Relaxed);
+            let tail = ring.producer.position.load(Ordering::Relaxed);
+            if head <= start && start <= tail {
+                ring.producer.position.store(start, Ordering::Release);
+                drop(consumer);
+                // Producers waiting for room have more of it.
+                announce(&ring.consumer);
+                return;
+            }
+        }
+        if self.free() >= HEADER {
+            self.publish(0, ABORT);
+        }
     }
 
     /// The free bytes after a record header's room, to write a payload into.
