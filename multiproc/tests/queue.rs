@@ -393,11 +393,95 @@ fn a_timed_or_try_put_of_an_item_larger_than_the_ring_gives_it_back_and_changes_
     assert!(q.is_empty());
 }
 
+const STREAMED: usize = 1 << 20;
+
+fn put_streamed(args: (Queue<Bytes>, multiproc::Event)) {
+    let (q, started) = args;
+    started.set();
+    q.put(pattern(STREAMED, 4)).unwrap();
+}
+
+/// Starts a child that puts 1 MiB through `q`'s 64 KiB ring, and returns
+/// once the child sleeps in the middle of the item, the ring full.
+fn producer_stuck_mid_item(q: &Queue<Bytes>) -> Process<()> {
+    let started = multiproc::Event::new().unwrap();
+    let p = Process::spawn(put_streamed, (q.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT), "the producer did not start");
+    eventually("the producer sleeps mid-item", || common::proc_state(p.pid()) == Some('S'));
+    std::thread::sleep(Duration::from_millis(50));
+    p
+}
+
+#[test]
+fn a_consumer_of_an_item_whose_producer_is_killed_keeps_its_deadline() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    p.kill().unwrap();
+    wait(&p);
+    let getter = q.clone();
+    let (got, elapsed) = within(Duration::from_secs(5), "get_timeout", move || {
+        let start = Instant::now();
+        (getter.get_timeout(Duration::from_millis(300)), start.elapsed())
+    });
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(elapsed >= Duration::from_millis(300));
+    let tried = q.clone();
+    assert!(matches!(
+        within(Duration::from_secs(3), "try_get", move || tried.try_get()),
+        Err(Error::Empty)
+    ));
+    q.put_timeout(pattern(3, 5), LIMIT).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), pattern(3, 5));
+}
+
+#[test]
+fn a_blocking_get_drops_the_item_of_a_killed_producer_and_waits_for_the_next() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    let getter = q.clone();
+    let (got, blocked_get) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = got.send(getter.get());
+    });
+    p.kill().unwrap();
+    wait(&p);
+    // The getter notices the death and goes on waiting for a whole item.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(blocked_get.try_recv().is_err(), "get returned without an item");
+    q.put_timeout(pattern(70 << 10, 6), LIMIT).unwrap();
+    assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap().unwrap(), pattern(70 << 10, 6));
+}
+
 fn stop_signal(pid: u32, signal: i32) {
     // SAFETY: sends a signal to our own child; no memory is involved.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+#[test]
+fn a_consumer_gives_up_on_a_stalled_producer_at_its_deadline_and_the_item_is_not_lost() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    stop_signal(p.pid(), libc::SIGSTOP);
+    let getter = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let _ = tx.send((getter.get_timeout(Duration::from_millis(300)), start.elapsed()));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(5));
+    stop_signal(p.pid(), libc::SIGCONT);
+    let Ok((got, elapsed)) = outcome else {
+        let _ = p.kill();
+        panic!("get_timeout: still blocked after 5 s");
+    };
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(elapsed >= Duration::from_millis(300));
+    // The producer lives on: its item arrives whole, exactly once.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), pattern(STREAMED, 4));
+    join(p).unwrap();
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
 }
 
 fn take_one_signalling(args: (Queue<Bytes>, multiproc::Event)) -> Bytes {

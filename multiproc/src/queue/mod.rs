@@ -18,7 +18,8 @@
 //! producers and consumers do: a put that waits for room does not hold up
 //! the other producers, and a failed put leaves nothing of its item behind
 //! (a large item that does not stream through in time is called off, and
-//! consumers drop what they read of it).
+//! consumers drop what they read of it). A get that gives up on a large
+//! item whose producer stalled leaves the item to be put again whole.
 //!
 //! Items are any `Serialize + DeserializeOwned` type, except values holding
 //! file descriptors (library handles such as `Lock` or `Value`): those travel

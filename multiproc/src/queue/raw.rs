@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::PutError;
 use crate::shm::park::{self, deadline_after};
-use crate::shm::ring::{self, Bytes, Producer, RawRing, Stop};
+use crate::shm::ring::{self, Bytes, Consumer, Producer, RawRing, Stop};
 use crate::shm::segment::Shape;
 use crate::shm::{Kind, Segment};
 use crate::{Error, Result};
@@ -194,16 +194,54 @@ impl RawQueue {
         let Some(mut consumer) = ring.consumer(self.bytes(), wait.deadline(), try_only) else {
             return Err(if try_only { Error::Empty } else { Error::Timeout });
         };
+        // The fast path: a whole message at the head.
+        match consumer.wait_for_record(wait.deadline()) {
+            Ok(()) => {}
+            Err(Stop::Closed) => return Err(Error::Closed),
+            Err(_) => return Err(if try_only { Error::Empty } else { Error::Timeout }),
+        }
+        if let Some(record) = consumer.peek() {
+            let (flags, len) = (record.flags, record.payload.len());
+            if flags & (ring::FIRST | ring::LAST | ring::ABORT) == ring::FIRST | ring::LAST {
+                let result = decode(record.payload, flags);
+                consumer.consume(len, true);
+                return Ok(result);
+            }
+        }
+        Self::get_slow(consumer, wait, decode)
+    }
+
+    /// Everything but the fast path: streams, called-off streams, and a
+    /// corrupted ring.
+    #[inline(never)]
+    fn get_slow<R>(
+        mut consumer: Consumer<'_>,
+        wait: Wait,
+        decode: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R> {
+        let try_only = matches!(wait, Wait::Never);
         let mut partial: Option<(Vec<u8>, u32)> = None;
+        // The producer of the stream being read claimed its last piece: it
+        // can no longer be abandoned, so wait for it (while it lives).
+        let mut finishing = false;
         loop {
-            match consumer.wait_for_record(wait.deadline(), partial.is_some()) {
+            let waited = match &partial {
+                None => consumer.wait_for_record(wait.deadline()),
+                Some(_) => consumer.wait_for_piece(if finishing { None } else { wait.deadline() }),
+            };
+            match waited {
                 Ok(()) => {}
                 Err(Stop::ProducerDied) => {
-                    partial = None;
+                    (partial, finishing) = (None, false);
                     continue;
                 }
                 Err(Stop::Closed) => return Err(Error::Closed),
                 Err(Stop::Timeout) => {
+                    if partial.is_some() && !consumer.abandon_stream() {
+                        finishing = true;
+                        continue;
+                    }
+                    // Abandoned: its producer starts the message over.
                     return Err(if try_only { Error::Empty } else { Error::Timeout });
                 }
             }
@@ -216,7 +254,7 @@ impl RawQueue {
             let last = flags & ring::LAST != 0;
             if flags & ring::ABORT != 0 {
                 // Its producer called the stream off: it was never put.
-                partial = None;
+                (partial, finishing) = (None, false);
                 consumer.consume(len, false);
                 continue;
             }
@@ -233,7 +271,7 @@ impl RawQueue {
                 // The rest of a message whose consumer died: skip it.
                 (None, false) => consumer.consume(len, last),
                 // A new message while streaming: the streaming producer died.
-                (Some(_), true) => partial = None,
+                (Some(_), true) => (partial, finishing) = (None, false),
                 (Some((bytes, _)), false) => {
                     bytes.extend_from_slice(record.payload);
                     consumer.consume(len, last);
@@ -353,8 +391,9 @@ fn chunk_min(max_payload: usize) -> usize {
 }
 
 /// Writes a message larger than the ring as a stream of records, all or
-/// nothing: if the budget runs out mid-way, the stream is called off and no
-/// consumer delivers it.
+/// nothing: if the budget runs out mid-way, the stream is called off
+/// (`ABORT`) and no consumer delivers it. A stream that a consumer abandons
+/// is called off and started over.
 fn stream(
     producer: &mut Producer<'_>,
     bytes: &[u8],
@@ -362,35 +401,45 @@ fn stream(
     budget: &Budget<'_>,
 ) -> Result<(), Stop> {
     let chunk_min = chunk_min(producer.max_payload());
-    let start = producer.position();
-    let mut sent = 0;
-    while sent < bytes.len() {
-        let first = sent == 0;
-        let left = bytes.len() - sent;
-        // The piece, and room for an `ABORT` header behind it.
-        let want = 2 * ring::HEADER + chunk_min.min(left);
-        let room = budget.run(budget.deadline, |d| producer.wait_for_room(want, first, d));
-        if let Err(stop) = room {
-            if !first {
-                producer.abort_stream(start);
+    'message: loop {
+        let start = producer.begin_stream();
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let first = sent == 0;
+            let left = bytes.len() - sent;
+            // The piece, and room for an `ABORT` header behind it.
+            let want = 2 * ring::HEADER + chunk_min.min(left);
+            let room = budget.run(budget.deadline, |d| producer.wait_for_room(want, first, d));
+            if let Err(stop) = room {
+                if !first {
+                    producer.abort_stream(start);
+                }
+                return Err(stop);
             }
-            return Err(stop);
+            if !first && producer.stream_abandoned() {
+                producer.abort_stream(start);
+                continue 'message;
+            }
+            let area = producer.payload_area();
+            let n = area.len().saturating_sub(ring::HEADER).min(left);
+            area[..n].copy_from_slice(&bytes[sent..sent + n]);
+            let last = n == left;
+            if last && !producer.finish_stream() {
+                producer.abort_stream(start);
+                continue 'message;
+            }
+            let mut record_flags = 0;
+            if first {
+                record_flags |= ring::FIRST | flags;
+            }
+            if last {
+                record_flags |= ring::LAST;
+            }
+            producer.publish(n, record_flags);
+            sent += n;
         }
-        let area = producer.payload_area();
-        let n = area.len().saturating_sub(ring::HEADER).min(left);
-        area[..n].copy_from_slice(&bytes[sent..sent + n]);
-        let last = n == left;
-        let mut record_flags = 0;
-        if first {
-            record_flags |= ring::FIRST | flags;
-        }
-        if last {
-            record_flags |= ring::LAST;
-        }
-        producer.publish(n, record_flags);
-        sent += n;
+        return Ok(());
     }
-    Ok(())
 }
 
 impl RawQueue {

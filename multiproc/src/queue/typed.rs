@@ -243,6 +243,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Takes the oldest item if there is one now (Python's `get_nowait`).
     ///
+    /// An item larger than the ring that has begun to arrive is taken while
+    /// its producer keeps writing it (as [`get_timeout`](Queue::get_timeout)
+    /// does).
+    ///
     /// # Errors
     ///
     /// [`Error::Empty`](crate::Error::Empty), and as [`get`](Queue::get).
@@ -259,6 +263,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// An item larger than the ring streams through it: once it has begun to
+    /// arrive, the get finishes taking it as long as its producer keeps
+    /// writing, even past the timeout. If the producer stalls (stopped, or
+    /// starved of CPU) past the timeout, the get gives up; the producer then
+    /// puts the item again from its start, so it is not lost. If the producer
+    /// dies, its partial item is dropped and the get waits on, within its
+    /// timeout, for a whole one.
     ///
     /// # Errors
     ///

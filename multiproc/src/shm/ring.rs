@@ -14,15 +14,22 @@
 //! lock. A consumer that meets a new `FIRST` in the middle of a stream, or
 //! finds the streaming producer dead, drops the partial message; one that
 //! meets continuation records without their `FIRST` (its predecessor died
-//! mid-stream) skips them.
+//! mid-stream, or gave up on it) skips them.
 //!
-//! A producer can call a stream off, which then counts as never put: one
-//! that runs out of time (or is told to stop) mid-stream takes its records
-//! back if no consumer has begun reading them (it holds the consumer lock
-//! for that moment), leaving the ring as it was; otherwise it writes an
-//! `ABORT` record, upon which consumers drop the partial message. Every
-//! piece leaves room for one more header behind it, so there is always room
-//! for the `ABORT`.
+//! A stream can be called off by either side, and then counts as never put:
+//! - A producer that runs out of time (or is told to stop) mid-stream takes
+//!   its records back if no consumer has begun reading them (it holds the
+//!   consumer lock for that moment), leaving the ring as it was; otherwise
+//!   it writes an `ABORT` record, upon which consumers drop the partial
+//!   message. Every piece leaves room for one more header behind it, so
+//!   there is always room for the `ABORT`.
+//! - A consumer whose deadline passed while the producer wrote nothing for
+//!   [`STREAM_STALL`] marks the stream *abandoned* and leaves; the producer
+//!   then writes `ABORT` and starts the message over, so it is still
+//!   delivered whole, exactly once. Abandoning is a compare-and-swap against
+//!   the producer's own swap to *finishing*, taken before it publishes the
+//!   `LAST` piece: once that is taken, the consumer waits for the piece
+//!   (while the producer lives) instead.
 //!
 //! Each side counts complete messages (`put_count`, `get_count`). Moving a
 //! position and its count is two stores, so it goes through an *intent*: the
@@ -50,6 +57,15 @@ pub(crate) const HEADER: usize = 8;
 /// While in the middle of a streamed message, a consumer checks this often
 /// that its producer still lives.
 const STREAM_POLL: Duration = Duration::from_millis(20);
+/// A streaming producer writes the next piece as soon as there is room; one
+/// that wrote none for this long is stopped or starved, and a consumer past
+/// its deadline gives up on it.
+const STREAM_STALL: Duration = Duration::from_millis(50);
+
+/// States of the stream in progress (`Shared::stream`).
+const STREAMING: u32 = 0;
+const ABANDONED: u32 = 1;
+const FINISHING: u32 = 2;
 
 /// A position and message count, moved together.
 #[repr(C)]
@@ -113,6 +129,8 @@ struct Shared {
     maxsize: AtomicU64,
     done_count: AtomicU64,
     joiners: AtomicU32,
+    /// The stream in progress: `STREAMING`, `ABANDONED` or `FINISHING`.
+    stream: AtomicU32,
 }
 
 // SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
@@ -152,7 +170,6 @@ fn record_size(payload: usize) -> u64 {
 fn sleep_until(
     side: &Side,
     deadline: Option<Instant>,
-    poll: Option<Duration>,
     mut ready: impl FnMut() -> Option<Result<(), Stop>>,
 ) -> Result<(), Stop> {
     if let Some(done) = ready() {
@@ -170,11 +187,7 @@ fn sleep_until(
             break done;
         }
         let Some(left) = park::time_left(deadline) else { break Err(Stop::Timeout) };
-        let timeout = match (left, poll) {
-            (Some(left), Some(poll)) => Some(left.min(poll)),
-            (left, poll) => left.or(poll),
-        };
-        park::wait(&side.seq, seq, timeout);
+        park::wait(&side.seq, seq, left);
     };
     side.sleepers.fetch_sub(1, Ordering::Relaxed);
     result
@@ -264,7 +277,7 @@ impl RawRing {
         need: usize,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
-        sleep_until(&self.consumer, deadline, None, || self.room_for(cap, need, true))
+        sleep_until(&self.consumer, deadline, || self.room_for(cap, need, true))
     }
 
     /// Takes the producer side.
@@ -373,12 +386,27 @@ impl Producer<'_> {
         new_message: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
-        sleep_until(&self.ring.consumer, deadline, None, || self.room(need, new_message))
+        sleep_until(&self.ring.consumer, deadline, || self.room(need, new_message))
     }
 
-    /// Where a stream begun now starts.
-    pub(crate) fn position(&self) -> u64 {
+    /// Starts a stream: from here until [`finish_stream`](Self::finish_stream)
+    /// a consumer may abandon it. Returns where it starts.
+    pub(crate) fn begin_stream(&self) -> u64 {
+        self.ring.shared.stream.store(STREAMING, Ordering::SeqCst);
         self.ring.producer.position.load(Ordering::Relaxed)
+    }
+
+    /// Whether the consumer reading the stream gave up on it (then the
+    /// producer calls it off and starts over).
+    pub(crate) fn stream_abandoned(&self) -> bool {
+        self.ring.shared.stream.load(Ordering::SeqCst) != STREAMING
+    }
+
+    /// Claims the stream for its last piece; `false` if a consumer
+    /// abandoned it first.
+    pub(crate) fn finish_stream(&self) -> bool {
+        let stream = &self.ring.shared.stream;
+        stream.compare_exchange(STREAMING, FINISHING, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     }
 
     /// Calls off the stream in progress, which began at `start`. If no
@@ -479,37 +507,65 @@ impl Consumer<'_> {
         self.ring.producer.position.load(Ordering::Acquire) != head
     }
 
-    /// Waits for a record. In the middle of a stream (`streaming`) it waits
-    /// regardless of `deadline` and closing, as long as the producer lives.
-    pub(crate) fn wait_for_record(
-        &self,
-        deadline: Option<Instant>,
-        streaming: bool,
-    ) -> Result<(), Stop> {
+    /// Waits for the first record of a message, until `deadline`.
+    pub(crate) fn wait_for_record(&self, deadline: Option<Instant>) -> Result<(), Stop> {
         let ring = self.ring;
-        if !streaming {
-            return sleep_until(&ring.producer, deadline, None, || {
-                if self.available() {
-                    Some(Ok(()))
-                } else if ring.is_closed() {
-                    Some(Err(Stop::Closed))
-                } else {
-                    None
-                }
-            });
-        }
+        sleep_until(&ring.producer, deadline, || {
+            if self.available() {
+                Some(Ok(()))
+            } else if ring.is_closed() {
+                Some(Err(Stop::Closed))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Waits for the next piece of a stream (closing does not stop it),
+    /// checking every [`STREAM_POLL`] that the producer lives. Gives up
+    /// with `Timeout` once `deadline` passed *and* the producer has written
+    /// nothing for [`STREAM_STALL`] (a live producer writes at once what
+    /// there is room for), and with `ProducerDied` if the producer died.
+    #[cold]
+    pub(crate) fn wait_for_piece(&self, deadline: Option<Instant>) -> Result<(), Stop> {
+        let ring = self.ring;
+        let give_up = deadline.map(|d| park::deadline_after(STREAM_STALL).map_or(d, |s| d.max(s)));
         loop {
-            let waited = sleep_until(&ring.producer, None, Some(STREAM_POLL), || {
-                self.available().then_some(Ok(()))
-            });
-            if waited.is_ok() || self.available() {
+            let slice = park::deadline_after(STREAM_POLL);
+            let slice = match (slice, give_up) {
+                (Some(slice), Some(give_up)) => Some(slice.min(give_up)),
+                (slice, give_up) => slice.or(give_up),
+            };
+            if sleep_until(&ring.producer, slice, || self.available().then_some(Ok(()))).is_ok() {
                 return Ok(());
             }
             let owner = ring.producer.lock.owner();
-            if owner == 0 || !park::owner_alive(owner) {
+            let gone = owner == 0 || !park::owner_alive(owner);
+            // What the producer published before it let go of the lock (or
+            // died) is visible after this.
+            fence(Ordering::Acquire);
+            if self.available() {
+                return Ok(());
+            }
+            if gone {
                 return Err(Stop::ProducerDied);
             }
+            if park::time_left(give_up).is_none() {
+                return Err(Stop::Timeout);
+            }
         }
+    }
+
+    /// Gives up on the stream being read, so that its producer starts the
+    /// message over; `false` if the producer is already writing its last
+    /// piece (then wait for it).
+    pub(crate) fn abandon_stream(&self) -> bool {
+        let stream = &self.ring.shared.stream;
+        stream
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s != FINISHING).then_some(ABANDONED)
+            })
+            .is_ok()
     }
 
     /// The record at the head (there must be one), or `None` if its header
