@@ -519,3 +519,82 @@ fn a_large_timed_put_that_runs_out_while_a_consumer_waits_is_never_delivered() {
     assert_eq!(join(consumer).unwrap(), pattern(9, 8));
     assert!(q.is_empty());
 }
+
+fn tagged(seq: u32) -> Bytes {
+    pattern(3 * (16 << 10) + seq as usize * 8, seq as u8)
+}
+
+fn put_tagged(args: (Queue<Bytes>, u32)) {
+    let (q, n) = args;
+    for seq in 0..n {
+        q.put(tagged(seq)).unwrap();
+    }
+}
+
+/// Stops and continues a process over and over until dropped; then lets it
+/// run (or kills it, if the test failed).
+struct Staller {
+    pid: u32,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Staller {
+    fn new(pid: u32) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                stop_signal(pid, libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(60));
+                stop_signal(pid, libc::SIGCONT);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Self { pid, done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Staller {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        stop_signal(self.pid, libc::SIGCONT);
+        if std::thread::panicking() {
+            stop_signal(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn short_gets_against_a_stalling_producer_of_large_items_lose_and_duplicate_nothing() {
+    const ITEMS: u32 = 40;
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let producer = Process::spawn(put_tagged, (q.clone(), ITEMS)).unwrap();
+    let staller = Staller::new(producer.pid());
+    // Gets that gave up in the middle of an item take longer than their
+    // timeout (the producer must stall first).
+    let (mut got, mut timeouts, mut gave_up_mid_item) = (Vec::new(), 0, 0);
+    let deadline = Instant::now() + LIMIT;
+    while got.len() < ITEMS as usize {
+        assert!(Instant::now() < deadline, "{} items within {LIMIT:?}", got.len());
+        let start = Instant::now();
+        match q.get_timeout(Duration::from_millis(5)) {
+            Ok(item) => got.push(item),
+            Err(Error::Timeout) if start.elapsed() >= Duration::from_millis(40) => {
+                gave_up_mid_item += 1;
+            }
+            Err(Error::Timeout) => timeouts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(staller);
+    join(producer).unwrap();
+    println!("{timeouts} timeouts, {gave_up_mid_item} gave up mid-item");
+    for (seq, item) in got.iter().enumerate() {
+        assert!(*item == tagged(seq as u32), "item {seq} wrong or out of order");
+    }
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+}
