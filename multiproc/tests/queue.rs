@@ -277,3 +277,322 @@ fn cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
+
+/// Runs `f` on a helper thread and returns its result, failing the test if
+/// it takes longer than `within` (the thread is left behind, blocked).
+fn within<R: Send + 'static>(
+    within: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(within).unwrap_or_else(|_| panic!("{what}: still blocked after {within:?}"))
+}
+
+#[test]
+fn try_and_timed_puts_return_while_another_producer_is_blocked_in_put() {
+    let q = Queue::bounded(1).unwrap();
+    q.put(1).unwrap();
+    let blocked = q.clone();
+    let (put_done, blocked_put) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = put_done.send(blocked.put(2).is_ok());
+    });
+    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in put
+    let tried = q.clone();
+    let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(3));
+    assert!(matches!(full, Err(PutError::Full(3))), "{full:?}");
+    let timed = q.clone();
+    let (timed_out, elapsed) = within(Duration::from_secs(3), "put_timeout", move || {
+        let start = Instant::now();
+        (timed.put_timeout(4, Duration::from_millis(100)), start.elapsed())
+    });
+    assert!(matches!(timed_out, Err(PutError::Timeout(4))), "{timed_out:?}");
+    assert!(elapsed >= Duration::from_millis(100));
+    // The blocked put still completes once there is room.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 1);
+    assert!(blocked_put.recv_timeout(LIMIT).unwrap());
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 2);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn try_and_timed_gets_return_while_another_consumer_is_blocked_in_get() {
+    let q = Queue::<u32>::new().unwrap();
+    let blocked = q.clone();
+    let (got, blocked_get) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = got.send(blocked.get().ok());
+    });
+    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in get
+    let tried = q.clone();
+    let empty = within(Duration::from_secs(3), "try_get", move || tried.try_get());
+    assert!(matches!(empty, Err(Error::Empty)), "{empty:?}");
+    let timed = q.clone();
+    let (timed_out, elapsed) = within(Duration::from_secs(3), "get_timeout", move || {
+        let start = Instant::now();
+        (timed.get_timeout(Duration::from_millis(100)), start.elapsed())
+    });
+    assert!(matches!(timed_out, Err(Error::Timeout)), "{timed_out:?}");
+    assert!(elapsed >= Duration::from_millis(100));
+    q.put(7).unwrap();
+    assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap(), Some(7));
+}
+
+type Bytes = serde_bytes::ByteBuf;
+
+fn pattern(len: usize, seed: u8) -> Bytes {
+    Bytes::from((0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect::<Vec<u8>>())
+}
+
+fn take_one(q: Queue<Bytes>) -> Bytes {
+    q.get_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_timed_or_try_put_of_an_item_larger_than_the_ring_gives_it_back_and_changes_nothing() {
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let big = pattern(64 << 10, 1);
+    let (putter, other) = (q.clone(), q.clone());
+    let (timed_out, elapsed, other_put) =
+        within(Duration::from_secs(3), "put_timeout", move || {
+            // Another producer is not held up beyond its own deadline while
+            // the large item waits for room.
+            let other = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                let start = Instant::now();
+                let r = other.put_timeout(pattern(8, 9), Duration::from_millis(50));
+                (r.map_err(|e| e.into_inner()), start.elapsed())
+            });
+            let start = Instant::now();
+            let r = putter.put_timeout(big, Duration::from_millis(300));
+            (r, start.elapsed(), other.join().unwrap())
+        });
+    let Err(PutError::Timeout(back)) = timed_out else { panic!("{timed_out:?}") };
+    assert_eq!(back, pattern(64 << 10, 1), "the item comes back whole");
+    assert!(elapsed >= Duration::from_millis(300));
+    assert_eq!(other_put.0, Err(pattern(8, 9)), "no room for the other producer either");
+    assert!(other_put.1 < Duration::from_secs(2), "the other producer waited {:?}", other_put.1);
+    let tried = q.clone();
+    let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(back));
+    assert!(matches!(full, Err(PutError::Full(_))), "{full:?}");
+    assert!(q.is_empty());
+    // A consumer sees neither the abandoned item nor a piece of it, and
+    // later items, small and large, flow.
+    q.put_timeout(pattern(5, 2), LIMIT).unwrap();
+    let consumer = Process::spawn(take_one, q.clone()).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(5, 2));
+    let consumer = Process::spawn(take_one, q.clone()).unwrap();
+    q.put_timeout(pattern(64 << 10, 3), LIMIT).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(64 << 10, 3));
+    assert!(q.is_empty());
+}
+
+const STREAMED: usize = 1 << 20;
+
+fn put_streamed(args: (Queue<Bytes>, multiproc::Event)) {
+    let (q, started) = args;
+    started.set();
+    q.put(pattern(STREAMED, 4)).unwrap();
+}
+
+/// Starts a child that puts 1 MiB through `q`'s 64 KiB ring, and returns
+/// once the child sleeps in the middle of the item, the ring full.
+fn producer_stuck_mid_item(q: &Queue<Bytes>) -> Process<()> {
+    let started = multiproc::Event::new().unwrap();
+    let p = Process::spawn(put_streamed, (q.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT), "the producer did not start");
+    eventually("the producer sleeps mid-item", || common::proc_state(p.pid()) == Some('S'));
+    std::thread::sleep(Duration::from_millis(50));
+    p
+}
+
+#[test]
+fn a_consumer_of_an_item_whose_producer_is_killed_keeps_its_deadline() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    p.kill().unwrap();
+    wait(&p);
+    let getter = q.clone();
+    let (got, elapsed) = within(Duration::from_secs(5), "get_timeout", move || {
+        let start = Instant::now();
+        (getter.get_timeout(Duration::from_millis(300)), start.elapsed())
+    });
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(elapsed >= Duration::from_millis(300));
+    let tried = q.clone();
+    assert!(matches!(
+        within(Duration::from_secs(3), "try_get", move || tried.try_get()),
+        Err(Error::Empty)
+    ));
+    q.put_timeout(pattern(3, 5), LIMIT).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), pattern(3, 5));
+}
+
+#[test]
+fn a_blocking_get_drops_the_item_of_a_killed_producer_and_waits_for_the_next() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    let getter = q.clone();
+    let (got, blocked_get) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = got.send(getter.get());
+    });
+    p.kill().unwrap();
+    wait(&p);
+    // The getter notices the death and goes on waiting for a whole item.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(blocked_get.try_recv().is_err(), "get returned without an item");
+    q.put_timeout(pattern(70 << 10, 6), LIMIT).unwrap();
+    assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap().unwrap(), pattern(70 << 10, 6));
+}
+
+fn stop_signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to our own child; no memory is involved.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal})");
+}
+
+#[test]
+fn a_consumer_gives_up_on_a_stalled_producer_at_its_deadline_and_the_item_is_not_lost() {
+    let q = Queue::<Bytes>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = producer_stuck_mid_item(&q);
+    stop_signal(p.pid(), libc::SIGSTOP);
+    let getter = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let _ = tx.send((getter.get_timeout(Duration::from_millis(300)), start.elapsed()));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(5));
+    stop_signal(p.pid(), libc::SIGCONT);
+    let Ok((got, elapsed)) = outcome else {
+        let _ = p.kill();
+        panic!("get_timeout: still blocked after 5 s");
+    };
+    assert!(matches!(got, Err(Error::Timeout)), "{got:?}");
+    assert!(elapsed >= Duration::from_millis(300));
+    // The producer lives on: its item arrives whole, exactly once.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), pattern(STREAMED, 4));
+    join(p).unwrap();
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+}
+
+fn take_one_signalling(args: (Queue<Bytes>, multiproc::Event)) -> Bytes {
+    let (q, started) = args;
+    started.set();
+    q.get_timeout(LIMIT).unwrap()
+}
+
+#[test]
+fn a_large_timed_put_that_runs_out_while_a_consumer_waits_is_never_delivered() {
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let started = multiproc::Event::new().unwrap();
+    let consumer = Process::spawn(take_one_signalling, (q.clone(), started.clone())).unwrap();
+    assert!(started.wait_timeout(LIMIT), "the consumer did not start");
+    eventually("the consumer sleeps in get", || common::proc_state(consumer.pid()) == Some('S'));
+    // Stopped while it holds the consumer side: it reads nothing, and the
+    // put cannot take its pieces back.
+    stop_signal(consumer.pid(), libc::SIGSTOP);
+    let putter = q.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(putter.put_timeout(pattern(64 << 10, 7), Duration::from_millis(200)));
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(3));
+    stop_signal(consumer.pid(), libc::SIGCONT);
+    let Ok(put) = outcome else {
+        let _ = consumer.kill();
+        panic!("put_timeout: still blocked after 3 s");
+    };
+    let Err(PutError::Timeout(back)) = put else { panic!("{put:?}") };
+    assert_eq!(back, pattern(64 << 10, 7));
+    // The consumer drops what it reads of the called-off item and takes
+    // the next one.
+    q.put_timeout(pattern(9, 8), LIMIT).unwrap();
+    assert_eq!(join(consumer).unwrap(), pattern(9, 8));
+    assert!(q.is_empty());
+}
+
+fn tagged(seq: u32) -> Bytes {
+    pattern(3 * (16 << 10) + seq as usize * 8, seq as u8)
+}
+
+fn put_tagged(args: (Queue<Bytes>, u32)) {
+    let (q, n) = args;
+    for seq in 0..n {
+        q.put(tagged(seq)).unwrap();
+    }
+}
+
+/// Stops and continues a process over and over until dropped; then lets it
+/// run (or kills it, if the test failed).
+struct Staller {
+    pid: u32,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Staller {
+    fn new(pid: u32) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let thread = std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                stop_signal(pid, libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(60));
+                stop_signal(pid, libc::SIGCONT);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Self { pid, done, thread: Some(thread) }
+    }
+}
+
+impl Drop for Staller {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        stop_signal(self.pid, libc::SIGCONT);
+        if std::thread::panicking() {
+            stop_signal(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn short_gets_against_a_stalling_producer_of_large_items_lose_and_duplicate_nothing() {
+    const ITEMS: u32 = 40;
+    let q = Queue::<Bytes>::builder().ring_bytes(16 << 10).build().unwrap();
+    let producer = Process::spawn(put_tagged, (q.clone(), ITEMS)).unwrap();
+    let staller = Staller::new(producer.pid());
+    // Gets that gave up in the middle of an item take longer than their
+    // timeout (the producer must stall first).
+    let (mut got, mut timeouts, mut gave_up_mid_item) = (Vec::new(), 0, 0);
+    let deadline = Instant::now() + LIMIT;
+    while got.len() < ITEMS as usize {
+        assert!(Instant::now() < deadline, "{} items within {LIMIT:?}", got.len());
+        let start = Instant::now();
+        match q.get_timeout(Duration::from_millis(5)) {
+            Ok(item) => got.push(item),
+            Err(Error::Timeout) if start.elapsed() >= Duration::from_millis(40) => {
+                gave_up_mid_item += 1;
+            }
+            Err(Error::Timeout) => timeouts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(staller);
+    join(producer).unwrap();
+    println!("{timeouts} timeouts, {gave_up_mid_item} gave up mid-item");
+    for (seq, item) in got.iter().enumerate() {
+        assert!(*item == tagged(seq as u32), "item {seq} wrong or out of order");
+    }
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+}

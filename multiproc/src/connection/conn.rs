@@ -325,14 +325,11 @@ impl<S, R> Connection<S, R> {
                     numbered = [&tag.to_le_bytes()[..], bytes].concat();
                     (&numbered[..], FDS)
                 };
-                loop {
-                    match tx.put_payload(bytes, flags, Wait::Until(deadline_after(PEER_CHECK))) {
-                        Ok(()) => return Ok(()),
-                        Err(PutFail::Timeout | PutFail::Full) if !self.peer_gone() => continue,
-                        Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {
-                            return Err(Error::Disconnected);
-                        }
-                        Err(PutFail::Failed(e)) => return Err(e),
+                match tx.put_payload_while(bytes, flags, &|| !self.peer_gone()) {
+                    Ok(()) => Ok(()),
+                    Err(PutFail::Failed(e)) => Err(e),
+                    Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {
+                        Err(Error::Disconnected)
                     }
                 }
             }

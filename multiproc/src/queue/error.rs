@@ -21,9 +21,9 @@ use crate::Error;
 /// ```
 #[non_exhaustive]
 pub enum PutError<T> {
-    /// `try_put` found the queue full.
+    /// `try_put` found no room now (or the item is larger than the ring).
     Full(T),
-    /// `put_timeout` ran out of time.
+    /// `put_timeout` ran out of time; nothing of the item was put.
     Timeout(T),
     /// The queue is closed.
     Closed(T),

@@ -14,6 +14,13 @@
 //! is never delivered, and an item whose `put` returned `Ok` is delivered
 //! exactly once, unless the consumer that was taking it was killed.
 //!
+//! The `try_` and `_timeout` forms keep their promise whatever other
+//! producers and consumers do: a put that waits for room does not hold up
+//! the other producers, and a failed put leaves nothing of its item behind
+//! (a large item that does not stream through in time is called off, and
+//! consumers drop what they read of it). A get that gives up on a large
+//! item whose producer stalled leaves the item to be put again whole.
+//!
 //! Items are any `Serialize + DeserializeOwned` type, except values holding
 //! file descriptors (library handles such as `Lock` or `Value`): those travel
 //! as process arguments instead (Python also refuses to put a `Lock` in a

@@ -2,19 +2,27 @@
 //! `JoinableQueue`: a ring segment, and the encode/decode loops over it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::PutError;
-use crate::shm::ring::{self, Bytes, RawRing, Stop};
+use crate::shm::park::{self, deadline_after};
+use crate::shm::ring::{self, Bytes, Consumer, Producer, RawRing, Stop};
 use crate::shm::segment::Shape;
 use crate::shm::{Kind, Segment};
 use crate::{Error, Result};
 
 /// The default size of a queue's ring.
 pub(crate) const DEFAULT_RING: usize = 1 << 20;
+/// How long a `try_` put waits for its turn at the producer lock. Others
+/// hold it only while they copy an item in (microseconds) or stream one
+/// larger than the ring; a `try_put` waits for neither room nor a stream.
+const TURN_GRACE: Duration = Duration::from_millis(1);
+/// How often a put that may be called off ([`RawQueue::put_payload_while`])
+/// asks whether to go on.
+const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// How a get or put may wait.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +36,7 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
+    #[inline]
     fn deadline(self) -> Option<Instant> {
         match self {
             Self::Forever => None,
@@ -50,16 +59,19 @@ impl RawQueue {
         Ok(Self { seg })
     }
 
+    #[inline]
     pub(crate) fn ring(&self) -> &RawRing {
         self.seg.at(0)
     }
 
+    #[inline]
     fn bytes(&self) -> Bytes {
         let (base, cap) = self.seg.ring();
         Bytes { base, cap }
     }
 
     /// Puts `item`, waiting as `wait` allows.
+    #[inline]
     pub(crate) fn put<T: Serialize>(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
         match self.put_payload(&Postcard(&item), 0, wait) {
             Ok(()) => Ok(()),
@@ -71,44 +83,98 @@ impl RawQueue {
     }
 
     /// Puts one message made by `payload`, its first record marked with
-    /// `flags` (besides `FIRST`/`LAST`).
+    /// `flags` (besides `FIRST`/`LAST`), waiting as `wait` allows. All or
+    /// nothing: if it fails, no part of the message is delivered.
+    #[inline]
     pub(crate) fn put_payload<P: Payload + ?Sized>(
         &self,
         payload: &P,
         flags: u32,
         wait: Wait,
     ) -> Result<(), PutFail> {
-        let ring = self.ring();
-        // Producers take turns; a `try_` put waits for its turn (short) but
-        // not for room.
-        let Some(mut producer) = ring.producer(self.bytes(), None) else {
-            return Err(PutFail::Full);
+        let budget = Budget {
+            deadline: wait.deadline(),
+            try_only: matches!(wait, Wait::Never),
+            keep_going: None,
         };
-        let stopped = |stop: Stop| match (stop, wait) {
-            (Stop::Closed, _) => PutFail::Closed,
-            (_, Wait::Never) => PutFail::Full,
+        self.put_within(payload, flags, &budget)
+    }
+
+    /// Puts one message, waiting as long as it takes while `keep_going()`
+    /// (asked every [`CHECK_EVERY`] of waiting) holds; once it does not,
+    /// fails with `Closed` and delivers nothing.
+    pub(crate) fn put_payload_while<P: Payload + ?Sized>(
+        &self,
+        payload: &P,
+        flags: u32,
+        keep_going: &dyn Fn() -> bool,
+    ) -> Result<(), PutFail> {
+        let budget = Budget { deadline: None, try_only: false, keep_going: Some(keep_going) };
+        self.put_within(payload, flags, &budget)
+    }
+
+    /// The put loop: take a turn, check for room (waiting for it without
+    /// the lock), write; stream an item larger than the ring.
+    #[inline]
+    fn put_within<P: Payload + ?Sized>(
+        &self,
+        payload: &P,
+        flags: u32,
+        budget: &Budget<'_>,
+    ) -> Result<(), PutFail> {
+        // The item's encoded size, once known (it is computed only if the
+        // item did not fit where it was first written).
+        let mut size: Option<usize> = None;
+        let (ring, bytes) = (self.ring(), self.bytes());
+        let max = bytes.cap.saturating_sub(ring::HEADER);
+        let stopped = |stop: Stop| match stop {
+            Stop::Closed => PutFail::Closed,
+            _ if budget.try_only => PutFail::Full,
             _ => PutFail::Timeout,
         };
-        let mut need = ring::HEADER + 8;
+        // A `try_` put waits for its turn (briefly) but not for room.
+        let turn = if budget.try_only { deadline_after(TURN_GRACE) } else { budget.deadline };
         loop {
-            producer.wait_for_room(need, true, wait.deadline()).map_err(stopped)?;
-            let max = producer.max_payload();
+            let need = match size {
+                None => ring::HEADER + 8,
+                // It never fits at once: a `try_` put cannot put it.
+                Some(size) if size > max && budget.try_only => return Err(PutFail::Full),
+                // Larger than the ring: room for the first piece.
+                Some(size) if size > max => 2 * ring::HEADER + chunk_min(max),
+                Some(size) => ring::HEADER + size,
+            };
+            let mut producer = budget
+                .run(turn, |d| ring.producer(bytes, d).ok_or(Stop::Timeout))
+                .map_err(stopped)?;
+            match producer.room(need, true) {
+                Some(Ok(())) => {}
+                Some(Err(stop)) => return Err(stopped(stop)),
+                None => {
+                    // Room is awaited without the lock, which producers hold
+                    // only to write: a put that waits never holds up others.
+                    drop(producer);
+                    budget
+                        .run(budget.deadline, |d| ring.wait_for_room(bytes.cap, need, d))
+                        .map_err(stopped)?;
+                    continue;
+                }
+            }
+            if size.is_some_and(|size| size > max) {
+                let bytes = payload.to_vec().map_err(PutFail::Failed)?;
+                return stream(&mut producer, &bytes, flags, budget).map_err(stopped);
+            }
             let area = producer.payload_area();
             let area_len = area.len().min(max);
             if let Some(len) = payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
                 producer.publish(len, ring::FIRST | ring::LAST | flags);
                 return Ok(());
             }
-            let size = payload.size().map_err(PutFail::Failed)?;
-            if size > max {
-                let bytes = payload.to_vec().map_err(PutFail::Failed)?;
-                return stream(&mut producer, &bytes, flags, wait).map_err(stopped);
-            }
-            need = ring::HEADER + size;
+            size = Some(payload.size().map_err(PutFail::Failed)?);
         }
     }
 
     /// Gets an item, waiting as `wait` allows.
+    #[inline]
     pub(crate) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
         self.get_with(wait, |bytes, _| {
             postcard::from_bytes(bytes).map_err(|e| Error::Decode { source: e.into() })
@@ -117,6 +183,7 @@ impl RawQueue {
 
     /// Takes one message and hands its bytes and first-record flags to
     /// `decode`, waiting as `wait` allows.
+    #[inline]
     pub(crate) fn get_with<R>(
         &self,
         wait: Wait,
@@ -127,16 +194,54 @@ impl RawQueue {
         let Some(mut consumer) = ring.consumer(self.bytes(), wait.deadline(), try_only) else {
             return Err(if try_only { Error::Empty } else { Error::Timeout });
         };
+        // The fast path: a whole message at the head.
+        match consumer.wait_for_record(wait.deadline()) {
+            Ok(()) => {}
+            Err(Stop::Closed) => return Err(Error::Closed),
+            Err(_) => return Err(if try_only { Error::Empty } else { Error::Timeout }),
+        }
+        if let Some(record) = consumer.peek() {
+            let (flags, len) = (record.flags, record.payload.len());
+            if flags & (ring::FIRST | ring::LAST | ring::ABORT) == ring::FIRST | ring::LAST {
+                let result = decode(record.payload, flags);
+                consumer.consume(len, true);
+                return Ok(result);
+            }
+        }
+        Self::get_slow(consumer, wait, decode)
+    }
+
+    /// Everything but the fast path: streams, called-off streams, and a
+    /// corrupted ring.
+    #[inline(never)]
+    fn get_slow<R>(
+        mut consumer: Consumer<'_>,
+        wait: Wait,
+        decode: impl FnOnce(&[u8], u32) -> R,
+    ) -> Result<R> {
+        let try_only = matches!(wait, Wait::Never);
         let mut partial: Option<(Vec<u8>, u32)> = None;
+        // The producer of the stream being read claimed its last piece: it
+        // can no longer be abandoned, so wait for it (while it lives).
+        let mut finishing = false;
         loop {
-            match consumer.wait_for_record(wait.deadline(), partial.is_some()) {
+            let waited = match &partial {
+                None => consumer.wait_for_record(wait.deadline()),
+                Some(_) => consumer.wait_for_piece(if finishing { None } else { wait.deadline() }),
+            };
+            match waited {
                 Ok(()) => {}
                 Err(Stop::ProducerDied) => {
-                    partial = None;
+                    (partial, finishing) = (None, false);
                     continue;
                 }
                 Err(Stop::Closed) => return Err(Error::Closed),
                 Err(Stop::Timeout) => {
+                    if partial.is_some() && !consumer.abandon_stream() {
+                        finishing = true;
+                        continue;
+                    }
+                    // Abandoned: its producer starts the message over.
                     return Err(if try_only { Error::Empty } else { Error::Timeout });
                 }
             }
@@ -147,6 +252,12 @@ impl RawQueue {
             let (flags, len) = (record.flags, record.payload.len());
             let first = flags & ring::FIRST != 0;
             let last = flags & ring::LAST != 0;
+            if flags & ring::ABORT != 0 {
+                // Its producer called the stream off: it was never put.
+                (partial, finishing) = (None, false);
+                consumer.consume(len, false);
+                continue;
+            }
             match (partial.as_mut(), first) {
                 (None, true) if last => {
                     let result = decode(record.payload, flags);
@@ -160,7 +271,7 @@ impl RawQueue {
                 // The rest of a message whose consumer died: skip it.
                 (None, false) => consumer.consume(len, last),
                 // A new message while streaming: the streaming producer died.
-                (Some(_), true) => partial = None,
+                (Some(_), true) => (partial, finishing) = (None, false),
                 (Some((bytes, _)), false) => {
                     bytes.extend_from_slice(record.payload);
                     consumer.consume(len, last);
@@ -184,8 +295,45 @@ impl RawQueue {
 pub(crate) enum PutFail {
     Full,
     Timeout,
+    /// The ring is closed, or the put was called off (`put_payload_while`).
     Closed,
     Failed(Error),
+}
+
+/// How long a put may wait.
+struct Budget<'a> {
+    /// Until when (`None`: as long as it takes).
+    deadline: Option<Instant>,
+    /// A `try_` put: wait for nothing but a short turn.
+    try_only: bool,
+    /// Asked every [`CHECK_EVERY`] of waiting whether to go on.
+    keep_going: Option<&'a dyn Fn() -> bool>,
+}
+
+impl Budget<'_> {
+    /// Runs `attempt` (a wait until the deadline it is given) until
+    /// `deadline`, in slices between which `keep_going` is asked, if set.
+    fn run<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(Option<Instant>) -> Result<T, Stop>,
+    ) -> Result<T, Stop> {
+        let Some(keep_going) = self.keep_going else { return attempt(deadline) };
+        loop {
+            let slice = match (deadline_after(CHECK_EVERY), deadline) {
+                (Some(slice), Some(deadline)) => Some(slice.min(deadline)),
+                (slice, deadline) => slice.or(deadline),
+            };
+            match attempt(slice) {
+                Err(Stop::Timeout) if park::time_left(deadline).is_some() => {
+                    if !keep_going() {
+                        return Err(Stop::Closed);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 /// Something that writes one message's bytes.
@@ -237,36 +385,61 @@ impl Payload for [u8] {
     }
 }
 
-/// Writes a message larger than the ring as a stream of records.
+/// The least payload a stream waits for room to write (but the last).
+fn chunk_min(max_payload: usize) -> usize {
+    (max_payload / 4).max(8)
+}
+
+/// Writes a message larger than the ring as a stream of records, all or
+/// nothing: if the budget runs out mid-way, the stream is called off
+/// (`ABORT`) and no consumer delivers it. A stream that a consumer abandons
+/// is called off and started over.
 fn stream(
-    producer: &mut crate::shm::ring::Producer<'_>,
+    producer: &mut Producer<'_>,
     bytes: &[u8],
     flags: u32,
-    wait: Wait,
+    budget: &Budget<'_>,
 ) -> Result<(), Stop> {
-    let chunk_min = (producer.max_payload() / 4).max(8);
-    let mut sent = 0;
-    while sent < bytes.len() {
-        let first = sent == 0;
-        // Before the first piece the deadline applies; once a consumer may be
-        // reading the stream, it is finished whatever the time.
-        let deadline = if first { wait.deadline() } else { None };
-        let want = ring::HEADER + chunk_min.min(bytes.len() - sent);
-        producer.wait_for_room(want, first, deadline)?;
-        let area = producer.payload_area();
-        let n = area.len().min(bytes.len() - sent);
-        area[..n].copy_from_slice(&bytes[sent..sent + n]);
-        sent += n;
-        let mut record_flags = 0;
-        if first {
-            record_flags |= ring::FIRST | flags;
+    let chunk_min = chunk_min(producer.max_payload());
+    'message: loop {
+        let start = producer.begin_stream();
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let first = sent == 0;
+            let left = bytes.len() - sent;
+            // The piece, and room for an `ABORT` header behind it.
+            let want = 2 * ring::HEADER + chunk_min.min(left);
+            let room = budget.run(budget.deadline, |d| producer.wait_for_room(want, first, d));
+            if let Err(stop) = room {
+                if !first {
+                    producer.abort_stream(start);
+                }
+                return Err(stop);
+            }
+            if !first && producer.stream_abandoned() {
+                producer.abort_stream(start);
+                continue 'message;
+            }
+            let area = producer.payload_area();
+            let n = area.len().saturating_sub(ring::HEADER).min(left);
+            area[..n].copy_from_slice(&bytes[sent..sent + n]);
+            let last = n == left;
+            if last && !producer.finish_stream() {
+                producer.abort_stream(start);
+                continue 'message;
+            }
+            let mut record_flags = 0;
+            if first {
+                record_flags |= ring::FIRST | flags;
+            }
+            if last {
+                record_flags |= ring::LAST;
+            }
+            producer.publish(n, record_flags);
+            sent += n;
         }
-        if sent == bytes.len() {
-            record_flags |= ring::LAST;
-        }
-        producer.publish(n, record_flags);
+        return Ok(());
     }
-    Ok(())
 }
 
 impl RawQueue {

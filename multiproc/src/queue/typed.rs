@@ -172,9 +172,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `item` if there is room now (Python's `put_nowait`).
     ///
+    /// It waits for no room and for no other producer, except for a moment
+    /// for its turn (another producer copying an item in). An item larger
+    /// than the ring never fits at once, so it is always refused: use
+    /// [`put_timeout`](Queue::put_timeout) or [`put`](Queue::put) for those.
+    ///
     /// # Errors
     ///
-    /// [`PutError::Full`] (with the item), and as [`put`](Queue::put).
+    /// [`PutError::Full`] (with the item, nothing of it put) if there is no
+    /// room now, the item is larger than the ring, or another producer holds
+    /// the queue (it is streaming an item larger than the ring); and as
+    /// [`put`](Queue::put).
     ///
     /// # Examples
     ///
@@ -190,9 +198,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
+    /// The timeout holds whatever other producers and consumers do. It is
+    /// all or nothing: an item larger than the ring, which streams through it
+    /// while consumers read, is called off if the stream does not complete in
+    /// time, and then no consumer ever sees any part of it.
+    ///
     /// # Errors
     ///
-    /// [`PutError::Timeout`] (with the item), and as [`put`](Queue::put).
+    /// [`PutError::Timeout`] (with the item, nothing of it put), and as
+    /// [`put`](Queue::put).
     ///
     /// # Examples
     ///
@@ -229,6 +243,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Takes the oldest item if there is one now (Python's `get_nowait`).
     ///
+    /// An item larger than the ring that has begun to arrive is taken while
+    /// its producer keeps writing it (as [`get_timeout`](Queue::get_timeout)
+    /// does).
+    ///
     /// # Errors
     ///
     /// [`Error::Empty`](crate::Error::Empty), and as [`get`](Queue::get).
@@ -245,6 +263,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Takes the oldest item, waiting at most `timeout`.
+    ///
+    /// An item larger than the ring streams through it: once it has begun to
+    /// arrive, the get finishes taking it as long as its producer keeps
+    /// writing, even past the timeout. If the producer stalls (stopped, or
+    /// starved of CPU) past the timeout, the get gives up; the producer then
+    /// puts the item again from its start, so it is not lost. If the producer
+    /// dies, its partial item is dropped and the get waits on, within its
+    /// timeout, for a whole one.
     ///
     /// # Errors
     ///

@@ -16,6 +16,12 @@
 //! deadline) either takes a token that is there for it or removes its
 //! registration, atomically: every registered waiter is always either
 //! waiting or covered by a token.
+//!
+//! A waiter killed while it waits leaves its registration (or its token)
+//! behind: a later notify may spend a token on it, or a later waiter take
+//! its token, so after such a death one notify can wake one waiter fewer
+//! or more than asked. (Counting exactly across deaths would need a slot
+//! per waiter with its owner, checked for liveness.)
 #![allow(unsafe_code)] // `InShm`: see its `# Safety`
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -14,7 +14,22 @@
 //! lock. A consumer that meets a new `FIRST` in the middle of a stream, or
 //! finds the streaming producer dead, drops the partial message; one that
 //! meets continuation records without their `FIRST` (its predecessor died
-//! mid-stream) skips them.
+//! mid-stream, or gave up on it) skips them.
+//!
+//! A stream can be called off by either side, and then counts as never put:
+//! - A producer that runs out of time (or is told to stop) mid-stream takes
+//!   its records back if no consumer has begun reading them (it holds the
+//!   consumer lock for that moment), leaving the ring as it was; otherwise
+//!   it writes an `ABORT` record, upon which consumers drop the partial
+//!   message. Every piece leaves room for one more header behind it, so
+//!   there is always room for the `ABORT`.
+//! - A consumer whose deadline passed while the producer wrote nothing for
+//!   [`STREAM_STALL`] marks the stream *abandoned* and leaves; the producer
+//!   then writes `ABORT` and starts the message over, so it is still
+//!   delivered whole, exactly once. Abandoning is a compare-and-swap against
+//!   the producer's own swap to *finishing*, taken before it publishes the
+//!   `LAST` piece: once that is taken, the consumer waits for the piece
+//!   (while the producer lives) instead.
 //!
 //! Each side counts complete messages (`put_count`, `get_count`). Moving a
 //! position and its count is two stores, so it goes through an *intent*: the
@@ -35,11 +50,22 @@ pub(crate) const FIRST: u32 = 1;
 pub(crate) const LAST: u32 = 2;
 /// On a first record: the message's file descriptors follow on a socket.
 pub(crate) const FDS: u32 = 4;
+/// An empty record that calls off the stream in progress.
+pub(crate) const ABORT: u32 = 8;
 /// Bytes of a record header.
 pub(crate) const HEADER: usize = 8;
 /// While in the middle of a streamed message, a consumer checks this often
 /// that its producer still lives.
 const STREAM_POLL: Duration = Duration::from_millis(20);
+/// A streaming producer writes the next piece as soon as there is room; one
+/// that wrote none for this long is stopped or starved, and a consumer past
+/// its deadline gives up on it.
+const STREAM_STALL: Duration = Duration::from_millis(50);
+
+/// States of the stream in progress (`Shared::stream`).
+const STREAMING: u32 = 0;
+const ABANDONED: u32 = 1;
+const FINISHING: u32 = 2;
 
 /// A position and message count, moved together.
 #[repr(C)]
@@ -103,6 +129,8 @@ struct Shared {
     maxsize: AtomicU64,
     done_count: AtomicU64,
     joiners: AtomicU32,
+    /// The stream in progress: `STREAMING`, `ABANDONED` or `FINISHING`.
+    stream: AtomicU32,
 }
 
 // SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
@@ -127,11 +155,13 @@ pub(crate) struct Bytes {
 }
 
 impl Bytes {
+    #[inline]
     fn at(&self, position: u64) -> *mut u8 {
         self.base.wrapping_add((position % self.cap as u64) as usize)
     }
 }
 
+#[inline]
 fn record_size(payload: usize) -> u64 {
     (HEADER + payload.div_ceil(8) * 8) as u64
 }
@@ -140,7 +170,6 @@ fn record_size(payload: usize) -> u64 {
 fn sleep_until(
     side: &Side,
     deadline: Option<Instant>,
-    poll: Option<Duration>,
     mut ready: impl FnMut() -> Option<Result<(), Stop>>,
 ) -> Result<(), Stop> {
     if let Some(done) = ready() {
@@ -158,17 +187,14 @@ fn sleep_until(
             break done;
         }
         let Some(left) = park::time_left(deadline) else { break Err(Stop::Timeout) };
-        let timeout = match (left, poll) {
-            (Some(left), Some(poll)) => Some(left.min(poll)),
-            (left, poll) => left.or(poll),
-        };
-        park::wait(&side.seq, seq, timeout);
+        park::wait(&side.seq, seq, left);
     };
     side.sleepers.fetch_sub(1, Ordering::Relaxed);
     result
 }
 
 /// Tells sleepers of the other side that `side` made progress.
+#[inline]
 fn announce(side: &Side) {
     fence(Ordering::SeqCst);
     if side.sleepers.load(Ordering::Relaxed) > 0 {
@@ -184,6 +210,7 @@ impl RawRing {
     }
 
     /// Messages in the ring.
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
         let get = self.consumer.count.load(Ordering::Acquire);
         self.producer.count.load(Ordering::Acquire).saturating_sub(get)
@@ -196,6 +223,7 @@ impl RawRing {
     }
 
     /// The item bound (0: none).
+    #[inline]
     pub(crate) fn maxsize(&self) -> u64 {
         self.shared.maxsize.load(Ordering::Relaxed)
     }
@@ -210,11 +238,50 @@ impl RawRing {
     }
 
     /// Whether the ring is closed.
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire) != 0
     }
 
+    /// Free bytes in a ring of `cap` bytes, as seen now (racy unless the
+    /// producer lock is held; never more than there are).
+    #[inline]
+    fn free(&self, cap: usize) -> usize {
+        // The head first: it only grows towards the tail read after it.
+        let head = self.consumer.position.load(Ordering::Acquire);
+        let tail = self.producer.position.load(Ordering::Acquire);
+        cap.saturating_sub(tail.wrapping_sub(head) as usize)
+    }
+
+    /// Whether a new message of `need` bytes (record included) fits now;
+    /// `Err` once closed.
+    #[inline]
+    fn room_for(&self, cap: usize, need: usize, new_message: bool) -> Option<Result<(), Stop>> {
+        // Closing refuses new messages; a stream already begun finishes.
+        if new_message && self.is_closed() {
+            return Some(Err(Stop::Closed));
+        }
+        let maxsize = self.maxsize();
+        let items_ok = !new_message || maxsize == 0 || self.len() < maxsize;
+        (items_ok && self.free(cap) >= need).then_some(Ok(()))
+    }
+
+    /// Waits, *without* the producer lock, until a new message of `need`
+    /// bytes looks like it fits; the caller then takes the lock and checks
+    /// again. Waiting for room without the lock keeps a blocked put from
+    /// holding up other producers (a `try_put` or `put_timeout` among them).
+    #[cold]
+    pub(crate) fn wait_for_room(
+        &self,
+        cap: usize,
+        need: usize,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        sleep_until(&self.consumer, deadline, || self.room_for(cap, need, true))
+    }
+
     /// Takes the producer side.
+    #[inline]
     pub(crate) fn producer(&self, bytes: Bytes, deadline: Option<Instant>) -> Option<Producer<'_>> {
         let side = &self.producer;
         if side.lock.lock(deadline)? == Acquired::OwnerDied {
@@ -224,6 +291,7 @@ impl RawRing {
     }
 
     /// Takes the consumer side; `try_only` gives up at once if it is taken.
+    #[inline]
     pub(crate) fn consumer(
         &self,
         bytes: Bytes,
@@ -293,36 +361,81 @@ pub(crate) struct Producer<'a> {
 }
 
 impl Producer<'_> {
-    /// Free bytes in the ring.
+    /// Free bytes in the ring (exact but for consumers freeing more).
     fn free(&self) -> usize {
-        let tail = self.ring.producer.position.load(Ordering::Relaxed);
-        let head = self.ring.consumer.position.load(Ordering::Acquire);
-        self.bytes.cap.saturating_sub(tail.wrapping_sub(head) as usize)
+        self.ring.free(self.bytes.cap)
     }
 
     /// The largest payload one record can carry.
+    #[inline]
     pub(crate) fn max_payload(&self) -> usize {
         self.bytes.cap - HEADER
     }
 
-    /// Waits until `need` bytes are free and, for a new message, the item
-    /// bound allows one more.
+    /// Whether `need` bytes are free and, for a new message, the item bound
+    /// allows one more (`None`: not now); `Err` if closed.
+    #[inline]
+    pub(crate) fn room(&self, need: usize, new_message: bool) -> Option<Result<(), Stop>> {
+        self.ring.room_for(self.bytes.cap, need, new_message)
+    }
+
+    /// Waits (holding the lock) until [`room`](Self::room) says yes.
     pub(crate) fn wait_for_room(
         &self,
         need: usize,
         new_message: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Stop> {
+        sleep_until(&self.ring.consumer, deadline, || self.room(need, new_message))
+    }
+
+    /// Starts a stream: from here until [`finish_stream`](Self::finish_stream)
+    /// a consumer may abandon it. Returns where it starts.
+    pub(crate) fn begin_stream(&self) -> u64 {
+        self.ring.shared.stream.store(STREAMING, Ordering::SeqCst);
+        self.ring.producer.position.load(Ordering::Relaxed)
+    }
+
+    /// Whether the consumer reading the stream gave up on it (then the
+    /// producer calls it off and starts over).
+    pub(crate) fn stream_abandoned(&self) -> bool {
+        self.ring.shared.stream.load(Ordering::SeqCst) != STREAMING
+    }
+
+    /// Claims the stream for its last piece; `false` if a consumer
+    /// abandoned it first.
+    pub(crate) fn finish_stream(&self) -> bool {
+        let stream = &self.ring.shared.stream;
+        stream.compare_exchange(STREAMING, FINISHING, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
+    /// Calls off the stream in progress, which began at `start`. If no
+    /// consumer has begun on it (none holds the consumer lock and the head
+    /// has not passed `start`), its records are taken back, and the ring is
+    /// as it was; otherwise an `ABORT` record tells consumers to drop what
+    /// they read of it (there is always room: every piece leaves a header's
+    /// room behind it).
+    #[cold]
+    pub(crate) fn abort_stream(&mut self, start: u64) {
         let ring = self.ring;
-        sleep_until(&ring.consumer, deadline, None, || {
-            // Closing refuses new messages; a stream already begun finishes.
-            if new_message && ring.is_closed() {
-                return Some(Err(Stop::Closed));
+        // Consumers read records only holding their lock, so with it held no
+        // one reads past the head, and the tail may move back to `start`.
+        // Lock order: producer, then consumer; consumers never take the
+        // producer lock. Never waits.
+        if let Some(consumer) = ring.consumer(self.bytes, None, true) {
+            let head = ring.consumer.position.load(Ordering::Relaxed);
+            let tail = ring.producer.position.load(Ordering::Relaxed);
+            if head <= start && start <= tail {
+                ring.producer.position.store(start, Ordering::Release);
+                drop(consumer);
+                // Producers waiting for room have more of it.
+                announce(&ring.consumer);
+                return;
             }
-            let maxsize = ring.maxsize();
-            let items_ok = !new_message || maxsize == 0 || ring.len() < maxsize;
-            (items_ok && self.free() >= need).then_some(Ok(()))
-        })
+        }
+        if self.free() >= HEADER {
+            self.publish(0, ABORT);
+        }
     }
 
     /// The free bytes after a record header's room, to write a payload into.
@@ -367,6 +480,7 @@ impl Producer<'_> {
 }
 
 impl Drop for Producer<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.producer.lock.unlock();
     }
@@ -387,42 +501,71 @@ pub(crate) struct Consumer<'a> {
 }
 
 impl Consumer<'_> {
+    #[inline]
     fn available(&self) -> bool {
         let head = self.ring.consumer.position.load(Ordering::Relaxed);
         self.ring.producer.position.load(Ordering::Acquire) != head
     }
 
-    /// Waits for a record. In the middle of a stream (`streaming`) it waits
-    /// regardless of `deadline` and closing, as long as the producer lives.
-    pub(crate) fn wait_for_record(
-        &self,
-        deadline: Option<Instant>,
-        streaming: bool,
-    ) -> Result<(), Stop> {
+    /// Waits for the first record of a message, until `deadline`.
+    pub(crate) fn wait_for_record(&self, deadline: Option<Instant>) -> Result<(), Stop> {
         let ring = self.ring;
-        if !streaming {
-            return sleep_until(&ring.producer, deadline, None, || {
-                if self.available() {
-                    Some(Ok(()))
-                } else if ring.is_closed() {
-                    Some(Err(Stop::Closed))
-                } else {
-                    None
-                }
-            });
-        }
+        sleep_until(&ring.producer, deadline, || {
+            if self.available() {
+                Some(Ok(()))
+            } else if ring.is_closed() {
+                Some(Err(Stop::Closed))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Waits for the next piece of a stream (closing does not stop it),
+    /// checking every [`STREAM_POLL`] that the producer lives. Gives up
+    /// with `Timeout` once `deadline` passed *and* the producer has written
+    /// nothing for [`STREAM_STALL`] (a live producer writes at once what
+    /// there is room for), and with `ProducerDied` if the producer died.
+    #[cold]
+    pub(crate) fn wait_for_piece(&self, deadline: Option<Instant>) -> Result<(), Stop> {
+        let ring = self.ring;
+        let give_up = deadline.map(|d| park::deadline_after(STREAM_STALL).map_or(d, |s| d.max(s)));
         loop {
-            let waited = sleep_until(&ring.producer, None, Some(STREAM_POLL), || {
-                self.available().then_some(Ok(()))
-            });
-            if waited.is_ok() || self.available() {
+            let slice = park::deadline_after(STREAM_POLL);
+            let slice = match (slice, give_up) {
+                (Some(slice), Some(give_up)) => Some(slice.min(give_up)),
+                (slice, give_up) => slice.or(give_up),
+            };
+            if sleep_until(&ring.producer, slice, || self.available().then_some(Ok(()))).is_ok() {
                 return Ok(());
             }
             let owner = ring.producer.lock.owner();
-            if owner == 0 || !park::owner_alive(owner) {
+            let gone = owner == 0 || !park::owner_alive(owner);
+            // What the producer published before it let go of the lock (or
+            // died) is visible after this.
+            fence(Ordering::Acquire);
+            if self.available() {
+                return Ok(());
+            }
+            if gone {
                 return Err(Stop::ProducerDied);
             }
+            if park::time_left(give_up).is_none() {
+                return Err(Stop::Timeout);
+            }
         }
+    }
+
+    /// Gives up on the stream being read, so that its producer starts the
+    /// message over; `false` if the producer is already writing its last
+    /// piece (then wait for it).
+    pub(crate) fn abandon_stream(&self) -> bool {
+        let stream = &self.ring.shared.stream;
+        stream
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s != FINISHING).then_some(ABANDONED)
+            })
+            .is_ok()
     }
 
     /// The record at the head (there must be one), or `None` if its header
@@ -471,6 +614,7 @@ impl Consumer<'_> {
 }
 
 impl Drop for Consumer<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.ring.consumer.lock.unlock();
     }
