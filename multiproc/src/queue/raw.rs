@@ -113,8 +113,6 @@ impl RawQueue {
         self.put_within(payload, flags, &budget)
     }
 
-    /// The put loop: take a turn, check for room (waiting for it without
-    /// the lock), write; stream an item larger than the ring.
     #[inline]
     fn put_within<P: Payload + ?Sized>(
         &self,
@@ -122,9 +120,35 @@ impl RawQueue {
         flags: u32,
         budget: &Budget<'_>,
     ) -> Result<(), PutFail> {
-        // The item's encoded size, once known (it is computed only if the
-        // item did not fit where it was first written).
-        let mut size: Option<usize> = None;
+        // The fast path: our turn at once, and room for the item.
+        if budget.keep_going.is_none() && !budget.try_only {
+            let ring = self.ring();
+            if let Some(mut producer) = ring.producer(self.bytes(), budget.deadline) {
+                if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
+                    if write_whole(&mut producer, payload, flags)? {
+                        return Ok(());
+                    }
+                    drop(producer);
+                    let size = payload.size().map_err(PutFail::Failed)?;
+                    return self.put_slow(payload, flags, budget, Some(size));
+                }
+            }
+        }
+        self.put_slow(payload, flags, budget, None)
+    }
+
+    /// The put loop: take a turn, check for room (waiting for it without
+    /// the lock), write; stream an item larger than the ring. `size` is the
+    /// item's encoded size, if known (it is computed only if the item did
+    /// not fit where it was first written).
+    #[inline(never)]
+    fn put_slow<P: Payload + ?Sized>(
+        &self,
+        payload: &P,
+        flags: u32,
+        budget: &Budget<'_>,
+        mut size: Option<usize>,
+    ) -> Result<(), PutFail> {
         let (ring, bytes) = (self.ring(), self.bytes());
         let max = bytes.cap.saturating_sub(ring::HEADER);
         let stopped = |stop: Stop| match stop {
@@ -163,10 +187,7 @@ impl RawQueue {
                 let bytes = payload.to_vec().map_err(PutFail::Failed)?;
                 return stream(&mut producer, &bytes, flags, budget).map_err(stopped);
             }
-            let area = producer.payload_area();
-            let area_len = area.len().min(max);
-            if let Some(len) = payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
-                producer.publish(len, ring::FIRST | ring::LAST | flags);
+            if write_whole(&mut producer, payload, flags)? {
                 return Ok(());
             }
             size = Some(payload.size().map_err(PutFail::Failed)?);
@@ -382,6 +403,26 @@ impl Payload for [u8] {
 
     fn to_vec(&self) -> Result<Vec<u8>> {
         Ok(<[u8]>::to_vec(self))
+    }
+}
+
+/// Writes `payload` as one record if it fits in the free part of the ring;
+/// `false` if it does not.
+#[inline(never)]
+fn write_whole<P: Payload + ?Sized>(
+    producer: &mut Producer<'_>,
+    payload: &P,
+    flags: u32,
+) -> Result<bool, PutFail> {
+    let max = producer.max_payload();
+    let area = producer.payload_area();
+    let area_len = area.len().min(max);
+    match payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
+        Some(len) => {
+            producer.publish(len, ring::FIRST | ring::LAST | flags);
+            Ok(true)
+        }
+        None => Ok(false),
     }
 }
 
