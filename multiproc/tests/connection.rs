@@ -523,3 +523,52 @@ fn listeners_reachable_by_others_need_a_key_unless_the_caller_opts_out() {
         client.join().unwrap();
     }
 }
+
+/// Receives numbered messages until a sentinel; returns how many arrived
+/// and how many had another message's descriptor.
+fn receive_until_sentinel(rx: Connection<(u32, multiproc::FdHandle)>) -> (usize, usize) {
+    let (mut got, mut wrong) = (0, 0);
+    loop {
+        let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
+        if number_of(fd) != index {
+            wrong += 1;
+        }
+        if index == u32::MAX {
+            return (got, wrong);
+        }
+        got += 1;
+    }
+}
+
+#[test]
+fn descriptors_stay_with_their_message_when_two_processes_share_the_receiving_end() {
+    let (tx, rx) = pipe::<(u32, multiproc::FdHandle)>().unwrap();
+    let receivers: Vec<_> =
+        (0..2).map(|_| Process::spawn(receive_until_sentinel, rx.clone()).unwrap()).collect();
+    const PER_THREAD: u32 = 1000;
+    let senders: Vec<_> = (0..2)
+        .map(|t| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let index = t * PER_THREAD + i;
+                    tx.send(&(index, numbered_fd(index))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    for _ in &receivers {
+        tx.send(&(u32::MAX, numbered_fd(u32::MAX))).unwrap();
+    }
+    let (mut got, mut wrong) = (0, 0);
+    for receiver in receivers {
+        let (g, w) = join(receiver).unwrap();
+        got += g;
+        wrong += w;
+    }
+    assert_eq!(wrong, 0, "messages arrived with another message's descriptors");
+    assert_eq!(got, 2 * PER_THREAD as usize, "messages were lost");
+}

@@ -52,8 +52,6 @@ fn spin_deadline(deadline: Option<Instant>) -> Instant {
 /// How many bytes a socket connection reads at a time: a small message
 /// costs one `recvmsg`.
 const READ_AHEAD: usize = 32 << 10;
-/// How long a receiver waits for the descriptors of a message it holds.
-const FDS_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) enum Transport {
     /// A pipe: rings in shared memory, and a socket for descriptors and for
@@ -67,9 +65,6 @@ struct Inner {
     transport: Transport,
     /// Partial frames read from the socket (descriptor frames for a pipe).
     reader: Mutex<FrameReader>,
-    /// A pipe's descriptor frames read before their message (see
-    /// [`Stash`]).
-    stash: Mutex<Stash>,
     /// One frame at a time goes out on the socket.
     writer: Mutex<()>,
 }
@@ -188,46 +183,19 @@ fn write_only() -> Error {
     Error::Unsupported { reason: "this end of the pipe only sends" }
 }
 
-/// Descriptor frames of a pipe that arrived before their message: another
-/// sender's message may be written to the ring after ours although its
-/// descriptors went first, and a sender killed between the two steps leaves
-/// descriptors whose message never comes. Bounded: the oldest go first.
-#[derive(Default)]
-struct Stash {
-    early: std::collections::VecDeque<(u64, Vec<OwnedFd>)>,
-}
-
-impl Stash {
-    /// How many early descriptor frames a pipe end keeps at most.
-    const MAX: usize = 256;
-
-    fn take(&mut self, tag: u64) -> Option<Vec<OwnedFd>> {
-        let at = self.early.iter().position(|(t, _)| *t == tag)?;
-        self.early.remove(at).map(|(_, fds)| fds)
-    }
-
-    fn keep(&mut self, tag: u64, fds: Vec<OwnedFd>) {
-        if self.early.len() == Self::MAX {
-            self.early.pop_front();
-        }
-        self.early.push_back((tag, fds));
-    }
-}
-
-/// A number no other message with descriptors on any pipe is likely to
-/// carry: random bits fixed per process (and renewed after a fork) plus a
-/// counter.
+/// A number for a message with descriptors, random so that an orphan frame
+/// (see `recv_fds`) cannot pass for the next message's.
 fn fd_tag() -> u64 {
-    static BASE: Mutex<(u32, u64)> = Mutex::new((0, 0));
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut base = BASE.lock().unwrap_or_else(PoisonError::into_inner);
-    let me = os::getpid();
-    if base.0 != me {
-        let mut random = [0u8; 8];
-        let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
-        *base = (me, u64::from_le_bytes(random) ^ u64::from(me));
+    let mut random = [0u8; 8];
+    if rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).is_ok() {
+        return u64::from_le_bytes(random);
     }
-    base.1.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+    // No random bytes: this process, this instant and a counter.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (u64::from(os::getpid()) << 40) ^ nanos ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl<S, R> Connection<S, R> {
@@ -245,12 +213,7 @@ impl<S, R> Connection<S, R> {
                 FrameReader::resume(*max_frame, READ_AHEAD, unread)
             }
         };
-        let inner = Inner {
-            transport,
-            reader: Mutex::new(reader),
-            stash: Mutex::new(Stash::default()),
-            writer: Mutex::new(()),
-        };
+        let inner = Inner { transport, reader: Mutex::new(reader), writer: Mutex::new(()) };
         Self { inner: Arc::new(inner), _messages: PhantomData }
     }
 
@@ -308,24 +271,25 @@ impl<S, R> Connection<S, R> {
                 {
                     return Err(Error::Disconnected);
                 }
-                // The descriptors go first, in a frame that carries a number
-                // the message repeats: the receiver matches the two, whatever
-                // other senders (threads, processes, a sender killed between
-                // the two steps) put on the socket meanwhile.
+                // The descriptors go on the socket in a frame numbered like
+                // the message, sent holding the producers' turn right before
+                // the message's first record: frames and messages are in the
+                // same order for every sender of every process. A frame whose
+                // message never came (its sender died, or gave up when the
+                // peer left) is an orphan the receiver drops.
                 let numbered: Vec<u8>;
-                let (bytes, flags) = if fds.is_empty() {
-                    (bytes, 0)
-                } else {
-                    let tag = fd_tag();
-                    {
-                        let _turn =
-                            self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                        frame::send_frame(sock.as_fd(), &[&tag.to_le_bytes()], &borrowed)?;
-                    }
-                    numbered = [&tag.to_le_bytes()[..], bytes].concat();
-                    (&numbered[..], FDS)
+                let tag = fd_tag();
+                let announce = || {
+                    let _turn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    frame::send_frame(sock.as_fd(), &[&tag.to_le_bytes()], &borrowed)
                 };
-                match tx.put_payload_while(bytes, flags, &|| !self.peer_gone()) {
+                let (bytes, flags, announce) = if fds.is_empty() {
+                    (bytes, 0, None)
+                } else {
+                    numbered = [&tag.to_le_bytes()[..], bytes].concat();
+                    (&numbered[..], FDS, Some(&announce as &dyn Fn() -> Result<()>))
+                };
+                match tx.put_payload_while(bytes, flags, &|| !self.peer_gone(), announce) {
                     Ok(()) => Ok(()),
                     Err(PutFail::Failed(e)) => Err(e),
                     Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {
@@ -419,37 +383,27 @@ impl<S, R> Connection<S, R> {
         }
     }
 
-    /// The descriptors of the message numbered `tag`, from the stash or from
-    /// a pipe's socket.
+    /// The descriptors of the message numbered `tag`, from a pipe's socket.
+    ///
+    /// Their frame was sent before the message was written, in the same
+    /// order as the messages (see `send_encoded`), so it is on the socket
+    /// already: frames before it are orphans (their messages never came),
+    /// dropped with their descriptors; no frame is a peer's lie.
     fn recv_fds(&self, sock: BorrowedFd<'_>, tag: u64) -> Result<Vec<OwnedFd>> {
         let mut reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stash = self.inner.stash.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(fds) = stash.take(tag) {
-            return Ok(fds);
-        }
-        let deadline = deadline_after(FDS_TIMEOUT);
         loop {
             match reader.read(sock, true)? {
                 Progress::Frame(frame) => {
                     let Some(number) = frame.payload.first_chunk::<8>() else {
                         return Err(Error::protocol("a descriptor frame lacks its number"));
                     };
-                    let number = u64::from_le_bytes(*number);
-                    if number == tag {
+                    if u64::from_le_bytes(*number) == tag {
                         return Ok(frame.fds);
                     }
-                    // Another message's (still on its way, or never to come
-                    // from a sender that died before sending it).
-                    stash.keep(number, frame.fds);
                 }
                 Progress::Closed => return Err(Error::Disconnected),
                 Progress::Pending => {
-                    if os::wait_readable(&[sock], deadline)
-                        .map_err(Error::os("wait for descriptors"))?
-                        .is_none()
-                    {
-                        return Err(Error::protocol("a message's file descriptors did not arrive"));
-                    }
+                    return Err(Error::protocol("a message's file descriptors did not arrive"));
                 }
             }
         }

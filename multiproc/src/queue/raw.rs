@@ -96,6 +96,7 @@ impl RawQueue {
             deadline: wait.deadline(),
             try_only: matches!(wait, Wait::Never),
             keep_going: None,
+            announce: None,
         };
         self.put_within(payload, flags, &budget)
     }
@@ -103,13 +104,24 @@ impl RawQueue {
     /// Puts one message, waiting as long as it takes while `keep_going()`
     /// (asked every [`CHECK_EVERY`] of waiting) holds; once it does not,
     /// fails with `Closed` and delivers nothing.
+    ///
+    /// `announce`, if given, runs once, holding the producers' turn, right
+    /// before the message's first record is published: what it does (send
+    /// the message's descriptors on a side channel) is therefore in the same
+    /// order, among all producers of every process, as the messages.
     pub(crate) fn put_payload_while<P: Payload + ?Sized>(
         &self,
         payload: &P,
         flags: u32,
         keep_going: &dyn Fn() -> bool,
+        announce: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<(), PutFail> {
-        let budget = Budget { deadline: None, try_only: false, keep_going: Some(keep_going) };
+        let budget = Budget {
+            deadline: None,
+            try_only: false,
+            keep_going: Some(keep_going),
+            announce: announce.map(|f| (f, std::cell::Cell::new(false))),
+        };
         self.put_within(payload, flags, &budget)
     }
 
@@ -125,7 +137,7 @@ impl RawQueue {
             let ring = self.ring();
             if let Some(mut producer) = ring.producer(self.bytes(), budget.deadline) {
                 if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
-                    if write_whole(&mut producer, payload, flags)? {
+                    if write_whole(&mut producer, payload, flags, budget)? {
                         return Ok(());
                     }
                     drop(producer);
@@ -185,9 +197,10 @@ impl RawQueue {
             }
             if size.is_some_and(|size| size > max) {
                 let bytes = payload.to_vec().map_err(PutFail::Failed)?;
+                budget.announce().map_err(PutFail::Failed)?;
                 return stream(&mut producer, &bytes, flags, budget).map_err(stopped);
             }
-            if write_whole(&mut producer, payload, flags)? {
+            if write_whole(&mut producer, payload, flags, budget)? {
                 return Ok(());
             }
             size = Some(payload.size().map_err(PutFail::Failed)?);
@@ -322,6 +335,10 @@ pub(crate) enum PutFail {
 }
 
 /// How long a put may wait.
+/// What runs before a message's first record (see
+/// [`RawQueue::put_payload_while`]).
+type Announce<'a> = &'a dyn Fn() -> Result<()>;
+
 struct Budget<'a> {
     /// Until when (`None`: as long as it takes).
     deadline: Option<Instant>,
@@ -329,9 +346,23 @@ struct Budget<'a> {
     try_only: bool,
     /// Asked every [`CHECK_EVERY`] of waiting whether to go on.
     keep_going: Option<&'a dyn Fn() -> bool>,
+    /// Runs once before the first record is published (see
+    /// [`RawQueue::put_payload_while`]), and whether it ran.
+    announce: Option<(Announce<'a>, std::cell::Cell<bool>)>,
 }
 
 impl Budget<'_> {
+    /// Runs `announce` unless it already ran.
+    fn announce(&self) -> Result<()> {
+        match &self.announce {
+            Some((announce, done)) if !done.get() => {
+                done.set(true);
+                announce()
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs `attempt` (a wait until the deadline it is given) until
     /// `deadline`, in slices between which `keep_going` is asked, if set.
     fn run<T>(
@@ -413,12 +444,14 @@ fn write_whole<P: Payload + ?Sized>(
     producer: &mut Producer<'_>,
     payload: &P,
     flags: u32,
+    budget: &Budget<'_>,
 ) -> Result<bool, PutFail> {
     let max = producer.max_payload();
     let area = producer.payload_area();
     let area_len = area.len().min(max);
     match payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
         Some(len) => {
+            budget.announce().map_err(PutFail::Failed)?;
             producer.publish(len, ring::FIRST | ring::LAST | flags);
             Ok(true)
         }
