@@ -187,6 +187,8 @@ fn a_joinable_queue_joins_on_workers_in_other_processes() {
 
 fn echo_len(args: (Queue<serde_bytes::ByteBuf>, Queue<usize>)) {
     let (input, output) = args;
+    // Items over the default 64 MiB limit come: this handle takes them.
+    let input = input.with_max_message(512 << 20);
     while let Ok(item) = input.get_timeout(LIMIT) {
         let sum = item.iter().map(|&b| b as usize).sum::<usize>();
         output.put(item.len() ^ (sum << 1)).unwrap();
@@ -196,7 +198,7 @@ fn echo_len(args: (Queue<serde_bytes::ByteBuf>, Queue<usize>)) {
 #[test]
 fn messages_of_every_size_pass_including_256_mib_through_a_small_ring() {
     let ring = 64 << 10;
-    let input = Queue::builder().ring_bytes(ring).build().unwrap();
+    let input = Queue::builder().ring_bytes(ring).max_message(512 << 20).build().unwrap();
     let output = Queue::new().unwrap();
     let child = Process::spawn(echo_len, (input.clone(), output.clone())).unwrap();
     let sizes = [0, 1, 7, ring - 16, ring - 8, ring, ring + 1, 3 * ring + 5, 256 << 20];
@@ -595,4 +597,53 @@ fn short_gets_against_a_stalling_producer_of_large_items_lose_and_duplicate_noth
         assert!(*item == tagged(seq as u32), "item {seq} wrong or out of order");
     }
     assert!(matches!(q.try_get(), Err(Error::Empty)));
+}
+
+#[test]
+fn a_put_over_the_message_limit_hands_the_item_back_and_changes_nothing() {
+    let q = Queue::<serde_bytes::ByteBuf>::builder().max_message(64 << 10).build().unwrap();
+    for size in [100 << 10, 4 << 20] {
+        match q.put(serde_bytes::ByteBuf::from(vec![7u8; size])) {
+            Err(PutError::Failed(item, Error::FrameTooLarge { max, .. })) => {
+                assert_eq!(item.len(), size);
+                assert_eq!(max, 64 << 10);
+            }
+            other => panic!("{size}: expected FrameTooLarge, got {other:?}"),
+        }
+    }
+    assert_eq!(q.len(), 0);
+    q.put(serde_bytes::ByteBuf::from(vec![1u8; 10])).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap().len(), 10);
+}
+
+/// Puts items of the given sizes (this handle has the default limit).
+fn put_sizes(args: (Queue<serde_bytes::ByteBuf>, Vec<usize>)) {
+    let (q, sizes) = args;
+    for size in sizes {
+        q.put(serde_bytes::ByteBuf::from(vec![3u8; size])).unwrap();
+    }
+}
+
+#[test]
+fn a_receiver_drops_items_over_its_limit_as_they_come_and_gets_the_next() {
+    // The receiver's limit is its own: the sender's handle (in the child)
+    // has the default and puts what this one refuses.
+    let q = Queue::<serde_bytes::ByteBuf>::builder()
+        .ring_bytes(64 << 10)
+        .max_message(16 << 10)
+        .build()
+        .unwrap();
+    // Whole records and a stream through the ring, each followed by a
+    // small item that must still arrive.
+    let sizes = vec![32 << 10, 5, 1 << 20, 6, 16 << 10, 7];
+    let child = Process::spawn(put_sizes, (q.clone(), sizes)).unwrap();
+    for expected in [Err(()), Ok(5), Err(()), Ok(6), Err(()), Ok(7)] {
+        match (q.get_timeout(LIMIT), expected) {
+            (Err(Error::FrameTooLarge { max, .. }), Err(())) => assert_eq!(max, 16 << 10),
+            (Ok(item), Ok(len)) => assert_eq!(item.len(), len),
+            (other, expected) => panic!("expected {expected:?}, got {other:?}"),
+        }
+    }
+    join(child).unwrap();
+    assert_eq!(q.len(), 0);
 }

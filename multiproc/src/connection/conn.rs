@@ -23,8 +23,8 @@ use crate::{Error, Result};
 const PEER_CHECK: Duration = Duration::from_millis(20);
 /// A pipe end checks for a gone peer on every this many sends.
 const SENDS_PER_CHECK: u32 = 64;
-/// The default largest frame a socket connection accepts (64 MiB).
-pub(crate) const DEFAULT_MAX_FRAME: u64 = 64 << 20;
+/// The default largest frame a socket connection accepts.
+pub(crate) const DEFAULT_MAX_FRAME: u64 = crate::transfer::DEFAULT_MAX_MESSAGE;
 /// How long a pipe end waiting for a message keeps the CPU, yielding it to
 /// whoever else can run, before it goes to sleep.
 const YIELD_SPIN: Duration = Duration::from_micros(50);

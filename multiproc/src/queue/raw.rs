@@ -49,14 +49,32 @@ impl Wait {
 #[derive(Clone)]
 pub(crate) struct RawQueue {
     seg: Arc<Segment>,
+    /// The largest message this handle puts or takes. Kept in this process,
+    /// not in shared memory: a receiver's limit protects it from its peers,
+    /// so no peer can raise it.
+    max_message: usize,
 }
+
+/// [`DEFAULT_MAX_MESSAGE`](crate::transfer::DEFAULT_MAX_MESSAGE) as a size.
+const DEFAULT_MAX: usize = crate::transfer::DEFAULT_MAX_MESSAGE as usize;
 
 impl RawQueue {
     pub(crate) fn create(maxsize: usize, ring_bytes: usize) -> Result<Self> {
         let ring_bytes = ring_bytes.max(4096);
         let seg = Segment::create_ring(Kind::Queue, size_of::<RawRing>(), ring_bytes)?;
         seg.at::<RawRing>(0).init(maxsize as u64);
-        Ok(Self { seg })
+        Ok(Self { seg, max_message: DEFAULT_MAX })
+    }
+
+    /// This handle with another message-size limit.
+    pub(crate) fn with_max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes.max(1);
+        self
+    }
+
+    /// The error for a message of `len` bytes over this handle's limit.
+    fn too_large(&self, len: usize) -> Error {
+        Error::FrameTooLarge { len: len as u64, max: self.max_message as u64 }
     }
 
     #[inline]
@@ -137,7 +155,7 @@ impl RawQueue {
             let ring = self.ring();
             if let Some(mut producer) = ring.producer(self.bytes(), budget.deadline) {
                 if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
-                    if write_whole(&mut producer, payload, flags, budget)? {
+                    if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
                         return Ok(());
                     }
                     drop(producer);
@@ -171,6 +189,9 @@ impl RawQueue {
         // A `try_` put waits for its turn (briefly) but not for room.
         let turn = if budget.try_only { deadline_after(TURN_GRACE) } else { budget.deadline };
         loop {
+            if let Some(size) = size.filter(|&size| size > self.max_message) {
+                return Err(PutFail::Failed(self.too_large(size)));
+            }
             let need = match size {
                 None => ring::HEADER + 8,
                 // It never fits at once: a `try_` put cannot put it.
@@ -200,7 +221,7 @@ impl RawQueue {
                 budget.announce().map_err(PutFail::Failed)?;
                 return stream(&mut producer, &bytes, flags, budget).map_err(stopped);
             }
-            if write_whole(&mut producer, payload, flags, budget)? {
+            if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
                 return Ok(());
             }
             size = Some(payload.size().map_err(PutFail::Failed)?);
@@ -237,12 +258,16 @@ impl RawQueue {
         if let Some(record) = consumer.peek() {
             let (flags, len) = (record.flags, record.payload.len());
             if flags & (ring::FIRST | ring::LAST | ring::ABORT) == ring::FIRST | ring::LAST {
+                if len > self.max_message {
+                    consumer.consume(len, true);
+                    return Err(self.too_large(len));
+                }
                 let result = decode(record.payload, flags);
                 consumer.consume(len, true);
                 return Ok(result);
             }
         }
-        Self::get_slow(consumer, wait, decode)
+        Self::get_slow(consumer, wait, decode, self.max_message)
     }
 
     /// Everything but the fast path: streams, called-off streams, and a
@@ -252,7 +277,10 @@ impl RawQueue {
         mut consumer: Consumer<'_>,
         wait: Wait,
         decode: impl FnOnce(&[u8], u32) -> R,
+        max_message: usize,
     ) -> Result<R> {
+        let too_large =
+            |len: usize| Error::FrameTooLarge { len: len as u64, max: max_message as u64 };
         let try_only = matches!(wait, Wait::Never);
         let mut partial: Option<(Vec<u8>, u32)> = None;
         // The producer of the stream being read claimed its last piece: it
@@ -291,6 +319,18 @@ impl RawQueue {
                 (partial, finishing) = (None, false);
                 consumer.consume(len, false);
                 continue;
+            }
+            // A message over the limit is dropped as it comes, never held
+            // whole: the rest of its pieces are skipped as orphans.
+            // (Pieces of a message dropped earlier, or whose consumer died,
+            // come without a partial item and are skipped below anyway.)
+            let held = match (&partial, first) {
+                (Some((bytes, _)), false) => bytes.len(),
+                _ => 0,
+            };
+            if held + len > max_message && (first || partial.is_some()) {
+                consumer.consume(len, last);
+                return Err(too_large(held + len));
             }
             match (partial.as_mut(), first) {
                 (None, true) if last => {
@@ -445,11 +485,15 @@ fn write_whole<P: Payload + ?Sized>(
     payload: &P,
     flags: u32,
     budget: &Budget<'_>,
+    max_message: usize,
 ) -> Result<bool, PutFail> {
     let max = producer.max_payload();
     let area = producer.payload_area();
     let area_len = area.len().min(max);
     match payload.write(&mut area[..area_len]).map_err(PutFail::Failed)? {
+        Some(len) if len > max_message => {
+            Err(PutFail::Failed(Error::FrameTooLarge { len: len as u64, max: max_message as u64 }))
+        }
         Some(len) => {
             budget.announce().map_err(PutFail::Failed)?;
             producer.publish(len, ring::FIRST | ring::LAST | flags);
@@ -541,6 +585,6 @@ impl<'de> serde::Deserialize<'de> for RawQueue {
             crate::shm::segment::deserialize(deserializer, Kind::Queue, Shape::default(), |_| {
                 Some(size_of::<RawRing>())
             })?;
-        Ok(Self { seg })
+        Ok(Self { seg, max_message: DEFAULT_MAX })
     }
 }

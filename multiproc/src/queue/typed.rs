@@ -55,6 +55,7 @@ impl<T> Clone for Queue<T> {
 pub struct QueueBuilder<T> {
     maxsize: usize,
     ring_bytes: usize,
+    max_message: usize,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -86,6 +87,30 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         self
     }
 
+    /// The largest encoded item this handle puts or gets (default
+    /// [`DEFAULT_MAX_MESSAGE`](crate::transfer::DEFAULT_MAX_MESSAGE), 64 MiB,
+    /// as for socket connections). A larger put fails with
+    /// [`PutError::Failed`] holding [`Error::FrameTooLarge`](crate::Error::FrameTooLarge)
+    /// and the item; a get that meets a larger item drops it as it comes
+    /// (never holding it whole) and returns that error; the next get goes
+    /// on with the next item.
+    ///
+    /// The limit belongs to this process's handle: a handle that arrives in
+    /// another process has the default there (each receiver protects
+    /// itself), and [`Queue::with_max_message`] changes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<Vec<u8>>::builder().max_message(1024).build()?;
+    /// assert!(q.put(vec![0; 2000]).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
     /// Creates the queue.
     ///
     /// # Errors
@@ -99,7 +124,9 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Queue<T>> {
-        Ok(Queue { raw: RawQueue::create(self.maxsize, self.ring_bytes)?, _items: PhantomData })
+        let raw =
+            RawQueue::create(self.maxsize, self.ring_bytes)?.with_max_message(self.max_message);
+        Ok(Queue { raw, _items: PhantomData })
     }
 }
 
@@ -148,7 +175,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn builder() -> QueueBuilder<T> {
-        QueueBuilder { maxsize: 0, ring_bytes: DEFAULT_RING, _items: PhantomData }
+        QueueBuilder {
+            maxsize: 0,
+            ring_bytes: DEFAULT_RING,
+            max_message: crate::transfer::DEFAULT_MAX_MESSAGE as usize,
+            _items: PhantomData,
+        }
     }
 
     /// Puts `item`, waiting for room as long as it takes. When it returns
@@ -371,6 +403,22 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     pub fn is_closed(&self) -> bool {
         self.raw.ring().is_closed()
+    }
+
+    /// This handle with another limit on the size of an item (see
+    /// [`QueueBuilder::max_message`]): for a handle that arrived from
+    /// another process, whose limit is the default here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<Vec<u8>>::new()?.with_max_message(100 << 20);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_message(mut self, bytes: usize) -> Self {
+        self.raw = self.raw.with_max_message(bytes);
+        self
     }
 
     pub(crate) fn raw(&self) -> &RawQueue {

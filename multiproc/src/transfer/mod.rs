@@ -42,6 +42,11 @@
 //! Serializing such a value with any other serde serializer fails with an
 //! error saying that a descriptor can only travel through multiproc.
 
+/// The largest message any transport accepts by default (64 MiB): socket
+/// frames and messages streamed through shared-memory rings alike. A
+/// receiver refuses a larger one before holding it whole.
+pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
+
 pub(crate) mod codec;
 pub mod fd;
 pub(crate) mod frame;
