@@ -277,19 +277,20 @@ impl<S, R> Connection<S, R> {
                 // same order for every sender of every process. A frame whose
                 // message never came (its sender died, or gave up when the
                 // peer left) is an orphan the receiver drops.
-                let numbered: Vec<u8>;
-                let tag = fd_tag();
-                let announce = || {
-                    let _turn = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                    frame::send_frame(sock.as_fd(), &[&tag.to_le_bytes()], &borrowed)
-                };
-                let (bytes, flags, announce) = if fds.is_empty() {
-                    (bytes, 0, None)
+                let alive = || !self.peer_gone();
+                let sent = if fds.is_empty() {
+                    tx.put_payload_while(bytes, 0, &alive, None)
                 } else {
-                    numbered = [&tag.to_le_bytes()[..], bytes].concat();
-                    (&numbered[..], FDS, Some(&announce as &dyn Fn() -> Result<()>))
+                    let tag = fd_tag();
+                    let announce = || {
+                        let _turn =
+                            self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+                        frame::send_frame(sock.as_fd(), &[&tag.to_le_bytes()], &borrowed)
+                    };
+                    let numbered = [&tag.to_le_bytes()[..], bytes].concat();
+                    tx.put_payload_while(&numbered[..], FDS, &alive, Some(&announce))
                 };
-                match tx.put_payload_while(bytes, flags, &|| !self.peer_gone(), announce) {
+                match sent {
                     Ok(()) => Ok(()),
                     Err(PutFail::Failed(e)) => Err(e),
                     Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {

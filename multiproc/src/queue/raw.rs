@@ -150,8 +150,10 @@ impl RawQueue {
         flags: u32,
         budget: &Budget<'_>,
     ) -> Result<(), PutFail> {
-        // The fast path: our turn at once, and room for the item.
-        if budget.keep_going.is_none() && !budget.try_only {
+        // The fast path: our turn at once, and room for the item. (Taking
+        // the turn waits only for another producer's write: nobody holds it
+        // while waiting for room.)
+        if !budget.try_only {
             let ring = self.ring();
             if let Some(mut producer) = ring.producer(self.bytes(), budget.deadline) {
                 if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
