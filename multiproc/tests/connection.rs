@@ -361,21 +361,29 @@ fn mismatches(rx: &Connection<(u32, multiproc::FdHandle)>, count: usize) -> usiz
         .count()
 }
 
-#[test]
-fn descriptors_stay_with_their_message_when_threads_send_at_once() {
-    let (tx, rx) = pipe::<(u32, multiproc::FdHandle)>().unwrap();
-    const PER_THREAD: u32 = 2000;
-    let senders: Vec<_> = (0..2)
+/// Two threads sending `per_thread` numbered messages each on `tx`.
+fn send_numbered_from_two_threads(
+    tx: &Connection<(u32, multiproc::FdHandle)>,
+    per_thread: u32,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..2)
         .map(|t| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                for i in 0..PER_THREAD {
-                    let index = t * PER_THREAD + i;
+                for i in 0..per_thread {
+                    let index = t * per_thread + i;
                     tx.send(&(index, numbered_fd(index))).unwrap();
                 }
             })
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn descriptors_stay_with_their_message_when_threads_send_at_once() {
+    let (tx, rx) = pipe::<(u32, multiproc::FdHandle)>().unwrap();
+    const PER_THREAD: u32 = 2000;
+    let senders = send_numbered_from_two_threads(&tx, PER_THREAD);
     assert_eq!(mismatches(&rx, 2 * PER_THREAD as usize), 0);
     for sender in senders {
         sender.join().unwrap();
@@ -546,17 +554,7 @@ fn descriptors_stay_with_their_message_when_two_processes_share_the_receiving_en
     let receivers: Vec<_> =
         (0..2).map(|_| Process::spawn(receive_until_sentinel, rx.clone()).unwrap()).collect();
     const PER_THREAD: u32 = 1000;
-    let senders: Vec<_> = (0..2)
-        .map(|t| {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for i in 0..PER_THREAD {
-                    let index = t * PER_THREAD + i;
-                    tx.send(&(index, numbered_fd(index))).unwrap();
-                }
-            })
-        })
-        .collect();
+    let senders = send_numbered_from_two_threads(&tx, PER_THREAD);
     for sender in senders {
         sender.join().unwrap();
     }
