@@ -12,6 +12,7 @@ pub mod shared;
 mod shm;
 pub mod sync;
 pub mod transfer;
+mod wait_policy;
 
 pub use bytemuck;
 pub use connection::{Client, Connection, Listener, pipe};
@@ -27,3 +28,4 @@ pub use sync::{
     LockError, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use transfer::FdHandle;
+pub use wait_policy::{WaitPolicy, set_wait_policy, wait_policy};

@@ -40,6 +40,7 @@ fn send_bootstrap(sock: &OwnedFd, entry: EntryRef, mark: &Path) {
         parent_pid: os::getpid(),
         start_method: StartMethod::Spawn,
         manager_keys: Default::default(),
+        wait_policy: crate::WaitPolicy::default(),
     };
     let boot = Boot { exe: os::exe_identity().unwrap(), entry, info };
     let boot = postcard::to_allocvec(&boot).unwrap();

@@ -25,27 +25,10 @@ const PEER_CHECK: Duration = Duration::from_millis(20);
 const SENDS_PER_CHECK: u32 = 64;
 /// The default largest frame a socket connection accepts.
 pub(crate) const DEFAULT_MAX_FRAME: u64 = crate::transfer::DEFAULT_MAX_MESSAGE;
-/// How long a pipe end waiting for a message keeps the CPU, yielding it to
-/// whoever else can run, before it goes to sleep.
-const YIELD_SPIN: Duration = Duration::from_micros(50);
-
-/// Waits for `ready` for up to [`YIELD_SPIN`] (or `deadline`), giving the CPU
-/// away between polls.
-///
-/// With more runnable threads than CPUs (two clients and their server
-/// threads on two cores), a peer that shares our CPU gets it at once and
-/// answers without any futex sleep or wake-up on either side; with a CPU of
-/// its own, the answer is seen within a poll.
-fn yield_spin(ready: impl Fn() -> bool, deadline: Option<Instant>) {
-    let until = spin_deadline(deadline);
-    while !ready() && Instant::now() < until {
-        std::thread::yield_now();
-    }
-}
-
-/// When a wait's polling phase ends: [`YIELD_SPIN`] from now, or earlier.
+/// When a socket wait's polling phase ends: the wait policy's poll budget
+/// from now (see [`WaitPolicy`](crate::WaitPolicy)), or earlier.
 fn spin_deadline(deadline: Option<Instant>) -> Instant {
-    let until = Instant::now() + YIELD_SPIN;
+    let until = Instant::now() + crate::wait_policy::budget().total;
     deadline.map_or(until, |d| d.min(until))
 }
 
@@ -314,7 +297,7 @@ impl<S, R> Connection<S, R> {
                 // Without a deadline a blocking read waits in the kernel:
                 // no poll before it.
                 let nonblocking = try_only || deadline.is_some();
-                // First poll for a moment (as `yield_spin` does for pipes):
+                // First poll for a moment (as every wait does, see `park::poll`):
                 // an answer that comes within it wakes no sleeping CPU,
                 // which costs tens of microseconds on a virtual machine.
                 let poll_until = (!try_only).then(|| spin_deadline(deadline));
@@ -348,7 +331,8 @@ impl<S, R> Connection<S, R> {
                     decode(bytes, fds)
                 };
                 if !try_only {
-                    yield_spin(|| rx.ring().has_data(), deadline);
+                    let key = std::ptr::from_ref(rx.ring()).cast();
+                    crate::shm::park::poll(key, deadline, || rx.ring().has_data());
                 }
                 loop {
                     let slice = deadline_after(PEER_CHECK);

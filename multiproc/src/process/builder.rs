@@ -187,6 +187,7 @@ impl Builder {
             parent_pid: os::getpid(),
             start_method: method,
             manager_keys: crate::manager::known_keys(),
+            wait_policy: crate::wait_policy(),
         }
     }
 

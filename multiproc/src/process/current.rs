@@ -16,6 +16,8 @@ pub(crate) struct ChildInfo {
     pub(crate) start_method: StartMethod,
     /// The managers' authkeys the parent knows (see `manager::keys`).
     pub(crate) manager_keys: crate::manager::KnownKeys,
+    /// The parent's wait policy, which the child starts with.
+    pub(crate) wait_policy: crate::WaitPolicy,
 }
 
 static INFO: Mutex<Option<ChildInfo>> = Mutex::new(None);
@@ -29,6 +31,7 @@ static CHILDREN_STARTED: AtomicU32 = AtomicU32::new(0);
 /// Records, in a new child, who it is.
 pub(crate) fn enter_child(mut info: ChildInfo) {
     crate::manager::inherit_keys(std::mem::take(&mut info.manager_keys));
+    crate::set_wait_policy(info.wait_policy);
     *INFO.lock().unwrap_or_else(PoisonError::into_inner) = Some(info);
     CHILDREN_STARTED.store(0, Ordering::Relaxed);
 }

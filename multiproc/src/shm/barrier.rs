@@ -121,7 +121,7 @@ impl RawBarrier {
             return Ok(self.parties.load(Ordering::Relaxed).saturating_sub(1));
         };
         let ended = |b: &Self| b.generation.load(Ordering::SeqCst) != generation;
-        if !park::spin(|| ended(self)) {
+        if !park::poll((&raw const self.generation).cast(), deadline, || ended(self)) {
             loop {
                 if ended(self) {
                     break;

@@ -57,7 +57,8 @@ impl RawEvent {
             return true;
         }
         let fired = |state: u32| state & 1 == 1 || state >> 1 != start >> 1;
-        if park::spin(|| fired(self.state.load(Ordering::Acquire))) {
+        let key = (&raw const self.state).cast();
+        if park::poll(key, deadline, || fired(self.state.load(Ordering::Acquire))) {
             return true;
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);

@@ -89,7 +89,7 @@ impl RawLock {
 
     #[cold]
     fn lock_contended(&self, me: u32, deadline: Option<Instant>) -> Option<Acquired> {
-        let spun = park::spin(|| {
+        let spun = park::poll((&raw const self.state).cast(), deadline, || {
             self.state.load(Ordering::Relaxed) == 0
                 && self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
         });

@@ -5,12 +5,6 @@ use std::time::{Duration, Instant};
 
 use crate::os;
 
-/// How many pause instructions a waiter spends polling before it sleeps
-/// (a few microseconds).
-const SPIN_BUDGET: u32 = 256;
-/// The most pauses between two polls (the gap doubles from 1).
-const SPIN_BACKOFF_MAX: u32 = 16;
-
 /// The calling thread's owner id, as stored in lock words: its thread id
 /// and a digest of its start time, so that a dead owner's reused thread id
 /// is not taken for the owner (31 bits, never 0).
@@ -45,30 +39,117 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) {
     os::futex_wake(word, count.min(i32::MAX as u32));
 }
 
-/// Polls `done` a bounded number of times; `true` as soon as it holds.
+/// Polls `done` before a wait goes to sleep, as the process's
+/// [`WaitPolicy`](crate::WaitPolicy) says, never past `deadline`; `true` as
+/// soon as `done` holds, `false` once the poll budget is spent (the caller
+/// then sleeps on a futex).
 ///
-/// Spinning only pays when another CPU can make progress meanwhile, so it is
-/// skipped on a single-CPU machine.
+/// This is the one place where every blocking operation on shared memory
+/// decides how long to keep its CPU: first a spin with `pause` (only with two
+/// CPUs or more: on one, the party we wait for cannot run while we spin),
+/// then a poll that gives the CPU to whoever else can run between looks
+/// (`sched_yield`), then sleep. Waking a sleeping waiter whose CPU went idle
+/// costs 20-70 µs on a virtual machine; an answer that comes within the poll
+/// costs a cache-line transfer. Budgets are in time, and adapt per object
+/// (`key`, the address of the word waited on): an object whose recent waits
+/// all ended in sleep anyway is polled only briefly, so an idle consumer
+/// costs ~no CPU once it has waited longer than the budget.
 #[inline]
-pub(crate) fn spin(mut done: impl FnMut() -> bool) -> bool {
-    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if *CPUS.get_or_init(crate::cpu_count) < 2 {
-        return false;
+pub(crate) fn poll(
+    key: *const (),
+    deadline: Option<Instant>,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    if done() {
+        return true;
     }
-    // Polling less and less often leaves the cache line with its owner,
-    // which then often finishes several critical sections in a row.
-    let (mut spent, mut gap) = (0, 1);
-    while spent < SPIN_BUDGET {
+    poll_slow(key as usize, deadline, &mut done)
+}
+
+#[cold]
+fn poll_slow(key: usize, deadline: Option<Instant>, done: &mut dyn FnMut() -> bool) -> bool {
+    let budget = crate::wait_policy::budget();
+    let start = Instant::now();
+    let (spin, total) = history::budget(key, budget);
+    let spin_until = start + spin;
+    let mut until = start + total;
+    if let Some(deadline) = deadline {
+        until = until.min(deadline);
+    }
+    // Spin: pause between looks, backing off up to a few dozen cycles so the
+    // cache line stays with its owner for a few of its operations in a row.
+    let mut gap = 1u32;
+    let mut now = start;
+    while now < spin_until.min(until) {
         if done() {
+            history::record(key, true);
             return true;
         }
         for _ in 0..gap {
             std::hint::spin_loop();
         }
-        spent += gap;
-        gap = (gap * 2).min(SPIN_BACKOFF_MAX);
+        gap = (gap * 2).min(64);
+        now = Instant::now();
     }
-    false
+    // Poll, giving the CPU away between looks.
+    while now < until {
+        if done() {
+            history::record(key, true);
+            return true;
+        }
+        std::thread::yield_now();
+        now = Instant::now();
+    }
+    let success = done();
+    history::record(key, success);
+    success
+}
+
+/// What recent waits on each object needed, per thread: a few objects, by
+/// the address of the word they wait on.
+mod history {
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    use crate::wait_policy::Budget;
+
+    const SLOTS: usize = 16;
+    /// Out of this many, the score of an object whose waits keep ending
+    /// within the poll.
+    const FULL: u8 = 8;
+
+    thread_local! {
+        static TABLE: [Cell<(usize, u8)>; SLOTS] = const { [const { Cell::new((0, FULL)) }; SLOTS] };
+    }
+
+    fn slot(key: usize) -> usize {
+        (key >> 6).wrapping_mul(0x9e37_79b9) % SLOTS
+    }
+
+    /// The spin and total poll time for a wait on `key`.
+    pub(super) fn budget(key: usize, budget: Budget) -> (Duration, Duration) {
+        let score = TABLE.with(|t| {
+            let (k, score) = t[slot(key)].get();
+            if k == key { score } else { FULL }
+        });
+        if score == 0 {
+            // Its waits keep ending in sleep: just look, briefly.
+            (budget.spin.min(Duration::from_micros(1)), budget.idle_probe)
+        } else {
+            (budget.spin, budget.total)
+        }
+    }
+
+    /// Whether the poll on `key` saw what it waited for.
+    pub(super) fn record(key: usize, success: bool) {
+        TABLE.with(|t| {
+            let cell = &t[slot(key)];
+            let (k, score) = cell.get();
+            let score = if k == key { score } else { FULL };
+            let score = if success { (score + 2).min(FULL) } else { score.saturating_sub(1) };
+            cell.set((key, score));
+        });
+    }
 }
 
 /// The time left until `deadline`: `Some(None)` for no deadline,

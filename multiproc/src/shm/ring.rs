@@ -175,7 +175,7 @@ fn sleep_until(
     if let Some(done) = ready() {
         return done;
     }
-    if park::spin(|| ready().is_some()) {
+    if park::poll((&raw const side.seq).cast(), deadline, || ready().is_some()) {
         if let Some(done) = ready() {
             return done;
         }

@@ -50,7 +50,7 @@ impl RawSemaphore {
 
     /// Takes one unit, waiting until `deadline`; `false` on timeout.
     pub(crate) fn acquire(&self, deadline: Option<Instant>) -> bool {
-        if self.try_acquire() || park::spin(|| self.try_acquire()) {
+        if park::poll((&raw const self.count).cast(), deadline, || self.try_acquire()) {
             return true;
         }
         self.waiters.fetch_add(1, Ordering::SeqCst);
