@@ -261,6 +261,97 @@ def manager_two_appenders():
         return elapsed / (2 * n)
 
 
+LATENCY_TRIPS = 20_000
+WARM_UP = 0.030  # seconds of untimed round trips first (as the Rust rows)
+
+
+def timed_trips(one):
+    start = time.perf_counter()
+    n = 0
+    while time.perf_counter() - start < WARM_UP:
+        one(n)
+        n += 1
+    times = []
+    for i in range(n, n + LATENCY_TRIPS):
+        t = time.perf_counter()
+        one(i)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def latency_event():
+    ctx = mp.get_context("fork")
+    ping, pong_event = ctx.Event(), ctx.Event()
+
+    stop = ctx.Event()
+
+    def pong_n():
+        while True:
+            ping.wait()
+            ping.clear()
+            if stop.is_set():
+                return
+            pong_event.set()
+
+    child = ctx.Process(target=pong_n)
+    child.start()
+
+    def one(_):
+        ping.set()
+        pong_event.wait()
+        pong_event.clear()
+
+    times = timed_trips(one)
+    stop.set()
+    ping.set()
+    child.join()
+    return times
+
+
+def latency_queue():
+    ctx = mp.get_context("fork")
+    there, back = ctx.Queue(), ctx.Queue()
+    child = ctx.Process(target=echo, args=(there, back))
+    child.start()
+    def one(i):
+        there.put(i)
+        assert back.get() == i
+
+    times = timed_trips(one)
+    there.put(None)
+    child.join()
+    return times
+
+
+def latency_pipe():
+    ctx = mp.get_context("fork")
+    mine, theirs = ctx.Pipe()
+    child = ctx.Process(target=pipe_echo, args=(theirs, mine))
+    child.start()
+    def one(i):
+        mine.send(i)
+        assert mine.recv() == i
+
+    times = timed_trips(one)
+    mine.close()
+    theirs.close()
+    child.join()
+    return times
+
+
+def latencies():
+    return [
+        ("queue: round trip of a small message", latency_queue),
+        ("pipe: round trip of a small message", latency_pipe),
+        ("event: ping-pong round trip, 2 processes", latency_event),
+    ]
+
+
+def percentile(times, p):
+    times = sorted(times)
+    return times[min(len(times) - 1, round(p / 100 * (len(times) - 1)))]
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -295,7 +386,19 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--filter", default="")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--latency", type=int, default=0,
+                        help="instead: this many round-robin runs of the latency rows, "
+                             "printing name, run, p50 and p99 seconds")
     args = parser.parse_args()
+    if args.latency:
+        for run in range(args.latency):
+            for name, measure in latencies():
+                if args.filter not in name:
+                    continue
+                times = measure()
+                print(f"{name}\t{run}\t{percentile(times, 50):.9f}\t{percentile(times, 99):.9f}",
+                      flush=True)
+        return
     for name, samples, run in scenarios():
         if args.filter not in name:
             continue

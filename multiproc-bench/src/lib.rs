@@ -5,6 +5,8 @@
 //! Each [`Scenario`] names the matching scenario of `python/bench.py`, which
 //! runs the same work with Python's `multiprocessing`.
 
+pub mod latency;
+
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};

@@ -8,23 +8,116 @@
 //! `FILTER` keeps the rows whose name contains it; `--quick` takes a tenth of
 //! the samples. The ratio is Python's median divided by ours: how many times
 //! faster multiproc is.
+//!
+//! A second table gives the round trips between two processes timed one by
+//! one: p50 and p99 of each of three runs taken round-robin (multiproc,
+//! Python, and this machine's physical limits), so a bimodal result cannot
+//! hide behind one lucky median. `--latency` prints only that table.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use multiproc_bench::latency::{LATENCIES, percentile};
 use multiproc_bench::{REFERENCES, SCENARIOS, median};
+
+/// Runs of each latency row.
+const LATENCY_RUNS: usize = 3;
 
 fn main() {
     let mut filter = String::new();
     let mut quick = false;
+    let mut latency_only = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--latency" => latency_only = true,
             other => filter = other.to_owned(),
         }
     }
-    let scenarios: Vec<_> = SCENARIOS.iter().filter(|s| s.name.contains(&filter)).collect();
+    if !latency_only {
+        medians(&filter, quick);
+    }
+    latencies(&filter);
+}
+
+/// The p50 and p99 of each latency row, run `LATENCY_RUNS` times
+/// round-robin, beside Python's.
+fn latencies(filter: &str) {
+    let rows: Vec<_> = LATENCIES.iter().filter(|l| l.name.contains(filter)).collect();
+    if rows.is_empty() {
+        return;
+    }
+    let mut ours: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); rows.len()];
+    for _ in 0..LATENCY_RUNS {
+        for (i, row) in rows.iter().enumerate() {
+            let mut times = (row.run)();
+            ours[i].push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
+        }
+    }
+    let python = run_python_latency(filter);
+    println!();
+    println!("{}", machine());
+    println!();
+    println!(
+        "| round trip, 2 processes ({} timed one by one) | multiproc p50 / p99, runs 1-{LATENCY_RUNS} | Python p50 / p99, runs 1-{LATENCY_RUNS} | ratio of p50 (Python / multiproc, worst runs) |",
+        multiproc_bench::latency::ROUND_TRIPS
+    );
+    println!("|---|---|---|---:|");
+    for (row, runs) in rows.iter().zip(&ours) {
+        let theirs = python.get(row.name);
+        let show_runs = |runs: &[(Duration, Duration)]| {
+            runs.iter()
+                .map(|(p50, p99)| format!("{} / {}", show(*p50), show(*p99)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let worst = |runs: &[(Duration, Duration)]| runs.iter().map(|r| r.0).max();
+        let ratio = match (theirs.and_then(|t| worst(t)), worst(runs)) {
+            (Some(t), Some(m)) => format!("{:.1}x", t.as_secs_f64() / m.as_secs_f64()),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            row.name,
+            show_runs(runs),
+            theirs.map_or_else(|| "n/a".to_owned(), |t| show_runs(t)),
+            ratio
+        );
+    }
+}
+
+/// Runs `python/bench.py --latency` and reads its `name run p50 p99` lines.
+fn run_python_latency(filter: &str) -> BTreeMap<String, Vec<(Duration, Duration)>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg("--filter")
+        .arg(filter)
+        .arg("--latency")
+        .arg(LATENCY_RUNS.to_string())
+        .output();
+    let Ok(output) = output.inspect_err(|e| eprintln!("could not run python3: {e}")) else {
+        return BTreeMap::new();
+    };
+    let mut rows: BTreeMap<String, Vec<(Duration, Duration)>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if let [name, _run, p50, p99] = fields[..] {
+            let (Ok(p50), Ok(p99)) = (p50.trim().parse::<f64>(), p99.trim().parse::<f64>()) else {
+                continue;
+            };
+            rows.entry(name.to_owned())
+                .or_default()
+                .push((Duration::from_secs_f64(p50), Duration::from_secs_f64(p99)));
+        }
+    }
+    rows
+}
+
+/// The table of medians: every scenario, here and in Python.
+fn medians(filter: &str, quick: bool) {
+    let scenarios: Vec<_> = SCENARIOS.iter().filter(|s| s.name.contains(filter)).collect();
 
     // Samples are taken round-robin over the scenarios, so that a slow
     // moment of the shared machine spreads over every row instead of
@@ -50,7 +143,7 @@ fn main() {
         .map(|(scenario, times)| (scenario.name, median(times)))
         .collect();
 
-    let python = run_python(&filter, quick);
+    let python = run_python(filter, quick);
 
     println!("{}", machine());
     println!();
