@@ -6,6 +6,8 @@
 //! runs the same work with Python's `multiprocessing`.
 
 pub mod latency;
+#[cfg(feature = "peers")]
+pub mod peers;
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -13,6 +13,9 @@
 //! one: p50 and p99 of each of three runs taken round-robin (multiproc,
 //! Python, and this machine's physical limits), so a bimodal result cannot
 //! hide behind one lucky median. `--latency` prints only that table.
+//!
+//! With `--features peers`, the Rust peers (ipc-channel between processes,
+//! crossbeam-channel between threads) get rows in both tables.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -44,7 +47,11 @@ fn main() {
 /// The p50 and p99 of each latency row, run `LATENCY_RUNS` times
 /// round-robin, beside Python's.
 fn latencies(filter: &str) {
-    let rows: Vec<_> = LATENCIES.iter().filter(|l| l.name.contains(filter)).collect();
+    #[cfg(feature = "peers")]
+    let peers = multiproc_bench::peers::PEER_LATENCIES;
+    #[cfg(not(feature = "peers"))]
+    let peers: &[multiproc_bench::latency::Latency] = &[];
+    let rows: Vec<_> = LATENCIES.iter().chain(peers).filter(|l| l.name.contains(filter)).collect();
     if rows.is_empty() {
         return;
     }
@@ -117,7 +124,12 @@ fn run_python_latency(filter: &str) -> BTreeMap<String, Vec<(Duration, Duration)
 
 /// The table of medians: every scenario, here and in Python.
 fn medians(filter: &str, quick: bool) {
-    let scenarios: Vec<_> = SCENARIOS.iter().filter(|s| s.name.contains(filter)).collect();
+    #[cfg(feature = "peers")]
+    let peers = multiproc_bench::peers::PEER_SCENARIOS;
+    #[cfg(not(feature = "peers"))]
+    let peers: &[multiproc_bench::Scenario] = &[];
+    let scenarios: Vec<_> =
+        SCENARIOS.iter().chain(peers).filter(|s| s.name.contains(filter)).collect();
 
     // Samples are taken round-robin over the scenarios, so that a slow
     // moment of the shared machine spreads over every row instead of
