@@ -1,6 +1,7 @@
 //! The Rust peers, measured the same way as multiproc (feature `peers`):
-//! ipc-channel between two processes, and crossbeam-channel between two
-//! threads (the in-process reference).
+//! ipc-channel and iceoryx2 (busy polling, and with its blocking listener)
+//! between two processes, and crossbeam-channel between two threads (the
+//! in-process reference).
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ pub const PEER_LATENCIES: &[Latency] = &[
         name: "peer: crossbeam-channel round trip between threads",
         run: crossbeam_round_trips,
     },
+    Latency { name: "peer: iceoryx2 round trip, busy polling", run: ice_busy_poll },
+    Latency { name: "peer: iceoryx2 round trip, blocking listener", run: ice_blocking },
 ];
 
 /// Forks a child running `body` (the channels it captures are inherited).
@@ -109,4 +112,120 @@ pub fn ipc_one_way(size: usize, messages: usize) -> Duration {
     }
     assert_eq!(child.join().expect("join"), messages * size);
     start.elapsed() / messages as u32
+}
+
+/// iceoryx2's two services for one direction of a round trip: samples, and
+/// (for the blocking variant) an event that wakes the reader.
+mod ice {
+    use iceoryx2::prelude::*;
+
+    pub(super) struct Side {
+        _node: Node<ipc::Service>,
+        publisher: iceoryx2::port::publisher::Publisher<ipc::Service, u64, ()>,
+        subscriber: iceoryx2::port::subscriber::Subscriber<ipc::Service, u64, ()>,
+        notifier: iceoryx2::port::notifier::Notifier<ipc::Service>,
+        listener: iceoryx2::port::listener::Listener<ipc::Service>,
+        blocking: bool,
+    }
+
+    impl Side {
+        /// One end: publishes on `out`, subscribes to `inp`.
+        pub(super) fn new(tag: &str, out: &str, inp: &str, blocking: bool) -> Self {
+            let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+            let name = |s: &str| -> ServiceName {
+                format!("mp-bench/{tag}/{s}").as_str().try_into().expect("name")
+            };
+            let pubsub = |s: &str| {
+                node.service_builder(&name(s))
+                    .publish_subscribe::<u64>()
+                    .open_or_create()
+                    .expect("service")
+            };
+            let event = |s: &str| {
+                node.service_builder(&name(&format!("{s}-event")))
+                    .event()
+                    .open_or_create()
+                    .expect("event")
+            };
+            let publisher = pubsub(out).publisher_builder().create().expect("publisher");
+            let subscriber = pubsub(inp).subscriber_builder().create().expect("subscriber");
+            let notifier = event(out).notifier_builder().create().expect("notifier");
+            let listener = event(inp).listener_builder().create().expect("listener");
+            Self { _node: node, publisher, subscriber, notifier, listener, blocking }
+        }
+
+        pub(super) fn send(&self, n: u64) {
+            self.publisher.send_copy(n).expect("send");
+            if self.blocking {
+                self.notifier.notify().expect("notify");
+            }
+        }
+
+        /// The next sample, waiting by busy polling or on the listener.
+        pub(super) fn recv(&self) -> u64 {
+            loop {
+                if let Some(sample) = self.subscriber.receive().expect("receive") {
+                    return *sample;
+                }
+                if self.blocking {
+                    self.listener.blocking_wait(|_| {}).expect("wait");
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+
+        /// Like `recv`, but gives up after a while (`None`).
+        pub(super) fn try_recv_for(&self, spins: u32) -> Option<u64> {
+            for _ in 0..spins {
+                if let Some(sample) = self.subscriber.receive().expect("receive") {
+                    return Some(*sample);
+                }
+                std::thread::yield_now();
+            }
+            None
+        }
+    }
+}
+
+fn ice_round_trips(blocking: bool) -> Vec<Duration> {
+    let tag = format!("{}-{}", std::process::id(), if blocking { "b" } else { "p" });
+    let child_tag = tag.clone();
+    let child = fork_with(move || {
+        let side = ice::Side::new(&child_tag, "pong", "ping", blocking);
+        loop {
+            let n = side.recv();
+            if n == u64::MAX {
+                return;
+            }
+            side.send(n);
+        }
+    });
+    let side = ice::Side::new(&tag, "ping", "pong", blocking);
+    // Samples sent before the other side subscribed are lost: probe until
+    // one comes back.
+    loop {
+        side.send(0);
+        if side.try_recv_for(10_000).is_some() {
+            break;
+        }
+    }
+    while side.try_recv_for(1_000).is_some() {}
+    let mut n = 1;
+    let times = timed(|| {
+        side.send(n);
+        assert_eq!(side.recv(), n);
+        n += 1;
+    });
+    side.send(u64::MAX);
+    child.join().expect("join");
+    times
+}
+
+fn ice_busy_poll() -> Vec<Duration> {
+    ice_round_trips(false)
+}
+
+fn ice_blocking() -> Vec<Duration> {
+    ice_round_trips(true)
 }
