@@ -23,6 +23,11 @@ pub const PEER_SCENARIOS: &[Scenario] = &[
         samples: 11,
         run: || ipc_one_way(crate::BIG, 300),
     },
+    Scenario {
+        name: "peer: iceoryx2 one-way 64-byte messages (time per message)",
+        samples: 11,
+        run: || ice_one_way_64(100_000),
+    },
 ];
 
 /// The peers' latency rows.
@@ -228,4 +233,52 @@ fn ice_busy_poll() -> Vec<Duration> {
 
 fn ice_blocking() -> Vec<Duration> {
     ice_round_trips(true)
+}
+
+/// iceoryx2, one way, 64-byte messages (busy-polling subscriber, publisher
+/// retrying while the subscriber's buffer is full): the time per message.
+pub fn ice_one_way_64(messages: usize) -> Duration {
+    use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
+    use iceoryx2::prelude::*;
+    let name = format!("mp-bench/{}/one-way", std::process::id());
+    let service = |node: &Node<ipc::Service>| {
+        node.service_builder(&name.as_str().try_into().expect("name"))
+            .publish_subscribe::<[u8; 64]>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(256)
+            .open_or_create()
+            .expect("service")
+    };
+    let ready = multiproc::Event::new().expect("event");
+    let child_ready = ready.clone();
+    let child_service = service;
+    let child = fork_with(move || {
+        let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+        let subscriber = child_service(&node).subscriber_builder().create().expect("subscriber");
+        child_ready.set();
+        let (mut got, mut bytes) = (0usize, 0usize);
+        while got < messages {
+            if let Some(sample) = subscriber.receive().expect("receive") {
+                got += 1;
+                bytes += sample.len();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        bytes / 64
+    });
+    assert!(ready.wait_timeout(Duration::from_secs(30)), "the subscriber did not start");
+    let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+    let publisher = service(&node)
+        .publisher_builder()
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .expect("publisher");
+    let message = [7u8; 64];
+    let start = Instant::now();
+    for _ in 0..messages {
+        publisher.send_copy(message).expect("send");
+    }
+    assert_eq!(child.join().expect("join"), messages);
+    start.elapsed() / messages as u32
 }
