@@ -45,6 +45,20 @@
 /// The largest message any transport accepts by default (64 MiB): socket
 /// frames and messages streamed through shared-memory rings alike. A
 /// receiver refuses a larger one before holding it whole.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::transfer::DEFAULT_MAX_MESSAGE;
+///
+/// let q = multiproc::Queue::<serde_bytes::ByteBuf>::new()?;
+/// let too_big = serde_bytes::ByteBuf::from(vec![0u8; DEFAULT_MAX_MESSAGE as usize + 1]);
+/// assert!(matches!(
+///     q.put(too_big),
+///     Err(multiproc::PutError::Failed(_, multiproc::Error::FrameTooLarge { .. }))
+/// ));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 
 pub(crate) mod codec;
