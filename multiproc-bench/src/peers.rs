@@ -28,6 +28,11 @@ pub const PEER_SCENARIOS: &[Scenario] = &[
         samples: 11,
         run: || ice_one_way_64(100_000),
     },
+    Scenario {
+        name: "peer: iceoryx2 one-way 1 MiB messages, copied out (time per message)",
+        samples: 11,
+        run: || ice_one_way_big(300),
+    },
 ];
 
 /// The peers' latency rows.
@@ -280,5 +285,63 @@ pub fn ice_one_way_64(messages: usize) -> Duration {
         publisher.send_copy(message).expect("send");
     }
     assert_eq!(child.join().expect("join"), messages);
+    start.elapsed() / messages as u32
+}
+
+/// iceoryx2, one way, 1 MiB messages written in place into a loaned sample
+/// and copied out by the (busy-polling) subscriber, as a user who keeps the
+/// data would: the time per message.
+pub fn ice_one_way_big(messages: usize) -> Duration {
+    use iceoryx2::port::backpressure_strategy::BackpressureStrategy;
+    use iceoryx2::prelude::*;
+    let size = crate::BIG;
+    let name = format!("mp-bench/{}/one-way-big", std::process::id());
+    let service = move |node: &Node<ipc::Service>| {
+        node.service_builder(&name.as_str().try_into().expect("name"))
+            .publish_subscribe::<[u8]>()
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(4)
+            .open_or_create()
+            .expect("service")
+    };
+    let ready = multiproc::Event::new().expect("event");
+    let child_ready = ready.clone();
+    let child_service = service.clone();
+    let child = fork_with(move || {
+        let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+        let subscriber = child_service(&node).subscriber_builder().create().expect("subscriber");
+        child_ready.set();
+        let (mut got, mut bytes) = (0usize, 0usize);
+        while got < messages {
+            if let Some(sample) = subscriber.receive().expect("receive") {
+                let copy = sample.payload().to_vec();
+                got += 1;
+                bytes += copy.len();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        bytes
+    });
+    assert!(ready.wait_timeout(Duration::from_secs(30)), "the subscriber did not start");
+    let node = NodeBuilder::new().create::<ipc::Service>().expect("node");
+    let publisher = service(&node)
+        .publisher_builder()
+        .initial_max_slice_len(size)
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .expect("publisher");
+    let message = vec![7u8; size];
+    let start = Instant::now();
+    for _ in 0..messages {
+        let sample = loop {
+            match publisher.loan_slice_uninit(size) {
+                Ok(sample) => break sample,
+                Err(_) => std::hint::spin_loop(),
+            }
+        };
+        sample.write_from_slice(&message).send().expect("send");
+    }
+    assert_eq!(child.join().expect("join"), messages * size);
     start.elapsed() / messages as u32
 }
