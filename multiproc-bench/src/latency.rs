@@ -55,7 +55,7 @@ pub const WARM_UP: Duration = Duration::from_millis(30);
 
 /// Round trips `n = 0, 1, ...`: untimed for [`WARM_UP`], then
 /// [`ROUND_TRIPS`] timed one by one. The partner must answer every `n`.
-fn timed_loop(mut one: impl FnMut(u64)) -> Vec<Duration> {
+pub(crate) fn timed_loop(mut one: impl FnMut(u64)) -> Vec<Duration> {
     let start = Instant::now();
     let mut n = 0;
     while start.elapsed() < WARM_UP {

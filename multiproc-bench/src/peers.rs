@@ -9,7 +9,7 @@ use ipc_channel::ipc;
 use multiproc::Process;
 
 use crate::Scenario;
-use crate::latency::{Latency, ROUND_TRIPS, WARM_UP};
+use crate::latency::{Latency, timed_loop};
 
 /// The peers' rows of the table of medians.
 pub const PEER_SCENARIOS: &[Scenario] = &[
@@ -54,20 +54,6 @@ where
     Process::builder().fork_closure(body).expect("fork")
 }
 
-fn timed(mut one: impl FnMut()) -> Vec<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < WARM_UP {
-        one();
-    }
-    (0..ROUND_TRIPS)
-        .map(|_| {
-            let t = Instant::now();
-            one();
-            t.elapsed()
-        })
-        .collect()
-}
-
 fn ipc_round_trips() -> Vec<Duration> {
     let (to_child, from_parent) = ipc::channel::<u64>().expect("channel");
     let (to_parent, from_child) = ipc::channel::<u64>().expect("channel");
@@ -79,11 +65,9 @@ fn ipc_round_trips() -> Vec<Duration> {
             to_parent.send(n).expect("send");
         }
     });
-    let mut n = 0;
-    let times = timed(|| {
+    let times = timed_loop(|n| {
         to_child.send(n).expect("send");
         assert_eq!(from_child.recv().expect("recv"), n);
-        n += 1;
     });
     to_child.send(u64::MAX).expect("send");
     child.join().expect("join");
@@ -98,11 +82,9 @@ fn crossbeam_round_trips() -> Vec<Duration> {
             to_main.send(n).expect("send");
         }
     });
-    let mut n = 0;
-    let times = timed(|| {
+    let times = timed_loop(|n| {
         to_thread.send(n).expect("send");
         assert_eq!(from_thread.recv().expect("recv"), n);
-        n += 1;
     });
     drop(to_thread);
     thread.join().expect("join");
@@ -221,11 +203,10 @@ fn ice_round_trips(blocking: bool) -> Vec<Duration> {
         }
     }
     while side.try_recv_for(1_000).is_some() {}
-    let mut n = 1;
-    let times = timed(|| {
-        side.send(n);
-        assert_eq!(side.recv(), n);
-        n += 1;
+    // Trips are numbered from 0, and 0 was the probe: start past it.
+    let times = timed_loop(|n| {
+        side.send(n + 1);
+        assert_eq!(side.recv(), n + 1);
     });
     side.send(u64::MAX);
     child.join().expect("join");

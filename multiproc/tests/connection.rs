@@ -10,7 +10,7 @@ use common::{LIMIT, METHODS, join, wait};
 use multiproc::connection::{
     Address, Client, Connection, Listener, Waitable, pipe_oneway, wait as wait_any,
 };
-use multiproc::{Error, Process, pipe};
+use multiproc::{Error, Process, RawValue, pipe};
 
 fn seed(conn: Connection<(i32, Option<()>, String)>) {
     conn.send(&(42, None, "hello".to_owned())).unwrap();
@@ -390,11 +390,13 @@ fn descriptors_stay_with_their_message_when_threads_send_at_once() {
     }
 }
 
-fn send_descriptors_until_blocked(tx: Connection<(u32, multiproc::FdHandle)>) {
+fn send_descriptors_until_blocked(args: (Connection<(u32, multiproc::FdHandle)>, RawValue<u32>)) {
+    let (tx, sent) = args;
     // Nobody reads yet: the ring fills and a send blocks with its
     // descriptors already on their way.
     for i in 0..100_000 {
         tx.send(&(i, numbered_fd(i))).unwrap();
+        sent.store(i + 1);
     }
 }
 
@@ -402,9 +404,14 @@ fn send_descriptors_until_blocked(tx: Connection<(u32, multiproc::FdHandle)>) {
 fn a_sender_killed_between_descriptors_and_message_does_not_shift_later_descriptors() {
     let (tx, rx) =
         multiproc::connection::pipe_with_ring::<(u32, multiproc::FdHandle)>(4096).unwrap();
-    let child = Process::spawn(send_descriptors_until_blocked, tx.clone()).unwrap();
-    // Give the child time to fill the ring and block in a send.
-    std::thread::sleep(Duration::from_millis(300));
+    let sent = RawValue::new(0u32).unwrap();
+    let child = Process::spawn(send_descriptors_until_blocked, (tx.clone(), sent.clone())).unwrap();
+    // Once it has sent, the child sleeps only when the ring is full: then it
+    // is blocked in a send (one whose descriptors, before the fix, had
+    // already gone on the socket).
+    common::eventually("the child blocks in a send", || {
+        sent.load() > 0 && common::proc_state(child.pid()) == Some('S')
+    });
     child.kill().unwrap();
     wait(&child);
     // What the child sent before it blocked, then messages from us.

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, METHODS, eventually, join, wait};
+use common::{LIMIT, METHODS, cpu_ticks, eventually, join, wait};
 use multiproc::{Error, JoinableQueue, Process, PutError, Queue, SimpleQueue};
 use serde::{Deserialize, Serialize};
 
@@ -271,13 +271,6 @@ fn a_blocked_consumer_uses_no_cpu() {
     assert_eq!(join(p).unwrap(), 7);
     // Clock ticks are 10 ms: 1% of a second is one tick.
     assert!(used <= 1, "a blocked consumer used {used} ticks of CPU in one second");
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Runs `f` on a helper thread and returns its result, failing the test if

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, join};
+use common::{LIMIT, cpu_ticks, join};
 use multiproc::{Barrier, Event, Lock, Process, Queue, Semaphore, WaitPolicy, set_wait_policy};
 
 const POLICIES: [WaitPolicy; 3] =
@@ -72,13 +72,6 @@ fn wait_for_one(args: (Queue<u8>, WaitPolicy)) -> u8 {
     let (q, policy) = args;
     set_wait_policy(policy);
     q.get_timeout(LIMIT).unwrap()
-}
-
-/// utime + stime of `pid`, in clock ticks (10 ms).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]

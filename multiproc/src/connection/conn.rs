@@ -710,3 +710,46 @@ impl<S, R> fmt::Debug for Connection<S, R> {
         f.debug_struct("Connection").field("kind", &kind).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An open descriptor that tells which one it is: a pipe holding `n`.
+    fn numbered(n: u8) -> OwnedFd {
+        use std::io::Write;
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(&[n]).unwrap();
+        reader.into()
+    }
+
+    fn number_of(fd: OwnedFd) -> u8 {
+        use std::io::Read;
+        let mut byte = [0u8];
+        std::fs::File::from(fd).read_exact(&mut byte).unwrap();
+        byte[0]
+    }
+
+    #[test]
+    fn an_orphan_descriptor_frame_is_dropped_and_the_next_message_gets_its_own() {
+        let (a, b) = pipe::<crate::FdHandle>().unwrap();
+        // What a sender killed between its frame and its message leaves.
+        let orphan = numbered(1);
+        frame::send_frame(a.sock(), &[&7u64.to_le_bytes()], &[orphan.as_fd()]).unwrap();
+        a.send(&crate::FdHandle::new(numbered(2))).unwrap();
+        let got = b.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(number_of(got.into_file().into()), 2);
+    }
+
+    #[test]
+    fn a_message_whose_descriptors_never_came_is_an_error_at_once() {
+        let (a, b) = pipe::<crate::FdHandle>().unwrap();
+        let Transport::Ring { tx: Some(tx), .. } = &a.inner.transport else { panic!("a pipe") };
+        // A record that claims descriptors, with no frame for them.
+        let record = [&5u64.to_le_bytes()[..], &[0u8]].concat();
+        tx.put_payload(&record[..], FDS, Wait::Forever).unwrap();
+        let start = Instant::now();
+        assert!(matches!(b.recv_timeout(Duration::from_secs(10)), Err(Error::Protocol { .. })));
+        assert!(start.elapsed() < Duration::from_secs(5), "the receiver waited for them");
+    }
+}

@@ -70,6 +70,13 @@ pub fn proc_state(pid: u32) -> Option<char> {
     after.trim_start().chars().next()
 }
 
+/// utime + stime of process `pid`, in clock ticks (10 ms).
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// True once `pid` is gone or a zombie (dead but not reaped).
 pub fn is_dead(pid: u32) -> bool {
     matches!(proc_state(pid), None | Some('Z') | Some('X'))
