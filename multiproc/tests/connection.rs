@@ -577,3 +577,33 @@ fn descriptors_stay_with_their_message_when_two_processes_share_the_receiving_en
     assert_eq!(wrong, 0, "messages arrived with another message's descriptors");
     assert_eq!(got, 2 * PER_THREAD as usize, "messages were lost");
 }
+
+/// Sends large messages (streamed through a small ring), small ones, and
+/// messages carrying a descriptor (which take the other path), interleaved.
+fn send_mixed(tx: Connection<(u32, Vec<u8>, Option<multiproc::FdHandle>)>) {
+    for i in 0..6u32 {
+        let size = if i % 2 == 0 { (200 << 10) + i as usize } else { 5 };
+        let bytes: Vec<u8> = (0..size).map(|j| (j as u32 ^ i) as u8).collect();
+        let fd = (i % 3 == 0).then(|| numbered_fd(i));
+        tx.send(&(i, bytes, fd)).unwrap();
+    }
+}
+
+#[test]
+fn large_small_and_descriptor_messages_arrive_intact_and_in_order() {
+    let (tx, rx) =
+        multiproc::connection::pipe_with_ring::<(u32, Vec<u8>, Option<multiproc::FdHandle>)>(
+            32 << 10,
+        )
+        .unwrap();
+    let p = common::builder(multiproc::StartMethod::Spawn).spawn(send_mixed, tx).unwrap();
+    for i in 0..6u32 {
+        let (index, bytes, fd) = rx.recv_timeout(LIMIT).unwrap();
+        assert_eq!(index, i);
+        let size = if i % 2 == 0 { (200 << 10) + i as usize } else { 5 };
+        assert_eq!(bytes.len(), size);
+        assert!(bytes.iter().enumerate().all(|(j, &b)| b == (j as u32 ^ i) as u8), "message {i}");
+        assert_eq!(fd.map(number_of), (i % 3 == 0).then_some(i));
+    }
+    join(p).unwrap();
+}

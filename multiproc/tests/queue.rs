@@ -640,3 +640,39 @@ fn a_receiver_drops_items_over_its_limit_as_they_come_and_gets_the_next() {
     join(child).unwrap();
     assert_eq!(q.len(), 0);
 }
+
+/// Puts, by reference, messages larger than the ring (streamed) between
+/// small ones (written whole), each with content of its own.
+fn put_patterned(q: Queue<Vec<u8>>) {
+    for i in 0..4u8 {
+        let big: Vec<u8> = (0..(300 << 10) + usize::from(i)).map(|j| (j as u8) ^ i).collect();
+        q.put_ref(&big).unwrap();
+        q.put_ref(&vec![i; 3]).unwrap();
+    }
+}
+
+#[test]
+fn put_ref_streams_large_and_small_items_intact_across_processes() {
+    // A 64 KiB ring: the large items stream through it in pieces, and are
+    // put together in the receiver's scratch buffer, reused between them.
+    let q = Queue::<Vec<u8>>::builder().ring_bytes(64 << 10).build().unwrap();
+    let p = common::builder(multiproc::StartMethod::Spawn).spawn(put_patterned, q.clone()).unwrap();
+    for i in 0..4u8 {
+        let big = q.get_timeout(LIMIT).unwrap();
+        assert_eq!(big.len(), (300 << 10) + usize::from(i));
+        assert!(big.iter().enumerate().all(|(j, &b)| b == (j as u8) ^ i), "item {i} corrupted");
+        assert_eq!(q.get_timeout(LIMIT).unwrap(), vec![i; 3]);
+    }
+    join(p).unwrap();
+}
+
+#[test]
+fn put_ref_keeps_the_callers_value_and_reports_a_closed_queue() {
+    let q = Queue::<String>::new().unwrap();
+    let text = "kept".to_owned();
+    q.put_ref(&text).unwrap();
+    assert_eq!(text, "kept");
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), "kept");
+    q.close();
+    assert!(matches!(q.put_ref(&text), Err(Error::Closed)));
+}

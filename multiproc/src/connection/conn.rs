@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::os;
-use crate::queue::raw::{DEFAULT_RING, PutFail, RawQueue, Wait};
+use crate::queue::raw::{DEFAULT_RING, PutFail, RawQueue, Wait, WithoutFds};
 use crate::shm::park::deadline_after;
 use crate::shm::ring::FDS;
 use crate::transfer::codec;
@@ -77,6 +77,16 @@ struct Inner {
 pub struct Connection<S, R = S> {
     inner: Arc<Inner>,
     _messages: PhantomData<fn(S) -> R>,
+}
+
+/// A ring put's outcome as a send's: the ring closes only when the peer
+/// leaves.
+fn sent_or(sent: Result<(), PutFail>) -> Result<()> {
+    match sent {
+        Ok(()) => Ok(()),
+        Err(PutFail::Failed(e)) => Err(e),
+        Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => Err(Error::Disconnected),
+    }
 }
 
 impl<S, R> Clone for Connection<S, R> {
@@ -250,10 +260,7 @@ impl<S, R> Connection<S, R> {
             }
             Transport::Ring { tx, sock, sends, .. } => {
                 let tx = tx.as_ref().ok_or_else(read_only)?;
-                if sends.fetch_add(1, Ordering::Relaxed) % SENDS_PER_CHECK == 0 && self.peer_gone()
-                {
-                    return Err(Error::Disconnected);
-                }
+                self.check_peer(sends)?;
                 // The descriptors go on the socket in a frame numbered like
                 // the message, sent holding the producers' turn right before
                 // the message's first record: frames and messages are in the
@@ -273,15 +280,40 @@ impl<S, R> Connection<S, R> {
                     let numbered = [&tag.to_le_bytes()[..], bytes].concat();
                     tx.put_payload_while(&numbered[..], FDS, &alive, Some(&announce))
                 };
-                match sent {
-                    Ok(()) => Ok(()),
-                    Err(PutFail::Failed(e)) => Err(e),
-                    Err(PutFail::Timeout | PutFail::Full | PutFail::Closed) => {
-                        Err(Error::Disconnected)
-                    }
-                }
+                sent_or(sent)
             }
         }
+    }
+
+    /// Every [`SENDS_PER_CHECK`] sends, whether the peer is gone.
+    fn check_peer(&self, sends: &AtomicU32) -> Result<()> {
+        if sends.fetch_add(1, Ordering::Relaxed).is_multiple_of(SENDS_PER_CHECK) && self.peer_gone()
+        {
+            return Err(Error::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Encodes `message` straight into a ring, with no buffer in between:
+    /// `None` if this is no ring transport or the message carries
+    /// descriptors (which travel beside the bytes: the caller's path).
+    fn send_direct(&self, message: &S) -> Option<Result<()>>
+    where
+        S: Serialize,
+    {
+        let Transport::Ring { tx: Some(tx), sends, .. } = &self.inner.transport else {
+            return None;
+        };
+        if let Err(e) = self.check_peer(sends) {
+            return Some(Err(e));
+        }
+        let payload = WithoutFds::new(message);
+        let alive = || !self.peer_gone();
+        let sent = tx.put_payload_while(&payload, 0, &alive, None);
+        if payload.had_fds() {
+            return None;
+        }
+        Some(sent_or(sent))
     }
 
     /// Receives one message, handing its bytes and descriptors to `decode`.
@@ -559,8 +591,15 @@ impl<S: Serialize, R> Connection<S, R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn send(&self, message: &S) -> Result<()> {
-        let encoded = codec::encode(message)?;
-        self.send_encoded(&encoded.bytes, &encoded.fds)
+        if let Some(sent) = self.send_direct(message) {
+            return sent;
+        }
+        crate::transfer::scratch::with_scratch(|buf| {
+            let encoded = codec::encode_into(message, std::mem::take(buf))?;
+            let sent = self.send_encoded(&encoded.bytes, &encoded.fds);
+            *buf = encoded.bytes;
+            sent
+        })
     }
 }
 

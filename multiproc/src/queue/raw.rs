@@ -12,6 +12,8 @@ use crate::shm::park::{self, deadline_after};
 use crate::shm::ring::{self, Bytes, Consumer, Producer, RawRing, Stop};
 use crate::shm::segment::Shape;
 use crate::shm::{Kind, Segment};
+use crate::transfer::codec::{self, Appender};
+use crate::transfer::scratch::with_scratch;
 use crate::{Error, Result};
 
 /// The default size of a queue's ring.
@@ -97,6 +99,18 @@ impl RawQueue {
             Err(PutFail::Timeout) => Err(PutError::Timeout(item)),
             Err(PutFail::Closed) => Err(PutError::Closed(item)),
             Err(PutFail::Failed(error)) => Err(PutError::Failed(item, error)),
+        }
+    }
+
+    /// Puts a copy of `item`, waiting as `wait` allows.
+    #[inline]
+    pub(crate) fn put_ref<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+        match self.put_payload(&Postcard(item), 0, wait) {
+            Ok(()) => Ok(()),
+            Err(PutFail::Full) => Err(Error::Full),
+            Err(PutFail::Timeout) => Err(Error::Timeout),
+            Err(PutFail::Closed) => Err(Error::Closed),
+            Err(PutFail::Failed(error)) => Err(error),
         }
     }
 
@@ -219,9 +233,11 @@ impl RawQueue {
                 }
             }
             if size.is_some_and(|size| size > max) {
-                let bytes = payload.to_vec().map_err(PutFail::Failed)?;
-                budget.announce().map_err(PutFail::Failed)?;
-                return stream(&mut producer, &bytes, flags, budget).map_err(stopped);
+                return with_scratch(|scratch| {
+                    let bytes = payload.bytes(scratch).map_err(PutFail::Failed)?;
+                    budget.announce().map_err(PutFail::Failed)?;
+                    stream(&mut producer, bytes, flags, budget).map_err(stopped)
+                });
             }
             if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
                 return Ok(());
@@ -276,15 +292,28 @@ impl RawQueue {
     /// corrupted ring.
     #[inline(never)]
     fn get_slow<R>(
-        mut consumer: Consumer<'_>,
+        consumer: Consumer<'_>,
         wait: Wait,
         decode: impl FnOnce(&[u8], u32) -> R,
         max_message: usize,
     ) -> Result<R> {
+        // A streamed message is put together in this thread's scratch
+        // buffer, kept from one message to the next.
+        with_scratch(|scratch| Self::reassemble(consumer, wait, decode, max_message, scratch))
+    }
+
+    fn reassemble<R>(
+        mut consumer: Consumer<'_>,
+        wait: Wait,
+        decode: impl FnOnce(&[u8], u32) -> R,
+        max_message: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Result<R> {
         let too_large =
             |len: usize| Error::FrameTooLarge { len: len as u64, max: max_message as u64 };
         let try_only = matches!(wait, Wait::Never);
-        let mut partial: Option<(Vec<u8>, u32)> = None;
+        // The flags of the message being put together in `scratch`.
+        let mut partial: Option<u32> = None;
         // The producer of the stream being read claimed its last piece: it
         // can no longer be abandoned, so wait for it (while it lives).
         let mut finishing = false;
@@ -327,33 +356,34 @@ impl RawQueue {
             // (Pieces of a message dropped earlier, or whose consumer died,
             // come without a partial item and are skipped below anyway.)
             let held = match (&partial, first) {
-                (Some((bytes, _)), false) => bytes.len(),
+                (Some(_), false) => scratch.len(),
                 _ => 0,
             };
             if held + len > max_message && (first || partial.is_some()) {
                 consumer.consume(len, last);
                 return Err(too_large(held + len));
             }
-            match (partial.as_mut(), first) {
+            match (partial, first) {
                 (None, true) if last => {
                     let result = decode(record.payload, flags);
                     consumer.consume(len, true);
                     return Ok(result);
                 }
                 (None, true) => {
-                    partial = Some((record.payload.to_vec(), flags));
+                    scratch.clear();
+                    scratch.extend_from_slice(record.payload);
+                    partial = Some(flags);
                     consumer.consume(len, false);
                 }
                 // The rest of a message whose consumer died: skip it.
                 (None, false) => consumer.consume(len, last),
                 // A new message while streaming: the streaming producer died.
                 (Some(_), true) => (partial, finishing) = (None, false),
-                (Some((bytes, _)), false) => {
-                    bytes.extend_from_slice(record.payload);
+                (Some(first_flags), false) => {
+                    scratch.extend_from_slice(record.payload);
                     consumer.consume(len, last);
                     if last {
-                        let (bytes, flags) = partial.take().unwrap_or_default();
-                        return Ok(decode(&bytes, flags));
+                        return Ok(decode(scratch, first_flags));
                     }
                 }
             }
@@ -436,8 +466,8 @@ pub(crate) trait Payload {
     fn write(&self, buf: &mut [u8]) -> Result<Option<usize>>;
     /// The exact size.
     fn size(&self) -> Result<usize>;
-    /// The bytes, for streaming.
-    fn to_vec(&self) -> Result<Vec<u8>>;
+    /// The bytes, for streaming: borrowed, or encoded into `scratch`.
+    fn bytes<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]>;
 }
 
 /// A value in postcard encoding.
@@ -457,8 +487,55 @@ impl<T: Serialize + ?Sized> Payload for Postcard<'_, T> {
             .map_err(|e| Error::Encode { source: e.into() })
     }
 
-    fn to_vec(&self) -> Result<Vec<u8>> {
-        postcard::to_allocvec(self.0).map_err(|e| Error::Encode { source: e.into() })
+    fn bytes<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        let out = std::mem::take(scratch);
+        *scratch = postcard::serialize_with_flavor(self.0, Appender(out))
+            .map_err(|e| Error::Encode { source: e.into() })?;
+        Ok(scratch)
+    }
+}
+
+/// A value in postcard encoding, written straight into the ring, that
+/// refuses (and says so) if it carries file descriptors: those travel
+/// beside the bytes, which takes the caller's other path.
+pub(crate) struct WithoutFds<'a, T: ?Sized> {
+    value: &'a T,
+    had_fds: std::cell::Cell<bool>,
+}
+
+impl<'a, T: Serialize + ?Sized> WithoutFds<'a, T> {
+    pub(crate) fn new(value: &'a T) -> Self {
+        Self { value, had_fds: std::cell::Cell::new(false) }
+    }
+
+    /// Whether a put failed because the value carries descriptors.
+    pub(crate) fn had_fds(&self) -> bool {
+        self.had_fds.get()
+    }
+
+    fn check<R>(&self, (result, fds): (Result<R>, bool)) -> Result<R> {
+        if fds {
+            self.had_fds.set(true);
+            return Err(Error::Unsupported { reason: "a value with descriptors" });
+        }
+        result
+    }
+}
+
+impl<T: Serialize + ?Sized> Payload for WithoutFds<'_, T> {
+    fn write(&self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.check(codec::carried_fds(|| Postcard(self.value).write(buf)))
+    }
+
+    fn size(&self) -> Result<usize> {
+        self.check(codec::carried_fds(|| Postcard(self.value).size()))
+    }
+
+    fn bytes<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        let (result, fds) =
+            codec::carried_fds(|| Postcard(self.value).bytes(scratch).map(<[u8]>::len));
+        self.check((result, fds))?;
+        Ok(scratch)
     }
 }
 
@@ -474,8 +551,8 @@ impl Payload for [u8] {
         Ok(self.len())
     }
 
-    fn to_vec(&self) -> Result<Vec<u8>> {
-        Ok(<[u8]>::to_vec(self))
+    fn bytes<'a>(&'a self, _scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
+        Ok(self)
     }
 }
 

@@ -202,6 +202,31 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.raw.put(item, Wait::Forever)
     }
 
+    /// Puts a copy of `*item`, waiting for room as long as it takes: as
+    /// [`put`](Queue::put), but the caller keeps its value (as Python's
+    /// `put`, which never takes the object away). The value is encoded
+    /// straight into the queue's shared memory, with no clone in between.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`]; [`Error::Encode`] if the item does not encode;
+    /// [`Error::FrameTooLarge`] if it is over the queue's message limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// let big = vec![7u8; 100_000];
+    /// q.put_ref(&big)?;
+    /// q.put_ref(&big)?;
+    /// assert_eq!(q.get()?, big);
+    /// assert_eq!(big.len(), 100_000); // still ours
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_ref(&self, item: &T) -> Result<()> {
+        self.raw.put_ref(item, Wait::Forever)
+    }
+
     /// Puts `item` if there is room now (Python's `put_nowait`).
     ///
     /// It waits for no room and for no other producer, except for a moment

@@ -67,10 +67,43 @@ impl Drop for IncomingScope {
     }
 }
 
+/// A postcard output that appends to a `Vec` by slices (one `memcpy` per
+/// byte string, where postcard's `to_extend` pushes byte by byte).
+pub(crate) struct Appender(pub(crate) Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Appender {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// Runs `encode` (a postcard encoding) and says whether it carried any
+/// file descriptor; the descriptors it collected are closed.
+pub(crate) fn carried_fds<R>(encode: impl FnOnce() -> R) -> (R, bool) {
+    let scope = OutgoingScope::enter();
+    let result = encode();
+    (result, !scope.take().is_empty())
+}
+
 /// Encodes `value`, appending to `buf`.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: Vec<u8>) -> Result<Encoded> {
     let scope = OutgoingScope::enter();
-    let bytes = postcard::to_extend(value, buf).map_err(|e| Error::Encode { source: e.into() })?;
+    let bytes = postcard::serialize_with_flavor(value, Appender(buf))
+        .map_err(|e| Error::Encode { source: e.into() })?;
     let fds = scope.take();
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(Error::TooManyFds { count: fds.len(), max: MAX_FDS_PER_MESSAGE });

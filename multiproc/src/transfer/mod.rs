@@ -65,5 +65,6 @@ pub(crate) mod codec;
 pub mod fd;
 pub(crate) mod frame;
 mod handle;
+pub(crate) mod scratch;
 
 pub use handle::FdHandle;
