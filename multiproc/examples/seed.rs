@@ -7,10 +7,11 @@
 //! cargo run --release --example seed
 //! ```
 //!
-//! The scenarios of components still being built are added by their issues:
-//! the PyCSP processes.
+//! The PyCSP scenario runs its processes as threads and then, one word
+//! changed (`.os()`), as OS processes.
 
 use multiproc::connection::Connection;
+use multiproc::csp::{self, Channel, Reader, Writer, process};
 use multiproc::manager::{ListProxy, Namespace};
 use multiproc::{Array, Manager, Process, Queue, StartMethod, Value, current_process, pipe};
 
@@ -136,6 +137,56 @@ fn value_and_array() -> Result<(), multiproc::Error> {
     Ok(())
 }
 
+/// PyCSP: `@process def P1(): print('P1 exiting')`.
+#[process]
+fn p1() {
+    println!("P1 exiting");
+}
+
+/// PyCSP: `@process def P2(): print('P2 exiting')`.
+#[process]
+fn p2() {
+    println!("P2 exiting");
+}
+
+/// Process 1 of the seed's network: sends on channel 1, answers arrive on
+/// channel 2.
+#[process]
+fn process1(out: Writer<String>, inp: Reader<String>) -> csp::Result<()> {
+    out.write("hello from Process 1".to_owned())?;
+    println!("Process 1 got: {}", inp.read()?);
+    Ok(())
+}
+
+/// Process 2 of the seed's network: answers on channel 2 what came on
+/// channel 1.
+#[process]
+fn process2(inp: Reader<String>, out: Writer<String>) -> csp::Result<()> {
+    let message = inp.read()?;
+    println!("Process 2 got: {message}");
+    out.write(format!("Process 2 read {} bytes", message.len()))?;
+    Ok(())
+}
+
+/// Python (PyCSP): `Parallel(P1(), P2())`, and the network of two processes
+/// talking over two channels; in threads, then in OS processes.
+fn pycsp() -> Result<(), multiproc::Error> {
+    csp::parallel!(p1(), p2())?;
+    csp::parallel!(p1().os(), p2().os())?;
+    for os in [false, true] {
+        let (channel1, channel2) = (Channel::<String>::new()?, Channel::<String>::new()?);
+        let mut first = process1(channel1.writer(), channel2.reader());
+        let mut second = process2(channel1.reader(), channel2.writer());
+        if os {
+            (first, second) = (first.os(), second.os());
+        }
+        let (a, b) = csp::parallel!(first, second)?;
+        a?;
+        b?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), multiproc::Error> {
     println!("== Processes: start a process, join it, print its result ==");
     processes()?;
@@ -153,5 +204,8 @@ fn main() -> Result<(), multiproc::Error> {
     println!();
     println!("== Ctypes-Array and Value ==");
     value_and_array()?;
+    println!();
+    println!("== CSP (PyCSP): Parallel(P1(), P2()), and two processes over two channels ==");
+    pycsp()?;
     Ok(())
 }

@@ -231,6 +231,18 @@ pub enum Error {
         /// What the server said.
         message: String,
     },
+    /// A CSP channel is retired: every end of the other side left.
+    #[error("the channel is retired")]
+    Retired,
+    /// A CSP channel is poisoned.
+    #[error("the channel is poisoned")]
+    Poisoned,
+    /// A CSP process failed (see [`csp::Error`](crate::csp::Error)).
+    #[error("{message}")]
+    Csp {
+        /// What happened.
+        message: String,
+    },
 }
 
 impl Error {

@@ -3,6 +3,7 @@
 
 mod boot;
 pub mod connection;
+pub mod csp;
 mod error;
 pub mod manager;
 mod os;

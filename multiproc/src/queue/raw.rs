@@ -68,6 +68,38 @@ impl RawQueue {
         Ok(Self { seg, max_message: DEFAULT_MAX })
     }
 
+    /// A queue over a ring segment made by the caller (with more in its
+    /// body after the [`RawRing`]).
+    pub(crate) fn from_segment(seg: Arc<Segment>) -> Self {
+        Self { seg, max_message: DEFAULT_MAX }
+    }
+
+    /// The segment under the queue.
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
+    /// Takes back message number `ticket` (its position among all puts,
+    /// from 1) unless a consumer took it already: `true` if taken back.
+    /// It must be the next message to take (a rendezvous has one at most).
+    pub(crate) fn withdraw(&self, ticket: u64) -> bool {
+        let ring = self.ring();
+        let Some(mut consumer) = ring.consumer(self.bytes(), None, false) else { return false };
+        if ring.counts().1 >= ticket {
+            return false;
+        }
+        // Holding the consumer side, ours is at the head: drop its records.
+        while let Some(record) = consumer.peek() {
+            let (flags, len) = (record.flags, record.payload.len());
+            let last = flags & ring::LAST != 0;
+            consumer.consume(len, last);
+            if last {
+                return true;
+            }
+        }
+        false
+    }
+
     /// This handle with another message-size limit.
     pub(crate) fn with_max_message(mut self, bytes: usize) -> Self {
         self.max_message = bytes.max(1);
@@ -131,6 +163,30 @@ impl RawQueue {
             announce: None,
         };
         self.put_within(payload, flags, &budget)
+    }
+
+    /// Puts a copy of `item` as `wait` allows; with it, the message's
+    /// number among all puts to this queue (from 1), its *ticket*.
+    pub(crate) fn put_numbered<T: Serialize + ?Sized>(
+        &self,
+        item: &T,
+        wait: Wait,
+    ) -> (Result<(), PutFail>, u64) {
+        let ticket = std::cell::Cell::new(0);
+        let ring = self.ring();
+        let number = || {
+            // Holding the producers' turn, right before the first record.
+            ticket.set(ring.counts().0 + 1);
+            Ok(())
+        };
+        let budget = Budget {
+            deadline: wait.deadline(),
+            try_only: matches!(wait, Wait::Never),
+            keep_going: None,
+            announce: Some((&number, std::cell::Cell::new(false))),
+        };
+        let result = self.put_within(&Postcard(item), 0, &budget);
+        (result, ticket.get())
     }
 
     /// Puts one message, waiting as long as it takes while `keep_going()`

@@ -280,6 +280,31 @@ impl RawRing {
         sleep_until(&self.consumer, deadline, || self.room_for(cap, need, true))
     }
 
+    /// Complete messages put and taken so far.
+    #[inline]
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let get = self.consumer.count.load(Ordering::Acquire);
+        (self.producer.count.load(Ordering::Acquire), get)
+    }
+
+    /// Waits until `taken` messages were taken in all; `Err(Closed)` if the
+    /// ring closed first.
+    pub(crate) fn wait_until_taken(
+        &self,
+        taken: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        sleep_until(&self.consumer, deadline, || {
+            if self.consumer.count.load(Ordering::Acquire) >= taken {
+                Some(Ok(()))
+            } else if self.is_closed() {
+                Some(Err(Stop::Closed))
+            } else {
+                None
+            }
+        })
+    }
+
     /// Takes the producer side.
     #[inline]
     pub(crate) fn producer(&self, bytes: Bytes, deadline: Option<Instant>) -> Option<Producer<'_>> {

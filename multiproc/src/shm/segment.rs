@@ -26,6 +26,7 @@ pub(crate) enum Kind {
     RawArray = 10,
     Queue = 11,
     Liveness = 12,
+    Channel = 13,
 }
 
 impl Kind {
@@ -43,6 +44,7 @@ impl Kind {
             Self::RawArray => "multiproc-rawarray",
             Self::Queue => "multiproc-queue",
             Self::Liveness => "multiproc-liveness",
+            Self::Channel => "multiproc-channel",
         }
     }
 }

@@ -1,0 +1,99 @@
+//! `#[process]`: turns a function into one that returns an unstarted CSP
+//! process (PyCSP's `@process`). Use it through `multiproc::csp::process`.
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::{FnArg, ItemFn, Pat, ReturnType, parse_macro_input};
+
+/// Turns `fn name(args) -> R { body }` into `fn name(args) -> Process<..>`:
+/// calling it captures the arguments and starts nothing (as PyCSP's
+/// `P(args)`); `Parallel`, `parallel!` or `.run()` start it, in a thread, or
+/// in an OS process after `.os()`.
+///
+/// When the body returns `Err(e)` with `e.is_poisoned()`, every channel end
+/// among the arguments (directly, or in a `Vec` or `Option`) is poisoned, so
+/// that a network shuts down from one poison; ends are retired when dropped
+/// anyway.
+///
+/// See `multiproc::csp` for examples.
+#[proc_macro_attribute]
+pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
+    if !attr.is_empty() {
+        return syn::Error::new(proc_macro2::Span::call_site(), "#[process] takes no arguments")
+            .to_compile_error()
+            .into();
+    }
+    let function = parse_macro_input!(item as ItemFn);
+    match expand(function) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
+    let ItemFn { attrs, vis, sig, block } = function;
+    if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
+        return Err(syn::Error::new_spanned(
+            &sig,
+            "#[process] functions cannot be generic or async (yet)",
+        ));
+    }
+    let name = &sig.ident;
+    let mut idents = Vec::new();
+    let mut types = Vec::new();
+    for input in &sig.inputs {
+        let FnArg::Typed(typed) = input else {
+            return Err(syn::Error::new_spanned(input, "#[process] functions take no `self`"));
+        };
+        let Pat::Ident(pat) = &*typed.pat else {
+            return Err(syn::Error::new_spanned(
+                &typed.pat,
+                "#[process] arguments must be plain names",
+            ));
+        };
+        idents.push(pat.ident.clone());
+        types.push((*typed.ty).clone());
+    }
+    let result = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let inputs = &sig.inputs;
+    let body_fn = format_ident!("__{}_body", name);
+    let csp = quote!(::multiproc::csp);
+    Ok(quote! {
+        #(#attrs)*
+        #[allow(clippy::type_complexity)]
+        #vis fn #name(#(#idents: #types),*) -> #csp::Process<
+            impl Fn((#(#types,)*)) -> #result + Copy + Send + 'static,
+            (#(#types,)*),
+            #result,
+        > {
+            fn #body_fn(#inputs) -> #result #block
+
+            fn __run(__args: (#(#types,)*)) -> #result {
+                let (#(#idents,)*) = __args;
+                #[allow(unused_mut)]
+                let mut __ends: ::std::vec::Vec<#csp::Poisoner> = ::std::vec::Vec::new();
+                {
+                    #[allow(unused_imports)]
+                    use #csp::__private::{CollectEnds as _, NoEnds as _};
+                    #((&#csp::__private::Probe(&#idents)).collect_ends(&mut __ends);)*
+                }
+                let __result = #body_fn(#(#idents),*);
+                {
+                    #[allow(unused_imports)]
+                    use #csp::__private::{NotResult as _, PoisonResult as _};
+                    if (&#csp::__private::Probe(&__result)).is_poison() {
+                        for end in &__ends {
+                            end.poison();
+                        }
+                    }
+                }
+                __result
+            }
+
+            #csp::Process::new(__run, (#(#idents,)*))
+        }
+    })
+}

@@ -1,0 +1,625 @@
+//! `Channel`, `Reader` and `Writer`: PyCSP's any-to-any channels, with
+//! retire and poison, in shared memory so that ends work in threads and in
+//! other OS processes alike.
+//!
+//! A channel is a crash-safe ring (the one under [`Queue`](crate::Queue))
+//! holding at most one value (a rendezvous) or `n` values (buffered), and a
+//! small state block beside it in the same segment: the counts of registered
+//! readers and writers, the retire and poison flags, the readers waiting now.
+//! A rendezvous write puts its value, numbered among all puts, and waits
+//! until that many values were taken; a write that gives up (timeout) takes
+//! its value back if no reader took it, so a value is delivered exactly once
+//! or not at all.
+#![allow(unsafe_code)] // `InShm` for the state block: see the SAFETY comment
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Error, Result};
+use crate::queue::raw::{PutFail, RawQueue, Wait};
+use crate::shm::ring::{RawRing, Stop};
+use crate::shm::segment::{InShm, Shape};
+use crate::shm::{Kind, Segment};
+
+/// The poison flag: who poisoned.
+const BY_WRITER: u32 = 1;
+const BY_READER: u32 = 2;
+/// The `gone` bits: which side retired entirely.
+const READERS_GONE: u32 = 1;
+const WRITERS_GONE: u32 = 2;
+/// How long a `try_write` on a rendezvous waits for the reader it saw
+/// waiting to take its value.
+const TRY_GRACE: Duration = Duration::from_millis(1);
+/// The ring of a channel: values larger than this stream through it.
+const RING_BYTES: usize = 64 << 10;
+
+/// The state beside a channel's ring.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct State {
+    readers: AtomicU64,
+    writers: AtomicU64,
+    /// 0, [`BY_WRITER`] or [`BY_READER`].
+    poisoned: AtomicU32,
+    /// [`READERS_GONE`] | [`WRITERS_GONE`].
+    gone: AtomicU32,
+    /// Readers blocked in a read now (a rendezvous `try_write` needs one).
+    waiting_readers: AtomicU32,
+    _pad: u32,
+    /// 0 for a rendezvous.
+    capacity: AtomicU64,
+}
+
+// SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
+unsafe impl InShm for State {}
+
+/// The segment's body: the ring's control block, then the state.
+const STATE_AT: usize = size_of::<RawRing>().next_multiple_of(64);
+const BODY: usize = STATE_AT + size_of::<State>();
+
+/// A handle on a channel's shared memory (registers no end).
+#[derive(Clone)]
+pub(crate) struct Shared {
+    queue: RawQueue,
+}
+
+impl Shared {
+    fn create(capacity: usize) -> crate::Result<Self> {
+        let seg = Segment::create_ring(Kind::Channel, BODY, RING_BYTES)?;
+        seg.at::<RawRing>(0).init(capacity.max(1) as u64);
+        let shared = Self { queue: RawQueue::from_segment(seg) };
+        shared.state().capacity.store(capacity as u64, Ordering::Relaxed);
+        Ok(shared)
+    }
+
+    fn state(&self) -> &State {
+        self.queue.segment().at(STATE_AT)
+    }
+
+    fn ring(&self) -> &RawRing {
+        self.queue.ring()
+    }
+
+    fn id(&self) -> usize {
+        Arc::as_ptr(self.queue.segment()) as usize
+    }
+
+    /// The error of an operation that found the channel closed.
+    fn closed_error(&self) -> Error {
+        if self.state().poisoned.load(Ordering::SeqCst) != 0 {
+            Error::Poisoned
+        } else {
+            Error::Retired
+        }
+    }
+
+    pub(crate) fn poison(&self, by: u32) {
+        let _ = self.state().poisoned.compare_exchange(0, by, Ordering::SeqCst, Ordering::SeqCst);
+        self.ring().close();
+    }
+
+    fn register(&self, reader: bool) {
+        let state = self.state();
+        let count = if reader { &state.readers } else { &state.writers };
+        count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn retire(&self, reader: bool) {
+        let state = self.state();
+        let (count, bit) =
+            if reader { (&state.readers, READERS_GONE) } else { (&state.writers, WRITERS_GONE) };
+        let before = count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            state.gone.fetch_or(bit, Ordering::SeqCst);
+            self.ring().close();
+        }
+    }
+
+    fn write<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+        let state = self.state();
+        if state.poisoned.load(Ordering::SeqCst) != 0 {
+            return Err(Error::Poisoned);
+        }
+        if state.gone.load(Ordering::SeqCst) & READERS_GONE != 0 {
+            return Err(Error::Retired);
+        }
+        let rendezvous = state.capacity.load(Ordering::Relaxed) == 0;
+        let try_only = matches!(wait, Wait::Never);
+        if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
+            return Err(Error::WouldBlock);
+        }
+        let (put, ticket) = self.queue.put_numbered(item, wait);
+        match put {
+            Ok(()) => {}
+            Err(PutFail::Full) => return Err(Error::WouldBlock),
+            Err(PutFail::Timeout) => return Err(Error::Timeout),
+            Err(PutFail::Closed) => return Err(self.closed_error()),
+            Err(PutFail::Failed(e)) => return Err(e.into()),
+        }
+        if !rendezvous {
+            return Ok(());
+        }
+        let deadline = match wait {
+            Wait::Forever => None,
+            Wait::Never => Instant::now().checked_add(TRY_GRACE),
+            Wait::Until(deadline) => deadline,
+        };
+        match self.ring().wait_until_taken(ticket, deadline) {
+            Ok(()) => Ok(()),
+            // Not taken in time, or the channel closed: take it back unless
+            // a reader took it meanwhile.
+            Err(stop) => {
+                if !self.queue.withdraw(ticket) {
+                    return Ok(());
+                }
+                Err(match stop {
+                    Stop::Closed => self.closed_error(),
+                    _ if try_only => Error::WouldBlock,
+                    _ => Error::Timeout,
+                })
+            }
+        }
+    }
+
+    fn read<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+        let state = self.state();
+        if state.poisoned.load(Ordering::SeqCst) == BY_READER {
+            return Err(Error::Poisoned);
+        }
+        state.waiting_readers.fetch_add(1, Ordering::SeqCst);
+        let got = self.queue.get::<T>(wait);
+        state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
+        got.map_err(|e| match e {
+            crate::Error::Closed => self.closed_error(),
+            crate::Error::Empty => Error::WouldBlock,
+            other => other.into(),
+        })
+    }
+}
+
+impl Serialize for Shared {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::shm::segment::serialize(self.queue.segment(), serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shared {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let seg = crate::shm::segment::deserialize(
+            deserializer,
+            Kind::Channel,
+            Shape::default(),
+            |_| Some(BODY),
+        )?;
+        Ok(Self { queue: RawQueue::from_segment(seg) })
+    }
+}
+
+/// A CSP channel (PyCSP's `Channel`): any number of readers and writers, in
+/// threads and OS processes alike.
+///
+/// [`Channel::new`] is a rendezvous: a write completes when a reader has
+/// taken the value. [`Channel::buffered`] lets up to `n` values wait.
+/// [`reader`](Channel::reader) and [`writer`](Channel::writer) register one
+/// more end each (PyCSP's `+ch` and `-ch`); ends retire (leave) when told to
+/// or when dropped. Values are serde types: every value is encoded into the
+/// channel's shared memory, so an end works the same wherever it travels.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::csp::Channel;
+///
+/// let ch = Channel::<u64>::new()?;
+/// let (r, w) = (ch.reader(), ch.writer());
+/// let t = std::thread::spawn(move || w.write(42));
+/// assert_eq!(r.read()?, 42);
+/// t.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Channel<T> {
+    shared: Shared,
+    _values: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Channel<T> {
+    /// A rendezvous channel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`](crate::Error::Os) if its shared memory cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<String>::new()?;
+    /// assert!(ch.writer().try_write("nobody reads".into()).unwrap_err().to_string().contains("no partner"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new() -> crate::Result<Self> {
+        Ok(Self { shared: Shared::create(0)?, _values: PhantomData })
+    }
+
+    /// A channel in which up to `n` values wait for readers (`n == 0`: a
+    /// rendezvous).
+    ///
+    /// # Errors
+    ///
+    /// As [`Channel::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(2)?;
+    /// let w = ch.writer();
+    /// w.write(1)?;
+    /// w.write(2)?; // no reader yet: both wait in the channel
+    /// assert_eq!(ch.reader().read()?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn buffered(n: usize) -> crate::Result<Self> {
+        Ok(Self { shared: Shared::create(n)?, _values: PhantomData })
+    }
+
+    /// Registers and returns a reading end (PyCSP's `+ch`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// ch.writer().write(7)?;
+    /// assert_eq!(ch.reader().read()?, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reader(&self) -> Reader<T> {
+        self.shared.register(true);
+        Reader { end: End::new(self.shared.clone()), _values: PhantomData }
+    }
+
+    /// Registers and returns a writing end (PyCSP's `-ch`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// ch.writer().write(7)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn writer(&self) -> Writer<T> {
+        self.shared.register(false);
+        Writer { end: End::new(self.shared.clone()), _values: PhantomData }
+    }
+
+    /// Poisons the channel: every operation on every end, waiting or to
+    /// come, fails with [`Error::Poisoned`]. Values buffered now are
+    /// dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::new()?;
+    /// ch.poison();
+    /// assert!(ch.reader().read().unwrap_err().is_poisoned());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn poison(&self) {
+        self.shared.poison(BY_READER);
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.state();
+        f.debug_struct("Channel")
+            .field("capacity", &state.capacity.load(Ordering::Relaxed))
+            .field("readers", &state.readers.load(Ordering::Relaxed))
+            .field("writers", &state.writers.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// What both kinds of end hold: the channel, and whether this end left.
+struct End {
+    shared: Shared,
+    retired: AtomicBool,
+    /// Encoded to travel: the copy that arrives is the end now, so this
+    /// one does not retire when dropped.
+    moved: AtomicBool,
+}
+
+impl End {
+    fn new(shared: Shared) -> Self {
+        Self { shared, retired: AtomicBool::new(false), moved: AtomicBool::new(false) }
+    }
+
+    fn retire(&self, reader: bool) {
+        if !self.retired.swap(true, Ordering::SeqCst) {
+            self.shared.retire(reader);
+        }
+    }
+
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.moved.store(true, Ordering::SeqCst);
+        self.shared.serialize(serializer)
+    }
+}
+
+macro_rules! end_common {
+    ($end:ident, $reader:expr, $what:literal, $ctor:ident) => {
+        impl<T> $end<T> {
+            #[doc = concat!("Retires this ", $what, " (PyCSP's `retire`): it leaves the channel. Once every ", $what, " has retired, the channel is retired. Retiring twice does nothing; dropping an end retires it.")]
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let ch = multiproc::csp::Channel::<u8>::new()?;
+            /// let (r, w) = (ch.reader(), ch.writer());
+            /// r.retire();
+            /// r.retire();
+            /// assert!(w.write(1).unwrap_err().is_retired());
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn retire(&self) {
+                self.end.retire($reader);
+            }
+
+            /// Poisons the channel (PyCSP's `poison`): every operation on
+            /// every end, waiting or to come, fails with
+            /// [`Error::Poisoned`]. Poison from a writer lets values
+            /// buffered now through first; from a reader, drops them.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let ch = multiproc::csp::Channel::<u8>::new()?;
+            /// let (r, w) = (ch.reader(), ch.writer());
+            /// w.poison();
+            /// assert!(r.read().unwrap_err().is_poisoned());
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn poison(&self) {
+                self.end.shared.poison(if $reader { BY_READER } else { BY_WRITER });
+            }
+
+            /// A handle that can poison this end's channel later without
+            /// being an end (it registers nothing).
+            pub(crate) fn poisoner(&self) -> Poisoner {
+                Poisoner { shared: self.end.shared.clone(), by: if $reader { BY_READER } else { BY_WRITER } }
+            }
+
+            /// Whether `other` is an end of the same channel (in this process).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let ch = multiproc::csp::Channel::<u8>::new()?;
+            #[doc = concat!("let (a, b) = (ch.", stringify!($ctor), "(), ch.", stringify!($ctor), "());")]
+            /// assert!(a.same_channel(&b));
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn same_channel(&self, other: &Self) -> bool {
+                self.end.shared.id() == other.end.shared.id()
+            }
+        }
+
+        impl<T> Clone for $end<T> {
+            /// Registers another end of the same kind (so retire counts stay right).
+            fn clone(&self) -> Self {
+                self.end.shared.register($reader);
+                Self { end: End::new(self.end.shared.clone()), _values: PhantomData }
+            }
+        }
+
+        impl<T> Drop for $end<T> {
+            fn drop(&mut self) {
+                if !self.end.moved.load(Ordering::SeqCst) {
+                    self.end.retire($reader);
+                }
+            }
+        }
+
+        impl<T> fmt::Debug for $end<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($end))
+                    .field("retired", &self.end.retired.load(Ordering::Relaxed))
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<T> Serialize for $end<T> {
+            /// An end travels (as a process argument, or inside a message):
+            /// the copy that arrives is the registered end from then on.
+            fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                self.end.serialize(serializer)
+            }
+        }
+
+        impl<'de, T> Deserialize<'de> for $end<T> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                Ok(Self { end: End::new(Shared::deserialize(deserializer)?), _values: PhantomData })
+            }
+        }
+    };
+}
+
+/// The reading end of a [`Channel`] (PyCSP's `ChannelEndRead`).
+///
+/// # Examples
+///
+/// ```
+/// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+/// let (r, w) = (ch.reader(), ch.writer());
+/// w.write(3)?;
+/// w.retire();
+/// assert_eq!(r.read()?, 3);
+/// assert!(r.read().unwrap_err().is_retired());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Reader<T> {
+    end: End,
+    _values: PhantomData<fn() -> T>,
+}
+
+/// The writing end of a [`Channel`] (PyCSP's `ChannelEndWrite`).
+///
+/// # Examples
+///
+/// ```
+/// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+/// ch.writer().write(3)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Writer<T> {
+    end: End,
+    _values: PhantomData<fn(T)>,
+}
+
+end_common!(Reader, true, "reader", reader);
+end_common!(Writer, false, "writer", writer);
+
+impl<T: DeserializeOwned> Reader<T> {
+    /// Reads the next value, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Retired`] once every writer retired and nothing is left;
+    /// [`Error::Poisoned`]; [`Error::Failed`] if a value does not decode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// ch.writer().write(5)?;
+    /// assert_eq!(ch.reader().read()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read(&self) -> Result<T> {
+        self.end.shared.read(Wait::Forever)
+    }
+
+    /// Reads a value if one is offered now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] if none is; as [`read`](Reader::read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::new()?;
+    /// assert_eq!(ch.reader().try_read(), Err(multiproc::csp::Error::WouldBlock));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_read(&self) -> Result<T> {
+        self.end.shared.read(Wait::Never)
+    }
+
+    /// Reads the next value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; as [`read`](Reader::read).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ch = multiproc::csp::Channel::<u8>::new()?;
+    /// let r = ch.reader();
+    /// assert_eq!(r.read_timeout(Duration::from_millis(5)), Err(multiproc::csp::Error::Timeout));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
+        self.end.shared.read(Wait::Until(Instant::now().checked_add(timeout)))
+    }
+}
+
+impl<T: Serialize> Writer<T> {
+    /// Writes `value`, waiting as long as it takes: on a rendezvous channel
+    /// until a reader has taken it, on a buffered one until it is in the
+    /// channel.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Retired`] once every reader retired; [`Error::Poisoned`];
+    /// [`Error::Failed`] if the value does not encode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<&str>::buffered(1)?;
+    /// ch.writer().write("hi")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write(&self, value: T) -> Result<()> {
+        self.end.shared.write(&value, Wait::Forever)
+    }
+
+    /// Writes `value` only if a reader takes it now (a rendezvous) or there
+    /// is room now (buffered).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldBlock`] (nothing written); as [`write`](Writer::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// let w = ch.writer();
+    /// w.try_write(1)?;
+    /// assert_eq!(w.try_write(2), Err(multiproc::csp::Error::WouldBlock));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_write(&self, value: T) -> Result<()> {
+        self.end.shared.write(&value, Wait::Never)
+    }
+
+    /// Writes `value`, waiting at most `timeout` (for a reader to take it,
+    /// on a rendezvous channel). All or nothing: on timeout, no reader got
+    /// the value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`]; as [`write`](Writer::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ch = multiproc::csp::Channel::<u8>::new()?;
+    /// let (_r, w) = (ch.reader(), ch.writer());
+    /// assert_eq!(w.write_timeout(1, Duration::from_millis(5)), Err(multiproc::csp::Error::Timeout));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn write_timeout(&self, value: T, timeout: Duration) -> Result<()> {
+        self.end.shared.write(&value, Wait::Until(Instant::now().checked_add(timeout)))
+    }
+}
+
+/// Poisons a channel on behalf of a process whose result was poison (the
+/// propagation of `#[process]`); registers no end.
+#[derive(Clone)]
+pub struct Poisoner {
+    shared: Shared,
+    by: u32,
+}
+
+impl Poisoner {
+    /// Poisons the channel.
+    pub fn poison(&self) {
+        self.shared.poison(self.by);
+    }
+}
+
+impl fmt::Debug for Poisoner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Poisoner").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,272 @@
+//! CSP: channels, retire and poison, processes in threads and OS processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::LIMIT;
+use multiproc::csp::{self, Channel, Error, Parallel, Reader, Writer, process};
+
+#[process]
+fn producer(out: Writer<u64>, n: u64) -> csp::Result<()> {
+    for i in 0..n {
+        out.write(i)?;
+    }
+    out.retire();
+    Ok(())
+}
+
+#[process]
+fn consumer(inp: Reader<u64>) -> csp::Result<u64> {
+    let mut sum = 0;
+    loop {
+        match inp.read_timeout(LIMIT) {
+            Ok(v) => sum += v,
+            Err(e) if e.is_retired() => return Ok(sum),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn the_issue_program_runs_with_threads_and_with_os_processes() {
+    let ch = Channel::<u64>::new().unwrap();
+    let (done, sum) = csp::parallel!(producer(ch.writer(), 1000), consumer(ch.reader())).unwrap();
+    done.unwrap();
+    assert_eq!(sum.unwrap(), 499_500);
+
+    let ch = Channel::<u64>::new().unwrap();
+    let (done, sum) =
+        csp::parallel!(producer(ch.writer(), 1000).os(), consumer(ch.reader()).os()).unwrap();
+    done.unwrap();
+    assert_eq!(sum.unwrap(), 499_500);
+}
+
+#[process]
+fn produce_then_sum(out: Writer<u64>, inp: Reader<u64>, n: u64) -> csp::Result<u64> {
+    // A producer that is also a consumer, so one Parallel holds one type.
+    if n > 0 {
+        for i in 0..n {
+            out.write(i)?;
+        }
+        out.retire();
+        return Ok(0);
+    }
+    let mut sum = 0;
+    loop {
+        match inp.read_timeout(LIMIT) {
+            Ok(v) => sum += v,
+            Err(e) if e.is_retired() => return Ok(sum),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[test]
+fn one_writer_four_readers_share_the_values_exactly_once() {
+    for os in [false, true] {
+        let ch = Channel::<u64>::new().unwrap();
+        let idle = Channel::<u64>::new().unwrap();
+        let mut readers = produce_then_sum(idle.writer(), ch.reader(), 0) * 4;
+        let mut writer = produce_then_sum(ch.writer(), idle.reader(), 1000);
+        if os {
+            readers = readers.into_iter().map(|p| p.os()).collect();
+            writer = writer.os();
+        }
+        drop(idle);
+        let sums = Parallel::new().add(writer).add_all(readers).run().unwrap();
+        let total: u64 = sums.into_iter().map(|s| s.unwrap()).sum();
+        assert_eq!(total, 499_500, "os: {os}");
+    }
+}
+
+#[test]
+fn a_rendezvous_write_waits_for_a_reader_and_a_timed_out_one_delivers_nothing() {
+    let ch = Channel::<u32>::new().unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    assert_eq!(w.write_timeout(1, Duration::from_millis(20)), Err(Error::Timeout));
+    assert_eq!(w.try_write(2), Err(Error::WouldBlock));
+    // Nothing of either write is left in the channel.
+    assert_eq!(r.try_read(), Err(Error::WouldBlock));
+    let t = std::thread::spawn(move || w.write(3));
+    assert_eq!(r.read_timeout(LIMIT), Ok(3));
+    t.join().unwrap().unwrap();
+}
+
+fn fill(w: Writer<String>) {
+    for word in ["buffered", "before", "reading"] {
+        w.write(word.to_owned()).unwrap();
+    }
+}
+
+#[test]
+fn a_buffered_channel_is_written_with_no_reader_and_read_later_in_another_process() {
+    let ch = Channel::<String>::buffered(3).unwrap();
+    csp::Process::new(fill, ch.writer()).os().run().unwrap();
+    let r = ch.reader();
+    let words: Vec<String> = (0..3).map(|_| r.read_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(words, ["buffered", "before", "reading"]);
+    // Its writer retired when the process ended.
+    assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired));
+}
+
+#[test]
+fn retire_as_pycsp_counts_it() {
+    // Every reader retires: writers get Retired.
+    let ch = Channel::<u8>::buffered(4).unwrap();
+    let (r1, r2, w) = (ch.reader(), ch.reader(), ch.writer());
+    r1.retire();
+    r1.retire(); // twice: a no-op, not a second reader leaving
+    w.write(1).unwrap();
+    r2.retire();
+    assert_eq!(w.write(2), Err(Error::Retired));
+
+    // Every writer retires: readers drain what is buffered, then Retired.
+    let ch = Channel::<u8>::buffered(4).unwrap();
+    let (r, w1, w2) = (ch.reader(), ch.writer(), ch.writer());
+    w1.write(1).unwrap();
+    drop(w1); // dropping retires
+    w2.write(2).unwrap();
+    w2.retire();
+    assert_eq!((r.read(), r.read(), r.read()), (Ok(1), Ok(2), Err(Error::Retired)));
+}
+
+#[test]
+fn poison_from_a_writer_lets_buffered_values_through_and_from_a_reader_drops_them() {
+    let ch = Channel::<u8>::buffered(4).unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    w.write(1).unwrap();
+    w.poison();
+    assert_eq!(w.write(2), Err(Error::Poisoned));
+    assert_eq!(r.read(), Ok(1));
+    assert_eq!(r.read(), Err(Error::Poisoned));
+
+    let ch = Channel::<u8>::buffered(4).unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    w.write(1).unwrap();
+    r.poison();
+    assert_eq!(r.read(), Err(Error::Poisoned));
+    assert_eq!(w.write(2), Err(Error::Poisoned));
+}
+
+#[test]
+fn poison_wakes_a_blocked_reader_in_another_process() {
+    let ch = Channel::<u64>::new().unwrap();
+    let running = consumer(ch.reader()).os().start().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    ch.writer().poison();
+    assert_eq!(running.join().unwrap(), Err(Error::Poisoned));
+}
+
+#[process]
+fn relay(inp: Reader<u64>, out: Writer<u64>) -> csp::Result<()> {
+    loop {
+        out.write(inp.read_timeout(LIMIT)?)?;
+    }
+}
+
+#[process]
+fn poison_after(out: Writer<u64>, n: u64) -> csp::Result<()> {
+    for i in 0..n {
+        out.write(i)?;
+    }
+    Err(Error::Poisoned)
+}
+
+#[test]
+fn poison_spreads_through_a_network_from_one_process() {
+    for os in [false, true] {
+        let (a, b) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
+        let (mut source, mut middle) =
+            (poison_after(a.writer(), 10), relay(a.reader(), b.writer()));
+        let mut sink = consumer(b.reader());
+        if os {
+            (source, middle, sink) = (source.os(), middle.os(), sink.os());
+        }
+        let (first, second, third) = csp::parallel!(source, middle, sink).unwrap();
+        assert_eq!(first, Err(Error::Poisoned));
+        assert_eq!(second, Err(Error::Poisoned), "os: {os}");
+        assert_eq!(third, Err(Error::Poisoned), "os: {os}");
+    }
+}
+
+fn use_sent_end(ends: multiproc::Connection<Writer<u64>>) -> csp::Result<()> {
+    let w = ends.recv_timeout(LIMIT)?;
+    w.write(77)
+}
+
+#[test]
+fn channel_ends_travel_through_pipes_and_work_there() {
+    let (mine, theirs) = multiproc::pipe::<Writer<u64>>().unwrap();
+    let data = Channel::<u64>::new().unwrap();
+    let r = data.reader();
+    let running = csp::Process::new(use_sent_end, theirs).os().start().unwrap();
+    mine.send(&data.writer()).unwrap();
+    assert_eq!(r.read_timeout(LIMIT), Ok(77));
+    running.join().unwrap().unwrap();
+    // The travelling writer retired when the child ended: the channel has
+    // no writer left.
+    assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired));
+}
+
+#[test]
+fn an_end_written_into_a_channel_is_refused_with_a_clear_error_for_now() {
+    // Channels do not carry descriptors yet (pipes and queues of handles do).
+    let ends = Channel::<Writer<u64>>::buffered(1).unwrap();
+    let data = Channel::<u64>::new().unwrap();
+    let err = ends.writer().write(data.writer()).unwrap_err();
+    assert!(err.to_string().contains("encode"), "{err}");
+}
+
+fn panics(w: Writer<u8>) {
+    let _keep = w;
+    panic!("deliberate CSP panic");
+}
+
+#[test]
+fn a_panicking_process_fails_parallel_after_the_others_end_and_retires_its_ends() {
+    let ch = Channel::<u8>::new().unwrap();
+    let reader = ch.reader();
+    let waiting = std::thread::spawn(move || reader.read_timeout(LIMIT));
+    let err = csp::Process::new(panics, ch.writer()).run().unwrap_err();
+    assert!(err.to_string().contains("deliberate CSP panic"), "{err}");
+    assert_eq!(waiting.join().unwrap(), Err(Error::Retired));
+}
+
+fn blocked_writer(w: Writer<u64>) -> csp::Result<()> {
+    w.write(1)?;
+    w.write(2)
+}
+
+#[test]
+fn a_writer_killed_in_a_rendezvous_leaves_the_channel_working() {
+    let ch = Channel::<u64>::new().unwrap();
+    let r = ch.reader();
+    let child = multiproc::Process::spawn(blocked_writer, ch.writer()).unwrap();
+    assert_eq!(r.read_timeout(LIMIT), Ok(1));
+    // It is now blocked writing 2 (or about to); kill it there.
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap();
+    let _ = common::join(child);
+    // Its value was put before it died: delivered once, or not at all.
+    let w = ch.writer();
+    let t = std::thread::spawn(move || w.write(3));
+    let mut got = vec![r.read_timeout(LIMIT).unwrap()];
+    if got[0] == 2 {
+        got.push(r.read_timeout(LIMIT).unwrap());
+    }
+    assert_eq!(got.last(), Some(&3));
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn ten_thousand_channels_come_and_go_without_leaking_descriptors() {
+    let before = common::open_fds();
+    for _ in 0..10_000 {
+        let ch = Channel::<u8>::buffered(1).unwrap();
+        let (r, w) = (ch.reader(), ch.writer());
+        w.write(1).unwrap();
+        assert_eq!(r.read(), Ok(1));
+    }
+    assert!(common::open_fds() <= before + 2, "descriptors leaked");
+}
