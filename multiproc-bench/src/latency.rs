@@ -26,6 +26,7 @@ pub const LATENCIES: &[Latency] = &[
     Latency { name: "queue: round trip of a small message", run: queue },
     Latency { name: "pipe: round trip of a small message", run: pipe_trip },
     Latency { name: "event: ping-pong round trip, 2 processes", run: event },
+    Latency { name: "csp: rendezvous round trip over two channels, 2 processes", run: csp_trip },
     Latency { name: "raw: spinning on shared memory (physical limit, reference)", run: raw_spin },
     Latency { name: "raw: futex ping-pong (reference)", run: raw_futex },
 ];
@@ -256,6 +257,37 @@ fn raw_futex() -> Vec<Duration> {
         futex_wait_for(page.word(1), n);
     });
     futex_set(page.word(0), u32::MAX);
+    child.join().expect("join");
+    times
+}
+
+fn csp_echo(ends: (multiproc::csp::Reader<u64>, multiproc::csp::Writer<u64>)) {
+    let (input, output) = ends;
+    while let Ok(n) = input.read() {
+        output.write(n).expect("write");
+    }
+}
+
+/// Two rendezvous channels, a child echoing: a write completes only when
+/// the other side has taken the value, so one round trip is two
+/// rendezvous.
+fn csp_trip() -> Vec<Duration> {
+    use multiproc::csp::Channel;
+    let (there, back) =
+        (Channel::<u64>::new().expect("channel"), Channel::<u64>::new().expect("channel"));
+    // As a CSP process: its arguments travel encoded, so the parent's
+    // copies of the ends do not retire when dropped.
+    let child = multiproc::csp::Process::new(csp_echo, (there.reader(), back.writer()))
+        .start_method(StartMethod::Fork)
+        .start()
+        .expect("start");
+    let (out, input) = (there.writer(), back.reader());
+    let times = timed_loop(|n| {
+        out.write(n).expect("write");
+        assert_eq!(input.read().expect("read"), n);
+    });
+    out.retire();
+    drop(input);
     child.join().expect("join");
     times
 }
