@@ -275,12 +275,7 @@ fn csp_trip() -> Vec<Duration> {
     use multiproc::csp::Channel;
     let (there, back) =
         (Channel::<u64>::new().expect("channel"), Channel::<u64>::new().expect("channel"));
-    // As a CSP process: its arguments travel encoded, so the parent's
-    // copies of the ends do not retire when dropped.
-    let child = multiproc::csp::Process::new(csp_echo, (there.reader(), back.writer()))
-        .start_method(StartMethod::Fork)
-        .start()
-        .expect("start");
+    let child = fork(csp_echo, (there.reader(), back.writer()));
     let (out, input) = (there.writer(), back.reader());
     let times = timed_loop(|n| {
         out.write(n).expect("write");

@@ -270,3 +270,23 @@ fn ten_thousand_channels_come_and_go_without_leaking_descriptors() {
     }
     assert!(common::open_fds() <= before + 2, "descriptors leaked");
 }
+
+fn write_twice(w: Writer<u64>) -> csp::Result<()> {
+    w.write(1)?;
+    w.write(2)
+}
+
+#[test]
+fn ends_given_to_a_plain_process_move_there_with_every_start_method() {
+    for method in common::METHODS {
+        let ch = Channel::<u64>::buffered(2).unwrap();
+        let r = ch.reader();
+        // The parent's copy of the writer must not retire when the
+        // arguments are dropped here (with fork, the child's copy lives on).
+        let p = common::builder(method).spawn(write_twice, ch.writer()).unwrap();
+        assert_eq!(r.read_timeout(LIMIT), Ok(1), "{method:?}");
+        assert_eq!(r.read_timeout(LIMIT), Ok(2), "{method:?}");
+        common::join(p).unwrap().unwrap();
+        assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired), "{method:?}");
+    }
+}

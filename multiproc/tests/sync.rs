@@ -513,10 +513,10 @@ fn send_a_lock_into_a_new_pid_namespace(_: ()) -> String {
         return "skipped".to_owned();
     }
     let (tx, rx) = multiproc::pipe::<Lock>().unwrap();
-    let child = Process::builder()
-        .start_method(multiproc::StartMethod::Fork)
-        .spawn(receive_a_lock, rx)
-        .unwrap();
+    // The pipe's own rings are shared objects too: as an argument, its end
+    // would be refused in the new namespace. A forked closure inherits it
+    // instead, so that the lock is the first object to cross.
+    let child = Process::builder().fork_closure(move || receive_a_lock(rx)).unwrap();
     tx.send(&Lock::new().unwrap()).unwrap();
     join(child).unwrap()
 }

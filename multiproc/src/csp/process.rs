@@ -3,13 +3,11 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use crate::transfer::codec;
-use crate::{FdHandle, StartMethod};
+use crate::StartMethod;
 
 /// How a started process runs.
 type Launch<F, A, R> = fn(F, A, Option<StartMethod>, Option<String>) -> crate::Result<Running<R>>;
@@ -217,15 +215,9 @@ impl<F, A, R> fmt::Debug for Process<F, A, R> {
     }
 }
 
-/// A process's arguments in their travelling form, encoded in the parent:
-/// encoding marks each channel end among them as moved, so the parent's
-/// copies do not retire when dropped, whichever start method runs the child.
-#[derive(Serialize, Deserialize)]
-struct Shipped {
-    bytes: Vec<u8>,
-    fds: Vec<FdHandle>,
-}
-
+/// Starts `f(args)` in an OS process. Its arguments travel encoded, with
+/// every start method, so the channel ends among them move to the child
+/// (this process's copies do not retire when dropped here).
 fn launch_os<F, A, R>(
     f: F,
     args: A,
@@ -237,19 +229,6 @@ where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned + 'static,
 {
-    let encoded = codec::encode(&args)?;
-    drop(args);
-    let shipped = Shipped {
-        bytes: encoded.bytes,
-        fds: encoded.fds.into_iter().map(FdHandle::from).collect(),
-    };
-    let entry = move |shipped: Shipped| -> R {
-        let fds: Vec<OwnedFd> = shipped.fds.into_iter().map(OwnedFd::from).collect();
-        match codec::decode::<A>(&shipped.bytes, fds) {
-            Ok(args) => f(args),
-            Err(e) => panic!("the CSP process's arguments did not decode: {e}"),
-        }
-    };
     let mut builder = crate::Process::builder();
     if let Some(method) = method {
         builder = builder.start_method(method);
@@ -257,7 +236,7 @@ where
     if let Some(name) = name {
         builder = builder.name(name);
     }
-    let process = builder.spawn(entry, shipped)?;
+    let process = builder.spawn(f, args)?;
     Ok(Running { how: RunningHow::Os(Box::new(move || process.join())) })
 }
 

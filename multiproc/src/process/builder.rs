@@ -9,6 +9,7 @@ use super::handle::Process;
 use super::spawn::{self, Via};
 use super::{fork, helpers};
 use crate::os;
+use crate::transfer::codec;
 use crate::{Error, Result};
 
 /// How a child process is started, as in Python's `multiprocessing`.
@@ -233,10 +234,22 @@ impl Builder {
         let started = match method {
             StartMethod::Spawn => spawn::start(Via::Exec, &f, &args, info)?,
             StartMethod::ForkServer => spawn::start(Via::ForkServer, &f, &args, info)?,
-            // SAFETY: the child runs only `f` on `args`, which it owns; the
-            // hazard of other parent threads' locks is documented on
-            // `StartMethod::Fork`, as Python documents it.
-            StartMethod::Fork => unsafe { fork::start(info, move || f(args))? },
+            StartMethod::Fork => {
+                // The arguments travel encoded, as with the other methods:
+                // handles with a side effect on drop (channel ends, manager
+                // proxies) then move to the child instead of being dropped
+                // here while the child's copy lives on.
+                let encoded = codec::encode(&args)?;
+                drop(args);
+                let body = move || match codec::decode::<A>(&encoded.bytes, encoded.fds) {
+                    Ok(args) => f(args),
+                    Err(e) => panic!("the process's arguments did not decode: {e}"),
+                };
+                // SAFETY: the child runs only `f` on the arguments it
+                // decodes; the hazard of other parent threads' locks is
+                // documented on `StartMethod::Fork`, as Python documents it.
+                unsafe { fork::start(info, body)? }
+            }
         };
         Ok(Process::new(started, name, daemon, method))
     }
