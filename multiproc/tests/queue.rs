@@ -255,16 +255,22 @@ fn ten_thousand_queue_cycles_leak_nothing() {
     eventually("no descriptor is left behind", || file_descriptors() <= fds);
 }
 
-fn wait_for_one(q: Queue<u8>) -> u8 {
+fn wait_for_one(args: (Queue<u8>, multiproc::Event)) -> u8 {
+    let (q, ready) = args;
+    ready.set();
     q.get().unwrap()
 }
 
 #[test]
 fn a_blocked_consumer_uses_no_cpu() {
     let q = Queue::new().unwrap();
-    let p = Process::spawn(wait_for_one, q.clone()).unwrap();
-    std::thread::sleep(Duration::from_millis(100)); // past its spin
+    let ready = multiproc::Event::new().unwrap();
+    let p = Process::spawn(wait_for_one, (q.clone(), ready.clone())).unwrap();
+    // Started (its start-up CPU is not measured), then asleep in get.
+    assert!(ready.wait_timeout(LIMIT), "the consumer did not start");
+    common::wait_until_process_asleep("the consumer sleeps in get", p.pid());
     let before = cpu_ticks(p.pid());
+    // The measure itself: CPU used over one second of waiting.
     std::thread::sleep(Duration::from_secs(1));
     let used = cpu_ticks(p.pid()) - before;
     q.put(7).unwrap();
@@ -293,10 +299,13 @@ fn try_and_timed_puts_return_while_another_producer_is_blocked_in_put() {
     q.put(1).unwrap();
     let blocked = q.clone();
     let (put_done, blocked_put) = std::sync::mpsc::channel();
+    let (tid_tx, tid) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
         let _ = put_done.send(blocked.put(2).is_ok());
     });
-    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in put
+    let tid = tid.recv_timeout(LIMIT).unwrap();
+    eventually("the other producer sleeps in put", || common::thread_asleep(tid));
     let tried = q.clone();
     let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(3));
     assert!(matches!(full, Err(PutError::Full(3))), "{full:?}");
@@ -319,10 +328,13 @@ fn try_and_timed_gets_return_while_another_consumer_is_blocked_in_get() {
     let q = Queue::<u32>::new().unwrap();
     let blocked = q.clone();
     let (got, blocked_get) = std::sync::mpsc::channel();
+    let (tid_tx, tid) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
         let _ = got.send(blocked.get().ok());
     });
-    std::thread::sleep(Duration::from_millis(50)); // past its spin: asleep in get
+    let tid = tid.recv_timeout(LIMIT).unwrap();
+    eventually("the other consumer sleeps in get", || common::thread_asleep(tid));
     let tried = q.clone();
     let empty = within(Duration::from_secs(3), "try_get", move || tried.try_get());
     assert!(matches!(empty, Err(Error::Empty)), "{empty:?}");
@@ -355,9 +367,10 @@ fn a_timed_or_try_put_of_an_item_larger_than_the_ring_gives_it_back_and_changes_
     let (timed_out, elapsed, other_put) =
         within(Duration::from_secs(3), "put_timeout", move || {
             // Another producer is not held up beyond its own deadline while
-            // the large item waits for room.
+            // the large item waits for room (once it sleeps waiting).
+            let putter_tid = common::thread_id();
             let other = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100));
+                eventually("the large put sleeps", || common::thread_asleep(putter_tid));
                 let start = Instant::now();
                 let r = other.put_timeout(pattern(8, 9), Duration::from_millis(50));
                 (r.map_err(|e| e.into_inner()), start.elapsed())
@@ -400,8 +413,7 @@ fn producer_stuck_mid_item(q: &Queue<Bytes>) -> Process<()> {
     let started = multiproc::Event::new().unwrap();
     let p = Process::spawn(put_streamed, (q.clone(), started.clone())).unwrap();
     assert!(started.wait_timeout(LIMIT), "the producer did not start");
-    eventually("the producer sleeps mid-item", || common::proc_state(p.pid()) == Some('S'));
-    std::thread::sleep(Duration::from_millis(50));
+    common::wait_until_process_asleep("the producer sleeps mid-item", p.pid());
     p
 }
 
@@ -438,9 +450,12 @@ fn a_blocking_get_drops_the_item_of_a_killed_producer_and_waits_for_the_next() {
     });
     p.kill().unwrap();
     wait(&p);
-    // The getter notices the death and goes on waiting for a whole item.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(blocked_get.try_recv().is_err(), "get returned without an item");
+    // The getter notices the death (within its 20 ms liveness poll) and
+    // goes on waiting for a whole item: no result comes in 200 ms.
+    assert!(
+        blocked_get.recv_timeout(Duration::from_millis(200)).is_err(),
+        "get returned without an item"
+    );
     q.put_timeout(pattern(70 << 10, 6), LIMIT).unwrap();
     assert_eq!(blocked_get.recv_timeout(LIMIT).unwrap().unwrap(), pattern(70 << 10, 6));
 }

@@ -70,6 +70,25 @@ pub fn proc_state(pid: u32) -> Option<char> {
     after.trim_start().chars().next()
 }
 
+/// This thread's kernel id (for [`thread_asleep`]).
+pub fn thread_id() -> u32 {
+    rustix::thread::gettid().as_raw_nonzero().get() as u32
+}
+
+/// Whether thread `tid` of this process sleeps in the kernel now (a futex
+/// wait, past any poll).
+pub fn thread_asleep(tid: u32) -> bool {
+    let path = format!("/proc/self/task/{tid}/stat");
+    let Ok(stat) = std::fs::read_to_string(path) else { return false };
+    stat.rsplit_once(')').and_then(|(_, after)| after.trim_start().chars().next()) == Some('S')
+}
+
+/// Waits (bounded by `LIMIT`) until process `pid`'s main thread sleeps in
+/// the kernel: it is blocked, past any poll.
+pub fn wait_until_process_asleep(what: &str, pid: u32) {
+    eventually(what, || proc_state(pid) == Some('S'));
+}
+
 /// utime + stime of process `pid`, in clock ticks (10 ms).
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
