@@ -13,7 +13,8 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, parse_macro_input};
 /// When the body returns `Err(e)` with `e.is_poisoned()`, every channel end
 /// among the arguments (directly, or in a `Vec` or `Option`) is poisoned, so
 /// that a network shuts down from one poison; ends are retired when dropped
-/// anyway.
+/// anyway. (The process holds a registered clone of each end until then, so
+/// its own ends retiring as the body returns cannot retire a channel first.)
 ///
 /// See `multiproc::csp` for examples.
 #[proc_macro_attribute]
@@ -74,7 +75,7 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             fn __run(__args: (#(#types,)*)) -> #result {
                 let (#(#idents,)*) = __args;
                 #[allow(unused_mut)]
-                let mut __ends: ::std::vec::Vec<#csp::Poisoner> = ::std::vec::Vec::new();
+                let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
                 {
                     #[allow(unused_imports)]
                     use #csp::__private::{CollectEnds as _, NoEnds as _};
@@ -90,6 +91,8 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                         }
                     }
                 }
+                // The held ends retire now (after any poison spread).
+                drop(__ends);
                 __result
             }
 

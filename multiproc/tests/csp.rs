@@ -16,8 +16,8 @@ fn producer(out: Writer<u64>, n: u64) -> csp::Result<()> {
     Ok(())
 }
 
-#[process]
-fn consumer(inp: Reader<u64>) -> csp::Result<u64> {
+/// The sum of what `inp` delivers until it retires.
+fn sum_until_retired(inp: &Reader<u64>) -> csp::Result<u64> {
     let mut sum = 0;
     loop {
         match inp.read_timeout(LIMIT) {
@@ -26,6 +26,11 @@ fn consumer(inp: Reader<u64>) -> csp::Result<u64> {
             Err(e) => return Err(e),
         }
     }
+}
+
+#[process]
+fn consumer(inp: Reader<u64>) -> csp::Result<u64> {
+    sum_until_retired(&inp)
 }
 
 #[test]
@@ -52,14 +57,7 @@ fn produce_then_sum(out: Writer<u64>, inp: Reader<u64>, n: u64) -> csp::Result<u
         out.retire();
         return Ok(0);
     }
-    let mut sum = 0;
-    loop {
-        match inp.read_timeout(LIMIT) {
-            Ok(v) => sum += v,
-            Err(e) if e.is_retired() => return Ok(sum),
-            Err(e) => return Err(e),
-        }
-    }
+    sum_until_retired(&inp)
 }
 
 #[test]
@@ -152,10 +150,18 @@ fn poison_from_a_writer_lets_buffered_values_through_and_from_a_reader_drops_the
 #[test]
 fn poison_wakes_a_blocked_reader_in_another_process() {
     let ch = Channel::<u64>::new().unwrap();
-    let running = consumer(ch.reader()).os().start().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    let ready = multiproc::Event::new().unwrap();
+    let p = multiproc::Process::spawn(read_one, (ch.reader(), ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT), "the reader did not start");
+    common::wait_until_process_asleep("the reader sleeps in read", p.pid());
     ch.writer().poison();
-    assert_eq!(running.join().unwrap(), Err(Error::Poisoned));
+    assert_eq!(common::join(p).unwrap(), Err(Error::Poisoned));
+}
+
+fn read_one(args: (Reader<u64>, multiproc::Event)) -> csp::Result<u64> {
+    let (inp, ready) = args;
+    ready.set();
+    inp.read_timeout(LIMIT)
 }
 
 #[process]
@@ -244,8 +250,9 @@ fn a_writer_killed_in_a_rendezvous_leaves_the_channel_working() {
     let r = ch.reader();
     let child = multiproc::Process::spawn(blocked_writer, ch.writer()).unwrap();
     assert_eq!(r.read_timeout(LIMIT), Ok(1));
-    // It is now blocked writing 2 (or about to); kill it there.
-    std::thread::sleep(Duration::from_millis(50));
+    // Kill it once it sleeps again: in writing 2, waiting for a reader
+    // (or still in writing 1, not woken yet: both cases end below).
+    common::wait_until_process_asleep("the writer sleeps in write", child.pid());
     child.kill().unwrap();
     let _ = common::join(child);
     // Its value was put before it died: delivered once, or not at all.

@@ -172,9 +172,16 @@ impl Shared {
         if state.poisoned.load(Ordering::SeqCst) == BY_READER {
             return Err(Error::Poisoned);
         }
-        state.waiting_readers.fetch_add(1, Ordering::SeqCst);
+        // A reader that waits is one a rendezvous `try_write` may hand its
+        // value to (a `try_read` waits for nobody).
+        let waits = !matches!(wait, Wait::Never);
+        if waits {
+            state.waiting_readers.fetch_add(1, Ordering::SeqCst);
+        }
         let got = self.queue.get::<T>(wait);
-        state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
+        if waits {
+            state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
+        }
         got.map_err(|e| match e {
             crate::Error::Closed => self.closed_error(),
             crate::Error::Empty => Error::WouldBlock,
@@ -387,12 +394,6 @@ macro_rules! end_common {
                 self.end.shared.poison(if $reader { BY_READER } else { BY_WRITER });
             }
 
-            /// A handle that can poison this end's channel later without
-            /// being an end (it registers nothing).
-            pub(crate) fn poisoner(&self) -> Poisoner {
-                Poisoner { shared: self.end.shared.clone(), by: if $reader { BY_READER } else { BY_WRITER } }
-            }
-
             /// Whether `other` is an end of the same channel (in this process).
             ///
             /// # Examples
@@ -405,6 +406,16 @@ macro_rules! end_common {
             /// ```
             pub fn same_channel(&self, other: &Self) -> bool {
                 self.end.shared.id() == other.end.shared.id()
+            }
+        }
+
+        impl<T> ChannelEnd for $end<T> {
+            fn retire(&self) {
+                $end::retire(self);
+            }
+
+            fn poison(&self) {
+                $end::poison(self);
             }
         }
 
@@ -446,6 +457,15 @@ macro_rules! end_common {
             }
         }
     };
+}
+
+/// A channel end of either kind, for [`retire`](super::retire) and
+/// [`poison`](super::poison) over a collection of ends.
+pub trait ChannelEnd {
+    /// Retires this end.
+    fn retire(&self);
+    /// Poisons this end's channel.
+    fn poison(&self);
 }
 
 /// The reading end of a [`Channel`] (PyCSP's `ChannelEndRead`).
@@ -600,26 +620,5 @@ impl<T: Serialize> Writer<T> {
     /// ```
     pub fn write_timeout(&self, value: T, timeout: Duration) -> Result<()> {
         self.end.shared.write(&value, Wait::Until(Instant::now().checked_add(timeout)))
-    }
-}
-
-/// Poisons a channel on behalf of a process whose result was poison (the
-/// propagation of `#[process]`); registers no end.
-#[derive(Clone)]
-pub struct Poisoner {
-    shared: Shared,
-    by: u32,
-}
-
-impl Poisoner {
-    /// Poisons the channel.
-    pub fn poison(&self) {
-        self.shared.poison(self.by);
-    }
-}
-
-impl fmt::Debug for Poisoner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Poisoner").finish_non_exhaustive()
     }
 }

@@ -48,7 +48,7 @@ mod channel;
 mod error;
 mod process;
 
-pub use channel::{Channel, Poisoner, Reader, Writer};
+pub use channel::{Channel, ChannelEnd, Reader, Writer};
 pub use error::{Error, Result};
 pub use multiproc_macros::process;
 pub use process::{Parallel, Process, Running, Sequence, Start};
@@ -102,33 +102,6 @@ pub use crate::__csp_parallel as parallel;
 #[doc(inline)]
 pub use crate::__csp_sequence as sequence;
 
-/// A channel end of either kind, for [`retire`] and [`poison`] over a
-/// collection of ends.
-pub trait ChannelEnd {
-    /// Retires this end.
-    fn retire(&self);
-    /// Poisons this end's channel.
-    fn poison(&self);
-}
-
-impl<T> ChannelEnd for Reader<T> {
-    fn retire(&self) {
-        Reader::retire(self);
-    }
-    fn poison(&self) {
-        Reader::poison(self);
-    }
-}
-
-impl<T> ChannelEnd for Writer<T> {
-    fn retire(&self) {
-        Writer::retire(self);
-    }
-    fn poison(&self) {
-        Writer::poison(self);
-    }
-}
-
 /// Retires every end of `ends` (PyCSP's `retire(*ends)`).
 ///
 /// # Examples
@@ -170,7 +143,12 @@ pub fn poison<'a, E: ChannelEnd + 'a>(ends: impl IntoIterator<Item = &'a E>) {
 #[doc(hidden)]
 pub mod __private {
     pub use super::process::JoinAll;
-    use super::{Poisoner, Reader, Result, Writer};
+    use super::{ChannelEnd, Reader, Result, Writer};
+
+    /// The ends a process holds on to until its result is known: clones,
+    /// registered, so that the process's own ends retiring as its body
+    /// returns cannot retire a channel before its poison spreads.
+    pub type Held = Vec<Box<dyn ChannelEnd>>;
 
     /// A value looked at by reference, so that trait methods can tell
     /// channel ends (and `csp::Result`s) from anything else.
@@ -179,49 +157,37 @@ pub mod __private {
 
     /// Ends among a process's arguments.
     pub trait CollectEnds {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>);
+        fn collect_ends(&self, out: &mut Held);
     }
 
     /// Anything else: no ends.
     pub trait NoEnds {
-        fn collect_ends(&self, _out: &mut Vec<Poisoner>) {}
+        fn collect_ends(&self, _out: &mut Held) {}
     }
 
     impl<T> NoEnds for &Probe<'_, T> {}
 
-    impl<T> CollectEnds for Probe<'_, Reader<T>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.push(self.0.poisoner());
+    macro_rules! collect {
+        ($($ty:ty),+) => {$(
+            impl<T: 'static> CollectEnds for Probe<'_, $ty> {
+                fn collect_ends(&self, out: &mut Held) {
+                    out.extend(self.0.iter().map(|end| Box::new(end.clone()) as Box<dyn ChannelEnd>));
+                }
+            }
+        )+};
+    }
+
+    collect!(Vec<Reader<T>>, Vec<Writer<T>>, Option<Reader<T>>, Option<Writer<T>>);
+
+    impl<T: 'static> CollectEnds for Probe<'_, Reader<T>> {
+        fn collect_ends(&self, out: &mut Held) {
+            out.push(Box::new(self.0.clone()));
         }
     }
 
-    impl<T> CollectEnds for Probe<'_, Writer<T>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.push(self.0.poisoner());
-        }
-    }
-
-    impl<T> CollectEnds for Probe<'_, Vec<Reader<T>>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.extend(self.0.iter().map(Reader::poisoner));
-        }
-    }
-
-    impl<T> CollectEnds for Probe<'_, Vec<Writer<T>>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.extend(self.0.iter().map(Writer::poisoner));
-        }
-    }
-
-    impl<T> CollectEnds for Probe<'_, Option<Reader<T>>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.extend(self.0.iter().map(Reader::poisoner));
-        }
-    }
-
-    impl<T> CollectEnds for Probe<'_, Option<Writer<T>>> {
-        fn collect_ends(&self, out: &mut Vec<Poisoner>) {
-            out.extend(self.0.iter().map(Writer::poisoner));
+    impl<T: 'static> CollectEnds for Probe<'_, Writer<T>> {
+        fn collect_ends(&self, out: &mut Held) {
+            out.push(Box::new(self.0.clone()));
         }
     }
 

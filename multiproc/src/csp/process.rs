@@ -314,6 +314,76 @@ where
     }
 }
 
+/// The building half shared by [`Parallel`] and [`Sequence`]: a list of
+/// processes of one result type.
+macro_rules! process_list {
+    ($list:ident, $what:literal) => {
+        impl<R: Send + 'static> $list<R> {
+            /// No processes yet.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let none: Vec<()> = multiproc::csp::", stringify!($list), "::new().run()?;")]
+            /// assert!(none.is_empty());
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn new() -> Self {
+                Self { processes: Vec::new() }
+            }
+
+            #[doc = concat!("Adds a process, ", $what, ".")]
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// fn id(x: u8) -> u8 { x }
+            #[doc = concat!("let v = multiproc::csp::", stringify!($list), "::new().add(multiproc::csp::Process::new(id, 1)).run()?;")]
+            /// assert_eq!(v, [1]);
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            #[allow(clippy::should_implement_trait)] // PyCSP's and the issue's name
+            pub fn add(mut self, process: impl Start<R> + 'static) -> Self {
+                self.processes.push(Box::new(process));
+                self
+            }
+
+            /// Adds every process of `processes` (a replicated one, for
+            /// instance).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// fn id(x: u8) -> u8 { x }
+            #[doc = concat!("let v = multiproc::csp::", stringify!($list), "::new().add_all(multiproc::csp::Process::new(id, 1) * 2).run()?;")]
+            /// assert_eq!(v, [1, 1]);
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn add_all<P: Start<R> + 'static>(
+                mut self,
+                processes: impl IntoIterator<Item = P>,
+            ) -> Self {
+                for process in processes {
+                    self.processes.push(Box::new(process));
+                }
+                self
+            }
+        }
+
+        impl<R: Send + 'static> Default for $list<R> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<R> fmt::Debug for $list<R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($list)).field("processes", &self.processes.len()).finish()
+            }
+        }
+    };
+}
+
 /// Processes of one result type, started together and waited for together
 /// (PyCSP's `Parallel`); for different result types, [`parallel!`](crate::csp::parallel).
 ///
@@ -330,56 +400,9 @@ pub struct Parallel<R> {
     processes: Vec<Box<dyn Start<R>>>,
 }
 
+process_list!(Parallel, "to start with the others");
+
 impl<R: Send + 'static> Parallel<R> {
-    /// No processes yet.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let none: Vec<()> = multiproc::csp::Parallel::new().run()?;
-    /// assert!(none.is_empty());
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn new() -> Self {
-        Self { processes: Vec::new() }
-    }
-
-    /// Adds a process.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn id(x: u8) -> u8 { x }
-    /// let v = multiproc::csp::Parallel::new().add(multiproc::csp::Process::new(id, 1)).run()?;
-    /// assert_eq!(v, [1]);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    #[allow(clippy::should_implement_trait)] // PyCSP's and the issue's name
-    pub fn add(mut self, process: impl Start<R> + 'static) -> Self {
-        self.processes.push(Box::new(process));
-        self
-    }
-
-    /// Adds every process of `processes` (a replicated one, for instance).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn id(x: u8) -> u8 { x }
-    /// let v = multiproc::csp::Parallel::new().add_all(multiproc::csp::Process::new(id, 1) * 2).run()?;
-    /// assert_eq!(v, [1, 1]);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn add_all<P: Start<R> + 'static>(
-        mut self,
-        processes: impl IntoIterator<Item = P>,
-    ) -> Self {
-        for process in processes {
-            self.processes.push(Box::new(process));
-        }
-        self
-    }
-
     /// Starts every process, waits for all, and returns their results in
     /// order.
     ///
@@ -404,18 +427,6 @@ impl<R: Send + 'static> Parallel<R> {
     }
 }
 
-impl<R: Send + 'static> Default for Parallel<R> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<R> fmt::Debug for Parallel<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Parallel").field("processes", &self.processes.len()).finish()
-    }
-}
-
 /// Processes run one after another (PyCSP's `Sequence`), results in order.
 ///
 /// # Examples
@@ -431,35 +442,9 @@ pub struct Sequence<R> {
     processes: Vec<Box<dyn Start<R>>>,
 }
 
+process_list!(Sequence, "to run after those added before");
+
 impl<R: Send + 'static> Sequence<R> {
-    /// No processes yet.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let none: Vec<()> = multiproc::csp::Sequence::new().run()?;
-    /// assert!(none.is_empty());
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn new() -> Self {
-        Self { processes: Vec::new() }
-    }
-
-    /// Adds a process.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// fn id(x: u8) -> u8 { x }
-    /// assert_eq!(multiproc::csp::Sequence::new().add(multiproc::csp::Process::new(id, 1)).run()?, [1]);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    #[allow(clippy::should_implement_trait)] // PyCSP's and the issue's name
-    pub fn add(mut self, process: impl Start<R> + 'static) -> Self {
-        self.processes.push(Box::new(process));
-        self
-    }
-
     /// Runs each process to its end, in order; stops at the first that fails.
     ///
     /// # Errors
@@ -475,18 +460,6 @@ impl<R: Send + 'static> Sequence<R> {
     /// ```
     pub fn run(self) -> crate::Result<Vec<R>> {
         self.processes.into_iter().map(|p| p.start_boxed()?.join()).collect()
-    }
-}
-
-impl<R: Send + 'static> Default for Sequence<R> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<R> fmt::Debug for Sequence<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sequence").field("processes", &self.processes.len()).finish()
     }
 }
 
