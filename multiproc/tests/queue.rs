@@ -552,6 +552,9 @@ impl Staller {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop = done.clone();
         let thread = std::thread::spawn(move || {
+            // The stalls are the fault injected, so they are timed: each
+            // is longer than the ring's 50 ms stream stall, after which a
+            // consumer past its deadline gives up on the item.
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 stop_signal(pid, libc::SIGSTOP);
                 std::thread::sleep(Duration::from_millis(60));
