@@ -297,3 +297,30 @@ fn ends_given_to_a_plain_process_move_there_with_every_start_method() {
         assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired), "{method:?}");
     }
 }
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to our own child; no memory is involved.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(sent, 0);
+}
+
+#[test]
+fn a_timed_write_keeps_its_deadline_while_a_stopped_reader_holds_the_channel() {
+    let ch = Channel::<u64>::new().unwrap();
+    let w = ch.writer();
+    let ready = multiproc::Event::new().unwrap();
+    let p = multiproc::Process::spawn(read_one, (ch.reader(), ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT), "the reader did not start");
+    common::wait_until_process_asleep("the reader sleeps in read", p.pid());
+    signal(p.pid(), libc::SIGSTOP);
+    let start = std::time::Instant::now();
+    let timed = w.write_timeout(1, Duration::from_millis(100));
+    let elapsed = start.elapsed();
+    signal(p.pid(), libc::SIGCONT);
+    assert_eq!(timed, Err(Error::Timeout));
+    assert!(elapsed < Duration::from_secs(5), "the timed write took {elapsed:?}");
+    // Taken back: the reader, running again, skips it and gets the next.
+    w.write_timeout(2, LIMIT).unwrap();
+    assert_eq!(common::join(p).unwrap(), Ok(2));
+}

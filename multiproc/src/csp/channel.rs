@@ -7,9 +7,10 @@
 //! small state block beside it in the same segment: the counts of registered
 //! readers and writers, the retire and poison flags, the readers waiting now.
 //! A rendezvous write puts its value, numbered among all puts, and waits
-//! until that many values were taken; a write that gives up (timeout) takes
-//! its value back if no reader took it, so a value is delivered exactly once
-//! or not at all.
+//! until that many values were taken; a write that gives up (timeout) claims
+//! its value back unless a reader claimed it first (one compare-and-swap on
+//! the `pending` ticket, no lock), so a value is delivered exactly once or
+//! not at all, and the timeout holds whoever holds the channel.
 #![allow(unsafe_code)] // `InShm` for the state block: see the SAFETY comment
 
 use std::fmt;
@@ -52,6 +53,11 @@ struct State {
     /// Readers blocked in a read now (a rendezvous `try_write` needs one).
     waiting_readers: AtomicU32,
     _pad: u32,
+    /// A rendezvous: the ticket of the value in the channel that nobody
+    /// claimed yet (0: none). A reader claims it as it takes the value, a
+    /// writer that gives up claims it back; whoever swaps it to 0 first
+    /// owns the value, with no lock between them.
+    pending: AtomicU64,
     /// 0 for a rendezvous.
     capacity: AtomicU64,
 }
@@ -134,7 +140,11 @@ impl Shared {
         if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
             return Err(Error::WouldBlock);
         }
-        let (put, ticket) = self.queue.put_numbered(item, wait);
+        let (put, ticket) = self.queue.put_numbered(item, wait, &|ticket| {
+            if rendezvous {
+                state.pending.store(ticket, Ordering::SeqCst);
+            }
+        });
         match put {
             Ok(()) => {}
             Err(PutFail::Full) => return Err(Error::WouldBlock),
@@ -153,11 +163,16 @@ impl Shared {
         match self.ring().wait_until_taken(ticket, deadline) {
             Ok(()) => Ok(()),
             // Not taken in time, or the channel closed: take it back unless
-            // a reader took it meanwhile.
+            // a reader claimed it meanwhile. Taking it back waits for no one
+            // (a reader holding the channel, even one stopped there, will
+            // skip it), so the deadline holds.
             Err(stop) => {
-                if !self.queue.withdraw(ticket) {
+                let claimed_back =
+                    state.pending.compare_exchange(ticket, 0, Ordering::SeqCst, Ordering::SeqCst);
+                if claimed_back.is_err() {
                     return Ok(());
                 }
+                self.queue.drop_if_next(ticket);
                 Err(match stop {
                     Stop::Closed => self.closed_error(),
                     _ if try_only => Error::WouldBlock,
@@ -178,7 +193,35 @@ impl Shared {
         if waits {
             state.waiting_readers.fetch_add(1, Ordering::SeqCst);
         }
-        let got = self.queue.get::<T>(wait);
+        let rendezvous = state.capacity.load(Ordering::Relaxed) == 0;
+        let ring = self.ring();
+        let got = loop {
+            let taken = self.queue.get_with(wait, |bytes, _| {
+                if rendezvous {
+                    // The value's ticket: we hold the consumer side and it
+                    // is not counted as taken yet.
+                    let ticket = ring.counts().1 + 1;
+                    let claim = state.pending.compare_exchange(
+                        ticket,
+                        0,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    if claim.is_err() {
+                        return None; // its writer took it back: skip it
+                    }
+                }
+                Some(
+                    postcard::from_bytes::<T>(bytes)
+                        .map_err(|e| crate::Error::Decode { source: e.into() }),
+                )
+            });
+            match taken {
+                Ok(Some(value)) => break value,
+                Ok(None) => continue,
+                Err(e) => break Err(e),
+            }
+        };
         if waits {
             state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
         }

@@ -79,16 +79,16 @@ impl RawQueue {
         &self.seg
     }
 
-    /// Takes back message number `ticket` (its position among all puts,
-    /// from 1) unless a consumer took it already: `true` if taken back.
-    /// It must be the next message to take (a rendezvous has one at most).
-    pub(crate) fn withdraw(&self, ticket: u64) -> bool {
+    /// Drops message number `ticket` (its position among all puts, from 1)
+    /// if it is the next to take and no consumer holds the consumer side
+    /// now; `true` if dropped. Never waits: a consumer that holds the side
+    /// meets the message itself (the caller has told it to skip it).
+    pub(crate) fn drop_if_next(&self, ticket: u64) -> bool {
         let ring = self.ring();
-        let Some(mut consumer) = ring.consumer(self.bytes(), None, false) else { return false };
-        if ring.counts().1 >= ticket {
+        let Some(mut consumer) = ring.consumer(self.bytes(), None, true) else { return false };
+        if ring.counts().1 + 1 != ticket {
             return false;
         }
-        // Holding the consumer side, ours is at the head: drop its records.
         while let Some(record) = consumer.peek() {
             let (flags, len) = (record.flags, record.payload.len());
             let last = flags & ring::LAST != 0;
@@ -167,16 +167,19 @@ impl RawQueue {
 
     /// Puts a copy of `item` as `wait` allows; with it, the message's
     /// number among all puts to this queue (from 1), its *ticket*.
+    /// `numbered` runs with the ticket holding the producers' turn, right
+    /// before the message's first record is published.
     pub(crate) fn put_numbered<T: Serialize + ?Sized>(
         &self,
         item: &T,
         wait: Wait,
+        numbered: &dyn Fn(u64),
     ) -> (Result<(), PutFail>, u64) {
         let ticket = std::cell::Cell::new(0);
         let ring = self.ring();
         let number = || {
-            // Holding the producers' turn, right before the first record.
             ticket.set(ring.counts().0 + 1);
+            numbered(ticket.get());
             Ok(())
         };
         let budget = Budget {
@@ -311,7 +314,8 @@ impl RawQueue {
     }
 
     /// Takes one message and hands its bytes and first-record flags to
-    /// `decode`, waiting as `wait` allows.
+    /// `decode`, waiting as `wait` allows. `decode` runs holding the
+    /// consumer side, before the message counts as taken.
     #[inline]
     pub(crate) fn get_with<R>(
         &self,
@@ -437,10 +441,14 @@ impl RawQueue {
                 (Some(_), true) => (partial, finishing) = (None, false),
                 (Some(first_flags), false) => {
                     scratch.extend_from_slice(record.payload);
-                    consumer.consume(len, last);
                     if last {
-                        return Ok(decode(scratch, first_flags));
+                        // Decoded before the message is marked taken, as on
+                        // the fast path: `decode` runs while it is the next.
+                        let result = decode(scratch, first_flags);
+                        consumer.consume(len, true);
+                        return Ok(result);
                     }
+                    consumer.consume(len, false);
                 }
             }
         }
