@@ -39,7 +39,9 @@ pub enum StartMethod {
     /// a copy of the parent's memory.
     ///
     /// With [`Builder::spawn`] the child runs only the target on its own
-    /// arguments, and multiproc holds standard output and error across the
+    /// arguments, which travel encoded as with the other methods (so a
+    /// handle whose drop has an effect, such as a CSP channel end, moves to
+    /// the child), and multiproc holds standard output and error across the
     /// fork, so printing and allocating are fine. Forking a multi-threaded
     /// parent is hazardous (a lock another thread held at that instant stays
     /// locked in the child for ever), so [`Builder::spawn`] and
