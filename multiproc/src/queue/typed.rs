@@ -209,8 +209,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`]; [`Error::Encode`] if the item does not encode;
-    /// [`Error::FrameTooLarge`] if it is over the queue's message limit.
+    /// [`Error::Closed`](crate::Error::Closed);
+    /// [`Error::Encode`](crate::Error::Encode) if the item does not encode;
+    /// [`Error::FrameTooLarge`](crate::Error::FrameTooLarge) if it is over
+    /// the queue's message limit.
     ///
     /// # Examples
     ///
