@@ -16,7 +16,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Error, Result};
 use crate::queue::raw::{PutFail, RawQueue, Wait};
+use crate::shm::park;
 use crate::shm::ring::{RawRing, Stop};
 use crate::shm::segment::{InShm, Shape};
 use crate::shm::{Kind, Segment};
@@ -58,6 +59,14 @@ struct State {
     /// writer that gives up claims it back; whoever swaps it to 0 first
     /// owns the value, with no lock between them.
     pending: AtomicU64,
+    /// Bumped when a value comes (alternations that read sleep on it).
+    in_bell: AtomicU32,
+    /// Bumped when a reader comes or takes a value (alternations that
+    /// write sleep on it).
+    out_bell: AtomicU32,
+    /// Alternations guarding this channel now: only then do bells ring.
+    alternations: AtomicU32,
+    _pad2: u32,
     /// 0 for a rendezvous.
     capacity: AtomicU64,
 }
@@ -92,7 +101,7 @@ impl Shared {
         self.queue.ring()
     }
 
-    fn id(&self) -> usize {
+    pub(crate) fn id(&self) -> usize {
         Arc::as_ptr(self.queue.segment()) as usize
     }
 
@@ -107,7 +116,15 @@ impl Shared {
 
     pub(crate) fn poison(&self, by: u32) {
         let _ = self.state().poisoned.compare_exchange(0, by, Ordering::SeqCst, Ordering::SeqCst);
+        self.close();
+    }
+
+    /// Closes the ring and wakes everyone, alternations included.
+    fn close(&self) {
         self.ring().close();
+        let state = self.state();
+        self.ring_bell(&state.in_bell);
+        self.ring_bell(&state.out_bell);
     }
 
     fn register(&self, reader: bool) {
@@ -123,35 +140,101 @@ impl Shared {
         let before = count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if before == Ok(1) {
             state.gone.fetch_or(bit, Ordering::SeqCst);
-            self.ring().close();
+            self.close();
         }
     }
 
-    fn write<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+    /// Tells the alternations sleeping on this channel (if any) that `bell`'s
+    /// side changed: a value came (`in_bell`), or a reader came or took one
+    /// (`out_bell`).
+    #[inline]
+    fn ring_bell(&self, bell: &AtomicU32) {
+        fence(Ordering::SeqCst);
+        if self.state().alternations.load(Ordering::Relaxed) > 0 {
+            bell.fetch_add(1, Ordering::SeqCst);
+            park::wake(bell, u32::MAX);
+        }
+    }
+
+    /// The bell an alternation waiting to read (`input`) or to write on
+    /// this channel sleeps on.
+    pub(crate) fn bell(&self, input: bool) -> &AtomicU32 {
+        let state = self.state();
+        if input { &state.in_bell } else { &state.out_bell }
+    }
+
+    /// An alternation starts (`true`) or stops guarding this channel: while
+    /// one does, every change rings a bell.
+    pub(crate) fn alternating(&self, starts: bool) {
+        let alternations = &self.state().alternations;
+        if starts {
+            alternations.fetch_add(1, Ordering::SeqCst);
+        } else {
+            alternations.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Why a write cannot start, if it cannot.
+    fn unwritable(&self) -> Option<Error> {
         let state = self.state();
         if state.poisoned.load(Ordering::SeqCst) != 0 {
-            return Err(Error::Poisoned);
+            return Some(Error::Poisoned);
         }
-        if state.gone.load(Ordering::SeqCst) & READERS_GONE != 0 {
-            return Err(Error::Retired);
+        (state.gone.load(Ordering::SeqCst) & READERS_GONE != 0).then_some(Error::Retired)
+    }
+
+    fn is_rendezvous(&self) -> bool {
+        self.state().capacity.load(Ordering::Relaxed) == 0
+    }
+
+    /// Puts `item` into the channel as `wait` allows: on a rendezvous, as
+    /// the pending value, returning its ticket.
+    fn post<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<u64> {
+        if let Some(error) = self.unwritable() {
+            return Err(error);
         }
-        let rendezvous = state.capacity.load(Ordering::Relaxed) == 0;
-        let try_only = matches!(wait, Wait::Never);
-        if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
-            return Err(Error::WouldBlock);
-        }
+        let state = self.state();
+        let rendezvous = self.is_rendezvous();
         let (put, ticket) = self.queue.put_numbered(item, wait, &|ticket| {
             if rendezvous {
                 state.pending.store(ticket, Ordering::SeqCst);
             }
         });
         match put {
-            Ok(()) => {}
-            Err(PutFail::Full) => return Err(Error::WouldBlock),
-            Err(PutFail::Timeout) => return Err(Error::Timeout),
-            Err(PutFail::Closed) => return Err(self.closed_error()),
-            Err(PutFail::Failed(e)) => return Err(e.into()),
+            Ok(()) => {
+                self.ring_bell(&state.in_bell);
+                Ok(ticket)
+            }
+            Err(PutFail::Full) => Err(Error::WouldBlock),
+            Err(PutFail::Timeout) => Err(Error::Timeout),
+            Err(PutFail::Closed) => Err(self.closed_error()),
+            Err(PutFail::Failed(e)) => Err(e.into()),
         }
+    }
+
+    /// Takes the pending value `ticket` back unless a reader claimed it
+    /// first: `true` if taken back. Waits for no one (a reader holding the
+    /// channel, even one stopped there, will skip it), so deadlines hold.
+    pub(crate) fn withdraw(&self, ticket: u64) -> bool {
+        let state = self.state();
+        let back = state.pending.compare_exchange(ticket, 0, Ordering::SeqCst, Ordering::SeqCst);
+        if back.is_err() {
+            return false;
+        }
+        if self.queue.drop_if_next(ticket) {
+            self.ring_bell(&state.out_bell);
+        }
+        true
+    }
+
+    pub(crate) fn write<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+        let state = self.state();
+        let rendezvous = self.is_rendezvous();
+        let try_only = matches!(wait, Wait::Never);
+        if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
+            return self.unwritable().map_or(Err(Error::WouldBlock), Err);
+        }
+        let ticket = self.post(item, wait)?;
         if !rendezvous {
             return Ok(());
         }
@@ -163,37 +246,37 @@ impl Shared {
         match self.ring().wait_until_taken(ticket, deadline) {
             Ok(()) => Ok(()),
             // Not taken in time, or the channel closed: take it back unless
-            // a reader claimed it meanwhile. Taking it back waits for no one
-            // (a reader holding the channel, even one stopped there, will
-            // skip it), so the deadline holds.
-            Err(stop) => {
-                let claimed_back =
-                    state.pending.compare_exchange(ticket, 0, Ordering::SeqCst, Ordering::SeqCst);
-                if claimed_back.is_err() {
-                    return Ok(());
-                }
-                self.queue.drop_if_next(ticket);
-                Err(match stop {
-                    Stop::Closed => self.closed_error(),
-                    _ if try_only => Error::WouldBlock,
-                    _ => Error::Timeout,
-                })
-            }
+            // a reader claimed it meanwhile.
+            Err(_) if !self.withdraw(ticket) => Ok(()),
+            Err(Stop::Closed) => Err(self.closed_error()),
+            Err(_) if try_only => Err(Error::WouldBlock),
+            Err(_) => Err(Error::Timeout),
         }
     }
 
-    fn read<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+    /// Offers `item` to a reader without waiting (an alternation's output
+    /// guard): `Ok(Some(ticket))` if it is now the pending value of a
+    /// rendezvous, `Ok(None)` if it is delivered already (it fitted in a
+    /// buffered channel). [`Error::WouldBlock`] if there is no room.
+    pub(crate) fn offer<T: Serialize + ?Sized>(&self, item: &T) -> Result<Option<u64>> {
+        let ticket = self.post(item, Wait::Never)?;
+        Ok(self.is_rendezvous().then_some(ticket))
+    }
+
+    pub(crate) fn read<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
         let state = self.state();
         if state.poisoned.load(Ordering::SeqCst) == BY_READER {
             return Err(Error::Poisoned);
         }
-        // A reader that waits is one a rendezvous `try_write` may hand its
-        // value to (a `try_read` waits for nobody).
+        // A reader that waits is one a rendezvous `try_write` (or an
+        // alternation's output guard) may hand its value to; a `try_read`
+        // waits for nobody.
         let waits = !matches!(wait, Wait::Never);
         if waits {
             state.waiting_readers.fetch_add(1, Ordering::SeqCst);
+            self.ring_bell(&state.out_bell);
         }
-        let rendezvous = state.capacity.load(Ordering::Relaxed) == 0;
+        let rendezvous = self.is_rendezvous();
         let ring = self.ring();
         let got = loop {
             let taken = self.queue.get_with(wait, |bytes, _| {
@@ -224,6 +307,11 @@ impl Shared {
         };
         if waits {
             state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
+        }
+        if got.is_ok() {
+            // A writer (or an alternation offering) waits for the claim, or
+            // for room.
+            self.ring_bell(&state.out_bell);
         }
         got.map_err(|e| match e {
             crate::Error::Closed => self.closed_error(),
@@ -449,6 +537,11 @@ macro_rules! end_common {
             /// ```
             pub fn same_channel(&self, other: &Self) -> bool {
                 self.end.shared.id() == other.end.shared.id()
+            }
+
+            /// The channel, for alternations.
+            pub(crate) fn shared(&self) -> &Shared {
+                &self.end.shared
             }
         }
 

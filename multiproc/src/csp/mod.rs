@@ -44,10 +44,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod alt;
 mod channel;
 mod error;
 mod process;
 
+pub use alt::Alternation;
 pub use channel::{Channel, ChannelEnd, Reader, Writer};
 pub use error::{Error, Result};
 pub use multiproc_macros::process;
@@ -97,8 +99,162 @@ macro_rules! __csp_sequence {
     };
 }
 
+/// The macro form of [`Alternation`]: arms `read(reader) -> pattern =>
+/// body`, `write(writer, value) => body`, `timeout(duration) => body`,
+/// `skip => body`, separated by commas; evaluates to a
+/// [`csp::Result`](Result) of the chosen arm's body. `select!` is
+/// `alt_select`, the fastest; [`pri_select!`] and [`fair_select!`] choose as
+/// their `Alternation` methods do.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::csp::{self, Channel};
+///
+/// let (numbers, words) = (Channel::<u64>::buffered(1)?, Channel::<String>::buffered(1)?);
+/// let (n, w) = (numbers.reader(), words.reader());
+/// words.writer().write("hi".into())?;
+/// let said = csp::pri_select! {
+///     read(n) -> x => format!("number {x}"),
+///     read(w) -> s => format!("word {s}"),
+///     timeout(Duration::from_secs(1)) => "nothing".to_owned(),
+/// }?;
+/// assert_eq!(said, "word hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __csp_select {
+    (@arms $how:ident [$($done:tt)*] read($r:expr) -> $v:pat => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__csp_select!(@arms $how [$($done)* [read ($r) ($v) ($body)]] $($($rest)*)?)
+    };
+    (@arms $how:ident [$($done:tt)*] write($w:expr, $x:expr) => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__csp_select!(@arms $how [$($done)* [write ($w, $x) () ($body)]] $($($rest)*)?)
+    };
+    (@arms $how:ident [$($done:tt)*] timeout($d:expr) => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__csp_select!(@arms $how [$($done)* [timeout ($d) () ($body)]] $($($rest)*)?)
+    };
+    (@arms $how:ident [$($done:tt)*] skip => $body:expr $(, $($rest:tt)*)?) => {
+        $crate::__csp_select!(@arms $how [$($done)* [skip () () ($body)]] $($($rest)*)?)
+    };
+    (@arms $how:ident [$([$kind:ident ($($args:tt)*) ($($pat:tt)*) ($body:expr)])*]) => {{
+        let mut __alt = $crate::csp::Alternation::new();
+        $( __alt = $crate::__csp_select!(@add __alt $kind ($($args)*)); )*
+        match __alt.$how() {
+            ::std::result::Result::Err(e) => ::std::result::Result::Err(e),
+            ::std::result::Result::Ok(__chosen) => {
+                // An arm that diverges (`panic!`, `return`) makes what
+                // follows it unreachable: that is expected.
+                #[allow(unreachable_code, clippy::diverging_sub_expression)]
+                let __value = '__select: {
+                    let mut __k = 0usize;
+                    $(
+                        if __chosen == __k {
+                            break '__select $crate::__csp_select!(
+                                @fire __alt __k $kind ($($args)*) ($($pat)*) ($body)
+                            );
+                        }
+                        __k += 1;
+                    )*
+                    let _ = __k;
+                    unreachable!("the chosen guard is one of the arms")
+                };
+                ::std::result::Result::Ok(__value)
+            }
+        }
+    }};
+    (@add $alt:ident read ($r:expr)) => { $alt.input(&$r) };
+    (@add $alt:ident write ($w:expr, $x:expr)) => { $alt.output(&$w, $x) };
+    (@add $alt:ident timeout ($d:expr)) => { $alt.timeout($d) };
+    (@add $alt:ident skip ()) => { $alt.skip() };
+    (@fire $alt:ident $k:ident read ($r:expr) ($v:pat) ($body:expr)) => {{
+        let $v = $alt.take_from($k, &$r);
+        $body
+    }};
+    (@fire $alt:ident $k:ident $kind:ident ($($args:tt)*) () ($body:expr)) => { $body };
+}
+
+/// [`Alternation::alt_select`] as arms; see [`__csp_select`](crate::__csp_select) for the syntax.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __csp_alt_select {
+    ($($arms:tt)*) => { $crate::__csp_select!(@arms alt_select [] $($arms)*) };
+}
+
+/// [`Alternation::pri_select`] as arms.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __csp_pri_select {
+    ($($arms:tt)*) => { $crate::__csp_select!(@arms pri_select [] $($arms)*) };
+}
+
+/// [`Alternation::fair_select`] as arms.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __csp_fair_select {
+    ($($arms:tt)*) => { $crate::__csp_select!(@arms fair_select [] $($arms)*) };
+}
+
+/// Waits for the first ready of several channel operations (arms) and runs
+/// that arm: see [`Alternation`] for the semantics. Arms: `read(reader) ->
+/// pattern => body`, `write(writer, value) => body`, `timeout(duration) =>
+/// body`, `skip => body`, separated by commas. Evaluates to a
+/// [`csp::Result`](Result) of the arm's value. `select!` makes no promise of
+/// order (the fastest); [`pri_select!`] takes the first ready arm in order;
+/// [`fair_select!`] prefers channels that won least lately.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::csp::{self, Channel};
+///
+/// let (numbers, words) = (Channel::<u64>::buffered(1)?, Channel::<String>::buffered(1)?);
+/// let (n, w) = (numbers.reader(), words.reader());
+/// words.writer().write("hi".into())?;
+/// let said = csp::select! {
+///     read(n) -> x => format!("number {x}"),
+///     read(w) -> s => format!("word {s}"),
+///     timeout(Duration::from_secs(1)) => "nothing".to_owned(),
+/// }?;
+/// assert_eq!(said, "word hi");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(inline)]
+pub use crate::__csp_alt_select as select;
+/// [`select!`] preferring the channels that won least lately (PyCSP's
+/// `FairSelect`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::csp::{self, Channel};
+/// let ch = Channel::<u8>::buffered(1)?;
+/// let (r, w) = (ch.reader(), ch.writer());
+/// w.write(1)?;
+/// assert_eq!(csp::fair_select! { read(r) -> v => v }?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(inline)]
+pub use crate::__csp_fair_select as fair_select;
 #[doc(inline)]
 pub use crate::__csp_parallel as parallel;
+/// [`select!`] taking the first ready arm in list order (PyCSP's `PriSelect`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::csp::{self, Channel};
+/// let ch = Channel::<u8>::buffered(1)?;
+/// let (r, w) = (ch.reader(), ch.writer());
+/// w.write(1)?;
+/// let first = csp::pri_select! { skip => 0, read(r) -> v => v }?;
+/// assert_eq!(first, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(inline)]
+pub use crate::__csp_pri_select as pri_select;
 #[doc(inline)]
 pub use crate::__csp_sequence as sequence;
 

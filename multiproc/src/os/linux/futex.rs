@@ -26,6 +26,62 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     )
 }
 
+/// The most words [`futex_wait_any`] waits on (the kernel's limit).
+const WAIT_ANY_MAX: usize = 128;
+
+/// Sleeps while every `(word, expected)` of `words` holds, at most
+/// `timeout` (Linux's `futex_waitv`): `false` only when the timeout
+/// expired. Where the kernel has no `futex_waitv` (before 5.16), or for
+/// more than [`WAIT_ANY_MAX`] words, it sleeps on the first word for at
+/// most a millisecond, so that the caller polls the others.
+pub(crate) fn futex_wait_any(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> bool {
+    static MISSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some(&(first, first_expected)) = words.first() else { return true };
+    let fallback = |timeout: Option<Duration>| {
+        let slice = Duration::from_millis(1);
+        futex_wait(first, first_expected, Some(timeout.map_or(slice, |t| t.min(slice))))
+            || timeout.is_none_or(|t| t > slice)
+    };
+    if words.len() > WAIT_ANY_MAX || MISSING.load(Ordering::Relaxed) {
+        return fallback(timeout);
+    }
+    let waiters: Vec<futex::Wait> = words
+        .iter()
+        .map(|&(word, expected)| {
+            let mut wait = futex::Wait::new();
+            wait.val = u64::from(expected);
+            wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            wait.flags = futex::WaitFlags::SIZE_U32;
+            wait
+        })
+        .collect();
+    // The timeout of `futex_waitv` is absolute, on the monotonic clock.
+    let until = timeout.map(|t| {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let nanos = now.tv_nsec as u128 + u128::from(t.subsec_nanos());
+        rustix::time::Timespec {
+            tv_sec: now
+                .tv_sec
+                .saturating_add(t.as_secs().try_into().unwrap_or(i64::MAX))
+                .saturating_add((nanos / 1_000_000_000) as i64),
+            tv_nsec: (nanos % 1_000_000_000) as i64,
+        }
+    });
+    match futex::waitv(
+        &waiters,
+        futex::WaitvFlags::empty(),
+        until.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        Err(Errno::TIMEDOUT) => false,
+        Err(Errno::NOSYS) => {
+            MISSING.store(true, Ordering::Relaxed);
+            fallback(timeout)
+        }
+        _ => true,
+    }
+}
+
 /// Wakes at most `count` threads (of any process) sleeping on `word`.
 pub(crate) fn futex_wake(word: &AtomicU32, count: u32) -> usize {
     futex::wake(word, futex::Flags::empty(), count).unwrap_or(0)
