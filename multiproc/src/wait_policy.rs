@@ -97,9 +97,65 @@ pub(crate) fn budget() -> Budget {
         WaitPolicy::Balanced => Budget { spin: us(2), total: us(50), idle_probe: us(5) },
         WaitPolicy::LowestCpu => Budget { spin: us(0), total: us(0), idle_probe: us(0) },
     };
-    if *CPUS.get_or_init(crate::cpu_count) < 2 {
-        // The party we wait for cannot run while we spin: only poll.
-        budget.spin = Duration::ZERO;
+    if budget.spin > Duration::ZERO {
+        let cpus = *CPUS.get_or_init(crate::cpu_count);
+        if cpus < 2 || oversubscribed(cpus) {
+            // The party we wait for may need our CPU to run: only poll,
+            // giving the CPU away between looks.
+            budget.spin = Duration::ZERO;
+        }
     }
     budget
+}
+
+/// How long a sample of the machine's load stays good.
+const LOAD_SAMPLE_MS: u64 = 10;
+
+/// Whether more threads are runnable on this machine than this process may
+/// use CPUs, as the kernel counted them within the last
+/// [`LOAD_SAMPLE_MS`] (`/proc/loadavg`, read by one waiter at a time, at
+/// most once per period). With four CSP processes in a ring on two CPUs,
+/// spinning even 2 µs made each communication 4x slower.
+fn oversubscribed(cpus: usize) -> bool {
+    use std::sync::atomic::AtomicU64;
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    /// `(milliseconds since EPOCH, plus one) << 1 | oversubscribed`; 0: no sample.
+    static SAMPLE: AtomicU64 = AtomicU64::new(0);
+    let now = EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1;
+    let sample = SAMPLE.load(Ordering::Relaxed);
+    let over = sample & 1 == 1;
+    if sample != 0 && now.saturating_sub(sample >> 1) < LOAD_SAMPLE_MS {
+        return over;
+    }
+    // One waiter refreshes; the others go on with the old answer.
+    let claim = (now << 1) | u64::from(over);
+    if SAMPLE.compare_exchange(sample, claim, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        return over;
+    }
+    let over = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| runnable_threads(&text))
+        .is_some_and(|running| running > cpus);
+    SAMPLE.store((now << 1) | u64::from(over), Ordering::Relaxed);
+    over
+}
+
+/// The runnable threads in `/proc/loadavg` text (its fourth field,
+/// `running/total`); `None` if it is not of that shape.
+fn runnable_threads(loadavg: &str) -> Option<usize> {
+    loadavg.split_whitespace().nth(3)?.split_once('/')?.0.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runnable_threads;
+
+    #[test]
+    fn the_runnable_count_is_read_from_loadavg_and_nothing_else() {
+        assert_eq!(runnable_threads("9.48 5.02 2.52 2/78 20570\n"), Some(2));
+        assert_eq!(runnable_threads("0.00 0.00 0.00 17/1024 1"), Some(17));
+        for hostile in ["", "1 2 3", "1 2 3 x/4 5", "1 2 3 4 5", "1 2 3 -1/4 5"] {
+            assert_eq!(runnable_threads(hostile), None, "{hostile:?}");
+        }
+    }
 }
