@@ -5,6 +5,7 @@
 //! Each [`Scenario`] names the matching scenario of `python/bench.py`, which
 //! runs the same work with Python's `multiprocessing`.
 
+pub mod csp;
 pub mod latency;
 #[cfg(feature = "peers")]
 pub mod peers;
@@ -617,6 +618,31 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "connection: Listener/Client round trip, TCP loopback",
         samples: 11,
         run: tcp_connection_round_trip,
+    },
+    Scenario {
+        name: "csp: Commstime, threads (time per communication)",
+        samples: 15,
+        run: csp::commstime_threads,
+    },
+    Scenario {
+        name: "csp: Commstime, OS processes (time per communication)",
+        samples: 15,
+        run: csp::commstime_processes,
+    },
+    Scenario {
+        name: "csp: Commstime over std sync_channel(0), threads (reference)",
+        samples: 15,
+        run: csp::commstime_std,
+    },
+    Scenario {
+        name: "csp: any-to-any, 4 writers and 4 readers, threads (time per communication)",
+        samples: 9,
+        run: csp::any_to_any_threads,
+    },
+    Scenario {
+        name: "csp: any-to-any, 4 writers and 4 readers, OS processes (time per communication)",
+        samples: 9,
+        run: csp::any_to_any_processes,
     },
 ];
 

@@ -33,6 +33,16 @@ pub const PEER_SCENARIOS: &[Scenario] = &[
         samples: 11,
         run: || ice_one_way_big(300),
     },
+    Scenario {
+        name: "peer: crossbeam-channel bounded(0) Commstime, threads (time per communication)",
+        samples: 15,
+        run: || crate::csp::commstime_over!(crossbeam_channel::bounded::<u64>(0)),
+    },
+    Scenario {
+        name: "peer: crossbeam-channel bounded(0) any-to-any, 4 writers and 4 readers, threads (time per communication)",
+        samples: 9,
+        run: crossbeam_any_to_any,
+    },
 ];
 
 /// The peers' latency rows.
@@ -325,4 +335,40 @@ pub fn ice_one_way_big(messages: usize) -> Duration {
     }
     assert_eq!(child.join().expect("join"), messages * size);
     start.elapsed() / messages as u32
+}
+
+/// crossbeam-channel `bounded(0)`, 4 writer and 4 reader threads: the time
+/// per communication, from the moment all writers are ready.
+fn crossbeam_any_to_any() -> Duration {
+    const VALUES: u64 = 5_000;
+    const WIDTH: usize = 4;
+    let (tx, rx) = crossbeam_channel::bounded::<u64>(0);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(WIDTH + 1));
+    let writers: Vec<_> = (0..WIDTH)
+        .map(|_| {
+            let (tx, start) = (tx.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                for i in 0..VALUES {
+                    tx.send(i).expect("send");
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let readers: Vec<_> = (0..WIDTH)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || rx.iter().count() as u64)
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for writer in writers {
+        writer.join().expect("writer");
+    }
+    let read: u64 = readers.into_iter().map(|r| r.join().expect("reader")).sum();
+    let elapsed = began.elapsed();
+    assert_eq!(read, VALUES * WIDTH as u64);
+    elapsed / (VALUES as u32 * WIDTH as u32)
 }

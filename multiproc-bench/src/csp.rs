@@ -1,0 +1,205 @@
+//! CSP rows: Commstime (PyCSP's classic: a ring of prefix, delta and
+//! successor feeding a consumer) with threads and with OS processes, an
+//! any-to-any farm of 4 writers and 4 readers, and the same networks over
+//! `std::sync::mpsc::sync_channel(0)` (crossbeam's `bounded(0)` among the
+//! peers) for reference.
+
+use std::time::{Duration, Instant};
+
+use multiproc::csp::{self, Channel, Parallel, Reader, Writer, process};
+
+/// Values the Commstime consumer times (after as many untimed).
+pub(crate) const COMMSTIME_VALUES: u64 = 20_000;
+/// Channel communications per value in Commstime: prefix→delta,
+/// delta→successor, delta→consumer, successor→prefix.
+pub(crate) const PER_VALUE: u32 = 4;
+
+#[process]
+fn prefix(inp: Reader<u64>, out: Writer<u64>) -> csp::Result<()> {
+    out.write(0)?;
+    loop {
+        out.write(inp.read()?)?;
+    }
+}
+
+#[process]
+fn delta(inp: Reader<u64>, to_consumer: Writer<u64>, to_successor: Writer<u64>) -> csp::Result<()> {
+    loop {
+        let value = inp.read()?;
+        to_consumer.write(value)?;
+        to_successor.write(value)?;
+    }
+}
+
+#[process]
+fn successor(inp: Reader<u64>, out: Writer<u64>) -> csp::Result<()> {
+    loop {
+        out.write(inp.read()? + 1)?;
+    }
+}
+
+/// Reads `COMMSTIME_VALUES` untimed, then as many timed; returns the time
+/// per communication in nanoseconds, then poisons the ring to end it.
+#[process]
+fn consumer(inp: Reader<u64>) -> csp::Result<u64> {
+    for _ in 0..COMMSTIME_VALUES {
+        inp.read()?;
+    }
+    let start = Instant::now();
+    for _ in 0..COMMSTIME_VALUES {
+        inp.read()?;
+    }
+    let per = start.elapsed() / (COMMSTIME_VALUES as u32 * PER_VALUE);
+    inp.poison();
+    Ok(per.as_nanos() as u64)
+}
+
+/// Commstime with every process a thread (`os == false`) or an OS process.
+fn commstime(os: bool) -> Duration {
+    let channels: Vec<Channel<u64>> = (0..4).map(|_| Channel::new().expect("channel")).collect();
+    let [a, b, c, d] = [&channels[0], &channels[1], &channels[2], &channels[3]];
+    // prefix -a-> delta -b-> consumer; delta -c-> successor -d-> prefix
+    let mut processes = (
+        prefix(d.reader(), a.writer()),
+        delta(a.reader(), b.writer(), c.writer()),
+        successor(c.reader(), d.writer()),
+        consumer(b.reader()),
+    );
+    if os {
+        processes = (processes.0.os(), processes.1.os(), processes.2.os(), processes.3.os());
+    }
+    drop(channels);
+    let (p, q, r, time) =
+        csp::parallel!(processes.0, processes.1, processes.2, processes.3).expect("commstime ran");
+    for ended in [p, q, r] {
+        assert!(ended.is_err_and(|e| e.is_poisoned()), "the ring ends by poison");
+    }
+    Duration::from_nanos(time.expect("the consumer's time"))
+}
+
+/// Commstime with threads: the time per channel communication.
+pub fn commstime_threads() -> Duration {
+    commstime(false)
+}
+
+/// Commstime with OS processes: the time per channel communication.
+pub fn commstime_processes() -> Duration {
+    commstime(true)
+}
+
+/// Commstime between threads over channels made by `$channel` (an
+/// expression giving a `(sender, receiver)` pair with `send` and `recv`
+/// returning `Result`s, such as `sync_channel(0)`): the time per
+/// communication. Dropping the consumer's end unwinds the ring.
+macro_rules! commstime_over {
+    ($channel:expr) => {{
+        let (to_delta, delta_in) = $channel;
+        let (to_consumer, consumer_in) = $channel;
+        let (to_successor, successor_in) = $channel;
+        let (to_prefix, prefix_in) = $channel;
+        let threads = [
+            std::thread::spawn(move || {
+                let _ = to_delta.send(0);
+                while let Ok(v) = prefix_in.recv() {
+                    if to_delta.send(v).is_err() {
+                        break;
+                    }
+                }
+            }),
+            std::thread::spawn(move || {
+                while let Ok(v) = delta_in.recv() {
+                    if to_consumer.send(v).is_err() || to_successor.send(v).is_err() {
+                        break;
+                    }
+                }
+            }),
+            std::thread::spawn(move || {
+                while let Ok(v) = successor_in.recv() {
+                    if to_prefix.send(v + 1).is_err() {
+                        break;
+                    }
+                }
+            }),
+        ];
+        for _ in 0..$crate::csp::COMMSTIME_VALUES {
+            consumer_in.recv().expect("value");
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..$crate::csp::COMMSTIME_VALUES {
+            consumer_in.recv().expect("value");
+        }
+        let per = start.elapsed() / ($crate::csp::COMMSTIME_VALUES as u32 * $crate::csp::PER_VALUE);
+        drop(consumer_in);
+        for thread in threads {
+            thread.join().expect("thread");
+        }
+        per
+    }};
+}
+#[cfg(feature = "peers")]
+pub(crate) use commstime_over;
+
+/// Commstime over `std::sync::mpsc::sync_channel(0)` between threads.
+pub fn commstime_std() -> Duration {
+    commstime_over!(std::sync::mpsc::sync_channel::<u64>(0))
+}
+
+/// Values each writer of the any-to-any farm writes.
+const FARM_VALUES: u64 = 5_000;
+const FARM_WIDTH: usize = 4;
+
+#[process]
+fn farm_writer(out: Writer<u64>, start: multiproc::Barrier) -> csp::Result<u64> {
+    start.wait()?;
+    for i in 0..FARM_VALUES {
+        out.write(i)?;
+    }
+    out.retire();
+    Ok(0)
+}
+
+#[process]
+fn farm_reader(inp: Reader<u64>) -> csp::Result<u64> {
+    let mut count = 0;
+    loop {
+        match inp.read() {
+            Ok(_) => count += 1,
+            Err(e) if e.is_retired() => return Ok(count),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One rendezvous channel, 4 writers and 4 readers: the time per
+/// communication, from the moment all writers are ready (start-up not
+/// counted) to the end of the last process.
+fn any_to_any(os: bool) -> Duration {
+    let ch = Channel::<u64>::new().expect("channel");
+    let start = multiproc::Barrier::new(FARM_WIDTH as u32 + 1).expect("barrier");
+    let mut writers = farm_writer(ch.writer(), start.clone()) * FARM_WIDTH;
+    let mut readers = farm_reader(ch.reader()) * FARM_WIDTH;
+    if os {
+        writers = writers.into_iter().map(|p| p.os()).collect();
+        readers = readers.into_iter().map(|p| p.os()).collect();
+    }
+    drop(ch);
+    let timer = std::thread::spawn(move || {
+        start.wait().expect("barrier");
+        Instant::now()
+    });
+    let counts = Parallel::new().add_all(writers).add_all(readers).run().expect("farm ran");
+    let elapsed = timer.join().expect("timer").elapsed();
+    let read: u64 = counts.into_iter().map(|c| c.expect("count")).sum();
+    assert_eq!(read, FARM_VALUES * FARM_WIDTH as u64);
+    elapsed / (FARM_VALUES as u32 * FARM_WIDTH as u32)
+}
+
+/// Any-to-any, 4 writers and 4 readers, threads.
+pub fn any_to_any_threads() -> Duration {
+    any_to_any(false)
+}
+
+/// Any-to-any, 4 writers and 4 readers, OS processes.
+pub fn any_to_any_processes() -> Duration {
+    any_to_any(true)
+}
