@@ -352,6 +352,50 @@ def percentile(times, p):
     return times[min(len(times) - 1, round(p / 100 * (len(times) - 1)))]
 
 
+def pycsp_commstime(cycles=2000):
+    """PyCSP's Commstime (its greenlets flavour, the one that runs on
+    Python 3.11: `pycsp.parallel` fails at start there): the time per
+    channel communication. None if PyCSP is not installed."""
+    try:
+        import pycsp.greenlets as csp
+    except ImportError:
+        return None
+
+    @csp.process
+    def prefix(cin, cout, first):
+        cout(first)
+        while True:
+            cout(cin())
+
+    @csp.process
+    def delta(cin, cout1, cout2):
+        while True:
+            v = cin()
+            cout1(v)
+            cout2(v)
+
+    @csp.process
+    def successor(cin, cout):
+        while True:
+            cout(cin() + 1)
+
+    result = []
+
+    @csp.process
+    def consumer(cin):
+        for _ in range(cycles):
+            cin()
+        start = time.perf_counter()
+        for _ in range(cycles):
+            cin()
+        result.append((time.perf_counter() - start) / (cycles * 4))
+        csp.poison(cin)
+
+    a, b, c, d = (csp.Channel() for _ in range(4))
+    csp.Parallel(prefix(+d, -a, 0), delta(+a, -b, -c), successor(+c, -d), consumer(+b))
+    return result[0]
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -399,7 +443,10 @@ def main():
                 print(f"{name}\t{run}\t{percentile(times, 50):.9f}\t{percentile(times, 99):.9f}",
                       flush=True)
         return
-    for name, samples, run in scenarios():
+    rows = scenarios()
+    if pycsp_commstime(10) is not None:
+        rows.append(("csp: Commstime, threads (time per communication)", 5, pycsp_commstime))
+    for name, samples, run in rows:
         if args.filter not in name:
             continue
         if args.quick:
