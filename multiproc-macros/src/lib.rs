@@ -91,8 +91,13 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                         }
                     }
                 }
-                // The held ends retire now (after any poison spread).
+                // The held ends retire (after any poison spread); then the
+                // processes this one spawned end with it. A failure among
+                // them is this process's failure (never silently lost).
                 drop(__ends);
+                if let ::std::result::Result::Err(e) = #csp::join_spawned() {
+                    panic!("a process spawned by this one failed: {e}");
+                }
                 __result
             }
 

@@ -332,3 +332,49 @@ fn a_timed_write_keeps_its_deadline_while_a_stopped_reader_holds_the_channel() {
     w.write_timeout(2, LIMIT).unwrap();
     assert_eq!(common::join(p).unwrap(), Ok(2));
 }
+
+#[process]
+fn send_one(out: Writer<u64>, value: u64) -> csp::Result<()> {
+    out.write(value)
+}
+
+#[process]
+fn spawner(out: Writer<u64>) -> csp::Result<()> {
+    // Spawned processes run on while this one goes on; they are joined as
+    // it returns.
+    csp::spawn(send_one(out.clone(), 1)).unwrap();
+    csp::spawn(send_one(out.clone(), 2).os()).unwrap();
+    Ok(())
+}
+
+#[test]
+fn spawned_processes_run_on_and_are_joined_when_their_spawner_ends() {
+    let ch = Channel::<u64>::new().unwrap();
+    let r = ch.reader();
+    let running = spawner(ch.writer()).start().unwrap();
+    let mut got = [r.read_timeout(LIMIT).unwrap(), r.read_timeout(LIMIT).unwrap()];
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    running.join().unwrap().unwrap();
+    // Every writer (the spawner's and the spawned ones') has retired.
+    assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired));
+}
+
+fn my_id(_: ()) -> csp::ProcessId {
+    csp::current_process_id()
+}
+
+#[test]
+fn every_process_has_its_own_id() {
+    let ids = Parallel::new()
+        .add(csp::Process::new(my_id, ()))
+        .add(csp::Process::new(my_id, ()))
+        .add(csp::Process::new(my_id, ()).os())
+        .run()
+        .unwrap();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "{ids:?}");
+    assert!(!ids.contains(&csp::current_process_id()));
+}

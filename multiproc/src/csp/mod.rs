@@ -53,7 +53,9 @@ pub use alt::Alternation;
 pub use channel::{Channel, ChannelEnd, Reader, Writer};
 pub use error::{Error, Result};
 pub use multiproc_macros::process;
-pub use process::{Parallel, Process, Running, Sequence, Start};
+pub use process::{
+    Parallel, Process, ProcessId, Running, Sequence, Start, current_process_id, join_spawned, spawn,
+};
 
 /// Starts every process given, waits for all of them, and returns their
 /// results as a tuple (PyCSP's `Parallel(P1(), P2())`), for processes of

@@ -497,3 +497,109 @@ join_all_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i);
 join_all_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j);
 join_all_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k);
 join_all_tuple!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l);
+
+/// Who a CSP process is: its OS process and thread (PyCSP's
+/// `current_process_id()`). A thread process and an OS process have
+/// different ids; two processes never have the same id at once.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
+pub struct ProcessId {
+    /// The OS process id.
+    pub pid: u32,
+    /// The thread id (the kernel's).
+    pub tid: u32,
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.pid, self.tid)
+    }
+}
+
+/// The id of the CSP process running this code (PyCSP's
+/// `current_process_id()`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::csp::{self, current_process_id};
+/// fn me(_: ()) -> csp::ProcessId { current_process_id() }
+/// let (a, b) = csp::parallel!(csp::Process::new(me, ()), csp::Process::new(me, ()).os())?;
+/// assert_ne!(a, b);
+/// assert_ne!(a, current_process_id());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn current_process_id() -> ProcessId {
+    ProcessId { pid: std::process::id(), tid: crate::os::current_tid() }
+}
+
+type Joiner = Box<dyn FnOnce() -> crate::Result<()> + Send>;
+
+thread_local! {
+    /// The processes this thread spawned (PyCSP's `Spawn`), joined when the
+    /// spawning process ends.
+    static SPAWNED: std::cell::RefCell<Vec<Joiner>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Starts `process` and returns at once (PyCSP's `Spawn`). The process is
+/// joined when the spawning process ends: a `#[process]` function joins
+/// what it spawned as it returns; other code calls [`join_spawned`] (a
+/// program's `main`, before it returns).
+///
+/// # Errors
+///
+/// If the process could not be started.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::csp::{self, Channel, Process, Writer};
+/// fn send(w: Writer<u8>) -> csp::Result<()> { w.write(1) }
+/// let ch = Channel::<u8>::new()?;
+/// csp::spawn(Process::new(send, ch.writer()))?;
+/// assert_eq!(ch.reader().read()?, 1);
+/// csp::join_spawned()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn spawn<F, A, R>(process: Process<F, A, R>) -> crate::Result<()>
+where
+    F: Fn(A) -> R + Copy + Send + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    let running = process.start()?;
+    SPAWNED.with(|s| s.borrow_mut().push(Box::new(move || running.join().map(drop))));
+    Ok(())
+}
+
+/// Waits for every process this thread [`spawn`]ed and not yet joined.
+///
+/// # Errors
+///
+/// The first failure of a spawned process (it panicked or was killed),
+/// after all of them ended.
+///
+/// # Examples
+///
+/// ```
+/// fn one(_: ()) -> u8 { 1 }
+/// multiproc::csp::spawn(multiproc::csp::Process::new(one, ()))?;
+/// multiproc::csp::join_spawned()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn join_spawned() -> crate::Result<()> {
+    let mut first_error = None;
+    loop {
+        let spawned = SPAWNED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if spawned.is_empty() {
+            break;
+        }
+        for join in spawned {
+            if let Err(e) = join() {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
