@@ -215,13 +215,59 @@ fn channel_ends_travel_through_pipes_and_work_there() {
     assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired));
 }
 
+fn use_end_from_channel(ends: Reader<Writer<u64>>) -> csp::Result<()> {
+    let w = ends.read_timeout(LIMIT)?;
+    w.write(88)
+}
+
 #[test]
-fn an_end_written_into_a_channel_is_refused_with_a_clear_error_for_now() {
-    // Channels do not carry descriptors yet (pipes and queues of handles do).
-    let ends = Channel::<Writer<u64>>::buffered(1).unwrap();
-    let data = Channel::<u64>::new().unwrap();
-    let err = ends.writer().write(data.writer()).unwrap_err();
-    assert!(err.to_string().contains("encode"), "{err}");
+fn channel_ends_travel_through_channels_and_work_there() {
+    for os in [false, true] {
+        let ends = Channel::<Writer<u64>>::new().unwrap();
+        let data = Channel::<u64>::new().unwrap();
+        let r = data.reader();
+        let mut p = csp::Process::new(use_end_from_channel, ends.reader());
+        if os {
+            p = p.os();
+        }
+        let running = p.start().unwrap();
+        ends.writer().write_timeout(data.writer(), LIMIT).unwrap();
+        assert_eq!(r.read_timeout(LIMIT), Ok(88), "os: {os}");
+        running.join().unwrap().unwrap();
+        // The travelling writer retired where it ended.
+        assert_eq!(r.read_timeout(LIMIT), Err(Error::Retired), "os: {os}");
+    }
+}
+
+/// A descriptor that says which value it belongs to: the read end of a pipe
+/// holding `index`.
+fn numbered_fd(index: u32) -> multiproc::FdHandle {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&index.to_le_bytes()).unwrap();
+    multiproc::FdHandle::new(reader)
+}
+
+fn number_of(handle: multiproc::FdHandle) -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    handle.into_file().read_exact(&mut bytes).unwrap();
+    u32::from_le_bytes(bytes)
+}
+
+#[test]
+fn a_value_taken_back_leaves_its_descriptors_behind_and_the_next_gets_its_own() {
+    let ch = Channel::<(u32, multiproc::FdHandle)>::new().unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    // No reader: taken back, its descriptor record left on the socket.
+    assert_eq!(
+        w.write_timeout((1, numbered_fd(1)), Duration::from_millis(20)),
+        Err(Error::Timeout)
+    );
+    let t = std::thread::spawn(move || w.write_timeout((2, numbered_fd(2)), LIMIT));
+    let (index, fd) = r.read_timeout(LIMIT).unwrap();
+    t.join().unwrap().unwrap();
+    assert_eq!((index, number_of(fd)), (2, 2));
 }
 
 fn panics(w: Writer<u8>) {

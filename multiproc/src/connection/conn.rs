@@ -176,21 +176,6 @@ fn write_only() -> Error {
     Error::Unsupported { reason: "this end of the pipe only sends" }
 }
 
-/// A number for a message with descriptors, random so that an orphan frame
-/// (see `recv_fds`) cannot pass for the next message's.
-fn fd_tag() -> u64 {
-    let mut random = [0u8; 8];
-    if rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).is_ok() {
-        return u64::from_le_bytes(random);
-    }
-    // No random bytes: this process, this instant and a counter.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    (u64::from(os::getpid()) << 40) ^ nanos ^ NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 impl<S, R> Connection<S, R> {
     pub(crate) fn from_transport(transport: Transport) -> Self {
         Self::resume(transport, &[])
@@ -271,7 +256,7 @@ impl<S, R> Connection<S, R> {
                 let sent = if fds.is_empty() {
                     tx.put_payload_while(bytes, 0, &alive, None)
                 } else {
-                    let tag = fd_tag();
+                    let tag = crate::transfer::message_tag();
                     let announce = || {
                         let _turn =
                             self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner);

@@ -14,7 +14,9 @@
 #![allow(unsafe_code)] // `InShm` for the state block: see the SAFETY comment
 
 use std::fmt;
+use std::io::IoSlice;
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -23,11 +25,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Error, Result};
-use crate::queue::raw::{PutFail, RawQueue, Wait};
+use crate::os;
+use crate::queue::raw::{PutFail, RawQueue, Wait, WithoutFds};
 use crate::shm::park;
+use crate::shm::ring::FDS;
 use crate::shm::ring::{RawRing, Stop};
 use crate::shm::segment::{InShm, Shape};
 use crate::shm::{Kind, Segment};
+use crate::transfer::codec;
 
 /// The poison flag: who poisoned.
 const BY_WRITER: u32 = 1;
@@ -82,13 +87,30 @@ const BODY: usize = STATE_AT + size_of::<State>();
 #[derive(Clone)]
 pub(crate) struct Shared {
     queue: RawQueue,
+    /// Where the descriptors inside values travel (see [`Sockets`]).
+    sockets: Arc<Sockets>,
+}
+
+/// A channel's side channel for descriptors: a sequenced-packet socket
+/// pair shared by every end. A writer sends a value's descriptors as one
+/// record on `send`, tagged, holding the producers' turn right before the
+/// value's first record is published, so records and values are in the same
+/// order; a reader receives them from `recv` holding the consumer side.
+/// Records whose value never came (its writer died, or took it back) are
+/// orphans, dropped by the next reader that needs one.
+struct Sockets {
+    send: OwnedFd,
+    recv: OwnedFd,
 }
 
 impl Shared {
     fn create(capacity: usize) -> crate::Result<Self> {
         let seg = Segment::create_ring(Kind::Channel, BODY, RING_BYTES)?;
         seg.at::<RawRing>(0).init(capacity.max(1) as u64);
-        let shared = Self { queue: RawQueue::from_segment(seg) };
+        let (send, recv) =
+            os::seqpacket_pair().map_err(crate::Error::os("create a channel's socket pair"))?;
+        let shared =
+            Self { queue: RawQueue::from_segment(seg), sockets: Arc::new(Sockets { send, recv }) };
         shared.state().capacity.store(capacity as u64, Ordering::Relaxed);
         Ok(shared)
     }
@@ -195,11 +217,29 @@ impl Shared {
         }
         let state = self.state();
         let rendezvous = self.is_rendezvous();
-        let (put, ticket) = self.queue.put_numbered(item, wait, &|ticket| {
+        let set_pending = |ticket| {
             if rendezvous {
                 state.pending.store(ticket, Ordering::SeqCst);
             }
+        };
+        // Encoded straight into the ring, unless it carries descriptors.
+        let direct = WithoutFds::new(item);
+        let (mut put, mut ticket) = self.queue.put_numbered(&direct, 0, wait, &|ticket| {
+            set_pending(ticket);
+            Ok(())
         });
+        if direct.had_fds() {
+            let encoded = codec::encode(item)?;
+            let tag = crate::transfer::message_tag().to_le_bytes();
+            let numbered = [&tag[..], &encoded.bytes].concat();
+            let fds: Vec<BorrowedFd<'_>> = encoded.fds.iter().map(AsFd::as_fd).collect();
+            (put, ticket) = self.queue.put_numbered(&numbered[..], FDS, wait, &|ticket| {
+                os::send_with_fds(self.sockets.send.as_fd(), &[IoSlice::new(&tag)], &fds, false)
+                    .map_err(crate::Error::os("send a channel value's descriptors"))?;
+                set_pending(ticket);
+                Ok(())
+            });
+        }
         match put {
             Ok(()) => {
                 self.ring_bell(&state.in_bell);
@@ -209,6 +249,37 @@ impl Shared {
             Err(PutFail::Timeout) => Err(Error::Timeout),
             Err(PutFail::Closed) => Err(self.closed_error()),
             Err(PutFail::Failed(e)) => Err(e.into()),
+        }
+    }
+
+    /// Decodes a value taken from the ring (holding the consumer side),
+    /// with its descriptors if it has any.
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], flags: u32) -> crate::Result<T> {
+        if flags & FDS == 0 {
+            return postcard::from_bytes(bytes)
+                .map_err(|e| crate::Error::Decode { source: e.into() });
+        }
+        let (tag, bytes) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| crate::Error::protocol("a channel value lacks its descriptors' tag"))?;
+        let fds = self.recv_fds(u64::from_le_bytes(*tag))?;
+        codec::decode(bytes, fds)
+    }
+
+    /// The descriptors of the value tagged `tag`: their record was sent
+    /// before the value was published, so it is there; records before it
+    /// are orphans (dropped with their descriptors).
+    fn recv_fds(&self, tag: u64) -> crate::Result<Vec<OwnedFd>> {
+        loop {
+            let (mut number, mut fds) = ([0u8; 8], Vec::new());
+            match os::recv_with_fds(self.sockets.recv.as_fd(), &mut number, &mut fds, true) {
+                Ok(8) if u64::from_le_bytes(number) == tag => return Ok(fds),
+                Ok(0) => {}
+                Ok(_) => continue, // an orphan: its descriptors close here
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(crate::Error::os("receive a channel value's descriptors")(e)),
+            }
+            return Err(crate::Error::protocol("a channel value's descriptors did not come"));
         }
     }
 
@@ -279,7 +350,7 @@ impl Shared {
         let rendezvous = self.is_rendezvous();
         let ring = self.ring();
         let got = loop {
-            let taken = self.queue.get_with(wait, |bytes, _| {
+            let taken = self.queue.get_with(wait, |bytes, flags| {
                 if rendezvous {
                     // The value's ticket: we hold the consumer side and it
                     // is not counted as taken yet.
@@ -294,10 +365,7 @@ impl Shared {
                         return None; // its writer took it back: skip it
                     }
                 }
-                Some(
-                    postcard::from_bytes::<T>(bytes)
-                        .map_err(|e| crate::Error::Decode { source: e.into() }),
-                )
+                Some(self.decode::<T>(bytes, flags))
             });
             match taken {
                 Ok(Some(value)) => break value,
@@ -323,19 +391,58 @@ impl Shared {
 
 impl Serialize for Shared {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        crate::shm::segment::serialize(self.queue.segment(), serializer)
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(serialize_with = "segment_wire")]
+            segment: &'a Segment,
+            #[serde(with = "crate::transfer::fd")]
+            send: BorrowedFd<'a>,
+            #[serde(with = "crate::transfer::fd")]
+            recv: BorrowedFd<'a>,
+        }
+        fn segment_wire<S: Serializer>(
+            segment: &&Segment,
+            serializer: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            crate::shm::segment::serialize(segment, serializer)
+        }
+        Wire {
+            segment: self.queue.segment(),
+            send: self.sockets.send.as_fd(),
+            recv: self.sockets.recv.as_fd(),
+        }
+        .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Shared {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let seg = crate::shm::segment::deserialize(
-            deserializer,
-            Kind::Channel,
-            Shape::default(),
-            |_| Some(BODY),
-        )?;
-        Ok(Self { queue: RawQueue::from_segment(seg) })
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(deserialize_with = "segment_wire")]
+            segment: Arc<Segment>,
+            #[serde(with = "crate::transfer::fd")]
+            send: OwnedFd,
+            #[serde(with = "crate::transfer::fd")]
+            recv: OwnedFd,
+        }
+        fn segment_wire<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> std::result::Result<Arc<Segment>, D::Error> {
+            crate::shm::segment::deserialize(deserializer, Kind::Channel, Shape::default(), |_| {
+                Some(BODY)
+            })
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        if !os::is_seqpacket(wire.send.as_fd()) || !os::is_seqpacket(wire.recv.as_fd()) {
+            return Err(codec::refuse(crate::Error::protocol(
+                "a channel's descriptor sockets arrived as something else",
+            )));
+        }
+        Ok(Self {
+            queue: RawQueue::from_segment(wire.segment),
+            sockets: Arc::new(Sockets { send: wire.send, recv: wire.recv }),
+        })
     }
 }
 

@@ -165,22 +165,23 @@ impl RawQueue {
         self.put_within(payload, flags, &budget)
     }
 
-    /// Puts a copy of `item` as `wait` allows; with it, the message's
-    /// number among all puts to this queue (from 1), its *ticket*.
+    /// Puts one message made by `payload` (its first record marked with
+    /// `flags`) as `wait` allows; with it, the message's number among all
+    /// puts to this queue (from 1), its *ticket*.
     /// `numbered` runs with the ticket holding the producers' turn, right
     /// before the message's first record is published.
-    pub(crate) fn put_numbered<T: Serialize + ?Sized>(
+    pub(crate) fn put_numbered<P: Payload + ?Sized>(
         &self,
-        item: &T,
+        payload: &P,
+        flags: u32,
         wait: Wait,
-        numbered: &dyn Fn(u64),
+        numbered: &dyn Fn(u64) -> Result<()>,
     ) -> (Result<(), PutFail>, u64) {
         let ticket = std::cell::Cell::new(0);
         let ring = self.ring();
         let number = || {
             ticket.set(ring.counts().0 + 1);
-            numbered(ticket.get());
-            Ok(())
+            numbered(ticket.get())
         };
         let budget = Budget {
             deadline: wait.deadline(),
@@ -188,7 +189,7 @@ impl RawQueue {
             keep_going: None,
             announce: Some((&number, std::cell::Cell::new(false))),
         };
-        let result = self.put_within(&Postcard(item), 0, &budget);
+        let result = self.put_within(payload, flags, &budget);
         (result, ticket.get())
     }
 

@@ -68,3 +68,21 @@ mod handle;
 pub(crate) mod scratch;
 
 pub use handle::FdHandle;
+
+/// A number for a message whose descriptors travel beside it (on a
+/// socket), random so that an orphan descriptor frame (its message never
+/// came) cannot pass for the next message's.
+pub(crate) fn message_tag() -> u64 {
+    let mut random = [0u8; 8];
+    if rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).is_ok() {
+        return u64::from_le_bytes(random);
+    }
+    // No random bytes: this process, this instant and a counter.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (u64::from(std::process::id()) << 40)
+        ^ nanos
+        ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}

@@ -28,6 +28,7 @@ pub(crate) use proc::{
     thread_ids, try_reap, uids, with_fd_room,
 };
 pub(crate) use socket::{
-    MAX_FDS_PER_MESSAGE, peer_credentials, recv_with_fds, send_with_fds, stream_pair,
+    MAX_FDS_PER_MESSAGE, is_seqpacket, peer_credentials, recv_with_fds, send_with_fds,
+    seqpacket_pair, stream_pair,
 };
 pub(crate) use waker::Waker;

@@ -24,6 +24,20 @@ pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     })
 }
 
+/// A connected pair of close-on-exec Unix sequenced-packet sockets: each
+/// send is one record, received whole by one receive (with its
+/// descriptors), so several processes can share either end.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    super::with_fd_room(|| {
+        Ok(socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?)
+    })
+}
+
+/// Whether `fd` is a Unix sequenced-packet socket.
+pub(crate) fn is_seqpacket(fd: BorrowedFd<'_>) -> bool {
+    rustix::net::sockopt::socket_type(fd).is_ok_and(|t| t == SocketType::SEQPACKET)
+}
+
 /// Sends `bufs`, attaching `fds` to the first byte; returns how many bytes went.
 ///
 /// Never raises `SIGPIPE`: a closed peer is an `EPIPE` error.
