@@ -3,14 +3,15 @@
 //! other OS processes alike.
 //!
 //! A channel is a crash-safe ring (the one under [`Queue`](crate::Queue))
-//! holding at most one value (a rendezvous) or `n` values (buffered), and a
+//! holding the values of up to 16 waiting writers (a rendezvous) or `n`
+//! values (buffered), and a
 //! small state block beside it in the same segment: the counts of registered
 //! readers and writers, the retire and poison flags, the readers waiting now.
 //! A rendezvous write puts its value, numbered among all puts, and waits
-//! until that many values were taken; a write that gives up (timeout) claims
-//! its value back unless a reader claimed it first (one compare-and-swap on
-//! the `pending` ticket, no lock), so a value is delivered exactly once or
-//! not at all, and the timeout holds whoever holds the channel.
+//! until a reader claimed it; a write that gives up (timeout) claims its
+//! value back unless a reader claimed it first (one compare-and-swap on the
+//! value's `pending` ticket, no lock), so a value is delivered exactly once
+//! or not at all, and the timeout holds whoever holds the channel.
 #![allow(unsafe_code)] // `InShm` for the state block: see the SAFETY comment
 
 use std::fmt;
@@ -43,6 +44,9 @@ const WRITERS_GONE: u32 = 2;
 /// How long a `try_write` on a rendezvous waits for the reader it saw
 /// waiting to take its value.
 const TRY_GRACE: Duration = Duration::from_millis(1);
+/// How many writers of a rendezvous channel may have a value waiting in it
+/// at once (each still waits for a reader to take its own).
+const PENDING: usize = 16;
 /// The ring of a channel: values larger than this stream through it.
 const RING_BYTES: usize = 64 << 10;
 
@@ -59,11 +63,13 @@ struct State {
     /// Readers blocked in a read now (a rendezvous `try_write` needs one).
     waiting_readers: AtomicU32,
     _pad: u32,
-    /// A rendezvous: the ticket of the value in the channel that nobody
-    /// claimed yet (0: none). A reader claims it as it takes the value, a
-    /// writer that gives up claims it back; whoever swaps it to 0 first
-    /// owns the value, with no lock between them.
-    pending: AtomicU64,
+    /// A rendezvous: the tickets of the values in the channel that nobody
+    /// claimed yet, ticket `t` at `t % PENDING` (0: none). A reader claims
+    /// one as it takes the value, a writer that gives up claims it back;
+    /// whoever swaps it to 0 first owns the value, with no lock between
+    /// them. (The ring holds at most `PENDING` values, so a slot is reused
+    /// only once its value is gone.)
+    pending: [AtomicU64; PENDING],
     /// Bumped when a value comes (alternations that read sleep on it).
     in_bell: AtomicU32,
     /// Bumped when a reader comes or takes a value (alternations that
@@ -78,6 +84,13 @@ struct State {
 
 // SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
 unsafe impl InShm for State {}
+
+impl State {
+    /// Where the claim on the value numbered `ticket` is.
+    fn pending_slot(&self, ticket: u64) -> &AtomicU64 {
+        &self.pending[(ticket % PENDING as u64) as usize]
+    }
+}
 
 /// The segment's body: the ring's control block, then the state.
 const STATE_AT: usize = size_of::<RawRing>().next_multiple_of(64);
@@ -106,7 +119,8 @@ struct Sockets {
 impl Shared {
     fn create(capacity: usize) -> crate::Result<Self> {
         let seg = Segment::create_ring(Kind::Channel, BODY, RING_BYTES)?;
-        seg.at::<RawRing>(0).init(capacity.max(1) as u64);
+        let values = if capacity == 0 { PENDING } else { capacity };
+        seg.at::<RawRing>(0).init(values as u64);
         let (send, recv) =
             os::seqpacket_pair().map_err(crate::Error::os("create a channel's socket pair"))?;
         let shared =
@@ -219,7 +233,7 @@ impl Shared {
         let rendezvous = self.is_rendezvous();
         let set_pending = |ticket| {
             if rendezvous {
-                state.pending.store(ticket, Ordering::SeqCst);
+                state.pending_slot(ticket).store(ticket, Ordering::SeqCst);
             }
         };
         // Encoded straight into the ring, unless it carries descriptors.
@@ -288,7 +302,12 @@ impl Shared {
     /// channel, even one stopped there, will skip it), so deadlines hold.
     pub(crate) fn withdraw(&self, ticket: u64) -> bool {
         let state = self.state();
-        let back = state.pending.compare_exchange(ticket, 0, Ordering::SeqCst, Ordering::SeqCst);
+        let back = state.pending_slot(ticket).compare_exchange(
+            ticket,
+            0,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
         if back.is_err() {
             return false;
         }
@@ -355,7 +374,7 @@ impl Shared {
                     // The value's ticket: we hold the consumer side and it
                     // is not counted as taken yet.
                     let ticket = ring.counts().1 + 1;
-                    let claim = state.pending.compare_exchange(
+                    let claim = state.pending_slot(ticket).compare_exchange(
                         ticket,
                         0,
                         Ordering::SeqCst,
