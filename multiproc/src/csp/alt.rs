@@ -516,7 +516,13 @@ impl<'a> Alternation<'a> {
             }
             if left.is_none_or(|l| !l.is_zero()) {
                 let words: Vec<(&AtomicU32, u32)> = bells.iter().copied().zip(seen).collect();
+                for (shared, _) in &channels.0 {
+                    shared.alternation_sleeps(true);
+                }
                 os::futex_wait_any(&words, left);
+                for (shared, _) in &channels.0 {
+                    shared.alternation_sleeps(false);
+                }
             }
             // Take the offer back (before any input is taken) unless a
             // reader claimed it: then it fired. A timeout guard fires in the

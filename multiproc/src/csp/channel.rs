@@ -77,7 +77,10 @@ struct State {
     out_bell: AtomicU32,
     /// Alternations guarding this channel now: only then do bells ring.
     alternations: AtomicU32,
-    _pad2: u32,
+    /// Of those, the ones asleep now: only then does ringing wake (a
+    /// system call). One killed in its sleep costs wake-ups, not
+    /// correctness.
+    alt_sleepers: AtomicU32,
     /// 0 for a rendezvous.
     capacity: AtomicU64,
 }
@@ -186,9 +189,15 @@ impl Shared {
     #[inline]
     fn ring_bell(&self, bell: &AtomicU32) {
         fence(Ordering::SeqCst);
-        if self.state().alternations.load(Ordering::Relaxed) > 0 {
+        let state = self.state();
+        if state.alternations.load(Ordering::Relaxed) > 0 {
+            // The bump comes before the look at sleepers, and a sleeper
+            // counts itself before it compares the bell (both SeqCst):
+            // either it sees the new value or we see it.
             bell.fetch_add(1, Ordering::SeqCst);
-            park::wake(bell, u32::MAX);
+            if state.alt_sleepers.load(Ordering::SeqCst) > 0 {
+                park::wake(bell, u32::MAX);
+            }
         }
     }
 
@@ -201,6 +210,17 @@ impl Shared {
 
     /// An alternation starts (`true`) or stops guarding this channel: while
     /// one does, every change rings a bell.
+    /// An alternation guarding this channel goes to sleep (`true`) or
+    /// wakes.
+    pub(crate) fn alternation_sleeps(&self, sleeps: bool) {
+        let sleepers = &self.state().alt_sleepers;
+        if sleeps {
+            sleepers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     pub(crate) fn alternating(&self, starts: bool) {
         let alternations = &self.state().alternations;
         if starts {
