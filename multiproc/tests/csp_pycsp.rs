@@ -18,12 +18,13 @@ mod common;
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::LIMIT;
 use multiproc::csp::{
     self, Alternation, Channel, Error, Parallel, Reader, Sequence, Writer, process,
 };
+use multiproc::{RawArray, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -214,6 +215,36 @@ impl Choice {
     }
 }
 
+/// How long a reader's selection sleeps before it looks again.
+///
+/// A work-around, to remove once the library bug shown by
+/// `an_alternation_takes_a_value_left_once_a_competing_reader_lets_go_of_the_channel`
+/// and `an_alternation_sees_its_channel_retire_once_a_competing_reader_lets_go_of_it`
+/// is fixed: an alternation whose input found its channel held by another
+/// reader may sleep through the channel's last value or its retirement. With
+/// several alternating readers on one channel (Any_Alting2Any_Alting_Test,
+/// the networks under fire below) a reader then sleeps until its `LIMIT`
+/// timeout now and then (seen in about one run in three of
+/// `alternations_on_both_sides_of_two_channels_deliver_every_value_once_under_load`).
+const RELOOK: Duration = Duration::from_millis(20);
+
+/// Selects over `cins` as `choice` says until an input fires (at most
+/// `LIMIT`), looking again every [`RELOOK`]: the guard that fired and the
+/// value read.
+fn select_input(cins: &[&Reader<Msg>], choice: Choice) -> csp::Result<(usize, Msg)> {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let mut alt = Alternation::new().inputs(cins.iter().copied()).timeout(RELOOK);
+        let chosen = choice.select(&mut alt)?;
+        if let Some(value) = alt.take::<Msg>(chosen) {
+            return Ok((chosen, value));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout);
+        }
+    }
+}
+
 /// What a writer does after its last value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Then {
@@ -266,11 +297,10 @@ fn par_reader(
     sleeper: Sleeper,
     report: Writer<Report>,
 ) -> csp::Result<()> {
+    let cins: Vec<&Reader<Msg>> = cins.iter().collect();
     loop {
         sleeper.nap();
-        let mut alt = Alternation::new().inputs(&cins).timeout(LIMIT);
-        let chosen = choice.select(&mut alt)?;
-        let got = alt.take::<Msg>(chosen).ok_or(Error::Timeout)?;
+        let (chosen, got) = select_input(&cins, choice)?;
         report.write_timeout((chosen as u64, got), LIMIT)?;
     }
 }
@@ -515,11 +545,11 @@ fn autotest_any2one_pri_alting_reports_each_guard_its_own_writers_values() {
 
 /// Runs `readers` and `writers` together (PyCSP's one `Parallel`), waiting
 /// for all of them.
-fn run_network(
+fn run_network<R: std::fmt::Debug + Send + 'static>(
     name: &str,
-    readers: Parallel<csp::Result<()>>,
+    readers: Parallel<R>,
     writers: Parallel<Written>,
-) -> (Vec<csp::Result<()>>, Vec<Written>) {
+) -> (Vec<R>, Vec<Written>) {
     let reading = std::thread::spawn(move || readers.run());
     let written = ended(name, writers.run());
     let read = ended(name, reading.join().unwrap());
@@ -948,4 +978,759 @@ fn poisontest_any_alting2any_alting_reports_every_delivered_value_but_one_per_re
             assert!(reported.is_subset(&delivered), "{name}: {got:?}, delivered {delivered:?}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// guardtest.py: PriSelect with a SkipGuard between inputs, or a
+// TimeoutGuard after them; the reader selects `4 * cnt` times, then
+// retires its inputs. Its writers do not retire (PyCSP does not retire an
+// end when its process returns): the test holds a writer on each channel so
+// that none retires before the reader is done.
+// ---------------------------------------------------------------------------
+
+/// guardtest's sleepers and timeout, a hundredth of PyCSP's (0.5 s, 2 s,
+/// up to 2 s, 0.1 s).
+const GUARD_RANDOM: Sleeper = Sleeper::Random(5_000);
+const GUARD_LONG: Sleeper = Sleeper::Fixed(20_000);
+const GUARD_LONG_RANDOM: Sleeper = Sleeper::Random(20_000);
+const GUARD_TIMEOUT_US: u64 = 1_000;
+
+/// What one selection did: the channel it read and the value, or `None`
+/// (the skip or the timeout fired).
+type Fired = Option<(u64, Msg)>;
+
+/// guardtest's four readers: `_sel` returns the guard that fired, `_exec`
+/// runs the guard's action (here: the arms of `pri_select!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum GuardReader {
+    SkipSel,
+    TimeoutSel,
+    SkipExec,
+    TimeoutExec,
+}
+
+#[process]
+fn guard_reader(
+    cins: Vec<Reader<Msg>>,
+    how: GuardReader,
+    cnt: u64,
+    sleeper: Sleeper,
+) -> csp::Result<Vec<Fired>> {
+    let timeout = Duration::from_micros(GUARD_TIMEOUT_US);
+    let mut log = Vec::new();
+    for _ in 0..cnt * 4 {
+        sleeper.nap();
+        let fired = match how {
+            GuardReader::SkipSel => {
+                let mut alt = Alternation::new()
+                    .input(&cins[0])
+                    .input(&cins[1])
+                    .skip()
+                    .input(&cins[2])
+                    .input(&cins[3]);
+                let chosen = alt.pri_select()?;
+                let channel = [Some(0), Some(1), None, Some(2), Some(3)][chosen];
+                channel.map(|c| (c, alt.take::<Msg>(chosen).unwrap()))
+            }
+            GuardReader::TimeoutSel => {
+                let mut alt = Alternation::new().inputs(&cins).timeout(timeout);
+                let chosen = alt.pri_select()?;
+                alt.take::<Msg>(chosen).map(|v| (chosen as u64, v))
+            }
+            GuardReader::SkipExec => csp::pri_select! {
+                read(cins[0]) -> v => Some((0, v)),
+                read(cins[1]) -> v => Some((1, v)),
+                skip => None,
+                read(cins[2]) -> v => Some((2, v)),
+                read(cins[3]) -> v => Some((3, v)),
+            }?,
+            GuardReader::TimeoutExec => csp::pri_select! {
+                read(cins[0]) -> v => Some((0, v)),
+                read(cins[1]) -> v => Some((1, v)),
+                read(cins[2]) -> v => Some((2, v)),
+                read(cins[3]) -> v => Some((3, v)),
+                timeout(timeout) => None,
+            }?,
+        };
+        log.push(fired);
+    }
+    csp::retire(&cins);
+    Ok(log)
+}
+
+/// guardtest's Any2One_Alting_Test (`per_channel` 1, `cnt` 10) and
+/// Any2Any_Alting_Test (`per_channel` 4, `cnt` 40): writer `id` writes on
+/// channel `id / per_channel`. Returns the reader's log.
+fn guard_network(
+    name: &str,
+    how: GuardReader,
+    per_channel: u64,
+    cnt: u64,
+    mode: Mode,
+    rs: Sleeper,
+    ws: Sleeper,
+) -> Vec<Fired> {
+    let cs = channels(&RENDEZVOUS);
+    let keep = writers_of(&cs);
+    let readers = Parallel::new().add(placed(guard_reader(readers_of(&cs), how, cnt, rs), mode));
+    let mut writers = Parallel::new();
+    for id in 0..4 * per_channel {
+        let c = &cs[(id / per_channel) as usize];
+        writers = writers.add(placed(writer(c.writer(), id, cnt, ws, Then::Retire), mode));
+    }
+    let (mut read, written) = run_network(name, readers, writers);
+    drop(keep);
+    let log = read.remove(0).unwrap_or_else(|e| panic!("{name}: the reader failed: {e}"));
+    assert_eq!(log.len() as u64, cnt * 4, "{name}");
+    for &(channel, (id, _)) in log.iter().flatten() {
+        assert_eq!(channel, id / per_channel, "{name}: a value on the wrong channel");
+    }
+    // Exactly once: a writer's write returned Ok for just the values the
+    // reader took, in order; the rest of its writes found the channel
+    // retired.
+    for (id, &(n, ref how_ended)) in (0..).zip(&written) {
+        let got: Vec<u64> = log.iter().flatten().filter(|f| f.1.0 == id).map(|f| f.1.1).collect();
+        assert_eq!(got, (0..n).collect::<Vec<_>>(), "{name}: writer {id}");
+        let expected = if n == cnt { Ok(()) } else { Err(Error::Retired) };
+        assert_eq!(*how_ended, expected, "{name}: writer {id}");
+    }
+    log
+}
+
+#[test]
+fn guardtest_any2one_pri_select_with_a_skip_between_inputs_never_reads_the_inputs_after_it() {
+    for mode in MODES {
+        for how in [GuardReader::SkipSel, GuardReader::SkipExec] {
+            let name = format!("guardtest Any2One_Alting_Test {how:?} {mode:?}");
+            let log = guard_network(&name, how, 1, 10, mode, GUARD_RANDOM, GUARD_RANDOM);
+            assert!(log.iter().flatten().all(|&(c, _)| c < 2), "{name}: {log:?}");
+        }
+    }
+}
+
+#[test]
+fn guardtest_any2one_pri_select_with_a_timeout_reads_each_value_once_or_times_out() {
+    for mode in MODES {
+        for how in [GuardReader::TimeoutSel, GuardReader::TimeoutExec] {
+            let name = format!("guardtest Any2One_Alting_Test {how:?} {mode:?}");
+            let log = guard_network(&name, how, 1, 10, mode, GUARD_RANDOM, GUARD_LONG_RANDOM);
+            // Writers that nap up to 20 ms and a 1 ms timeout: some
+            // selections time out.
+            assert!(log.contains(&None), "{name}: no timeout in {log:?}");
+        }
+    }
+}
+
+#[test]
+fn guardtest_any2any_pri_select_with_a_skip_between_inputs_never_reads_the_inputs_after_it() {
+    for mode in MODES {
+        let name = format!("guardtest Any2Any_Alting_Test SkipSel {mode:?}");
+        let log = guard_network(&name, GuardReader::SkipSel, 4, 40, mode, ZERO, GUARD_LONG);
+        assert!(log.iter().flatten().all(|&(c, _)| c < 2), "{name}: {log:?}");
+    }
+}
+
+#[test]
+fn guardtest_any2any_pri_select_with_a_timeout_reads_sixteen_writers_each_value_once() {
+    for mode in MODES {
+        let name = format!("guardtest Any2Any_Alting_Test TimeoutSel {mode:?}");
+        let log = guard_network(&name, GuardReader::TimeoutSel, 4, 40, mode, ZERO, GUARD_LONG);
+        assert!(log.contains(&None), "{name}: no timeout in {log:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// selecttest.py: one reader selects exactly `4 * cnt` times over four
+// writers' channels, with AltSelect, PriSelect and FairSelect.
+// ---------------------------------------------------------------------------
+
+/// selecttest's `par_reader`: `n` selections; returns the guard that fired
+/// and the value, for each.
+#[process]
+fn select_reader(
+    cins: Vec<Reader<Msg>>,
+    choice: Choice,
+    n: u64,
+    sleeper: Sleeper,
+) -> csp::Result<Vec<(u64, Msg)>> {
+    let mut log = Vec::new();
+    for _ in 0..n {
+        sleeper.nap();
+        let mut alt = Alternation::new().inputs(&cins).timeout(LIMIT);
+        let chosen = choice.select(&mut alt)?;
+        log.push((chosen as u64, alt.take::<Msg>(chosen).ok_or(Error::Timeout)?));
+    }
+    Ok(log)
+}
+
+/// selecttest's Any2One_Alting_Test, sleepers a hundredth of PyCSP's (up to
+/// 100 ms).
+fn select_test(choice: Choice) {
+    let sleeper = Sleeper::Random(1_000);
+    for mode in MODES {
+        let name = format!("selecttest Any2One_Alting_Test {choice:?} {mode:?}");
+        let cs = channels(&RENDEZVOUS);
+        // PyCSP's writers do not retire as they end: these keep the
+        // channels open until the reader made its 40 selections.
+        let keep = writers_of(&cs);
+        let cnt = 10;
+        let readers = Parallel::new()
+            .add(placed(select_reader(readers_of(&cs), choice, cnt * 4, sleeper), mode));
+        let mut writers = Parallel::new();
+        for (id, c) in (0..).zip(&cs) {
+            writers = writers.add(placed(writer(c.writer(), id, cnt, sleeper, Then::Retire), mode));
+        }
+        let (mut read, written) = run_network(&name, readers, writers);
+        drop(keep);
+        let log = read.remove(0).unwrap_or_else(|e| panic!("{name}: the reader failed: {e}"));
+        assert_all_written(&name, &written, cnt);
+        assert!(log.iter().all(|&(guard, (id, _))| guard == id), "{name}: {log:?}");
+        let reports: Vec<Report> = log;
+        for id in 0..4 {
+            assert_eq!(from_writer(&reports, id), (0..cnt).collect::<Vec<_>>(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn selecttest_alt_select_reads_all_forty_values_each_from_its_own_guard() {
+    select_test(Choice::Alt);
+}
+
+#[test]
+fn selecttest_pri_select_reads_all_forty_values_each_from_its_own_guard() {
+    select_test(Choice::Pri);
+}
+
+#[test]
+fn selecttest_fair_select_reads_all_forty_values_each_from_its_own_guard() {
+    select_test(Choice::Fair);
+}
+
+// ---------------------------------------------------------------------------
+// Priority, deterministically: buffered channels filled beforehand by
+// another process, drained by a reader in yet another.
+// ---------------------------------------------------------------------------
+
+/// Writes `(k, 0)` to `(k, n - 1)` on channel `k`, for each channel.
+#[process]
+fn fill(couts: Vec<Writer<Msg>>, n: u64) -> csp::Result<()> {
+    for (k, cout) in (0..).zip(&couts) {
+        for i in 0..n {
+            cout.write_timeout((k, i), LIMIT)?;
+        }
+    }
+    Ok(())
+}
+
+/// `pri_select`s over `cins` (with a skip guard after input `skip_after`,
+/// if given) until a selection fails or `n` were made; returns what each
+/// did and how the last ended.
+#[process]
+fn pri_drain(
+    cins: Vec<Reader<Msg>>,
+    skip_after: Option<usize>,
+    n: usize,
+) -> (Vec<Fired>, csp::Result<()>) {
+    let mut log = Vec::new();
+    while log.len() < n {
+        let mut alt = Alternation::new();
+        let mut channel_of = Vec::new();
+        for (k, cin) in (0..).zip(&cins) {
+            alt = alt.input(cin);
+            channel_of.push(Some(k));
+            if skip_after == Some(k as usize) {
+                alt = alt.skip();
+                channel_of.push(None);
+            }
+        }
+        match alt.pri_select() {
+            Ok(chosen) => {
+                log.push(channel_of[chosen].map(|c| (c, alt.take::<Msg>(chosen).unwrap())))
+            }
+            Err(e) => return (log, Err(e)),
+        }
+    }
+    (log, Ok(()))
+}
+
+#[test]
+fn pri_select_takes_ready_inputs_in_list_order_and_a_skip_between_them_hides_the_later_ones() {
+    for mode in MODES {
+        let cs = channels(&[5; 4]);
+        placed(fill(writers_of(&cs), 5), mode).run().unwrap().unwrap();
+        // Every channel is full, and retired: its writer ended.
+        let (log, last) = placed(pri_drain(readers_of(&cs), None, 100), mode).run().unwrap();
+        let expected: Vec<Fired> =
+            (0..4).flat_map(|k| (0..5).map(move |i| Some((k, (k, i))))).collect();
+        assert_eq!(log, expected, "{mode:?}");
+        assert_eq!(last, Err(Error::Retired), "{mode:?}: drained, then retired");
+
+        // With the skip after the second input: the first two drain, then
+        // the skip fires for ever and the last two keep their values.
+        let cs = channels(&[5; 4]);
+        placed(fill(writers_of(&cs), 5), mode).run().unwrap().unwrap();
+        let (log, last) = placed(pri_drain(readers_of(&cs), Some(1), 15), mode).run().unwrap();
+        let mut expected: Vec<Fired> =
+            (0..2).flat_map(|k| (0..5).map(move |i| Some((k, (k, i))))).collect();
+        expected.extend([None; 5]);
+        assert_eq!((log, last), (expected, Ok(())), "{mode:?}");
+        for (k, c) in (0..).zip(&cs).skip(2) {
+            let r = c.reader();
+            let left: Vec<Msg> = (0..5).map(|_| r.try_read().unwrap()).collect();
+            assert_eq!(left, (0..5).map(|i| (k, i)).collect::<Vec<_>>(), "{mode:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Faults: SIGKILLs at random moments in running networks of OS processes.
+// ---------------------------------------------------------------------------
+
+/// What the processes of a network under fire tally, in shared memory, so
+/// that it outlives a SIGKILL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Tally {
+    /// Per writer: how many of its values it began to write.
+    begun: RawArray<u64>,
+    /// Per writer: how many of its values it delivered (writes that
+    /// returned `Ok`).
+    delivered: RawArray<u64>,
+    /// Per value `(w, i)`, at `w * per_writer + i`: how many times it was
+    /// read. The last slot counts values read that no writer wrote.
+    seen: RawArray<u32>,
+    /// `[0]`: how many values were read, by all readers.
+    reads: RawArray<u64>,
+}
+
+impl Tally {
+    fn new(writers: u64, per_writer: u64) -> Self {
+        Tally {
+            begun: RawArray::new(writers as usize).unwrap(),
+            delivered: RawArray::new(writers as usize).unwrap(),
+            seen: RawArray::new((writers * per_writer) as usize + 1).unwrap(),
+            reads: RawArray::new(1).unwrap(),
+        }
+    }
+}
+
+/// A writer of a network under fire: writes `(id, 0)` to `(id, n - 1)`,
+/// each to whichever of its outputs takes it (an alternation, if it has
+/// several), tallying as it goes.
+fn doomed_writer(args: (Vec<Writer<Msg>>, u64, u64, Tally)) -> csp::Result<u64> {
+    let (couts, id, n, tally) = args;
+    for i in 0..n {
+        tally.begun.store(id as usize, i + 1);
+        if let [cout] = &couts[..] {
+            cout.write_timeout((id, i), LIMIT)?;
+        } else {
+            let mut alt = Alternation::new();
+            for cout in &couts {
+                alt = alt.output(cout, (id, i));
+            }
+            if alt.timeout(LIMIT).alt_select()? == couts.len() {
+                return Err(Error::Timeout);
+            }
+        }
+        tally.delivered.store(id as usize, i + 1);
+    }
+    Ok(n)
+}
+
+/// A reader of a network under fire: reads (selecting, if it has several
+/// inputs) until an error ends it; tallies each value. Returns how many it
+/// read and the error.
+fn doomed_reader(args: (Vec<Reader<Msg>>, u64, u64, Tally)) -> (u64, Error) {
+    let (cins, writers, per_writer, tally) = args;
+    let mut count = 0;
+    loop {
+        let got = if let [cin] = &cins[..] {
+            cin.read_timeout(LIMIT)
+        } else {
+            select_input(&cins.iter().collect::<Vec<_>>(), Choice::Alt).map(|(_, value)| value)
+        };
+        match got {
+            Ok((w, i)) => {
+                let slot = if w < writers && i < per_writer {
+                    w * per_writer + i
+                } else {
+                    writers * per_writer
+                };
+                tally.seen.fetch_add(slot as usize, 1);
+                tally.reads.fetch_add(0, 1);
+                count += 1;
+            }
+            Err(error) => return (count, error),
+        }
+    }
+}
+
+/// A network under fire: its channels, and how its processes start.
+#[derive(Clone, Copy, Debug)]
+struct Fire {
+    /// 0: rendezvous.
+    capacity: usize,
+    /// 1: plain reads and writes; more: alternations on both sides.
+    channels: usize,
+    method: StartMethod,
+}
+
+const FIRE_WRITERS: u64 = 4;
+const FIRE_READERS: u64 = 4;
+const FIRE_VALUES: u64 = 1_500;
+
+/// Four writers and four readers on any-to-any channels, OS processes; one
+/// or two writers and one or two readers are SIGKILLed, each once the
+/// network has read a random number of values. The surviving writers
+/// finish; then the test poisons the channels (from writer ends of its
+/// own, so that buffered values still reach the readers) and the surviving
+/// readers end. Checks: no value read twice, every value read was written,
+/// every value delivered was read (but for at most one per killed reader:
+/// the one it had taken and not yet tallied), and no survivor hung.
+fn sigkill_network(fire: Fire) {
+    let name = format!("{fire:?}");
+    let (writers, readers, n) = (FIRE_WRITERS, FIRE_READERS, FIRE_VALUES);
+    let tally = Tally::new(writers, n);
+    let chs = channels(&vec![fire.capacity; fire.channels]);
+    let ours = writers_of(&chs);
+    let spawn_writer = |id| {
+        let args = (writers_of(&chs), id, n, tally.clone());
+        common::builder(fire.method).spawn(doomed_writer, args).unwrap()
+    };
+    let spawn_reader = |_| {
+        let args = (readers_of(&chs), writers, n, tally.clone());
+        common::builder(fire.method).spawn(doomed_reader, args).unwrap()
+    };
+    let mut ws: Vec<_> = (0..writers).map(spawn_writer).map(Some).collect();
+    let mut rs: Vec<_> = (0..readers).map(spawn_reader).map(Some).collect();
+
+    // Victims: (after how many reads, a writer?, which).
+    let mut victims = Vec::new();
+    for (is_writer, count) in [(true, writers), (false, readers)] {
+        let mut order: Vec<u64> = (0..count).collect();
+        for k in (1..order.len()).rev() {
+            order.swap(k, random_below(k as u64 + 1) as usize);
+        }
+        let k = 1 + random_below(2) as usize;
+        for &index in &order[..k] {
+            // Below what the two writers that always survive write alone
+            // (2n, less a value per killed reader): always reached.
+            let after = n / 4 + random_below(3 * n / 2);
+            victims.push((after, is_writer, index as usize));
+        }
+    }
+    victims.sort_unstable();
+    let mut killed = Vec::new();
+    for &(after, is_writer, index) in &victims {
+        // The fault injector's timing: it looks at the tally until its
+        // moment comes (a stalled network fails here).
+        let deadline = Instant::now() + LIMIT;
+        while tally.reads.load(0) < after {
+            let reads = tally.reads.load(0);
+            assert!(Instant::now() < deadline, "{name}: stalled at {reads} reads before kill");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Its end: killed (or, had it ended before, its result).
+        let end = if is_writer {
+            let victim = ws[index].take().unwrap();
+            victim.kill().unwrap();
+            common::join(victim).map(drop)
+        } else {
+            let victim = rs[index].take().unwrap();
+            victim.kill().unwrap();
+            common::join(victim).map(drop)
+        };
+        killed.push((if is_writer { "writer" } else { "reader" }, index, end));
+    }
+    // A reader ends only by poison, which comes later: each reader victim
+    // died of its SIGKILL. (A writer victim may have finished first.)
+    for (kind, index, end) in &killed {
+        let by_kill = matches!(end, Err(multiproc::Error::Signaled { signal: 9 }));
+        assert!(by_kill || *kind == "writer", "{name}: reader {index} ended {end:?}");
+    }
+    let killed_readers = victims.iter().filter(|v| !v.1).count();
+
+    // The surviving writers finish on their own...
+    for (id, w) in ws.into_iter().enumerate() {
+        if let Some(w) = w {
+            assert_eq!(common::join(w).unwrap(), Ok(n), "{name}: writer {id}");
+        }
+    }
+    // ... and the surviving readers end when the test poisons.
+    csp::poison(&ours);
+    let mut survivors_read = 0;
+    for (id, r) in rs.into_iter().enumerate() {
+        if let Some(r) = r {
+            let (count, error) = common::join(r).unwrap();
+            assert_eq!(error, Error::Poisoned, "{name}: reader {id}");
+            survivors_read += count;
+        }
+    }
+
+    let seen = tally.seen.to_vec();
+    let (begun, delivered) = (tally.begun.to_vec(), tally.delivered.to_vec());
+    assert_eq!(seen[(writers * n) as usize], 0, "{name}: read a value no writer wrote");
+    let mut missing = Vec::new();
+    for w in 0..writers {
+        for i in 0..n {
+            let times = seen[(w * n + i) as usize];
+            assert!(times <= 1, "{name}: ({w}, {i}) read {times} times");
+            assert!(times == 0 || i < begun[w as usize], "{name}: ({w}, {i}) read, never written");
+            if times == 0 && i < delivered[w as usize] {
+                missing.push((w, i));
+            }
+        }
+    }
+    assert!(
+        missing.len() <= killed_readers,
+        "{name}: delivered, never read: {missing:?} ({killed_readers} readers killed; {killed:?})"
+    );
+    let total_seen: u64 = seen.iter().map(|&t| u64::from(t)).sum();
+    assert!(survivors_read <= total_seen, "{name}");
+}
+
+#[test]
+fn sigkills_in_a_rendezvous_any_to_any_network_lose_and_duplicate_nothing() {
+    for _ in 0..2 {
+        sigkill_network(Fire { capacity: 0, channels: 1, method: StartMethod::Spawn });
+        sigkill_network(Fire { capacity: 0, channels: 1, method: StartMethod::ForkServer });
+    }
+}
+
+#[test]
+fn sigkills_in_a_buffered_any_to_any_network_lose_and_duplicate_nothing() {
+    for _ in 0..2 {
+        sigkill_network(Fire { capacity: 8, channels: 1, method: StartMethod::ForkServer });
+        sigkill_network(Fire { capacity: 8, channels: 1, method: StartMethod::Fork });
+    }
+}
+
+#[test]
+fn sigkills_among_alternating_writers_and_readers_lose_and_duplicate_nothing() {
+    for _ in 0..2 {
+        sigkill_network(Fire { capacity: 0, channels: 2, method: StartMethod::Spawn });
+        sigkill_network(Fire { capacity: 0, channels: 2, method: StartMethod::Fork });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Alternations on both sides of channels, across OS processes, under load.
+// ---------------------------------------------------------------------------
+
+/// Selects, `n` times over, between writing its next value to either
+/// output and reading from either input (the same channels: every
+/// communication is between two alternations); then retires its outputs and
+/// reads on until every writer retired, dropping each input as it retires
+/// (as PyCSP's merges do). Returns what it read, in order.
+///
+/// A plain function, not a `#[process]`: in a `#[process]` body, retiring
+/// an argument end does not retire it until the process returns (see
+/// `a_writer_retired_inside_a_process_body_retires_its_channel_at_once`).
+fn both_ways(args: (Vec<Writer<Msg>>, Vec<Reader<Msg>>, u64, u64)) -> csp::Result<Vec<Msg>> {
+    let (outs, ins, id, n) = args;
+    let mut got = Vec::new();
+    let mut written = 0;
+    while written < n {
+        let mut alt = Alternation::new();
+        for out in &outs {
+            alt = alt.output(out, (id, written));
+        }
+        let mut alt = alt.inputs(&ins).timeout(LIMIT);
+        let chosen = alt.fair_select()?;
+        if chosen < outs.len() {
+            written += 1;
+        } else {
+            got.push(alt.take::<Msg>(chosen).ok_or(Error::Timeout)?);
+        }
+    }
+    csp::retire(&outs);
+    let mut live: Vec<&Reader<Msg>> = ins.iter().collect();
+    while !live.is_empty() {
+        match select_input(&live, Choice::Alt) {
+            Ok((_, value)) => got.push(value),
+            Err(Error::Retired) => {
+                let mut still = Vec::new();
+                for r in live {
+                    match r.try_read() {
+                        Ok(v) => {
+                            got.push(v);
+                            still.push(r);
+                        }
+                        Err(Error::Retired) => {}
+                        Err(Error::WouldBlock) => still.push(r),
+                        Err(e) => return Err(e),
+                    }
+                }
+                live = still;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Six processes, each alternating between writing and reading on the same
+/// two rendezvous channels, on a machine kept busy meanwhile (two threads
+/// spinning here, on top of the six processes, on what may be two CPUs).
+#[test]
+fn alternations_on_both_sides_of_two_channels_deliver_every_value_once_under_load() {
+    const PROCESSES: u64 = 6;
+    const N: u64 = 300;
+    for mode in MODES {
+        let chs = channels(&[0, 0]);
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let load: Vec<_> = (0..2)
+            .map(|_| {
+                let busy = busy.clone();
+                std::thread::spawn(move || {
+                    let mut spins = 0u64;
+                    while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                        spins = std::hint::black_box(spins.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Parallel::new();
+        for id in 0..PROCESSES {
+            let p = csp::Process::new(both_ways, (writers_of(&chs), readers_of(&chs), id, N));
+            all = all.add(placed(p, mode));
+        }
+        let results = all.run();
+        busy.store(false, std::sync::atomic::Ordering::Relaxed);
+        for t in load {
+            t.join().unwrap();
+        }
+        let got: Vec<Vec<Msg>> =
+            ended(&format!("{mode:?}"), results).into_iter().map(|r| r.unwrap()).collect();
+        // Exactly once: together the processes read every value written,
+        // once; and each saw each writer's values in the order written.
+        let mut every: Vec<Msg> = got.iter().flatten().copied().collect();
+        every.sort_unstable();
+        let expected: Vec<Msg> =
+            (0..PROCESSES).flat_map(|id| (0..N).map(move |i| (id, i))).collect();
+        assert_eq!(every, expected, "{mode:?}");
+        for (id, read) in got.iter().enumerate() {
+            assert!(in_writer_order(read), "{mode:?}: process {id}");
+            assert!(
+                read.iter().all(|&(w, _)| w != id as u64),
+                "{mode:?}: process {id} read itself"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A library bug found on the way.
+// ---------------------------------------------------------------------------
+
+#[process]
+fn retire_then_wait(out: Writer<u64>, go_on: Reader<u64>) -> csp::Result<()> {
+    out.retire();
+    go_on.read_timeout(LIMIT).map(drop)
+}
+
+/// PyCSP's `retire(end)` leaves the channel at once, wherever it is
+/// called, and so does `Writer::retire` in plain code. In a `#[process]`
+/// body it does not: the process holds a registered clone of each argument
+/// end until it returns, so the channel retires only then.
+#[test]
+#[ignore = "library bug: an end retired inside a #[process] body leaves its channel only when the process returns (the clone #[process] holds stays registered)"]
+fn a_writer_retired_inside_a_process_body_retires_its_channel_at_once() {
+    for mode in MODES {
+        let (ch, go_on) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
+        let r = ch.reader();
+        let running = placed(retire_then_wait(ch.writer(), go_on.reader()), mode).start().unwrap();
+        // Its only writer retired: a read fails at once (2 s is plenty).
+        let read = r.read_timeout(Duration::from_secs(2));
+        go_on.writer().write_timeout(0, LIMIT).unwrap();
+        running.join().unwrap().unwrap();
+        assert_eq!(read, Err(Error::Retired), "{mode:?}");
+    }
+}
+
+/// Reads one value (the process is ready once `ready` is set).
+fn read_one_value(args: (Reader<u64>, multiproc::Event)) -> csp::Result<u64> {
+    let (cin, ready) = args;
+    ready.set();
+    cin.read_timeout(LIMIT)
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: sends a signal to our own child; no memory is involved.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid as i32, signal) };
+    assert_eq!(sent, 0);
+}
+
+/// The setting of the two tests below: another process blocked in a plain
+/// read of `ch` (which holds the channel's consumer side while it waits),
+/// stopped; and an alternation over an input of `ch` in a thread here, with
+/// a 5 s timeout guard, asleep. `change` then changes the channel (each
+/// change rings the alternation's bell: it looks again, finds the channel
+/// held, and sleeps again); the other reader goes on and lets go of the
+/// channel. Returns the other reader's result, and the alternation's
+/// (guard, value) and how long it took after the other reader ended.
+fn alternation_after_a_competing_reader(
+    ch: &Channel<u64>,
+    change: impl FnOnce(),
+) -> (csp::Result<u64>, (csp::Result<usize>, Option<u64>), Duration) {
+    let ready = multiproc::Event::new().unwrap();
+    let other = multiproc::Process::spawn(read_one_value, (ch.reader(), ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT), "the other reader did not start");
+    common::wait_until_process_asleep("the other reader waits in its read", other.pid());
+    signal(other.pid(), libc::SIGSTOP);
+    let r = ch.reader();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let selecting = std::thread::spawn(move || {
+        tx.send(common::thread_id()).unwrap();
+        let mut alt = Alternation::new().input(&r).timeout(Duration::from_secs(5));
+        let chosen = alt.pri_select();
+        (chosen, alt.take::<u64>(0))
+    });
+    let tid = rx.recv_timeout(LIMIT).unwrap();
+    common::eventually("the alternation sleeps", || common::thread_asleep(tid));
+    change();
+    // Woken by the change, it looked again and sleeps again (asleep after
+    // the bell rang: it went back to sleep since).
+    common::eventually("the alternation sleeps again", || common::thread_asleep(tid));
+    signal(other.pid(), libc::SIGCONT);
+    let theirs = common::join(other).unwrap();
+    let start = Instant::now();
+    let ours = selecting.join().unwrap();
+    (theirs, ours, start.elapsed())
+}
+
+/// An alternation whose input guard found the channel held by another
+/// reader sleeps until something rings the channel's bell again; the other
+/// reader letting go rings none. Here a value waits in the channel, nobody
+/// else reads it, and the alternation sleeps on until its timeout (with no
+/// timeout guard: for ever). Under load, networks of alternating readers
+/// stall the same way (`Any_Alting2Any_Alting_Test`'s readers, at the end).
+#[test]
+#[ignore = "library bug: an alternation whose input guard found the channel held by another reader (try-lock) sleeps through the value that reader leaves: no bell rings when the consumer side is let go"]
+fn an_alternation_takes_a_value_left_once_a_competing_reader_lets_go_of_the_channel() {
+    let ch = Channel::<u64>::buffered(4).unwrap();
+    let w = ch.writer();
+    let (theirs, ours, took) = alternation_after_a_competing_reader(&ch, || {
+        w.write(1).unwrap();
+        w.write(2).unwrap();
+    });
+    assert_eq!(theirs, Ok(1));
+    assert_eq!(ours, (Ok(0), Some(2)));
+    assert!(took < Duration::from_secs(2), "a value was ready; the alternation slept {took:?}");
+}
+
+/// The same with a retire: the channel retires while another reader holds
+/// it; once that reader has let go, the alternation (whose only channel
+/// guard is retired) should fail with `Retired`, not sleep until its
+/// timeout.
+#[test]
+#[ignore = "library bug: an alternation whose input guard found the channel held by another reader (try-lock) sleeps through the channel's retirement once that reader lets go"]
+fn an_alternation_sees_its_channel_retire_once_a_competing_reader_lets_go_of_it() {
+    let ch = Channel::<u64>::buffered(4).unwrap();
+    let w = ch.writer();
+    let (theirs, ours, took) = alternation_after_a_competing_reader(&ch, || w.retire());
+    assert_eq!(theirs, Err(Error::Retired));
+    assert_eq!(ours.0, Err(Error::Retired), "after {took:?}");
+    assert!(took < Duration::from_secs(2), "the channel retired; the alternation slept {took:?}");
 }
