@@ -13,8 +13,10 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, parse_macro_input};
 /// When the body returns `Err(e)` with `e.is_poisoned()`, every channel end
 /// among the arguments (directly, or in a `Vec` or `Option`) is poisoned, so
 /// that a network shuts down from one poison; ends are retired when dropped
-/// anyway. (The process holds a registered clone of each end until then, so
-/// its own ends retiring as the body returns cannot retire a channel first.)
+/// anyway. (The argument ends the body drops retire only once its result is
+/// known, so that its own ends retiring as it returns cannot retire a
+/// channel before its poison reaches it; ends it retires explicitly retire at
+/// once.)
 ///
 /// See `multiproc::csp` for examples.
 #[proc_macro_attribute]
@@ -74,6 +76,7 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
 
             fn __run(__args: (#(#types,)*)) -> #result {
                 let (#(#idents,)*) = __args;
+                let __deferred = #csp::__private::Deferred::begin();
                 #[allow(unused_mut)]
                 let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
                 {
@@ -91,10 +94,12 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
                         }
                     }
                 }
-                // The held ends retire (after any poison spread); then the
-                // processes this one spawned end with it. A failure among
-                // them is this process's failure (never silently lost).
+                // The argument ends the body dropped retire now (after any
+                // poison spread); then the processes this one spawned end
+                // with it. A failure among them is this process's failure
+                // (never silently lost).
                 drop(__ends);
+                drop(__deferred);
                 if let ::std::result::Result::Err(e) = #csp::join_spawned() {
                     panic!("a process spawned by this one failed: {e}");
                 }

@@ -16,9 +16,8 @@
 //!
 //! PyCSP's sleepers are scaled down (see [`Sleeper`]); where PyCSP asserts
 //! a minimum count that is not a guarantee (poisontest), the test asserts
-//! the bound that is, and says why. Library bugs found on the way are the
-//! `#[ignore]`d tests at the end; the readers that several alternations
-//! share a channel with work around one of them ([`RELOOK`]).
+//! the bound that is, and says why. The tests at the end show library bugs
+//! found on the way (fixed since).
 
 mod common;
 
@@ -221,34 +220,12 @@ impl Choice {
     }
 }
 
-/// How long a reader's selection sleeps before it looks again.
-///
-/// A work-around, to remove once the library bug shown by
-/// `an_alternation_takes_a_value_left_once_a_competing_reader_lets_go_of_the_channel`
-/// and `an_alternation_sees_its_channel_retire_once_a_competing_reader_lets_go_of_it`
-/// is fixed: an alternation whose input found its channel held by another
-/// reader may sleep through the channel's last value or its retirement. With
-/// several alternating readers on one channel (Any_Alting2Any_Alting_Test,
-/// the networks under fire below) a reader then sleeps until its `LIMIT`
-/// timeout now and then (seen in about one run in three of
-/// `alternations_on_both_sides_of_two_channels_deliver_every_value_once_under_load`).
-const RELOOK: Duration = Duration::from_millis(20);
-
 /// Selects over `cins` as `choice` says until an input fires (at most
-/// `LIMIT`), looking again every [`RELOOK`]: the guard that fired and the
-/// value read.
+/// `LIMIT`): the guard that fired and the value read.
 fn select_input(cins: &[&Reader<Msg>], choice: Choice) -> csp::Result<(usize, Msg)> {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let mut alt = Alternation::new().inputs(cins.iter().copied()).timeout(RELOOK);
-        let chosen = choice.select(&mut alt)?;
-        if let Some(value) = alt.take::<Msg>(chosen) {
-            return Ok((chosen, value));
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout);
-        }
-    }
+    let mut alt = Alternation::new().inputs(cins.iter().copied()).timeout(LIMIT);
+    let chosen = choice.select(&mut alt)?;
+    alt.take::<Msg>(chosen).map(|value| (chosen, value)).ok_or(Error::Timeout)
 }
 
 /// What a writer does after its last value.
@@ -1640,7 +1617,6 @@ fn retire_then_wait(out: Writer<u64>, go_on: Reader<u64>) -> csp::Result<()> {
 /// body it does not: the process holds a registered clone of each argument
 /// end until it returns, so the channel retires only then.
 #[test]
-#[ignore = "library bug: an end retired inside a #[process] body leaves its channel only when the process returns (the clone #[process] holds stays registered)"]
 fn a_writer_retired_inside_a_process_body_retires_its_channel_at_once() {
     for mode in MODES {
         let (ch, go_on) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
@@ -1713,7 +1689,6 @@ fn alternation_after_a_competing_reader(
 /// timeout guard: for ever). Under load, networks of alternating readers
 /// stall the same way (`Any_Alting2Any_Alting_Test`'s readers, at the end).
 #[test]
-#[ignore = "library bug: an alternation whose input guard found the channel held by another reader (try-lock) sleeps through the value that reader leaves: no bell rings when the consumer side is let go"]
 fn an_alternation_takes_a_value_left_once_a_competing_reader_lets_go_of_the_channel() {
     let ch = Channel::<u64>::buffered(4).unwrap();
     let w = ch.writer();
@@ -1731,7 +1706,6 @@ fn an_alternation_takes_a_value_left_once_a_competing_reader_lets_go_of_the_chan
 /// guard is retired) should fail with `Retired`, not sleep until its
 /// timeout.
 #[test]
-#[ignore = "library bug: an alternation whose input guard found the channel held by another reader (try-lock) sleeps through the channel's retirement once that reader lets go"]
 fn an_alternation_sees_its_channel_retire_once_a_competing_reader_lets_go_of_it() {
     let ch = Channel::<u64>::buffered(4).unwrap();
     let w = ch.writer();

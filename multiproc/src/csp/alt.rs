@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::channel::Shared;
+use super::channel::{Posted, Shared};
 use super::{Error, Reader, Result, Writer};
 use crate::os;
 use crate::queue::raw::Wait;
@@ -74,6 +74,10 @@ trait Guard {
     fn settle(&mut self) -> bool {
         false
     }
+    /// After an offer: the bell it rang and the bell's value before.
+    fn rang(&self) -> Option<(&AtomicU32, u32)> {
+        None
+    }
     /// The value an input guard read.
     fn take(&mut self) -> Option<Box<dyn Any>> {
         None
@@ -108,8 +112,8 @@ impl<T: DeserializeOwned + 'static> Guard for Input<'_, T> {
 struct Output<'a, T> {
     writer: &'a Writer<T>,
     value: T,
-    /// The ticket of the value offered now.
-    offered: Option<u64>,
+    /// The value offered now.
+    offered: Option<Posted>,
 }
 
 impl<T: Serialize> Guard for Output<'_, T> {
@@ -123,8 +127,8 @@ impl<T: Serialize> Guard for Output<'_, T> {
 
     fn offer(&mut self) -> Attempt {
         match self.writer.shared().offer(&self.value) {
-            Ok(Some(ticket)) => {
-                self.offered = Some(ticket);
+            Ok(Some(posted)) => {
+                self.offered = Some(posted);
                 Attempt::Offered
             }
             Ok(None) => Attempt::Fired,
@@ -133,8 +137,13 @@ impl<T: Serialize> Guard for Output<'_, T> {
     }
 
     fn settle(&mut self) -> bool {
-        let Some(ticket) = self.offered.take() else { return false };
-        !self.writer.shared().withdraw(ticket)
+        let Some(posted) = self.offered.take() else { return false };
+        !self.writer.shared().withdraw(posted.ticket)
+    }
+
+    fn rang(&self) -> Option<(&AtomicU32, u32)> {
+        let before = self.offered?.rang?;
+        Some((self.writer.shared().bell(true), before))
     }
 }
 
@@ -498,12 +507,25 @@ impl<'a> Alternation<'a> {
             // Nothing now: offer one output guard's value (each in turn),
             // and sleep until a guarded channel changes.
             let mut offered = None;
+            let mut seen = seen;
             for k in 0..outputs.len() {
                 let i = outputs[(turn + k) % outputs.len()];
                 match self.guards[i].offer() {
                     Attempt::Fired => break 'select i,
                     Attempt::Offered => {
                         offered = Some(i);
+                        // Our own offer rang the channel's input bell: if
+                        // nothing else did since we looked, expect its new
+                        // value (an alternation that also reads the channel
+                        // must not wake itself; anyone else's ring still
+                        // wakes it).
+                        if let Some((bell, before)) = self.guards[i].rang() {
+                            for (j, &b) in bells.iter().enumerate() {
+                                if std::ptr::eq(b, bell) && seen[j] == before {
+                                    seen[j] = before.wrapping_add(1);
+                                }
+                            }
+                        }
                         break;
                     }
                     Attempt::NotReady | Attempt::Failed(_) => {}

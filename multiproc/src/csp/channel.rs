@@ -99,6 +99,16 @@ impl State {
 const STATE_AT: usize = size_of::<RawRing>().next_multiple_of(64);
 const BODY: usize = STATE_AT + size_of::<State>();
 
+/// A value put into a channel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Posted {
+    /// Its ticket (see [`State::pending`]).
+    pub(crate) ticket: u64,
+    /// The value the channel's `in_bell` had before the put rang it, if it
+    /// rang (an alternation that put it does not wake itself).
+    pub(crate) rang: Option<u32>,
+}
+
 /// A handle on a channel's shared memory (registers no end).
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -186,19 +196,22 @@ impl Shared {
     /// Tells the alternations sleeping on this channel (if any) that `bell`'s
     /// side changed: a value came (`in_bell`), or a reader came or took one
     /// (`out_bell`).
+    /// Returns the value the bell had before, if it rang.
     #[inline]
-    fn ring_bell(&self, bell: &AtomicU32) {
+    fn ring_bell(&self, bell: &AtomicU32) -> Option<u32> {
         fence(Ordering::SeqCst);
         let state = self.state();
         if state.alternations.load(Ordering::Relaxed) > 0 {
             // The bump comes before the look at sleepers, and a sleeper
             // counts itself before it compares the bell (both SeqCst):
             // either it sees the new value or we see it.
-            bell.fetch_add(1, Ordering::SeqCst);
+            let before = bell.fetch_add(1, Ordering::SeqCst);
             if state.alt_sleepers.load(Ordering::SeqCst) > 0 {
                 park::wake(bell, u32::MAX);
             }
+            return Some(before);
         }
+        None
     }
 
     /// The bell an alternation waiting to read (`input`) or to write on
@@ -245,7 +258,7 @@ impl Shared {
 
     /// Puts `item` into the channel as `wait` allows: on a rendezvous, as
     /// the pending value, returning its ticket.
-    fn post<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<u64> {
+    fn post<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<Posted> {
         if let Some(error) = self.unwritable() {
             return Err(error);
         }
@@ -275,10 +288,7 @@ impl Shared {
             });
         }
         match put {
-            Ok(()) => {
-                self.ring_bell(&state.in_bell);
-                Ok(ticket)
-            }
+            Ok(()) => Ok(Posted { ticket, rang: self.ring_bell(&state.in_bell) }),
             Err(PutFail::Full) => Err(Error::WouldBlock),
             Err(PutFail::Timeout) => Err(Error::Timeout),
             Err(PutFail::Closed) => Err(self.closed_error()),
@@ -344,7 +354,7 @@ impl Shared {
         if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
             return self.unwritable().map_or(Err(Error::WouldBlock), Err);
         }
-        let ticket = self.post(item, wait)?;
+        let ticket = self.post(item, wait)?.ticket;
         if !rendezvous {
             return Ok(());
         }
@@ -368,9 +378,9 @@ impl Shared {
     /// guard): `Ok(Some(ticket))` if it is now the pending value of a
     /// rendezvous, `Ok(None)` if it is delivered already (it fitted in a
     /// buffered channel). [`Error::WouldBlock`] if there is no room.
-    pub(crate) fn offer<T: Serialize + ?Sized>(&self, item: &T) -> Result<Option<u64>> {
-        let ticket = self.post(item, Wait::Never)?;
-        Ok(self.is_rendezvous().then_some(ticket))
+    pub(crate) fn offer<T: Serialize + ?Sized>(&self, item: &T) -> Result<Option<Posted>> {
+        let posted = self.post(item, Wait::Never)?;
+        Ok(self.is_rendezvous().then_some(posted))
     }
 
     pub(crate) fn read<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
@@ -419,6 +429,14 @@ impl Shared {
             // A writer (or an alternation offering) waits for the claim, or
             // for room.
             self.ring_bell(&state.out_bell);
+        }
+        // We let go of the consumer side after waiting on it, or after
+        // taking a value: an alternation that found it held (its
+        // `try_read` cannot wait for it) looks again, at what we left
+        // (another value, or the channel's end). A `try_read` that found
+        // nothing rings nothing (an alternation would wake itself).
+        if waits || got.is_ok() {
+            self.ring_bell(&state.in_bell);
         }
         got.map_err(|e| match e {
             crate::Error::Closed => self.closed_error(),
@@ -615,11 +633,35 @@ struct End {
     /// Encoded to travel: the copy that arrives is the end now, so this
     /// one does not retire when dropped.
     moved: AtomicBool,
+    /// An argument of the `#[process]` running on this thread (its token,
+    /// see [`thread_token`]; 0: none): dropped on that thread, it retires
+    /// only once the process's result is known (see [`Deferred`]).
+    deferred_on: AtomicU64,
 }
 
 impl End {
     fn new(shared: Shared) -> Self {
-        Self { shared, retired: AtomicBool::new(false), moved: AtomicBool::new(false) }
+        Self {
+            shared,
+            retired: AtomicBool::new(false),
+            moved: AtomicBool::new(false),
+            deferred_on: AtomicU64::new(0),
+        }
+    }
+
+    /// Drops (retires, unless moved or retired already) this end of kind
+    /// `reader`.
+    fn drop_end(&self, reader: bool) {
+        if self.moved.load(Ordering::SeqCst) || self.retired.load(Ordering::SeqCst) {
+            return;
+        }
+        let deferred_on = self.deferred_on.load(Ordering::Relaxed);
+        if deferred_on != 0 && deferred_on == thread_token() {
+            self.retired.store(true, Ordering::SeqCst);
+            DEFERRED.with(|d| d.borrow_mut().push((self.shared.clone(), reader)));
+            return;
+        }
+        self.retire(reader);
     }
 
     fn retire(&self, reader: bool) {
@@ -689,6 +731,14 @@ macro_rules! end_common {
             pub(crate) fn shared(&self) -> &Shared {
                 &self.end.shared
             }
+
+            /// This end as an argument of the `#[process]` running on this
+            /// thread: dropped here, it retires when [`Deferred`] ends; and
+            /// a handle that can poison its channel.
+            pub(crate) fn as_argument(&self) -> EndRef {
+                self.end.deferred_on.store(thread_token(), Ordering::Relaxed);
+                EndRef { shared: self.end.shared.clone(), by: if $reader { BY_READER } else { BY_WRITER } }
+            }
         }
 
         impl<T> ChannelEnd for $end<T> {
@@ -711,9 +761,7 @@ macro_rules! end_common {
 
         impl<T> Drop for $end<T> {
             fn drop(&mut self) {
-                if !self.end.moved.load(Ordering::SeqCst) {
-                    self.end.retire($reader);
-                }
+                self.end.drop_end($reader);
             }
         }
 
@@ -902,5 +950,67 @@ impl<T: Serialize> Writer<T> {
     /// ```
     pub fn write_timeout(&self, value: T, timeout: Duration) -> Result<()> {
         self.end.shared.write(&value, Wait::Until(Instant::now().checked_add(timeout)))
+    }
+}
+
+/// A number of this thread, unique for the life of the process.
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+thread_local! {
+    /// Argument ends a `#[process]` body dropped on this thread, to retire
+    /// once its result is known (see [`Deferred`]).
+    static DEFERRED: std::cell::RefCell<Vec<(Shared, bool)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// While a `#[process]` body runs: the argument ends it drops wait to
+/// retire until this ends (after the process's poison, if any, spread), so
+/// that its own ends retiring cannot retire a channel before its poison
+/// reaches it. Ends it retires explicitly retire at once. Retires on drop,
+/// panics included.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Deferred(usize);
+
+impl Deferred {
+    /// Starts deferring on this thread.
+    pub fn begin() -> Self {
+        Self(DEFERRED.with(|d| d.borrow().len()))
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        let ends = DEFERRED.with(|d| d.borrow_mut().split_off(self.0));
+        for (shared, reader) in ends {
+            shared.retire(reader);
+        }
+    }
+}
+
+/// A channel end among a process's arguments, as `#[process]` holds it: it
+/// can poison the channel, and registers nothing.
+#[doc(hidden)]
+pub struct EndRef {
+    shared: Shared,
+    by: u32,
+}
+
+impl EndRef {
+    /// Poisons the channel.
+    pub fn poison(&self) {
+        self.shared.poison(self.by);
+    }
+}
+
+impl fmt::Debug for EndRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndRef").finish_non_exhaustive()
     }
 }

@@ -300,13 +300,12 @@ pub fn poison<'a, E: ChannelEnd + 'a>(ends: impl IntoIterator<Item = &'a E>) {
 /// What `#[process]` expands to uses these; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use super::channel::{Deferred, EndRef};
     pub use super::process::JoinAll;
-    use super::{ChannelEnd, Reader, Result, Writer};
+    use super::{Reader, Result, Writer};
 
-    /// The ends a process holds on to until its result is known: clones,
-    /// registered, so that the process's own ends retiring as its body
-    /// returns cannot retire a channel before its poison spreads.
-    pub type Held = Vec<Box<dyn ChannelEnd>>;
+    /// The ends among a process's arguments (see [`Deferred`]).
+    pub type Held = Vec<EndRef>;
 
     /// A value looked at by reference, so that trait methods can tell
     /// channel ends (and `csp::Result`s) from anything else.
@@ -327,9 +326,9 @@ pub mod __private {
 
     macro_rules! collect {
         ($($ty:ty),+) => {$(
-            impl<T: 'static> CollectEnds for Probe<'_, $ty> {
+            impl<T> CollectEnds for Probe<'_, $ty> {
                 fn collect_ends(&self, out: &mut Held) {
-                    out.extend(self.0.iter().map(|end| Box::new(end.clone()) as Box<dyn ChannelEnd>));
+                    out.extend(self.0.iter().map(|end| end.as_argument()));
                 }
             }
         )+};
@@ -337,15 +336,15 @@ pub mod __private {
 
     collect!(Vec<Reader<T>>, Vec<Writer<T>>, Option<Reader<T>>, Option<Writer<T>>);
 
-    impl<T: 'static> CollectEnds for Probe<'_, Reader<T>> {
+    impl<T> CollectEnds for Probe<'_, Reader<T>> {
         fn collect_ends(&self, out: &mut Held) {
-            out.push(Box::new(self.0.clone()));
+            out.push(self.0.as_argument());
         }
     }
 
-    impl<T: 'static> CollectEnds for Probe<'_, Writer<T>> {
+    impl<T> CollectEnds for Probe<'_, Writer<T>> {
         fn collect_ends(&self, out: &mut Held) {
-            out.push(Box::new(self.0.clone()));
+            out.push(self.0.as_argument());
         }
     }
 
