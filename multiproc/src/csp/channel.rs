@@ -281,7 +281,10 @@ impl Shared {
             let numbered = [&tag[..], &encoded.bytes].concat();
             let fds: Vec<BorrowedFd<'_>> = encoded.fds.iter().map(AsFd::as_fd).collect();
             (put, ticket) = self.queue.put_numbered(&numbered[..], FDS, wait, &|ticket| {
-                os::send_with_fds(self.sockets.send.as_fd(), &[IoSlice::new(&tag)], &fds, false)
+                // Never blocks (it holds the producers' turn): a socket
+                // full of orphan records fails this write, delivering
+                // nothing, instead of holding every writer up.
+                os::send_with_fds(self.sockets.send.as_fd(), &[IoSlice::new(&tag)], &fds, true)
                     .map_err(crate::Error::os("send a channel value's descriptors"))?;
                 set_pending(ticket);
                 Ok(())
