@@ -335,28 +335,13 @@ fn poll_and_wait_see_messages_already_read_ahead() {
     assert!(!conn.poll(Duration::ZERO).unwrap());
 }
 
-/// A descriptor that says which message it belongs to: the read end of a
-/// pipe holding `index`.
-fn numbered_fd(index: u32) -> multiproc::FdHandle {
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    writer.write_all(&index.to_le_bytes()).unwrap();
-    multiproc::FdHandle::new(reader)
-}
-
-fn number_of(handle: multiproc::FdHandle) -> u32 {
-    use std::io::Read;
-    let mut bytes = [0u8; 4];
-    handle.into_file().read_exact(&mut bytes).unwrap();
-    u32::from_le_bytes(bytes)
-}
-
 /// Receives `count` numbered messages and counts those whose descriptor
 /// belongs to another message.
 fn mismatches(rx: &Connection<(u32, multiproc::FdHandle)>, count: usize) -> usize {
     (0..count)
         .filter(|_| {
             let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
-            number_of(fd) != index
+            common::number_of(fd) != index
         })
         .count()
 }
@@ -372,7 +357,7 @@ fn send_numbered_from_two_threads(
             std::thread::spawn(move || {
                 for i in 0..per_thread {
                     let index = t * per_thread + i;
-                    tx.send(&(index, numbered_fd(index))).unwrap();
+                    tx.send(&(index, common::numbered_fd(index))).unwrap();
                 }
             })
         })
@@ -395,7 +380,7 @@ fn send_descriptors_until_blocked(args: (Connection<(u32, multiproc::FdHandle)>,
     // Nobody reads yet: the ring fills and a send blocks with its
     // descriptors already on their way.
     for i in 0..100_000 {
-        tx.send(&(i, numbered_fd(i))).unwrap();
+        tx.send(&(i, common::numbered_fd(i))).unwrap();
         sent.store(i + 1);
     }
 }
@@ -417,7 +402,7 @@ fn a_sender_killed_between_descriptors_and_message_does_not_shift_later_descript
     // What the child sent before it blocked, then messages from us.
     let sender = std::thread::spawn(move || {
         for i in 0..50 {
-            tx.send(&(1000 + i, numbered_fd(1000 + i))).unwrap();
+            tx.send(&(1000 + i, common::numbered_fd(1000 + i))).unwrap();
         }
     });
     let mut wrong = 0;
@@ -426,7 +411,7 @@ fn a_sender_killed_between_descriptors_and_message_does_not_shift_later_descript
     while seen < 50 {
         assert!(Instant::now() < deadline, "messages did not arrive");
         let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
-        if number_of(fd) != index {
+        if common::number_of(fd) != index {
             wrong += 1;
         }
         if index >= 1000 {
@@ -545,7 +530,7 @@ fn receive_until_sentinel(rx: Connection<(u32, multiproc::FdHandle)>) -> (usize,
     let (mut got, mut wrong) = (0, 0);
     loop {
         let (index, fd) = rx.recv_timeout(LIMIT).unwrap();
-        if number_of(fd) != index {
+        if common::number_of(fd) != index {
             wrong += 1;
         }
         if index == u32::MAX {
@@ -566,7 +551,7 @@ fn descriptors_stay_with_their_message_when_two_processes_share_the_receiving_en
         sender.join().unwrap();
     }
     for _ in &receivers {
-        tx.send(&(u32::MAX, numbered_fd(u32::MAX))).unwrap();
+        tx.send(&(u32::MAX, common::numbered_fd(u32::MAX))).unwrap();
     }
     let (mut got, mut wrong) = (0, 0);
     for receiver in receivers {
@@ -584,7 +569,7 @@ fn send_mixed(tx: Connection<(u32, Vec<u8>, Option<multiproc::FdHandle>)>) {
     for i in 0..6u32 {
         let size = if i % 2 == 0 { (200 << 10) + i as usize } else { 5 };
         let bytes: Vec<u8> = (0..size).map(|j| (j as u32 ^ i) as u8).collect();
-        let fd = (i % 3 == 0).then(|| numbered_fd(i));
+        let fd = (i % 3 == 0).then(|| common::numbered_fd(i));
         tx.send(&(i, bytes, fd)).unwrap();
     }
 }
@@ -603,7 +588,7 @@ fn large_small_and_descriptor_messages_arrive_intact_and_in_order() {
         let size = if i % 2 == 0 { (200 << 10) + i as usize } else { 5 };
         assert_eq!(bytes.len(), size);
         assert!(bytes.iter().enumerate().all(|(j, &b)| b == (j as u32 ^ i) as u8), "message {i}");
-        assert_eq!(fd.map(number_of), (i % 3 == 0).then_some(i));
+        assert_eq!(fd.map(common::number_of), (i % 3 == 0).then_some(i));
     }
     join(p).unwrap();
 }

@@ -239,35 +239,19 @@ fn channel_ends_travel_through_channels_and_work_there() {
     }
 }
 
-/// A descriptor that says which value it belongs to: the read end of a pipe
-/// holding `index`.
-fn numbered_fd(index: u32) -> multiproc::FdHandle {
-    use std::io::Write;
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    writer.write_all(&index.to_le_bytes()).unwrap();
-    multiproc::FdHandle::new(reader)
-}
-
-fn number_of(handle: multiproc::FdHandle) -> u32 {
-    use std::io::Read;
-    let mut bytes = [0u8; 4];
-    handle.into_file().read_exact(&mut bytes).unwrap();
-    u32::from_le_bytes(bytes)
-}
-
 #[test]
 fn a_value_taken_back_leaves_its_descriptors_behind_and_the_next_gets_its_own() {
     let ch = Channel::<(u32, multiproc::FdHandle)>::new().unwrap();
     let (r, w) = (ch.reader(), ch.writer());
     // No reader: taken back, its descriptor record left on the socket.
     assert_eq!(
-        w.write_timeout((1, numbered_fd(1)), Duration::from_millis(20)),
+        w.write_timeout((1, common::numbered_fd(1)), Duration::from_millis(20)),
         Err(Error::Timeout)
     );
-    let t = std::thread::spawn(move || w.write_timeout((2, numbered_fd(2)), LIMIT));
+    let t = std::thread::spawn(move || w.write_timeout((2, common::numbered_fd(2)), LIMIT));
     let (index, fd) = r.read_timeout(LIMIT).unwrap();
     t.join().unwrap().unwrap();
-    assert_eq!((index, number_of(fd)), (2, 2));
+    assert_eq!((index, common::number_of(fd)), (2, 2));
 }
 
 fn panics(w: Writer<u8>) {

@@ -128,3 +128,20 @@ pub fn builder(method: StartMethod) -> multiproc::Builder {
         builder
     }
 }
+
+/// A descriptor that says which message it belongs to: the read end of a
+/// pipe holding `index`.
+pub fn numbered_fd(index: u32) -> multiproc::FdHandle {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    writer.write_all(&index.to_le_bytes()).unwrap();
+    multiproc::FdHandle::new(reader)
+}
+
+/// The number a [`numbered_fd`] holds.
+pub fn number_of(handle: multiproc::FdHandle) -> u32 {
+    use std::io::Read;
+    let mut bytes = [0u8; 4];
+    handle.into_file().read_exact(&mut bytes).unwrap();
+    u32::from_le_bytes(bytes)
+}
