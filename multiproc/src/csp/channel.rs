@@ -99,6 +99,15 @@ impl State {
 const STATE_AT: usize = size_of::<RawRing>().next_multiple_of(64);
 const BODY: usize = STATE_AT + size_of::<State>();
 
+/// Counts one more (`up`) or one less in `counter`.
+fn count(counter: &AtomicU32, up: bool) {
+    if up {
+        counter.fetch_add(1, Ordering::SeqCst);
+    } else {
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A value put into a channel.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Posted {
@@ -221,26 +230,16 @@ impl Shared {
         if input { &state.in_bell } else { &state.out_bell }
     }
 
-    /// An alternation starts (`true`) or stops guarding this channel: while
-    /// one does, every change rings a bell.
     /// An alternation guarding this channel goes to sleep (`true`) or
     /// wakes.
     pub(crate) fn alternation_sleeps(&self, sleeps: bool) {
-        let sleepers = &self.state().alt_sleepers;
-        if sleeps {
-            sleepers.fetch_add(1, Ordering::SeqCst);
-        } else {
-            sleepers.fetch_sub(1, Ordering::SeqCst);
-        }
+        count(&self.state().alt_sleepers, sleeps);
     }
 
+    /// An alternation starts (`true`) or stops guarding this channel: while
+    /// one does, every change rings a bell.
     pub(crate) fn alternating(&self, starts: bool) {
-        let alternations = &self.state().alternations;
-        if starts {
-            alternations.fetch_add(1, Ordering::SeqCst);
-        } else {
-            alternations.fetch_sub(1, Ordering::SeqCst);
-        }
+        count(&self.state().alternations, starts);
     }
 
     /// Why a write cannot start, if it cannot.
