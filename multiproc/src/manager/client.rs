@@ -214,7 +214,33 @@ pub(crate) fn lock_for_fork() -> ForkHolds {
     ForkHolds { guard, loans, _keys: keys }
 }
 
+/// The loans a fork made to its child, kept by the parent: a child killed
+/// before it repaid them would otherwise keep every object its parent held
+/// until the loans time out. The parent repays them once the child is gone
+/// (a second repayment of a loan the child repaid is forgotten in time).
+#[derive(Debug, Default)]
+pub(crate) struct ForkLoans(Vec<(Link, u64)>);
+
+impl ForkLoans {
+    /// Gives back whatever the child did not: call once the child ended.
+    pub(crate) fn repay(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut holds = holds();
+        for (link, token) in self.0.drain(..) {
+            holds.tell(&link, &Request::Repay(token));
+        }
+    }
+}
+
 impl ForkHolds {
+    /// In the parent: unlocks the holds; the loans stay to be repaid
+    /// once the child has ended.
+    pub(crate) fn in_parent(self) -> ForkLoans {
+        ForkLoans(self.loans)
+    }
+
     /// In the child: holds what the parent held, on the child's own
     /// keepers, then gives the loans back.
     pub(crate) fn in_child(mut self) {

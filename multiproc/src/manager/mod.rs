@@ -59,7 +59,7 @@ use serde::Serialize;
 use crate::connection::{Address, pipe_between};
 use crate::process::{Process, StartMethod};
 use crate::{Error, Result};
-pub(crate) use client::lock_for_fork;
+pub(crate) use client::{ForkLoans, lock_for_fork};
 use client::{Link, unexpected};
 pub use custom::{HostedObject, Registered, SharedObject};
 use keys::AuthKey;

@@ -75,13 +75,13 @@ pub(crate) unsafe fn start<R: Serialize>(
             child::finish(&theirs, panic::catch_unwind(AssertUnwindSafe(body)))
         }
         Forked::Parent(pid) => {
-            drop(manager_holds);
+            let loans = manager_holds.in_parent();
             drop(theirs);
             let pidfd = os::pidfd_open(pid).map_err(|e| {
                 os::kill_and_reap(pid);
                 Error::Os { op: "open a pidfd for a child", source: e }
             })?;
-            Ok(Started { pid, pidfd, channel: ours, exit: ExitWatch::Direct })
+            Ok(Started { pid, pidfd, channel: ours, exit: ExitWatch::Direct, loans })
         }
     }
 }

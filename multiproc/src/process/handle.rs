@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::StartMethod;
 use super::child;
 use super::reaper;
+use crate::manager::ForkLoans;
 use crate::os::{self, ExitStatus, Signal};
 use crate::transfer::frame::{Frame, FrameReader, Progress};
 use crate::{Error, Result};
@@ -31,6 +32,8 @@ pub(crate) struct Started {
     pub(crate) pidfd: OwnedFd,
     pub(crate) channel: OwnedFd,
     pub(crate) exit: ExitWatch,
+    /// What a fork lent the child of this process's manager objects.
+    pub(crate) loans: ForkLoans,
 }
 
 /// What changes while the child runs and ends.
@@ -41,6 +44,8 @@ struct Life {
     channel_open: bool,
     outcome: Option<Result<Frame>>,
     taken: bool,
+    /// Repaid once the child has ended (see [`ForkLoans`]).
+    loans: ForkLoans,
 }
 
 /// A child process running a function, and the way to its result.
@@ -100,6 +105,7 @@ impl<R> Process<R> {
                 channel_open: true,
                 outcome: None,
                 taken: false,
+                loans: started.loans,
             }),
             _result: PhantomData,
         }
@@ -327,6 +333,7 @@ impl<R> Process<R> {
         };
         let Some(status) = status else { return Ok(false) };
         life.status = Some(status);
+        life.loans.repay();
         // Whatever the child sent before it ended is in the socket by now.
         self.read_channel(life);
         Ok(true)
@@ -501,8 +508,9 @@ impl<R> Drop for Process<R> {
         // The fork server reaps its own children; ours we must.
         if let ExitWatch::Direct = self.exit {
             if let Some(pidfd) = self.pidfd.take() {
-                if let Ok(None) = os::try_reap(pidfd.as_fd()) {
-                    reaper::adopt(pidfd);
+                match os::try_reap(pidfd.as_fd()) {
+                    Ok(None) => reaper::adopt(pidfd),
+                    _ => self.life.get_mut().unwrap_or_else(PoisonError::into_inner).loans.repay(),
                 }
             }
         }

@@ -12,6 +12,7 @@ use super::forkserver;
 use super::handle::{ExitWatch, Started};
 use super::reaper;
 use crate::boot::{self, Role, entry::EntryRef};
+use crate::manager::ForkLoans;
 use crate::os::{self, Signal};
 use crate::transfer::{codec, frame};
 use crate::{Error, Result};
@@ -71,7 +72,7 @@ where
             return Err(e);
         }
     }
-    Ok(Started { pid, pidfd, channel: ours, exit })
+    Ok(Started { pid, pidfd, channel: ours, exit, loans: ForkLoans::default() })
 }
 
 /// Stops a child we could not start properly, leaving no zombie.
