@@ -19,10 +19,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::channel::{Posted, Shared};
+use super::local::Offer;
 use super::{Error, Reader, Result, Writer};
 use crate::os;
 use crate::queue::raw::Wait;
@@ -89,7 +87,7 @@ struct Input<'a, T> {
     value: Option<T>,
 }
 
-impl<T: DeserializeOwned + 'static> Guard for Input<'_, T> {
+impl<T: Send + 'static> Guard for Input<'_, T> {
     fn channel(&self) -> Option<(&Shared, bool)> {
         Some((self.reader.shared(), true))
     }
@@ -111,12 +109,13 @@ impl<T: DeserializeOwned + 'static> Guard for Input<'_, T> {
 
 struct Output<'a, T> {
     writer: &'a Writer<T>,
-    value: T,
+    /// The value (it stays here, at this address, while it is offered).
+    value: Offer<T>,
     /// The value offered now.
     offered: Option<Posted>,
 }
 
-impl<T: Serialize> Guard for Output<'_, T> {
+impl<T: Send> Guard for Output<'_, T> {
     fn channel(&self) -> Option<(&Shared, bool)> {
         Some((self.writer.shared(), false))
     }
@@ -138,7 +137,11 @@ impl<T: Serialize> Guard for Output<'_, T> {
 
     fn settle(&mut self) -> bool {
         let Some(posted) = self.offered.take() else { return false };
-        !self.writer.shared().withdraw(posted.ticket)
+        if self.writer.shared().withdraw(&posted) {
+            return false;
+        }
+        self.writer.shared().released(&posted);
+        true
     }
 
     fn rang(&self) -> Option<(&AtomicU32, u32)> {
@@ -264,7 +267,7 @@ impl<'a> Alternation<'a> {
     /// assert_eq!(alt.take::<u8>(0), Some(3));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn input<T: DeserializeOwned + 'static>(mut self, reader: &'a Reader<T>) -> Self {
+    pub fn input<T: Send + 'static>(mut self, reader: &'a Reader<T>) -> Self {
         self.guards.push(Box::new(Input { reader, value: None }));
         self
     }
@@ -281,7 +284,7 @@ impl<'a> Alternation<'a> {
     /// assert_eq!(alt.pri_select()?, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn inputs<T: DeserializeOwned + 'static>(
+    pub fn inputs<T: Send + 'static>(
         mut self,
         readers: impl IntoIterator<Item = &'a Reader<T>>,
     ) -> Self {
@@ -303,8 +306,8 @@ impl<'a> Alternation<'a> {
     /// assert_eq!(r.read()?, 4);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn output<T: Serialize + 'a>(mut self, writer: &'a Writer<T>, value: T) -> Self {
-        self.guards.push(Box::new(Output { writer, value, offered: None }));
+    pub fn output<T: Send + 'a>(mut self, writer: &'a Writer<T>, value: T) -> Self {
+        self.guards.push(Box::new(Output { writer, value: Offer::new(value), offered: None }));
         self
     }
 

@@ -12,8 +12,12 @@
 //! value back unless a reader claimed it first (one compare-and-swap on the
 //! value's `pending` ticket, no lock), so a value is delivered exactly once
 //! or not at all, and the timeout holds whoever holds the channel.
+//!
+//! While every end is in one process, the ring carries references to values
+//! held in that process (see [`local`](super::local)) instead of encodings.
 #![allow(unsafe_code)] // `InShm` for the state block: see the SAFETY comment
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::IoSlice;
 use std::marker::PhantomData;
@@ -25,9 +29,10 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::local::{Codec, Local, Offer, Ticket};
 use super::{Error, Result};
 use crate::os;
-use crate::queue::raw::{PutFail, RawQueue, Wait, WithoutFds};
+use crate::queue::raw::{Payload, PutFail, RawQueue, Wait};
 use crate::shm::park;
 use crate::shm::ring::FDS;
 use crate::shm::ring::{RawRing, Stop};
@@ -49,6 +54,16 @@ const TRY_GRACE: Duration = Duration::from_millis(1);
 const PENDING: usize = 16;
 /// The ring of a channel: values larger than this stream through it.
 const RING_BYTES: usize = 64 << 10;
+/// What a value's record starts with: its encoding (then, if it carries
+/// descriptors, their tag), a reference to a value held in this process
+/// (see [`local`](super::local)), or nothing (a withdrawn value).
+const ENCODED: u8 = 0;
+const HELD: u8 = 1;
+const DEAD: u8 = 2;
+/// [`State::mode`]: every end in one process (values held there, never
+/// encoded), or ends have travelled (every value encoded).
+const LOCAL: u32 = 0;
+const SHARED: u32 = 1;
 
 /// The state beside a channel's ring.
 #[repr(C, align(64))]
@@ -62,7 +77,8 @@ struct State {
     gone: AtomicU32,
     /// Readers blocked in a read now (a rendezvous `try_write` needs one).
     waiting_readers: AtomicU32,
-    _pad: u32,
+    /// [`LOCAL`] until an end is first encoded, then [`SHARED`].
+    mode: AtomicU32,
     /// A rendezvous: the tickets of the values in the channel that nobody
     /// claimed yet, ticket `t` at `t % PENDING` (0: none). A reader claims
     /// one as it takes the value, a writer that gives up claims it back;
@@ -116,6 +132,8 @@ pub(crate) struct Posted {
     /// The value the channel's `in_bell` had before the put rang it, if it
     /// rang (an alternation that put it does not wake itself).
     pub(crate) rang: Option<u32>,
+    /// Its entry in this process's table, if it is held there (local).
+    held: Option<Ticket>,
 }
 
 /// A handle on a channel's shared memory (registers no end).
@@ -124,6 +142,8 @@ pub(crate) struct Shared {
     queue: RawQueue,
     /// Where the descriptors inside values travel (see [`Sockets`]).
     sockets: Arc<Sockets>,
+    /// The channel's side in this process.
+    local: Arc<Local>,
 }
 
 /// A channel's side channel for descriptors: a sequenced-packet socket
@@ -145,8 +165,11 @@ impl Shared {
         seg.at::<RawRing>(0).init(values as u64);
         let (send, recv) =
             os::seqpacket_pair().map_err(crate::Error::os("create a channel's socket pair"))?;
-        let shared =
-            Self { queue: RawQueue::from_segment(seg), sockets: Arc::new(Sockets { send, recv }) };
+        let shared = Self {
+            queue: RawQueue::from_segment(seg),
+            sockets: Arc::new(Sockets { send, recv }),
+            local: Arc::new(Local::new(None)),
+        };
         shared.state().capacity.store(capacity as u64, Ordering::Relaxed);
         Ok(shared)
     }
@@ -255,9 +278,35 @@ impl Shared {
         self.state().capacity.load(Ordering::Relaxed) == 0
     }
 
-    /// Puts `item` into the channel as `wait` allows: on a rendezvous, as
-    /// the pending value, returning its ticket.
-    fn post<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<Posted> {
+    /// Whether the channel is local now: its values held in this process.
+    /// Fails in a process that has only a forked copy of a local channel's
+    /// ends (its values are in its parent).
+    fn is_local(&self) -> crate::Result<bool> {
+        if self.state().mode.load(Ordering::SeqCst) != LOCAL {
+            return Ok(false);
+        }
+        if !self.local.is_here() {
+            return Err(crate::Error::Unsupported {
+                reason: "a channel end copied into a forked child: its channel's values are in \
+                         the parent; pass ends to a child as arguments (they travel encoded)",
+            });
+        }
+        Ok(true)
+    }
+
+    /// The codec of the channel's type, known here once the channel is
+    /// shared.
+    fn codec(&self) -> crate::Result<&Codec> {
+        self.local.codec().ok_or(crate::Error::Unsupported {
+            reason: "a shared channel's end that was copied by fork before the channel was shared",
+        })
+    }
+
+    /// Puts `offer`'s value into the channel as `wait` allows: on a
+    /// rendezvous, as the pending value, returning its ticket (the value
+    /// stays in `offer` until a reader takes it); on a buffered channel,
+    /// moved or copied into it.
+    fn post<T: Send>(&self, offer: &Offer<T>, wait: Wait) -> Result<Posted> {
         if let Some(error) = self.unwritable() {
             return Err(error);
         }
@@ -268,18 +317,25 @@ impl Shared {
                 state.pending_slot(ticket).store(ticket, Ordering::SeqCst);
             }
         };
-        // Encoded straight into the ring, unless it carries descriptors.
-        let direct = WithoutFds::new(item);
-        let (mut put, mut ticket) = self.queue.put_numbered(&direct, 0, wait, &|ticket| {
+        // Held here, or encoded straight into the ring unless it carries
+        // descriptors.
+        let put = Put {
+            shared: self,
+            offer,
+            rendezvous,
+            held: Cell::new(None),
+            had_fds: Cell::new(false),
+        };
+        let (mut result, mut ticket) = self.queue.put_numbered(&put, 0, wait, &|ticket| {
             set_pending(ticket);
             Ok(())
         });
-        if direct.had_fds() {
-            let encoded = codec::encode(item)?;
+        if put.had_fds.get() {
+            let encoded = self.codec()?.encode(offer.value())?;
             let tag = crate::transfer::message_tag().to_le_bytes();
-            let numbered = [&tag[..], &encoded.bytes].concat();
+            let numbered = [&[ENCODED][..], &tag[..], &encoded.bytes].concat();
             let fds: Vec<BorrowedFd<'_>> = encoded.fds.iter().map(AsFd::as_fd).collect();
-            (put, ticket) = self.queue.put_numbered(&numbered[..], FDS, wait, &|ticket| {
+            (result, ticket) = self.queue.put_numbered(&numbered[..], FDS, wait, &|ticket| {
                 // Never blocks (it holds the producers' turn): a socket
                 // full of orphan records fails this write, delivering
                 // nothing, instead of holding every writer up.
@@ -289,8 +345,10 @@ impl Shared {
                 Ok(())
             });
         }
-        match put {
-            Ok(()) => Ok(Posted { ticket, rang: self.ring_bell(&state.in_bell) }),
+        match result {
+            Ok(()) => {
+                Ok(Posted { ticket, rang: self.ring_bell(&state.in_bell), held: put.held.get() })
+            }
             Err(PutFail::Full) => Err(Error::WouldBlock),
             Err(PutFail::Timeout) => Err(Error::Timeout),
             Err(PutFail::Closed) => Err(self.closed_error()),
@@ -298,18 +356,34 @@ impl Shared {
         }
     }
 
-    /// Decodes a value taken from the ring (holding the consumer side),
-    /// with its descriptors if it has any.
-    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], flags: u32) -> crate::Result<T> {
-        if flags & FDS == 0 {
-            return postcard::from_bytes(bytes)
-                .map_err(|e| crate::Error::Decode { source: e.into() });
+    /// Takes the value of a record read from the ring (holding the consumer
+    /// side): decodes it, with its descriptors if it has any, or takes it
+    /// from this process's table.
+    fn take<T: Send>(&self, bytes: &[u8], flags: u32) -> crate::Result<T> {
+        let malformed = || crate::Error::protocol("a malformed channel record");
+        let (&kind, bytes) = bytes.split_first().ok_or_else(malformed)?;
+        match kind {
+            ENCODED if flags & FDS == 0 => self.codec()?.decode(bytes, Vec::new()),
+            ENCODED => {
+                let (tag, bytes) = bytes.split_first_chunk::<8>().ok_or_else(malformed)?;
+                let fds = self.recv_fds(u64::from_le_bytes(*tag))?;
+                self.codec()?.decode(bytes, fds)
+            }
+            HELD => {
+                if !self.is_local()? {
+                    return Err(malformed());
+                }
+                let ticket = Ticket::read(bytes).ok_or_else(malformed)?;
+                // SAFETY: this channel's table holds values of its type,
+                // which is `T` (every handle on the channel in this process
+                // is an end of one `Channel<T>`, or was decoded as one with
+                // a table of its own).
+                unsafe { self.local.take::<T>(ticket) }.ok_or_else(|| {
+                    crate::Error::protocol("a channel record names no value held in this process")
+                })
+            }
+            _ => Err(malformed()),
         }
-        let (tag, bytes) = bytes
-            .split_first_chunk::<8>()
-            .ok_or_else(|| crate::Error::protocol("a channel value lacks its descriptors' tag"))?;
-        let fds = self.recv_fds(u64::from_le_bytes(*tag))?;
-        codec::decode(bytes, fds)
     }
 
     /// The descriptors of the value tagged `tag`: their record was sent
@@ -329,11 +403,14 @@ impl Shared {
         }
     }
 
-    /// Takes the pending value `ticket` back unless a reader claimed it
+    /// Takes the pending value `posted` back unless a reader claimed it
     /// first: `true` if taken back. Waits for no one (a reader holding the
     /// channel, even one stopped there, will skip it), so deadlines hold.
-    pub(crate) fn withdraw(&self, ticket: u64) -> bool {
+    /// A value a reader claimed may still be on its way out of its writer's
+    /// offer: see [`released`](Self::released).
+    pub(crate) fn withdraw(&self, posted: &Posted) -> bool {
         let state = self.state();
+        let ticket = posted.ticket;
         let back = state.pending_slot(ticket).compare_exchange(
             ticket,
             0,
@@ -343,20 +420,37 @@ impl Shared {
         if back.is_err() {
             return false;
         }
+        if let Some(held) = posted.held {
+            // Ours again (unless the channel became shared meanwhile and
+            // took a copy): readers skip its record.
+            self.local.withdraw(held);
+        }
         if self.queue.drop_if_next(ticket) {
             self.ring_bell(&state.out_bell);
         }
         true
     }
 
-    pub(crate) fn write<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<()> {
+    /// Waits until a value that a reader claimed is no longer read from
+    /// its writer's offer (the writer may then let the offer go). A local
+    /// reader moves it out at once, holding the table; the channel
+    /// becoming shared copies it, likewise.
+    pub(crate) fn released(&self, posted: &Posted) {
+        if let Some(held) = posted.held {
+            while self.local.holds(held) {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    pub(crate) fn write<T: Send>(&self, offer: &Offer<T>, wait: Wait) -> Result<()> {
         let state = self.state();
         let rendezvous = self.is_rendezvous();
         let try_only = matches!(wait, Wait::Never);
         if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
             return self.unwritable().map_or(Err(Error::WouldBlock), Err);
         }
-        let ticket = self.post(item, wait)?.ticket;
+        let posted = self.post(offer, wait)?;
         if !rendezvous {
             return Ok(());
         }
@@ -365,27 +459,37 @@ impl Shared {
             Wait::Never => Instant::now().checked_add(TRY_GRACE),
             Wait::Until(deadline) => deadline,
         };
-        match self.ring().wait_until_taken(ticket, deadline) {
-            Ok(()) => Ok(()),
-            // Not taken in time, or the channel closed: take it back unless
-            // a reader claimed it meanwhile.
-            Err(_) if !self.withdraw(ticket) => Ok(()),
+        let waited = self.ring().wait_until_taken(posted.ticket, deadline);
+        // Taken (or claimed, below): no reader reads the offer any more
+        // once released.
+        if waited.is_ok() {
+            self.released(&posted);
+            return Ok(());
+        }
+        // Not taken in time, or the channel closed: take it back unless a
+        // reader claimed it meanwhile.
+        if !self.withdraw(&posted) {
+            self.released(&posted);
+            return Ok(());
+        }
+        match waited {
             Err(Stop::Closed) => Err(self.closed_error()),
-            Err(_) if try_only => Err(Error::WouldBlock),
-            Err(_) => Err(Error::Timeout),
+            _ if try_only => Err(Error::WouldBlock),
+            _ => Err(Error::Timeout),
         }
     }
 
-    /// Offers `item` to a reader without waiting (an alternation's output
-    /// guard): `Ok(Some(ticket))` if it is now the pending value of a
-    /// rendezvous, `Ok(None)` if it is delivered already (it fitted in a
-    /// buffered channel). [`Error::WouldBlock`] if there is no room.
-    pub(crate) fn offer<T: Serialize + ?Sized>(&self, item: &T) -> Result<Option<Posted>> {
-        let posted = self.post(item, Wait::Never)?;
+    /// Offers `offer`'s value to a reader without waiting (an
+    /// alternation's output guard): `Ok(Some(posted))` if it is now the
+    /// pending value of a rendezvous, `Ok(None)` if it is delivered already
+    /// (it fitted in a buffered channel). [`Error::WouldBlock`] if there is
+    /// no room.
+    pub(crate) fn offer<T: Send>(&self, offer: &Offer<T>) -> Result<Option<Posted>> {
+        let posted = self.post(offer, Wait::Never)?;
         Ok(self.is_rendezvous().then_some(posted))
     }
 
-    pub(crate) fn read<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
+    pub(crate) fn read<T: Send>(&self, wait: Wait) -> Result<T> {
         let state = self.state();
         if state.poisoned.load(Ordering::SeqCst) == BY_READER {
             return Err(Error::Poisoned);
@@ -416,7 +520,7 @@ impl Shared {
                         return None; // its writer took it back: skip it
                     }
                 }
-                Some(self.decode::<T>(bytes, flags))
+                Some(self.take::<T>(bytes, flags))
             });
             match taken {
                 Ok(Some(value)) => break value,
@@ -446,6 +550,176 @@ impl Shared {
             other => other.into(),
         })
     }
+
+    /// Makes the channel shared, if it is not yet, before one of its ends
+    /// travels (`codec` is the channel type's): from now on every value is
+    /// encoded, and the values in flight are encoded where they are.
+    ///
+    /// # Errors
+    ///
+    /// In a forked child's copy of a local channel; if a value in flight
+    /// does not encode, or they no longer fit in the ring encoded.
+    fn share(&self, codec: Codec) -> crate::Result<()> {
+        self.local.set_codec(codec);
+        let state = self.state();
+        if !self.is_local()? {
+            return Ok(());
+        }
+        // No one puts meanwhile: every put decides, holding this turn,
+        // whether it holds its value here or encodes it.
+        let mut producer = self
+            .queue
+            .producer_turn()
+            .ok_or_else(|| crate::Error::protocol("a channel's producers' turn is lost"))?;
+        if state.mode.load(Ordering::SeqCst) != LOCAL {
+            return Ok(());
+        }
+        let codec = self.codec()?;
+        loop {
+            if let Some(mut consumer) = self.queue.try_consumer_turn() {
+                self.encode_in_flight(&mut producer, &mut consumer, codec)?;
+                break;
+            }
+            // A reader holds the channel: waiting, once there is nothing
+            // in it (and nothing can come).
+            if !self.ring().has_data() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        state.mode.store(SHARED, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Encodes every value in the ring (holding both sides), in place:
+    /// their numbers (tickets) and order stay. A withdrawn one is left to
+    /// its writer.
+    fn encode_in_flight(
+        &self,
+        producer: &mut crate::shm::ring::Producer<'_>,
+        consumer: &mut crate::shm::ring::Consumer<'_>,
+        codec: &Codec,
+    ) -> crate::Result<()> {
+        let records = consumer
+            .records()
+            .ok_or_else(|| crate::Error::protocol("a channel's ring is corrupted"))?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let state = self.state();
+        let rendezvous = self.is_rendezvous();
+        let taken = self.ring().counts().1;
+        let mut encoded = Vec::with_capacity(records.len());
+        let mut held = Vec::new();
+        for (i, (flags, payload)) in records.into_iter().enumerate() {
+            let ticket = taken + 1 + i as u64;
+            let dead = (flags, vec![DEAD]);
+            let Some(entry) = payload.split_first().filter(|(kind, _)| **kind == HELD) else {
+                encoded.push((flags, payload));
+                continue;
+            };
+            let Some(entry) = Ticket::read(entry.1) else {
+                encoded.push(dead);
+                continue;
+            };
+            if rendezvous && state.pending_slot(ticket).load(Ordering::SeqCst) != ticket {
+                encoded.push(dead); // withdrawn: its writer removes its entry
+                continue;
+            }
+            // SAFETY: the table holds values of the channel's type, whose
+            // codec `codec` is (see `take`).
+            let value = match unsafe { self.local.encode(entry, codec) } {
+                None => {
+                    encoded.push(dead);
+                    continue;
+                }
+                Some(value) => value?,
+            };
+            held.push(entry);
+            if value.fds.is_empty() {
+                encoded.push((flags, [&[ENCODED][..], &value.bytes].concat()));
+            } else {
+                let tag = crate::transfer::message_tag().to_le_bytes();
+                let fds: Vec<BorrowedFd<'_>> = value.fds.iter().map(AsFd::as_fd).collect();
+                os::send_with_fds(self.sockets.send.as_fd(), &[IoSlice::new(&tag)], &fds, true)
+                    .map_err(crate::Error::os("send a channel value's descriptors"))?;
+                encoded.push((flags | FDS, [&[ENCODED][..], &tag[..], &value.bytes].concat()));
+            }
+        }
+        if !consumer.rewrite(producer, &encoded) {
+            return Err(crate::Error::Unsupported {
+                reason: "the values waiting in a channel do not fit its ring encoded, so its end \
+                         cannot travel now",
+            });
+        }
+        // The copies are in the ring: the values here go (a writer's offer
+        // stays with it, which drops it once its copy is taken).
+        for entry in held {
+            self.local.release(entry);
+        }
+        Ok(())
+    }
+}
+
+/// A value being put: held in this process's table while the channel is
+/// local, encoded once it is shared. Which, is decided holding the
+/// producers' turn (in `write`).
+struct Put<'a, T> {
+    shared: &'a Shared,
+    offer: &'a Offer<T>,
+    rendezvous: bool,
+    /// The table entry made for it, if it is held.
+    held: Cell<Option<Ticket>>,
+    /// Whether encoding it failed because it carries descriptors.
+    had_fds: Cell<bool>,
+}
+
+impl<T> Put<'_, T> {
+    fn check<R>(&self, (result, fds): (crate::Result<R>, bool)) -> crate::Result<R> {
+        if fds {
+            self.had_fds.set(true);
+            return Err(crate::Error::Unsupported { reason: "a value with descriptors" });
+        }
+        result
+    }
+}
+
+impl<T: Send> Payload for Put<'_, T> {
+    fn write(&self, buf: &mut [u8]) -> crate::Result<Option<usize>> {
+        if self.shared.is_local()? {
+            let need = 1 + Ticket::SIZE;
+            let Some(out) = buf.get_mut(..need) else { return Ok(None) };
+            let local = &self.shared.local;
+            let entry = if self.rendezvous {
+                local.insert_offer(self.offer)
+            } else {
+                local.insert_moved(self.offer)
+            };
+            out[0] = HELD;
+            entry.write(&mut out[1..]);
+            self.held.set(Some(entry));
+            return Ok(Some(need));
+        }
+        let Some((kind, rest)) = buf.split_first_mut() else { return Ok(None) };
+        *kind = ENCODED;
+        let written = self.check(self.shared.codec()?.write(self.offer.value(), rest))?;
+        Ok(written.map(|n| n + 1))
+    }
+
+    fn size(&self) -> crate::Result<usize> {
+        if self.shared.is_local()? {
+            return Ok(1 + Ticket::SIZE);
+        }
+        Ok(self.check(self.shared.codec()?.size(self.offer.value()))? + 1)
+    }
+
+    fn bytes<'b>(&'b self, scratch: &'b mut Vec<u8>) -> crate::Result<&'b [u8]> {
+        // Only values larger than the ring come here: encoded ones.
+        scratch.clear();
+        scratch.push(ENCODED);
+        self.check(self.shared.codec()?.bytes(self.offer.value(), scratch))?;
+        Ok(scratch)
+    }
 }
 
 impl Serialize for Shared {
@@ -474,8 +748,14 @@ impl Serialize for Shared {
     }
 }
 
-impl<'de> Deserialize<'de> for Shared {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+impl Shared {
+    /// A handle decoded in this process, for values of the type `codec`
+    /// encodes (its own table: the channel is shared, values arrive
+    /// encoded).
+    fn deserialize_with<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        codec: Codec,
+    ) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Wire {
             #[serde(deserialize_with = "segment_wire")]
@@ -501,6 +781,7 @@ impl<'de> Deserialize<'de> for Shared {
         Ok(Self {
             queue: RawQueue::from_segment(wire.segment),
             sockets: Arc::new(Sockets { send: wire.send, recv: wire.recv }),
+            local: Arc::new(Local::new(Some(codec))),
         })
     }
 }
@@ -512,8 +793,11 @@ impl<'de> Deserialize<'de> for Shared {
 /// taken the value. [`Channel::buffered`] lets up to `n` values wait.
 /// [`reader`](Channel::reader) and [`writer`](Channel::writer) register one
 /// more end each (PyCSP's `+ch` and `-ch`); ends retire (leave) when told to
-/// or when dropped. Values are serde types: every value is encoded into the
-/// channel's shared memory, so an end works the same wherever it travels.
+/// or when dropped. While all its ends are in one process, values move
+/// without being encoded and need not be serde types; once an end travels
+/// to another process (which needs a serde `T`), every value is encoded
+/// into the channel's shared memory, those in flight included, so an end
+/// works the same wherever it is.
 ///
 /// # Examples
 ///
@@ -672,7 +956,14 @@ impl End {
         }
     }
 
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    /// Encodes this end to travel (the channel becomes shared first, with
+    /// `codec` for its values).
+    fn serialize<S: Serializer>(
+        &self,
+        serializer: S,
+        codec: Codec,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        self.shared.share(codec).map_err(serde::ser::Error::custom)?;
         self.moved.store(true, Ordering::SeqCst);
         self.shared.serialize(serializer)
     }
@@ -775,17 +1066,19 @@ macro_rules! end_common {
             }
         }
 
-        impl<T> Serialize for $end<T> {
+        impl<T: Serialize + DeserializeOwned> Serialize for $end<T> {
             /// An end travels (as a process argument, or inside a message):
             /// the copy that arrives is the registered end from then on.
+            /// The channel becomes shared (its values encoded) first.
             fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-                self.end.serialize(serializer)
+                self.end.serialize(serializer, Codec::of::<T>())
             }
         }
 
-        impl<'de, T> Deserialize<'de> for $end<T> {
+        impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for $end<T> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-                Ok(Self { end: End::new(Shared::deserialize(deserializer)?), _values: PhantomData })
+                let shared = Shared::deserialize_with(deserializer, Codec::of::<T>())?;
+                Ok(Self { end: End::new(shared), _values: PhantomData })
             }
         }
     };
@@ -835,7 +1128,7 @@ pub struct Writer<T> {
 end_common!(Reader, true, "reader", reader);
 end_common!(Writer, false, "writer", writer);
 
-impl<T: DeserializeOwned> Reader<T> {
+impl<T: Send> Reader<T> {
     /// Reads the next value, waiting as long as it takes.
     ///
     /// # Errors
@@ -892,7 +1185,7 @@ impl<T: DeserializeOwned> Reader<T> {
     }
 }
 
-impl<T: Serialize> Writer<T> {
+impl<T: Send> Writer<T> {
     /// Writes `value`, waiting as long as it takes: on a rendezvous channel
     /// until a reader has taken it, on a buffered one until it is in the
     /// channel.
@@ -910,7 +1203,7 @@ impl<T: Serialize> Writer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write(&self, value: T) -> Result<()> {
-        self.end.shared.write(&value, Wait::Forever)
+        self.end.shared.write(&Offer::new(value), Wait::Forever)
     }
 
     /// Writes `value` only if a reader takes it now (a rendezvous) or there
@@ -930,7 +1223,7 @@ impl<T: Serialize> Writer<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_write(&self, value: T) -> Result<()> {
-        self.end.shared.write(&value, Wait::Never)
+        self.end.shared.write(&Offer::new(value), Wait::Never)
     }
 
     /// Writes `value`, waiting at most `timeout` (for a reader to take it,
@@ -951,7 +1244,7 @@ impl<T: Serialize> Writer<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn write_timeout(&self, value: T, timeout: Duration) -> Result<()> {
-        self.end.shared.write(&value, Wait::Until(Instant::now().checked_add(timeout)))
+        self.end.shared.write(&Offer::new(value), Wait::Until(Instant::now().checked_add(timeout)))
     }
 }
 

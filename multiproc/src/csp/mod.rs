@@ -47,6 +47,7 @@
 mod alt;
 mod channel;
 mod error;
+mod local;
 mod process;
 
 pub use alt::Alternation;

@@ -84,13 +84,26 @@ impl RawQueue {
     /// now; `true` if dropped. Never waits: a consumer that holds the side
     /// meets the message itself (the caller has told it to skip it).
     pub(crate) fn drop_if_next(&self, ticket: u64) -> bool {
+        self.drop_if_next_with(ticket, |_, _| {})
+    }
+
+    /// Drops message number `ticket` as [`drop_if_next`](Self::drop_if_next)
+    /// does, handing its payload and flags to `dropped` first (holding the
+    /// consumer side) if it is a message of one record.
+    pub(crate) fn drop_if_next_with(&self, ticket: u64, dropped: impl FnOnce(&[u8], u32)) -> bool {
         let ring = self.ring();
         let Some(mut consumer) = ring.consumer(self.bytes(), None, true) else { return false };
         if ring.counts().1 + 1 != ticket {
             return false;
         }
+        let mut dropped = Some(dropped);
         while let Some(record) = consumer.peek() {
             let (flags, len) = (record.flags, record.payload.len());
+            if flags & (ring::FIRST | ring::LAST) == ring::FIRST | ring::LAST {
+                if let Some(dropped) = dropped.take() {
+                    dropped(record.payload, flags);
+                }
+            }
             let last = flags & ring::LAST != 0;
             consumer.consume(len, last);
             if last {
@@ -98,6 +111,16 @@ impl RawQueue {
             }
         }
         false
+    }
+
+    /// Holds the producers' turn (no one puts meanwhile), waiting for it.
+    pub(crate) fn producer_turn(&self) -> Option<ring::Producer<'_>> {
+        self.ring().producer(self.bytes(), None)
+    }
+
+    /// Holds the consumer side if no one does now.
+    pub(crate) fn try_consumer_turn(&self) -> Option<ring::Consumer<'_>> {
+        self.ring().consumer(self.bytes(), None, true)
     }
 
     /// This handle with another message-size limit.

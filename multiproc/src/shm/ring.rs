@@ -628,6 +628,72 @@ impl Consumer<'_> {
         announce(side);
     }
 
+    /// Every record from the head to the tail, copied: `(flags, payload)`,
+    /// or `None` if a header is impossible (a corrupted ring).
+    pub(crate) fn records(&self) -> Option<Vec<(u32, Vec<u8>)>> {
+        let mut head = self.ring.consumer.position.load(Ordering::Relaxed);
+        let tail = self.ring.producer.position.load(Ordering::Acquire);
+        let mut records = Vec::new();
+        while head != tail {
+            let start = self.bytes.at(head);
+            let mut header = [0u8; HEADER];
+            // SAFETY: `[head, tail)` holds complete records that no one
+            // writes while we hold the consumer lock (and the caller the
+            // producer lock); the double mapping makes them contiguous.
+            unsafe { std::ptr::copy_nonoverlapping(start, header.as_mut_ptr(), HEADER) };
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            if len > self.bytes.cap - HEADER || record_size(len) > tail.wrapping_sub(head) {
+                return None;
+            }
+            // SAFETY: as above; the payload lies inside `[head, tail)` (checked).
+            let payload = unsafe { std::slice::from_raw_parts(start.wrapping_add(HEADER), len) };
+            records.push((flags, payload.to_vec()));
+            head += record_size(len);
+        }
+        Some(records)
+    }
+
+    /// Replaces every record from the head to the tail with `records`
+    /// (`(flags, payload)`, as many messages as there were), holding the
+    /// producer side too: the counts of messages put and taken stay as
+    /// they are. `false` (nothing changed) if they do not fit in the ring.
+    pub(crate) fn rewrite(
+        &mut self,
+        producer: &mut Producer<'_>,
+        records: &[(u32, Vec<u8>)],
+    ) -> bool {
+        let total: u64 = records.iter().map(|(_, payload)| record_size(payload.len())).sum();
+        if total > self.bytes.cap as u64 {
+            return false;
+        }
+        let head = self.ring.consumer.position.load(Ordering::Relaxed);
+        let mut at = head;
+        for (flags, payload) in records {
+            let start = self.bytes.at(at);
+            let mut header = [0u8; HEADER];
+            header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+            header[4..].copy_from_slice(&flags.to_le_bytes());
+            // SAFETY: `[head, head + total)` lies within one ring's length of
+            // the head (checked), contiguous thanks to the double mapping;
+            // nobody reads it (we hold the consumer lock) or writes it (the
+            // caller holds the producer lock, `producer`).
+            unsafe {
+                std::ptr::copy_nonoverlapping(header.as_ptr(), start, HEADER);
+                std::ptr::copy_nonoverlapping(
+                    payload.as_ptr(),
+                    start.wrapping_add(HEADER),
+                    payload.len(),
+                );
+            }
+            at += record_size(payload.len());
+        }
+        producer.ring.producer.position.store(at, Ordering::Release);
+        announce(&self.ring.producer);
+        announce(&self.ring.consumer);
+        true
+    }
+
     /// Drops everything in the ring (after finding it corrupted).
     pub(crate) fn discard_all(&mut self) {
         let side = &self.ring.consumer;
