@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use multiproc::csp::{self, Channel, Parallel, Reader, Writer, process};
+use serde_bytes::ByteBuf;
 
 /// Values the Commstime consumer times (after as many untimed).
 pub(crate) const COMMSTIME_VALUES: u64 = 20_000;
@@ -202,4 +203,58 @@ pub fn any_to_any_threads() -> Duration {
 /// Any-to-any, 4 writers and 4 readers, OS processes.
 pub fn any_to_any_processes() -> Duration {
     any_to_any(true)
+}
+
+/// Values the one-way channel rows pass.
+const ONE_WAY_VALUES: usize = 20_000;
+
+/// A buffered channel (64 values) between two threads, one way: the time
+/// per value of `size` bytes. `shared`: an end has travelled first (through
+/// a `pipe()` and back), so every value is encoded, as between processes;
+/// otherwise the channel is local and values move without encoding.
+fn one_way_threads(size: usize, shared: bool) -> Duration {
+    let ch = Channel::<ByteBuf>::buffered(64).expect("channel");
+    let (mut r, w) = (ch.reader(), ch.writer());
+    if shared {
+        let (a, b) = multiproc::pipe::<Reader<ByteBuf>>().expect("pipe");
+        a.send(&r).expect("send an end");
+        r = b.recv().expect("receive an end");
+    }
+    drop(ch);
+    let values: Vec<ByteBuf> =
+        (0..ONE_WAY_VALUES).map(|_| ByteBuf::from(vec![7u8; size])).collect();
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || {
+        for v in values {
+            w.write(v).expect("write");
+        }
+    });
+    let mut bytes = 0;
+    for _ in 0..ONE_WAY_VALUES {
+        bytes += r.read().expect("read").len();
+    }
+    let elapsed = start.elapsed();
+    writer.join().expect("writer");
+    assert_eq!(bytes, size * ONE_WAY_VALUES);
+    elapsed / ONE_WAY_VALUES as u32
+}
+
+/// One way between threads, 64 B values, a local channel (never encoded).
+pub fn one_way_local_small() -> Duration {
+    one_way_threads(64, false)
+}
+
+/// One way between threads, 64 B values, a shared channel (encoded).
+pub fn one_way_shared_small() -> Duration {
+    one_way_threads(64, true)
+}
+
+/// One way between threads, 64 KiB values, a local channel.
+pub fn one_way_local_big() -> Duration {
+    one_way_threads(64 << 10, false)
+}
+
+/// One way between threads, 64 KiB values, a shared channel.
+pub fn one_way_shared_big() -> Duration {
+    one_way_threads(64 << 10, true)
 }

@@ -644,6 +644,26 @@ pub const SCENARIOS: &[Scenario] = &[
         samples: 9,
         run: csp::any_to_any_processes,
     },
+    Scenario {
+        name: "csp: buffered channel one way, 64 B values, threads, local: never encoded (per value)",
+        samples: 11,
+        run: csp::one_way_local_small,
+    },
+    Scenario {
+        name: "csp: buffered channel one way, 64 B values, threads, shared: encoded (per value)",
+        samples: 11,
+        run: csp::one_way_shared_small,
+    },
+    Scenario {
+        name: "csp: buffered channel one way, 64 KiB values, threads, local: never encoded (per value)",
+        samples: 11,
+        run: csp::one_way_local_big,
+    },
+    Scenario {
+        name: "csp: buffered channel one way, 64 KiB values, threads, shared: encoded (per value)",
+        samples: 11,
+        run: csp::one_way_shared_big,
+    },
 ];
 
 /// The median of `samples` (which it sorts).
