@@ -408,3 +408,61 @@ fn every_process_has_its_own_id() {
     assert_eq!(unique.len(), 3, "{ids:?}");
     assert!(!ids.contains(&csp::current_process_id()));
 }
+
+fn write_then_hang(args: (Writer<u64>, multiproc::Event)) {
+    let (w, wrote) = args;
+    w.write(1).unwrap();
+    wrote.set();
+    std::thread::sleep(LIMIT * 2);
+}
+
+fn read_then_hang(args: (Reader<u64>, multiproc::Event)) {
+    let (r, read) = args;
+    assert_eq!(r.read_timeout(LIMIT), Ok(1));
+    read.set();
+    std::thread::sleep(LIMIT * 2);
+}
+
+#[test]
+fn the_ends_of_a_killed_process_retire_and_release_those_blocked_on_it() {
+    // A reader blocked on a channel whose only writer is killed.
+    let ch = Channel::<u64>::new().unwrap();
+    let (r, wrote) = (ch.reader(), multiproc::Event::new().unwrap());
+    let writer = multiproc::Process::spawn(write_then_hang, (ch.writer(), wrote.clone())).unwrap();
+    assert_eq!(r.read_timeout(LIMIT), Ok(1));
+    assert!(wrote.wait_timeout(LIMIT));
+    let blocked = std::thread::spawn(move || r.read_timeout(LIMIT));
+    writer.kill().unwrap();
+    common::wait(&writer);
+    assert_eq!(blocked.join().unwrap(), Err(Error::Retired));
+
+    // A writer blocked on a rendezvous whose only reader is killed.
+    let ch = Channel::<u64>::new().unwrap();
+    let (w, read) = (ch.writer(), multiproc::Event::new().unwrap());
+    let reader = multiproc::Process::spawn(read_then_hang, (ch.reader(), read.clone())).unwrap();
+    w.write_timeout(1, LIMIT).unwrap();
+    assert!(read.wait_timeout(LIMIT));
+    let blocked = std::thread::spawn(move || w.write_timeout(2, LIMIT));
+    reader.kill().unwrap();
+    common::wait(&reader);
+    assert_eq!(blocked.join().unwrap(), Err(Error::Retired));
+
+    // An alternation waiting on inputs whose writers are all killed.
+    let (a, b) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
+    let (ra, rb) = (a.reader(), b.reader());
+    let (wrote_a, wrote_b) = (multiproc::Event::new().unwrap(), multiproc::Event::new().unwrap());
+    let wa = multiproc::Process::spawn(write_then_hang, (a.writer(), wrote_a.clone())).unwrap();
+    let wb = multiproc::Process::spawn(write_then_hang, (b.writer(), wrote_b.clone())).unwrap();
+    assert_eq!(ra.read_timeout(LIMIT), Ok(1));
+    assert_eq!(rb.read_timeout(LIMIT), Ok(1));
+    assert!(wrote_a.wait_timeout(LIMIT) && wrote_b.wait_timeout(LIMIT));
+    drop((a, b));
+    let blocked = std::thread::spawn(move || {
+        csp::Alternation::new().input(&ra).input(&rb).timeout(LIMIT).pri_select()
+    });
+    for p in [&wa, &wb] {
+        p.kill().unwrap();
+        common::wait(p);
+    }
+    assert_eq!(blocked.join().unwrap(), Err(Error::Retired));
+}

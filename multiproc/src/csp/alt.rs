@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::channel::{Posted, Shared};
+use super::channel::{DEATH_CHECK, Posted, Shared};
 use super::local::Offer;
 use super::{Error, Reader, Result, Writer};
 use crate::os;
@@ -485,6 +485,7 @@ impl<'a> Alternation<'a> {
             .filter(|&i| matches!(self.guards[i].channel(), Some((_, false))))
             .collect();
         let mut turn = 0;
+        let mut last_check = Instant::now();
         let chosen = 'select: loop {
             let seen: Vec<u32> = bells.iter().map(|b| b.load(Ordering::SeqCst)).collect();
             let mut failure = None;
@@ -539,6 +540,14 @@ impl<'a> Alternation<'a> {
             if outputs.len() > 1 {
                 left = Some(left.map_or(OFFER_TURN, |l| l.min(OFFER_TURN)));
             }
+            // A process holding the other ends may die: look every so often.
+            if last_check.elapsed() >= DEATH_CHECK {
+                for (shared, _) in &channels.0 {
+                    shared.reap_dead_holders();
+                }
+                last_check = Instant::now();
+            }
+            left = Some(left.map_or(DEATH_CHECK, |l| l.min(DEATH_CHECK)));
             if left.is_none_or(|l| !l.is_zero()) {
                 let words: Vec<(&AtomicU32, u32)> = bells.iter().copied().zip(seen).collect();
                 for (shared, _) in &channels.0 {

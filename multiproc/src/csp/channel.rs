@@ -64,6 +64,25 @@ const DEAD: u8 = 2;
 /// encoded), or ends have travelled (every value encoded).
 const LOCAL: u32 = 0;
 const SHARED: u32 = 1;
+/// How many processes holding ends a channel keeps track of, so as to
+/// retire the ends of one that dies (SIGKILL). Ends of more processes work,
+/// but one of those dying retires nothing.
+const HOLDERS: usize = 32;
+/// A [`Holder`] slot being cleared after its process died.
+const REAPING: u32 = u32::MAX;
+/// How often a blocked end looks whether a process holding ends died.
+pub(crate) const DEATH_CHECK: Duration = Duration::from_millis(100);
+
+/// The ends one process holds of a channel (see [`HOLDERS`]).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Holder {
+    /// Its process id; 0: a free slot; [`REAPING`].
+    pid: AtomicU32,
+    readers: AtomicU32,
+    writers: AtomicU32,
+    _pad: u32,
+}
 
 /// The state beside a channel's ring.
 #[repr(C, align(64))]
@@ -99,6 +118,8 @@ struct State {
     alt_sleepers: AtomicU32,
     /// 0 for a rendezvous.
     capacity: AtomicU64,
+    /// The processes holding ends, and how many.
+    holders: [Holder; HOLDERS],
 }
 
 // SAFETY: atomics (and padding) only, `#[repr(C)]`, no pointer.
@@ -212,9 +233,96 @@ impl Shared {
         let state = self.state();
         let count = if reader { &state.readers } else { &state.writers };
         count.fetch_add(1, Ordering::SeqCst);
+        self.hold(reader, true);
+    }
+
+    /// Counts one end of kind `reader` more (`up`) or less as held by this
+    /// process, in its [`Holder`] slot (taken on first use, if one is free).
+    fn hold(&self, reader: bool, up: bool) {
+        let pid = os::getpid();
+        let holders = &self.state().holders;
+        let slot = holders.iter().find(|h| h.pid.load(Ordering::SeqCst) == pid).or_else(|| {
+            if !up {
+                return None;
+            }
+            holders.iter().find(|h| {
+                h.pid.compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            })
+        });
+        let Some(slot) = slot else { return };
+        let count = if reader { &slot.readers } else { &slot.writers };
+        if up {
+            count.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let _ = count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        }
+    }
+
+    /// Retires the ends of every process that held some and died; `true`
+    /// if it did. Any process may do it, once per dead process.
+    pub(crate) fn reap_dead_holders(&self) -> bool {
+        let me = os::getpid();
+        let mut reaped = false;
+        for holder in &self.state().holders {
+            let pid = holder.pid.load(Ordering::SeqCst);
+            if pid == 0 || pid == REAPING || pid == me || !os::process_ended(pid) {
+                continue;
+            }
+            // Claimed, so that no one else reaps it and no one reuses the
+            // slot before its counts are cleared.
+            if holder
+                .pid
+                .compare_exchange(pid, REAPING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                continue;
+            }
+            let readers = holder.readers.swap(0, Ordering::SeqCst);
+            let writers = holder.writers.swap(0, Ordering::SeqCst);
+            holder.pid.store(0, Ordering::SeqCst);
+            for _ in 0..readers {
+                self.retire_count(true);
+            }
+            for _ in 0..writers {
+                self.retire_count(false);
+            }
+            reaped = true;
+        }
+        reaped
     }
 
     fn retire(&self, reader: bool) {
+        self.hold(reader, false);
+        self.retire_count(reader);
+    }
+
+    /// The part of `wait` to wait now: at most [`DEATH_CHECK`], so that a
+    /// blocked end looks for dead holders (see [`more_after`](Self::more_after)).
+    fn slice(wait: Wait) -> Wait {
+        let slice = Instant::now().checked_add(DEATH_CHECK);
+        match wait {
+            Wait::Never => Wait::Never,
+            Wait::Forever | Wait::Until(None) => Wait::Until(slice),
+            Wait::Until(Some(deadline)) => Wait::Until(slice.map(|s| s.min(deadline))),
+        }
+    }
+
+    /// After a [`slice`](Self::slice) of `wait` ran out: whether `wait` has
+    /// more; if so, first retires the ends of processes that died.
+    fn more_after(&self, wait: Wait) -> bool {
+        let more = match wait {
+            Wait::Never => false,
+            Wait::Forever | Wait::Until(None) => true,
+            Wait::Until(Some(deadline)) => Instant::now() < deadline,
+        };
+        if more {
+            self.reap_dead_holders();
+        }
+        more
+    }
+
+    /// One end of kind `reader` less in the channel's counts.
+    fn retire_count(&self, reader: bool) {
         let state = self.state();
         let (count, bit) =
             if reader { (&state.readers, READERS_GONE) } else { (&state.writers, WRITERS_GONE) };
@@ -450,16 +558,26 @@ impl Shared {
         if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
             return self.unwritable().map_or(Err(Error::WouldBlock), Err);
         }
-        let posted = self.post(offer, wait)?;
+        let posted = loop {
+            match self.post(offer, Self::slice(wait)) {
+                Err(Error::Timeout) if self.more_after(wait) => {}
+                posted => break posted?,
+            }
+        };
         if !rendezvous {
             return Ok(());
         }
-        let deadline = match wait {
-            Wait::Forever => None,
-            Wait::Never => Instant::now().checked_add(TRY_GRACE),
-            Wait::Until(deadline) => deadline,
+        let wait = match wait {
+            Wait::Never => Wait::Until(Instant::now().checked_add(TRY_GRACE)),
+            other => other,
         };
-        let waited = self.ring().wait_until_taken(posted.ticket, deadline);
+        let waited = loop {
+            let Wait::Until(slice) = Self::slice(wait) else { unreachable!("never `Never`") };
+            match self.ring().wait_until_taken(posted.ticket, slice) {
+                Err(Stop::Timeout) if self.more_after(wait) => {}
+                waited => break waited,
+            }
+        };
         // Taken (or claimed, below): no reader reads the offer any more
         // once released.
         if waited.is_ok() {
@@ -505,7 +623,7 @@ impl Shared {
         let rendezvous = self.is_rendezvous();
         let ring = self.ring();
         let got = loop {
-            let taken = self.queue.get_with(wait, |bytes, flags| {
+            let taken = self.queue.get_with(Self::slice(wait), |bytes, flags| {
                 if rendezvous {
                     // The value's ticket: we hold the consumer side and it
                     // is not counted as taken yet.
@@ -524,7 +642,8 @@ impl Shared {
             });
             match taken {
                 Ok(Some(value)) => break value,
-                Ok(None) => continue,
+                Ok(None) => {}
+                Err(crate::Error::Timeout) if self.more_after(wait) => {}
                 Err(e) => break Err(e),
             }
         };
@@ -962,9 +1081,13 @@ impl End {
         &self,
         serializer: S,
         codec: Codec,
+        reader: bool,
     ) -> std::result::Result<S::Ok, S::Error> {
         self.shared.share(codec).map_err(serde::ser::Error::custom)?;
-        self.moved.store(true, Ordering::SeqCst);
+        if !self.moved.swap(true, Ordering::SeqCst) && !self.retired.load(Ordering::SeqCst) {
+            // On its way: held by the process that decodes it.
+            self.shared.hold(reader, false);
+        }
         self.shared.serialize(serializer)
     }
 }
@@ -1071,13 +1194,14 @@ macro_rules! end_common {
             /// the copy that arrives is the registered end from then on.
             /// The channel becomes shared (its values encoded) first.
             fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-                self.end.serialize(serializer, Codec::of::<T>())
+                self.end.serialize(serializer, Codec::of::<T>(), $reader)
             }
         }
 
         impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for $end<T> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
                 let shared = Shared::deserialize_with(deserializer, Codec::of::<T>())?;
+                shared.hold($reader, true);
                 Ok(Self { end: End::new(shared), _values: PhantomData })
             }
         }

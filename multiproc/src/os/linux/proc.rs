@@ -85,6 +85,19 @@ fn pidfd_open_once(pid: u32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
 }
 
+/// Whether process `pid` has ended (exited, or killed: a zombie counts as
+/// ended) or does not exist. `false` when it cannot tell.
+pub(crate) fn process_ended(pid: u32) -> bool {
+    match pidfd_open_once(pid) {
+        Ok(pidfd) => {
+            let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+            let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+            matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+        }
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
+    }
+}
+
 /// A pidfd for this process, to hand to children that must watch us.
 pub(crate) fn own_pidfd() -> io::Result<OwnedFd> {
     pidfd_open(getpid())
