@@ -592,3 +592,32 @@ fn large_small_and_descriptor_messages_arrive_intact_and_in_order() {
     }
     join(p).unwrap();
 }
+
+fn count_until_disconnected(c: Connection<u8>) -> usize {
+    let mut n = 0;
+    while c.recv().is_ok() {
+        n += 1;
+    }
+    n
+}
+
+fn send_one(c: Connection<u8>) {
+    c.send(&1).unwrap();
+}
+
+#[test]
+fn a_child_holds_no_end_it_was_not_given_with_any_start_method() {
+    for method in METHODS {
+        let (r, w) = multiproc::connection::pipe_oneway::<u8>().unwrap();
+        // Started while this process still holds `w`: a forked child must
+        // not keep a copy of it open, or the reader never sees the end.
+        let reader = common::builder(method).spawn(count_until_disconnected, r).unwrap();
+        join(common::builder(method).spawn(send_one, w).unwrap()).unwrap();
+        let mut reader = reader;
+        let count = reader.join_timeout(LIMIT).unwrap();
+        if count.is_none() {
+            let _ = reader.kill();
+        }
+        assert_eq!(count, Some(1), "{method:?}: the reader never saw the end");
+    }
+}

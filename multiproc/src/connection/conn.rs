@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
@@ -50,6 +50,21 @@ struct Inner {
     reader: Mutex<FrameReader>,
     /// One frame at a time goes out on the socket.
     writer: Mutex<()>,
+}
+
+impl Inner {
+    fn sock(&self) -> BorrowedFd<'_> {
+        match &self.transport {
+            Transport::Ring { sock, .. } | Transport::Socket { sock, .. } => sock.as_fd(),
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Untracked before it closes (see `os::track_fd`).
+        os::untrack_fd(self.sock().as_raw_fd());
+    }
 }
 
 /// One end of a connection: sends `S`, receives `R` (Python's `Connection`).
@@ -192,13 +207,12 @@ impl<S, R> Connection<S, R> {
             }
         };
         let inner = Inner { transport, reader: Mutex::new(reader), writer: Mutex::new(()) };
+        os::track_fd(inner.sock().as_raw_fd());
         Self { inner: Arc::new(inner), _messages: PhantomData }
     }
 
     fn sock(&self) -> BorrowedFd<'_> {
-        match &self.inner.transport {
-            Transport::Ring { sock, .. } | Transport::Socket { sock, .. } => sock.as_fd(),
-        }
+        self.inner.sock()
     }
 
     /// Whether the peer closed its end of the socket (or died).

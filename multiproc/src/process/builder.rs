@@ -49,6 +49,15 @@ pub enum StartMethod {
     /// multiproc's own helpers, with [`Error::ThreadedFork`]; an `unsafe`
     /// opt-in remains ([`Builder::allow_threaded_fork`],
     /// [`Builder::fork_closure_unchecked`]). Python only warns.
+    ///
+    /// A forked child inherits every descriptor of its parent. With
+    /// [`Builder::spawn`], the child drops the parent's connections (pipe
+    /// ends, sockets of clients and listeners) it was not given as
+    /// arguments, as a spawned child never has them: a reader child sees
+    /// the end of a pipe whose writer end the parent still held when it
+    /// forked. Descriptors the program opened itself (files, `std` sockets)
+    /// stay open in the child, as in Python, and [`Builder::fork_closure`]
+    /// keeps everything (the closure may have captured any connection).
     Fork,
     /// Ask a fork server to fork the child: a small single-threaded helper
     /// process, started from this binary on first use, that stops before
@@ -250,7 +259,7 @@ impl Builder {
                 // SAFETY: the child runs only `f` on the arguments it
                 // decodes; the hazard of other parent threads' locks is
                 // documented on `StartMethod::Fork`, as Python documents it.
-                unsafe { fork::start(info, body)? }
+                unsafe { fork::start(info, body, true)? }
             }
         };
         Ok(Process::new(started, name, daemon, method))
@@ -321,7 +330,7 @@ impl Builder {
         let info = self.child_info(StartMethod::Fork);
         let (name, daemon) = (info.name.clone(), info.daemon);
         // SAFETY: forwarded from this function's contract.
-        let started = unsafe { fork::start(info, f)? };
+        let started = unsafe { fork::start(info, f, false)? };
         Ok(Process::new(started, name, daemon, StartMethod::Fork))
     }
 }

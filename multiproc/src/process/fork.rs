@@ -21,9 +21,14 @@ use crate::{Error, Result};
 /// may have been holding or changing at the instant of the fork. Standard
 /// output and error are flushed and held across the fork, so the child may
 /// print.
+/// `fresh_fds`: the child runs a function on arguments it decodes, and
+/// drops the parent's connections it was not given (see
+/// `os::ForkTracked`), as a spawned child never has them; a forked closure
+/// keeps them all (it may have captured any).
 pub(crate) unsafe fn start<R: Serialize>(
     info: ChildInfo,
     body: impl FnOnce() -> R,
+    fresh_fds: bool,
 ) -> Result<Started> {
     let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
     let parent = if info.daemon {
@@ -43,6 +48,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         let info_lock = current::lock_for_fork();
         let helpers_lock = helpers::lock_for_fork();
         let janitor_lock = crate::shared::janitor::lock_for_fork();
+        let tracked = os::lock_tracked_fds_for_fork();
         let stdout = io::stdout();
         let mut out = stdout.lock();
         let _ = out.flush();
@@ -51,6 +57,10 @@ pub(crate) unsafe fn start<R: Serialize>(
         // the stdio locks so that no other thread holds them at the fork, and
         // the child touches nothing else of ours before `body` runs.
         let forked = unsafe { os::fork() };
+        match forked {
+            Ok(Forked::Child) if fresh_fds => tracked.drop_in_child(),
+            _ => drop(tracked),
+        }
         drop(err);
         drop(out);
         drop(janitor_lock);

@@ -7,6 +7,7 @@ mod memory;
 mod poll;
 mod proc;
 mod socket;
+mod tracked;
 mod waker;
 
 pub(crate) use futex::{
@@ -30,5 +31,8 @@ pub(crate) use proc::{
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, is_seqpacket, peer_credentials, recv_with_fds, send_with_fds,
     seqpacket_pair, stream_pair,
+};
+pub(crate) use tracked::{
+    lock_for_fork as lock_tracked_fds_for_fork, track as track_fd, untrack as untrack_fd,
 };
 pub(crate) use waker::Waker;
