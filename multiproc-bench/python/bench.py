@@ -396,6 +396,64 @@ def pycsp_commstime(cycles=2000):
     return result[0]
 
 
+def sq(x):
+    return x * x
+
+
+_POOL = None
+
+
+def shared_pool():
+    """The 2-worker pool the pool rows share, started once (fork)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = mp.get_context("fork").Pool(2)
+    return _POOL
+
+
+def pool_map_default():
+    pool = shared_pool()
+    start = time.perf_counter()
+    v = pool.map(sq, range(100_000))
+    elapsed = time.perf_counter() - start
+    assert v[99_999] == 99_999 * 99_999
+    return elapsed
+
+
+def pool_map_chunksize_one(n=20_000):
+    pool = shared_pool()
+    start = time.perf_counter()
+    v = pool.map(sq, range(n), chunksize=1)
+    elapsed = time.perf_counter() - start
+    assert len(v) == n
+    return elapsed / n
+
+
+def pool_imap(n=20_000):
+    pool = shared_pool()
+    start = time.perf_counter()
+    count = sum(1 for _ in pool.imap(sq, range(n)))
+    elapsed = time.perf_counter() - start
+    assert count == n
+    return elapsed / n
+
+
+def pool_apply_async(n=2_000):
+    pool = shared_pool()
+    start = time.perf_counter()
+    for i in range(n):
+        assert pool.apply_async(sq, (i,)).get() == i * i
+    return (time.perf_counter() - start) / n
+
+
+def pool_start_spawn():
+    start = time.perf_counter()
+    pool = mp.get_context("spawn").Pool(2)
+    pool.close()
+    pool.join()
+    return time.perf_counter() - start
+
+
 def scenarios():
     return [
         ("process: start + join, spawn", 20, start_join(mp.get_context("spawn"))),
@@ -423,6 +481,12 @@ def scenarios():
          lambda: listener_round_trip(None, "AF_UNIX")),
         ("connection: Listener/Client round trip, TCP loopback", 5,
          lambda: listener_round_trip(("127.0.0.1", 0), "AF_INET")),
+        ("pool: map of 100,000 trivial tasks, default chunks, 2 workers", 10, pool_map_default),
+        ("pool: map with chunksize 1, 2 workers (time per task)", 5, pool_map_chunksize_one),
+        ("pool: imap, 2 workers (time per task)", 5, pool_imap),
+        ("pool: apply_async + get, one at a time, 2 workers (time per task)", 5,
+         pool_apply_async),
+        ("pool: start 2 workers (spawn) + close + join", 5, pool_start_spawn),
     ]
 
 

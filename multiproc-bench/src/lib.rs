@@ -9,6 +9,7 @@ pub mod csp;
 pub mod latency;
 #[cfg(feature = "peers")]
 pub mod peers;
+pub mod pool;
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -479,6 +480,10 @@ fn tcp_loopback() -> Option<Address> {
 /// reference for each pair.
 pub const REFERENCES: &[(&str, &str)] = &[
     (
+        "pool: map of 100,000 trivial tasks, default chunks, 2 workers",
+        "pool: rayon par_iter map of the same 100,000 tasks (reference)",
+    ),
+    (
         "connection: Listener/Client round trip, Unix socket",
         "socket: raw Unix socket round trip, polling as multiproc (reference)",
     ),
@@ -663,6 +668,40 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "csp: buffered channel one way, 64 KiB values, threads, shared: encoded (per value)",
         samples: 11,
         run: csp::one_way_shared_big,
+    },
+];
+
+/// The pool rows (see [`pool`]).
+pub const POOL_SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "pool: map of 100,000 trivial tasks, default chunks, 2 workers",
+        samples: 30,
+        run: pool::map_default_chunks,
+    },
+    Scenario {
+        name: "pool: map with chunksize 1, 2 workers (time per task)",
+        samples: 11,
+        run: pool::map_chunksize_one,
+    },
+    Scenario {
+        name: "pool: imap, 2 workers (time per task)",
+        samples: 11,
+        run: pool::imap_per_task,
+    },
+    Scenario {
+        name: "pool: apply_async + get, one at a time, 2 workers (time per task)",
+        samples: 11,
+        run: pool::apply_async_get,
+    },
+    Scenario {
+        name: "pool: start 2 workers (spawn) + close + join",
+        samples: 30,
+        run: pool::start_two_spawn,
+    },
+    Scenario {
+        name: "pool: rayon par_iter map of the same 100,000 tasks (reference)",
+        samples: 30,
+        run: pool::rayon_map,
     },
 ];
 

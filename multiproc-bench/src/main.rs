@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use multiproc_bench::latency::{LATENCIES, percentile};
-use multiproc_bench::{REFERENCES, SCENARIOS, median};
+use multiproc_bench::{POOL_SCENARIOS, REFERENCES, SCENARIOS, median};
 
 /// Runs of each latency row.
 const LATENCY_RUNS: usize = 3;
@@ -128,8 +128,12 @@ fn medians(filter: &str, quick: bool) {
     let peers = multiproc_bench::peers::PEER_SCENARIOS;
     #[cfg(not(feature = "peers"))]
     let peers: &[multiproc_bench::Scenario] = &[];
-    let scenarios: Vec<_> =
-        SCENARIOS.iter().chain(peers).filter(|s| s.name.contains(filter)).collect();
+    let scenarios: Vec<_> = SCENARIOS
+        .iter()
+        .chain(POOL_SCENARIOS)
+        .chain(peers)
+        .filter(|s| s.name.contains(filter))
+        .collect();
 
     // Samples are taken round-robin over the scenarios, so that a slow
     // moment of the shared machine spreads over every row instead of

@@ -237,6 +237,43 @@ pub enum Error {
     /// A CSP channel is poisoned.
     #[error("the channel is poisoned")]
     Poisoned,
+    /// A pool worker died (killed by a signal, or it called `exit`) while
+    /// it ran this task. Exactly one of `signal` and `code` is set.
+    #[error("the worker process {pid} died while running the task: {}", death(*.signal, *.code))]
+    WorkerDied {
+        /// The worker's process id.
+        pid: u32,
+        /// The signal that ended it, if a signal did.
+        signal: Option<i32>,
+        /// Its exit status, if it exited.
+        code: Option<i32>,
+    },
+    /// A pool task could not run: its argument did not decode in the
+    /// worker, or its result did not encode there.
+    #[error("the task failed: {message}")]
+    TaskFailed {
+        /// What went wrong, as the worker reported it.
+        message: String,
+    },
+    /// The pool was closed (or shut down): it takes no new tasks.
+    #[error("the pool is closed")]
+    PoolClosed,
+    /// The pool was terminated before the task completed.
+    #[error("the pool was terminated")]
+    PoolTerminated,
+    /// `join` on a pool that is neither closed nor terminated.
+    #[error("the pool is still running: close or terminate it before join")]
+    PoolRunning,
+    /// The pool cannot run tasks: its initializer failed, or no worker can
+    /// be started.
+    #[error("the pool is broken: {message}")]
+    PoolBroken {
+        /// Why.
+        message: String,
+    },
+    /// The task was cancelled before it started.
+    #[error("the task was cancelled")]
+    Cancelled,
     /// A CSP process failed (see [`csp::Error`](crate::csp::Error)).
     #[error("{message}")]
     Csp {
@@ -253,6 +290,15 @@ impl Error {
 
     pub(crate) fn protocol(detail: impl Into<String>) -> Self {
         Self::Protocol { detail: detail.into() }
+    }
+}
+
+/// How a worker died, for [`Error::WorkerDied`].
+fn death(signal: Option<i32>, code: Option<i32>) -> String {
+    match (signal, code) {
+        (Some(signal), _) => format!("killed by signal {signal} ({})", signal_name(signal)),
+        (None, Some(code)) => format!("exited with code {code}"),
+        (None, None) => "it ended".to_owned(),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod csp;
 mod error;
 pub mod manager;
 mod os;
+pub mod pool;
 mod process;
 pub mod queue;
 pub mod shared;
@@ -19,6 +20,9 @@ pub use bytemuck;
 pub use connection::{Client, Connection, Listener, pipe};
 pub use error::{BoxError, Error, Result};
 pub use manager::Manager;
+pub use pool::{
+    AsyncResult, IMap, Pool, PoolBuilder, ProcessPoolExecutor, StarFn, TaskFuture, as_completed,
+};
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{

@@ -94,42 +94,121 @@ impl EntryRef {
     ///
     /// Says why, if the reference does not lead to an entry.
     pub(crate) fn resolve(self) -> Result<fn(ChildStart) -> !, &'static str> {
-        let addr = anchor().wrapping_add(self.offset as usize);
-        let end = addr.checked_add(size_of::<Entry>()).ok_or("out of range")?;
-        if !addr.is_multiple_of(align_of::<Entry>()) {
-            return Err("misaligned");
-        }
-        let segments = os::segments_of_object(anchor());
-        // Entries are constants: in data that nothing writes once the
-        // program runs (read-only, or read-only after relocation).
-        if !segments.iter().any(|s| s.readable && s.read_only && s.start <= addr && end <= s.end) {
-            return Err("outside this program's read-only data");
-        }
-        let expected = [std::hint::black_box(!MAGIC[0]), std::hint::black_box(!MAGIC[1])];
-        // SAFETY: `addr..end` lies within one readable, read-only range that
-        // the loader mapped for this executable (checked just above) and that
-        // stays mapped, unchanged, for the program's life; `addr` is aligned
-        // for `Entry`, whose fields are plain words, so reading them as words
-        // is valid whatever bytes are there.
-        let (magic, run) = unsafe {
-            let words = addr as *const [usize; 3];
-            let w = words.read();
-            ([w[0] as u64, w[1] as u64], w[2])
-        };
-        if magic != [!expected[0], !expected[1]] {
-            return Err("not an entry");
-        }
-        if !segments.iter().any(|s| s.executable && (s.start..s.end).contains(&run)) {
-            return Err("an entry whose code lies outside this program");
-        }
-        // SAFETY: the magic words are 128 random bits that only the constants
-        // made by `EntryRef::of` hold (code compares against a value computed
-        // at run time), always beside a `fn(ChildStart) -> !` that the
-        // compiler placed (and the loader relocated) in this image; so the
-        // word after them is such a function pointer, here into our own code
-        // (checked above). Our parent, who chose the offset, is authenticated
-        // by the kernel (`boot::trust`); this check is the second line.
+        let run = resolve_word(self.offset, MAGIC)?;
+        // SAFETY: `resolve_word` found the magic words of `MAGIC`, which only
+        // the constants made by `EntryRef::of` hold, always beside a
+        // `fn(ChildStart) -> !` that the compiler placed (and the loader
+        // relocated) in this image; so the word after them is such a
+        // function pointer, here into our own code (checked there). Our
+        // parent, who chose the offset, is authenticated by the kernel
+        // (`boot::trust`); this check is the second line.
         Ok(unsafe { std::mem::transmute::<usize, fn(ChildStart) -> !>(run) })
+    }
+}
+
+/// Finds the entry `offset` bytes from the anchor marked by `magic` (the
+/// complement of the words, so that they appear nowhere in code), and
+/// returns its function word, checked to point into this image's code.
+fn resolve_word(offset: i64, magic: [u64; 2]) -> Result<usize, &'static str> {
+    let addr = anchor().wrapping_add(offset as usize);
+    let end = addr.checked_add(size_of::<Entry>()).ok_or("out of range")?;
+    if !addr.is_multiple_of(align_of::<Entry>()) {
+        return Err("misaligned");
+    }
+    let segments = os::segments_of_object(anchor());
+    // Entries are constants: in data that nothing writes once the
+    // program runs (read-only, or read-only after relocation).
+    if !segments.iter().any(|s| s.readable && s.read_only && s.start <= addr && end <= s.end) {
+        return Err("outside this program's read-only data");
+    }
+    let expected = [std::hint::black_box(!magic[0]), std::hint::black_box(!magic[1])];
+    // SAFETY: `addr..end` lies within one readable, read-only range that
+    // the loader mapped for this executable (checked just above) and that
+    // stays mapped, unchanged, for the program's life; `addr` is aligned
+    // for `Entry`, whose fields are plain words, so reading them as words
+    // is valid whatever bytes are there.
+    let (found, run) = unsafe {
+        let words = addr as *const [usize; 3];
+        let w = words.read();
+        ([w[0] as u64, w[1] as u64], w[2])
+    };
+    if found != [!expected[0], !expected[1]] {
+        return Err("not an entry");
+    }
+    if !segments.iter().any(|s| s.executable && (s.start..s.end).contains(&run)) {
+        return Err("an entry whose code lies outside this program");
+    }
+    Ok(run)
+}
+
+/// Marks a pool task entry: other random bits than [`MAGIC`], so that a
+/// task reference can never name a process entry, nor the other way round.
+const TASK_MAGIC: [u64; 2] = [0x6a09_e667_f3bc_c908, 0x3c6e_f372_fe94_f82b];
+
+/// What a pool worker runs for a chunk of tasks (see `pool::wire`): the
+/// encoded arguments, how many, where the outcomes go, and what to call
+/// before each item starts.
+pub(crate) type TaskFn = fn(&[u8], u32, &mut Vec<u8>, &mut dyn FnMut(u32));
+
+/// One runnable pool task, laid out as [`Entry`].
+#[repr(C)]
+#[derive(Debug)]
+struct TaskEntry {
+    magic: [u64; 2],
+    run: TaskFn,
+}
+
+const _: () = assert!(size_of::<TaskEntry>() == size_of::<Entry>());
+const _: () = assert!(align_of::<TaskEntry>() == align_of::<Entry>());
+
+/// Where, relative to the anchor, a pool worker finds a task function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TaskRef {
+    offset: i64,
+}
+
+impl TaskRef {
+    /// The entry that runs the zero-sized target `F` on chunks of `A`s,
+    /// reporting `R`s (`pool::wire::run_chunk::<F, A, R>`).
+    ///
+    /// # Errors
+    ///
+    /// As [`EntryRef::of`].
+    pub(crate) fn of<F, A, R>(_target: &F) -> Result<Self>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        if size_of::<F>() != 0 {
+            return Err(Error::Unsupported {
+                reason: "a pool of spawned or fork-server workers runs a function named by its \
+                         type: pass the function itself, or a closure that captures nothing \
+                         (closures that capture need StartMethod::Fork)",
+            });
+        }
+        let entry: &'static TaskEntry =
+            const { &TaskEntry { magic: TASK_MAGIC, run: run_task::<F, A, R> } };
+        let addr = (entry as *const TaskEntry) as usize;
+        let home = os::object_base(anchor());
+        if home.is_none() || os::object_base(addr) != home {
+            return Err(Error::Unsupported {
+                reason: "the task function is not in the same executable image as multiproc",
+            });
+        }
+        Ok(Self { offset: addr.wrapping_sub(anchor()) as i64 })
+    }
+
+    /// The task function this reference names in this image.
+    ///
+    /// # Errors
+    ///
+    /// Says why, if the reference does not lead to a task entry.
+    pub(crate) fn resolve(self) -> Result<TaskFn, &'static str> {
+        let run = resolve_word(self.offset, TASK_MAGIC)?;
+        // SAFETY: as in `EntryRef::resolve`: the task magic words are only
+        // held by `TaskEntry` constants, beside a `TaskFn`.
+        Ok(unsafe { std::mem::transmute::<usize, TaskFn>(run) })
     }
 }
 
@@ -166,4 +245,33 @@ where
     // A zero-sized read through a dangling, aligned, non-null pointer is valid.
     let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
     crate::process::run_target(target, start)
+}
+
+/// Runs a chunk of pool tasks with the zero-sized target `F`.
+fn run_task<F, A, R>(input: &[u8], count: u32, out: &mut Vec<u8>, progress: &mut dyn FnMut(u32))
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    if size_of::<F>() != 0 {
+        return;
+    }
+    // SAFETY: as in `run`: `F` is zero-sized (checked just above) and
+    // `Copy`, and the parent had one when it made this entry
+    // (`TaskRef::of` takes the target by reference).
+    let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
+    crate::pool::wire::run_chunk(&target, input, count, out, progress);
+}
+
+impl TaskRef {
+    /// The reference as a word, for a task message.
+    pub(crate) fn to_bits(self) -> u64 {
+        self.offset as u64
+    }
+
+    /// A reference from [`to_bits`](Self::to_bits) (checked on `resolve`).
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        Self { offset: bits as i64 }
+    }
 }

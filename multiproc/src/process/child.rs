@@ -140,7 +140,7 @@ pub(crate) fn finish<R: Serialize>(sock: &OwnedFd, result: std::thread::Result<R
             code
         }
         Err(payload) => {
-            let message = panic_message(payload.as_ref());
+            let message = panic_text(payload.as_ref());
             let _ = frame::send_frame(sock.as_fd(), &[&[TAG_PANICKED], message.as_bytes()], &[]);
             // Dropping a panic payload may itself panic; it does not matter now.
             std::mem::forget(payload);
@@ -173,7 +173,7 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(frame: Frame) -> Result<R> {
 }
 
 /// The text of a panic payload.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -13,12 +13,13 @@ pub(crate) mod current;
 mod fork;
 mod forkserver;
 mod handle;
-mod helpers;
+pub(crate) mod helpers;
 mod reaper;
 mod spawn;
 
-pub(crate) use child::{ChildStart, fail, run_spawned, run_target};
+pub(crate) use child::{ChildStart, fail, panic_text, run_spawned, run_target};
 pub(crate) use forkserver::serve as serve_forks;
+pub(crate) use helpers::spawn_helper;
 
 pub use builder::{Builder, StartMethod};
 pub use current::{CurrentProcess, cpu_count, current_process};

@@ -133,6 +133,14 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     Ok(value)
 }
 
+/// Runs `f` with `fds` as the descriptors that handles decoded inside it
+/// take (as [`decode`] does around its own decoding).
+pub(crate) fn with_incoming<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    INCOMING.with(|t| t.borrow_mut().push(fds.into_iter().map(Some).collect()));
+    let _scope = IncomingScope;
+    f()
+}
+
 /// Adds a duplicate of `fd` to the current outgoing table; returns its index.
 pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> std::result::Result<u32, String> {
     let dup = fd
