@@ -5,6 +5,7 @@ mod boot;
 pub mod connection;
 pub mod csp;
 mod error;
+mod iter;
 pub mod manager;
 mod os;
 mod process;
