@@ -23,7 +23,8 @@ pub use manager::Manager;
 pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{
-    Array, ArrayGuard, AtomicInt, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+    Array, ArrayChunk, ArrayGuard, Atomic, AtomicInt, ChunkGuard, RawArray, RawValue, SharedMemory,
+    Value, ValueGuard,
 };
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,
