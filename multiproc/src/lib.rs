@@ -20,7 +20,10 @@ pub use bytemuck;
 pub use connection::{Client, Connection, Listener, pipe};
 pub use error::{BoxError, Error, Result};
 pub use manager::Manager;
-pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
+pub use process::{
+    ActiveChild, Builder, CurrentProcess, ParentProcess, Process, StartMethod, active_children,
+    cpu_count, current_process, get_start_method, parent_process, set_start_method,
+};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{
     Array, ArrayChunk, ArrayGuard, Atomic, AtomicInt, ChunkGuard, RawArray, RawValue, SharedMemory,

@@ -91,6 +91,7 @@ const OUTCOME_MAX: u64 = u64::MAX;
 
 impl<R> Process<R> {
     pub(crate) fn new(started: Started, name: String, daemon: bool, method: StartMethod) -> Self {
+        super::related::register(started.pid, &name, daemon, started.pidfd.as_fd());
         Self {
             pid: started.pid,
             name,
