@@ -389,6 +389,11 @@ fn registry() -> MutexGuard<'static, Registry> {
     registry
 }
 
+/// Drops the entries of children that ended.
+pub(crate) fn prune() {
+    drop(registry());
+}
+
 /// Holds the registry's lock across a fork (see `fork::start`).
 pub(crate) fn lock_for_fork() -> impl Sized {
     CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
