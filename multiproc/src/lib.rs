@@ -5,6 +5,7 @@ mod boot;
 pub mod connection;
 pub mod csp;
 mod error;
+mod iter;
 pub mod manager;
 mod os;
 pub mod pool;
@@ -23,10 +24,14 @@ pub use manager::Manager;
 pub use pool::{
     AsyncResult, IMap, Pool, PoolBuilder, ProcessPoolExecutor, StarFn, TaskFuture, as_completed,
 };
-pub use process::{Builder, CurrentProcess, Process, StartMethod, cpu_count, current_process};
+pub use process::{
+    ActiveChild, Builder, CurrentProcess, ParentProcess, Process, StartMethod, active_children,
+    cpu_count, current_process, get_start_method, parent_process, set_start_method,
+};
 pub use queue::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue};
 pub use shared::{
-    Array, ArrayGuard, AtomicInt, RawArray, RawValue, SharedMemory, Value, ValueGuard,
+    Array, ArrayChunk, ArrayGuard, Atomic, AtomicInt, ChunkGuard, RawArray, RawValue, SharedMemory,
+    Value, ValueGuard,
 };
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,

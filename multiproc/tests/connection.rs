@@ -6,9 +6,10 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{LIMIT, METHODS, join, wait};
+use common::{LIMIT, METHODS, builder, join, wait};
 use multiproc::connection::{
-    Address, Client, Connection, Listener, Waitable, pipe_oneway, wait as wait_any,
+    self, Address, Client, Connection, Listener, Receiver, Sender, Waitable, pipe_oneway,
+    wait as wait_any,
 };
 use multiproc::{Error, Process, RawValue, pipe};
 
@@ -111,12 +112,79 @@ fn dropping_or_closing_an_end_disconnects_in_either_direction() {
 }
 
 #[test]
-fn a_one_way_pipe_refuses_the_wrong_direction() {
+fn a_one_way_pipe_is_a_receiver_and_a_sender() {
+    // `reader.send(..)` and `writer.recv()` do not compile (see the
+    // `pipe_oneway` doc test); what remains is the right direction.
     let (reader, writer) = pipe_oneway::<u8>().unwrap();
     writer.send(&5).unwrap();
-    assert_eq!(reader.recv().unwrap(), 5);
-    assert!(reader.send(&1).is_err());
-    assert!(writer.recv_timeout(Duration::from_millis(5)).is_err());
+    assert_eq!(reader.recv_timeout(LIMIT).unwrap(), 5);
+    drop(writer);
+    assert!(matches!(reader.recv_timeout(LIMIT), Err(Error::Disconnected)));
+}
+
+fn sum_until_disconnected(r: Receiver<u64>) -> u64 {
+    r.iter().map(|m| m.expect("a message")).sum()
+}
+
+fn send_one_to_ten(w: Sender<u64>) {
+    for i in 1..=10 {
+        w.send(&i).unwrap();
+    }
+}
+
+#[test]
+fn one_way_halves_travel_to_children_and_the_reader_iterates_to_the_end() {
+    for method in METHODS {
+        let (r, w) = pipe_oneway::<u64>().unwrap();
+        // The writer first: a forked reader would otherwise inherit this
+        // process's copy of the writing end, and never see the end.
+        let writer = builder(method).spawn(send_one_to_ten, w).unwrap();
+        let reader = builder(method).spawn(sum_until_disconnected, r).unwrap();
+        join(writer).unwrap();
+        assert_eq!(join(reader).unwrap(), 55, "{method:?}");
+    }
+}
+
+fn send_three_then_exit(conn: Connection<String>) {
+    for word in ["a", "b", "c"] {
+        conn.send(&word.to_owned()).unwrap();
+    }
+}
+
+#[test]
+fn a_connection_iterates_until_its_peer_is_gone() {
+    let (parent, child) = pipe::<String>().unwrap();
+    let p = Process::spawn(send_three_then_exit, child).unwrap();
+    join(p).unwrap();
+    let got: Vec<String> = (&parent).into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, ["a", "b", "c"]);
+    // Fused: the end stays the end.
+    assert!(parent.iter().next().is_none());
+}
+
+#[test]
+fn try_iter_takes_what_is_there_and_stops() {
+    let (a, b) = pipe::<u8>().unwrap();
+    assert_eq!(b.try_iter().count(), 0);
+    a.send(&1).unwrap();
+    a.send(&2).unwrap();
+    let got: Vec<u8> = b.try_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, [1, 2]);
+    // The peer is still there: a later message is received by a later call.
+    a.send(&3).unwrap();
+    assert_eq!(b.recv_timeout(LIMIT).unwrap(), 3);
+}
+
+#[test]
+fn a_message_of_the_wrong_type_is_yielded_as_an_error_and_ends_the_iteration() {
+    let (a, b) = connection::pipe_with_ring::<u8>(1 << 16).unwrap();
+    a.send_bytes(&[1, 2, 3]).unwrap(); // not one u8
+    a.send(&4).unwrap();
+    let mut it = b.iter();
+    assert!(matches!(it.next(), Some(Err(_))), "the bad message is reported");
+    assert!(it.next().is_none());
+    // The connection itself is still usable.
+    assert_eq!(b.recv_timeout(LIMIT).unwrap(), 4);
 }
 
 fn reply_later(args: (Connection<u8>, u64)) {
@@ -593,7 +661,7 @@ fn large_small_and_descriptor_messages_arrive_intact_and_in_order() {
     join(p).unwrap();
 }
 
-fn count_until_disconnected(c: Connection<u8>) -> usize {
+fn count_until_disconnected(c: multiproc::connection::Receiver<u8>) -> usize {
     let mut n = 0;
     while c.recv().is_ok() {
         n += 1;
@@ -601,7 +669,7 @@ fn count_until_disconnected(c: Connection<u8>) -> usize {
     n
 }
 
-fn send_one(c: Connection<u8>) {
+fn send_one(c: multiproc::connection::Sender<u8>) {
     c.send(&1).unwrap();
 }
 

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{LIMIT, METHODS, eventually, is_dead, join, proc_state, read_exact_within, wait};
-use multiproc::{CurrentProcess, Error, FdHandle, Process, StartMethod, current_process};
+use multiproc::{CurrentProcess, Error, FdHandle, Process, RawValue, StartMethod, current_process};
 use serde::{Deserialize, Serialize};
 
 fn square(x: u64) -> u64 {
@@ -477,4 +477,90 @@ fn the_closure_form_ignores_multiprocs_own_helper_threads() {
     // A daemon child has a watcher thread of ours, too.
     let daemon = Process::builder().daemon(true).spawn(fork_after_helper_threads, ()).unwrap();
     assert_eq!(join(daemon).unwrap(), 42);
+}
+
+fn wait_for_event(event: multiproc::Event) {
+    assert!(event.wait_timeout(LIMIT), "the test never set the event");
+}
+
+#[test]
+fn active_children_lists_running_children_until_they_end() {
+    let event = multiproc::Event::new().unwrap();
+    let p = Process::builder().name("listed").spawn(wait_for_event, event.clone()).unwrap();
+    let pid = p.pid();
+    let listed = multiproc::active_children();
+    let me = listed.iter().find(|c| c.pid() == pid).expect("a running child is listed");
+    assert_eq!(me.name(), "listed");
+    assert!(!me.daemon());
+    assert!(me.is_alive());
+    // Its handle may go: the child is still listed, and can be waited for.
+    drop(p);
+    assert!(multiproc::active_children().iter().any(|c| c.pid() == pid));
+    event.set();
+    assert!(me.wait_timeout(LIMIT).unwrap(), "the child did not end");
+    assert!(!me.is_alive());
+    eventually("the ended child leaves the list", || {
+        multiproc::active_children().iter().all(|c| c.pid() != pid)
+    });
+}
+
+fn about_my_parent(_: ()) -> (u32, bool, bool) {
+    let parent = multiproc::parent_process().expect("a child has a parent");
+    let ended = parent.wait_timeout(Duration::from_millis(1)).unwrap();
+    (parent.pid(), parent.is_alive(), ended)
+}
+
+#[test]
+fn parent_process_is_the_parent_in_a_child_and_none_in_the_main_process() {
+    assert!(multiproc::parent_process().is_none());
+    for method in METHODS {
+        let p = common::builder(method).spawn(about_my_parent, ()).unwrap();
+        assert_eq!(join(p).unwrap(), (std::process::id(), true, false), "{method:?}");
+    }
+}
+
+fn outlive_parent(state: RawValue<u32>) {
+    let parent = multiproc::parent_process().expect("a child has a parent");
+    state.store(1);
+    assert!(parent.wait_timeout(LIMIT).unwrap(), "the parent did not end");
+    assert!(!parent.is_alive());
+    state.store(2);
+}
+
+fn start_grandchild_and_return(state: RawValue<u32>) -> u32 {
+    // Not a daemon, not joined: the rule is that it keeps running after
+    // this function (this process's `main`) returns.
+    let grandchild = Process::spawn(outlive_parent, state.clone()).unwrap();
+    // Known limit: a spawned child checks its parent's executable while it
+    // starts, so the parent waits until the grandchild runs.
+    eventually("the grandchild started", || state.load() == 1);
+    grandchild.pid()
+}
+
+#[test]
+fn a_non_daemon_child_keeps_running_after_its_parent_returns_and_can_wait_for_it() {
+    let done = RawValue::new(0u32).unwrap();
+    let parent = Process::spawn(start_grandchild_and_return, done.clone()).unwrap();
+    let grandchild = join(parent).unwrap();
+    eventually("the grandchild saw its parent end", || done.load() == 2);
+    eventually("the grandchild ended", || is_dead(grandchild));
+}
+
+fn default_method_after_set(method: StartMethod) -> (StartMethod, StartMethod) {
+    multiproc::set_start_method(method);
+    let child = Process::spawn(|x: u8| x, 0).unwrap();
+    let used = child.start_method();
+    join(child).unwrap();
+    (multiproc::get_start_method(), used)
+}
+
+#[test]
+fn set_start_method_sets_the_default_of_later_builders_in_that_process() {
+    // In a child of its own: the default is process-wide, and this test
+    // binary runs other tests at the same time.
+    for method in METHODS {
+        let p = Process::spawn(default_method_after_set, method).unwrap();
+        assert_eq!(join(p).unwrap(), (method, method));
+    }
+    assert_eq!(multiproc::get_start_method(), StartMethod::Spawn);
 }

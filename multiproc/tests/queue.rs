@@ -694,3 +694,69 @@ fn put_ref_keeps_the_callers_value_and_reports_a_closed_queue() {
     q.close();
     assert!(matches!(q.put_ref(&text), Err(Error::Closed)));
 }
+
+fn drain_with_iter(q: Queue<u32>) -> Vec<u32> {
+    q.iter().map(|item| item.expect("an item")).collect()
+}
+
+#[test]
+fn iterating_a_queue_takes_every_item_and_ends_once_it_is_closed() {
+    for method in METHODS {
+        let q = Queue::new().unwrap();
+        let consumer = common::builder(method).spawn(drain_with_iter, q.clone()).unwrap();
+        for i in 0..100 {
+            q.put(i).unwrap();
+        }
+        q.close();
+        assert_eq!(join(consumer).unwrap(), (0..100).collect::<Vec<_>>(), "{method:?}");
+        // `for x in &q` on the closed, empty queue ends at once.
+        assert_eq!((&q).into_iter().count(), 0);
+    }
+}
+
+#[test]
+fn try_iter_takes_what_a_queue_holds_now_and_stops_when_it_is_empty() {
+    let q = Queue::new().unwrap();
+    for i in 0..5u8 {
+        q.put(i).unwrap();
+    }
+    let got: Vec<u8> = q.try_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    assert_eq!(q.try_iter().count(), 0);
+    assert!(!q.is_closed(), "an empty queue is not a closed one");
+    q.put(9).unwrap();
+    assert_eq!(q.try_iter().next().unwrap().unwrap(), 9);
+}
+
+#[test]
+fn an_item_that_does_not_decode_is_yielded_as_an_error_and_ends_the_iteration() {
+    let bytes = Queue::<u8>::new().unwrap();
+    bytes.put(5).unwrap(); // a string of 5 bytes that are not there
+    bytes.put(0).unwrap(); // an empty string
+    let q: Queue<String> = retype(&bytes);
+    let mut it = q.iter();
+    assert!(matches!(it.next(), Some(Err(_))), "the bad item is reported");
+    assert!(it.next().is_none());
+    // The queue itself goes on.
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), "");
+}
+
+/// The same queue as a handle of another item type (what a program whose
+/// two sides disagree on the type gets): sent as one type over a socket,
+/// received as the other.
+fn retype<U>(q: &Queue<u8>) -> Queue<U> {
+    use multiproc::connection::{Address, Client, Connection, Listener};
+    let address = Address::Abstract(format!("mp-retype-{}", std::process::id()));
+    let listener = Listener::bind_unauthenticated(address).unwrap();
+    let address = listener.address().clone();
+    let q = q.clone();
+    let sender = std::thread::spawn(move || {
+        let conn: Connection<Queue<u8>, ()> = Client::connect(&address, None).unwrap();
+        conn.send(&q).unwrap();
+        conn
+    });
+    let conn: Connection<(), Queue<U>> = listener.accept().unwrap();
+    let got = conn.recv_timeout(LIMIT).unwrap();
+    drop(sender.join().unwrap());
+    got
+}

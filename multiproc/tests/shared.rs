@@ -96,3 +96,108 @@ fn arrays_report_bounds() {
 fn setting_past_the_end_panics_like_a_slice() {
     RawArray::<u8>::new(1).unwrap().set(1, 0);
 }
+
+fn fill_chunk(chunk: multiproc::ArrayChunk<f64>) -> usize {
+    let start = chunk.range().start;
+    let mut g = chunk.edit();
+    for (i, x) in g.iter_mut().enumerate() {
+        *x = ((start + i) * 2) as f64;
+    }
+    g.len()
+}
+
+fn split_again(arr: RawArray<f64>) -> bool {
+    arr.split_chunks(1).is_err()
+}
+
+#[test]
+fn each_worker_fills_its_own_chunk_and_an_array_is_split_only_once() {
+    for method in METHODS {
+        let arr = RawArray::<f64>::new(1001).unwrap();
+        let chunks = arr.split_chunks(250).unwrap();
+        assert_eq!(chunks.len(), 5);
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| common::builder(method).spawn(fill_chunk, chunk).unwrap())
+            .collect();
+        let filled: usize = workers.into_iter().map(|w| join(w).unwrap()).sum();
+        assert_eq!(filled, 1001);
+        let expected: Vec<f64> = (0..1001).map(|i| (i * 2) as f64).collect();
+        assert_eq!(arr.to_vec(), expected, "{method:?}");
+        // No process can hand out overlapping chunks later.
+        assert!(arr.split_chunks(500).is_err());
+        let p = common::builder(method).spawn(split_again, arr.clone()).unwrap();
+        assert!(join(p).unwrap(), "a child split an array already split");
+    }
+}
+
+#[test]
+fn a_chunk_reads_and_writes_only_inside_its_range() {
+    let arr = RawArray::from_iter(0..10u32).unwrap();
+    let chunks = arr.split_chunks(4).unwrap();
+    let last = &chunks[2];
+    assert_eq!(last.range(), 8..10);
+    let mut two = [0; 2];
+    last.read_into(0, &mut two).unwrap();
+    assert_eq!(two, [8, 9]);
+    assert!(matches!(last.read_into(1, &mut two), Err(multiproc::Error::OutOfBounds { .. })));
+    assert!(matches!(chunks[0].write_from(3, &[1, 1]), Err(multiproc::Error::OutOfBounds { .. })));
+    assert_eq!(arr.get(4), Some(4), "a refused write wrote nothing");
+    chunks[1].write_from(0, &[40, 50]).unwrap();
+    assert_eq!(arr.to_vec(), [0, 1, 2, 3, 40, 50, 6, 7, 8, 9]);
+}
+
+fn write_middle(args: (Array<i64>, RawArray<i64>)) {
+    let (locked, raw) = args;
+    locked.write_from(2, &[-2, -3]).unwrap();
+    raw.write_from(5, &[-5, -6, -7]).unwrap();
+}
+
+#[test]
+fn a_child_writes_a_sub_slice_and_the_parent_reads_it_back() {
+    for method in METHODS {
+        let locked = Array::from_iter(0..6i64).unwrap();
+        let raw = RawArray::from_iter(0..8i64).unwrap();
+        let p = common::builder(method).spawn(write_middle, (locked.clone(), raw.clone()));
+        join(p.unwrap()).unwrap();
+        let mut out = [0; 4];
+        locked.read_into(1, &mut out).unwrap();
+        assert_eq!(out, [1, -2, -3, 4], "{method:?}");
+        raw.read_into(4, &mut out).unwrap();
+        assert_eq!(out, [4, -5, -6, -7], "{method:?}");
+        assert!(locked.read_into(3, &mut out).is_err());
+        assert!(raw.write_from(5, &out).is_err());
+    }
+}
+
+fn add_ones(args: (RawValue<f64>, RawArray<f32>, Value<f64>, Array<f64>)) {
+    let (raw, raw_arr, value, arr) = args;
+    for _ in 0..5_000 {
+        raw.fetch_add(1.0);
+        raw_arr.fetch_add(1, 1.0);
+        value.fetch_add(1.0);
+        arr.fetch_add(0, 1.0);
+    }
+}
+
+#[test]
+fn float_additions_from_several_processes_lose_nothing() {
+    let raw = RawValue::new(0.0f64).unwrap();
+    let raw_arr = RawArray::<f32>::new(2).unwrap();
+    let value = Value::new(0.0f64).unwrap();
+    let arr = Array::<f64>::new(1).unwrap();
+    let args = (raw.clone(), raw_arr.clone(), value.clone(), arr.clone());
+    let children: Vec<_> =
+        (0..2).map(|_| Process::spawn(add_ones, args.clone()).unwrap()).collect();
+    add_ones(args);
+    for c in children {
+        join(c).unwrap();
+    }
+    // Whole numbers up to 2^24 add exactly, so any lost update shows.
+    assert_eq!(raw.load(), 15_000.0);
+    assert_eq!(raw_arr.to_vec(), [0.0, 15_000.0]);
+    assert_eq!(value.get(), 15_000.0);
+    assert_eq!(arr.to_vec(), [15_000.0]);
+    assert_eq!(raw.fetch_sub(0.5), 15_000.0);
+    assert_eq!(raw.compare_exchange(14_999.5, 1.0), Ok(14_999.5));
+}

@@ -158,29 +158,12 @@ pub(crate) fn pipe_between<A, B>(
 }
 
 /// One end of a pipe over rings `tx` and `rx`, with `sock` beside them.
-fn ring_end<S, R>(tx: Option<RawQueue>, rx: Option<RawQueue>, sock: OwnedFd) -> Connection<S, R> {
+pub(super) fn ring_end<S, R>(
+    tx: Option<RawQueue>,
+    rx: Option<RawQueue>,
+    sock: OwnedFd,
+) -> Connection<S, R> {
     Connection::from_transport(Transport::Ring { tx, rx, sock, sends: AtomicU32::new(0) })
-}
-
-/// A one-way pipe: `(reader, writer)`, as Python's `Pipe(duplex=False)`.
-///
-/// # Errors
-///
-/// As [`pipe`].
-///
-/// # Examples
-///
-/// ```
-/// let (reader, writer) = multiproc::connection::pipe_oneway::<u8>()?;
-/// writer.send(&1)?;
-/// assert_eq!(reader.recv()?, 1);
-/// assert!(reader.send(&2).is_err());
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-pub fn pipe_oneway<T>() -> Result<(Connection<T>, Connection<T>)> {
-    let (a, b) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
-    let ring = RawQueue::create(0, DEFAULT_RING)?;
-    Ok((ring_end(None, Some(ring.clone()), a), ring_end(Some(ring), None, b)))
 }
 
 fn read_only() -> Error {

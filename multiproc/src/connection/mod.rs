@@ -18,10 +18,14 @@
 
 mod auth;
 mod conn;
+mod iter;
 mod listener;
+mod oneway;
 mod wait;
 
 pub(crate) use conn::pipe_between;
-pub use conn::{Connection, pipe, pipe_oneway, pipe_with_ring};
+pub use conn::{Connection, pipe, pipe_with_ring};
+pub use iter::{Iter, TryIter};
 pub use listener::{Address, Client, Listener, PendingConnection};
+pub use oneway::{Receiver, Sender, pipe_oneway};
 pub use wait::{Waitable, wait};

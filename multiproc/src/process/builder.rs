@@ -88,7 +88,7 @@ pub enum StartMethod {
 /// assert_eq!(child.join()?, 9);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `spawn` or `fork_closure`"]
 pub struct Builder {
     name: Option<String>,
@@ -97,8 +97,21 @@ pub struct Builder {
     fork_with_threads: bool,
 }
 
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            name: None,
+            daemon: false,
+            start_method: super::get_start_method(),
+            fork_with_threads: false,
+        }
+    }
+}
+
 impl Builder {
-    /// A builder with the defaults: a `Process-N` name, not a daemon, `Spawn`.
+    /// A builder with the defaults: a `Process-N` name, not a daemon, the
+    /// start method [`set_start_method`](crate::set_start_method) chose
+    /// (`Spawn` unless it was called).
     ///
     /// # Examples
     ///

@@ -48,6 +48,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         let info_lock = current::lock_for_fork();
         let helpers_lock = helpers::lock_for_fork();
         let janitor_lock = crate::shared::janitor::lock_for_fork();
+        let children_lock = super::related::lock_for_fork();
         let tracked = os::lock_tracked_fds_for_fork();
         let stdout = io::stdout();
         let mut out = stdout.lock();
@@ -63,6 +64,7 @@ pub(crate) unsafe fn start<R: Serialize>(
         }
         drop(err);
         drop(out);
+        drop(children_lock);
         drop(janitor_lock);
         drop(helpers_lock);
         drop(info_lock);

@@ -91,6 +91,7 @@ const OUTCOME_MAX: u64 = u64::MAX;
 
 impl<R> Process<R> {
     pub(crate) fn new(started: Started, name: String, daemon: bool, method: StartMethod) -> Self {
+        super::related::register(started.pid, &name, daemon, started.pidfd.as_fd());
         Self {
             pid: started.pid,
             name,
@@ -334,6 +335,8 @@ impl<R> Process<R> {
         let Some(status) = status else { return Ok(false) };
         life.status = Some(status);
         life.loans.repay();
+        // `active_children` lets go of it (and of its descriptor) now.
+        super::related::prune();
         // Whatever the child sent before it ended is in the socket by now.
         self.read_channel(life);
         Ok(true)

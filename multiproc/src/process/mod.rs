@@ -15,6 +15,7 @@ mod forkserver;
 mod handle;
 pub(crate) mod helpers;
 mod reaper;
+mod related;
 mod spawn;
 
 pub(crate) use child::{ChildStart, fail, panic_text, run_spawned, run_target};
@@ -24,3 +25,6 @@ pub(crate) use helpers::spawn_helper;
 pub use builder::{Builder, StartMethod};
 pub use current::{CurrentProcess, cpu_count, current_process};
 pub use handle::Process;
+pub use related::{
+    ActiveChild, ParentProcess, active_children, get_start_method, parent_process, set_start_method,
+};

@@ -60,15 +60,24 @@ pub(crate) fn adopt(pidfd: OwnedFd) {
 
 fn run(waker: &Waker) {
     let mut watched: Vec<OwnedFd> = Vec::new();
+    let mut reaped;
     loop {
         {
             let mut state = lock();
             watched.append(&mut state.pending);
+            let before = watched.len();
             watched.retain(|pidfd| matches!(os::try_reap(pidfd.as_fd()), Ok(None)));
+            reaped = watched.len() < before;
             if watched.is_empty() {
                 state.running = false;
-                return;
             }
+        }
+        if reaped {
+            // `active_children` lets go of them (and their descriptors).
+            super::related::prune();
+        }
+        if watched.is_empty() {
+            return;
         }
         let mut fds: Vec<BorrowedFd<'_>> = vec![waker.as_fd()];
         fds.extend(watched.iter().map(AsFd::as_fd));

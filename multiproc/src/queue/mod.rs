@@ -28,12 +28,14 @@
 //! `Vec<u8>` goes byte by byte.
 
 mod error;
+mod iter;
 mod joinable;
 pub(crate) mod raw;
 mod simple;
 mod typed;
 
 pub use error::PutError;
+pub use iter::{Iter, TryIter};
 pub use joinable::JoinableQueue;
 pub use simple::SimpleQueue;
 pub use typed::{Queue, QueueBuilder};

@@ -253,6 +253,79 @@ impl<T: Pod> Array<T> {
     pub fn to_vec(&self) -> Vec<T> {
         self.locked().to_vec()
     }
+
+    /// Copies `out.len()` elements from index `offset` into `out`, under the
+    /// lock, without copying the rest (Python's `arr[offset:offset + n]`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) (in bytes) if they
+    /// are not all in the array.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::from_iter(0..10)?;
+    /// let mut out = [0; 3];
+    /// a.read_into(4, &mut out)?;
+    /// assert_eq!(out, [4, 5, 6]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn read_into(&self, offset: usize, out: &mut [T]) -> Result<()> {
+        self.cells.check_range(offset, out.len())?;
+        out.copy_from_slice(&self.locked()[offset..offset + out.len()]);
+        Ok(())
+    }
+
+    /// Copies `data` to the elements from index `offset`, under the lock
+    /// (Python's `arr[offset:offset + n] = data`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) (in bytes) if they
+    /// do not all fit; nothing is written then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::<u8>::new(4)?;
+    /// a.write_from(2, &[7, 8])?;
+    /// assert_eq!(a.to_vec(), [0, 0, 7, 8]);
+    /// assert!(a.write_from(3, &[1, 2]).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn write_from(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.cells.check_range(offset, data.len())?;
+        self.locked()[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+impl<T: super::Atomic> Array<T> {
+    /// Adds `value` to element `index` under the lock (wrapping for
+    /// integers) and returns its previous value, for integers and floats
+    /// alike. ([`RawArray::fetch_add`] does it without a lock.)
+    ///
+    /// [`RawArray::fetch_add`]: crate::RawArray::fetch_add
+    ///
+    /// # Panics
+    ///
+    /// If `index >= len()`, as slice indexing does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::Array::<f32>::new(2)?;
+    /// a.fetch_add(1, 1.5);
+    /// assert_eq!(a.to_vec(), [0.0, 1.5]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn fetch_add(&self, index: usize, value: T) -> T {
+        let mut guard = self.locked();
+        let old = guard[index];
+        guard[index] = old.plain_add(value);
+        old
+    }
 }
 
 impl<T> Deref for ArrayGuard<'_, T> {

@@ -113,6 +113,50 @@ impl<T: Pod> Cells<T> {
         value
     }
 
+    /// Checks that `count` elements from `offset` are in the array.
+    pub(crate) fn check_range(&self, offset: usize, count: usize) -> Result<()> {
+        if offset.checked_add(count).is_some_and(|end| end <= self.len) {
+            return Ok(());
+        }
+        let size = size_of::<T>();
+        Err(Error::OutOfBounds {
+            offset: offset.saturating_mul(size),
+            len: count.saturating_mul(size),
+            size: self.len.saturating_mul(size),
+        })
+    }
+
+    /// Copies `out.len()` elements from `offset` into `out`, without a lock
+    /// (an element written now may tear).
+    pub(crate) fn read_range(&self, offset: usize, out: &mut [T]) -> Result<()> {
+        self.check_range(offset, out.len())?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: `offset..offset + out.len()` is in bounds (checked), in a
+        // mapping `self` keeps alive; the copy goes through atomics, so
+        // concurrent writers make it tear, never UB; `T: Pod` is valid for
+        // any bytes.
+        unsafe { copy::copy_out(self.ptr(offset).cast(), bytemuck::cast_slice_mut(out)) };
+        Ok(())
+    }
+
+    /// Copies `data` to the elements from `offset`, without a lock.
+    pub(crate) fn write_range(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.check_range(offset, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: as for `read_range`.
+        unsafe { copy::copy_in(self.ptr(offset).cast(), bytemuck::cast_slice(data)) };
+        Ok(())
+    }
+
+    /// Marks the array as split into chunks; `false` if it already was.
+    pub(crate) fn claim_split(&self) -> bool {
+        self.seg.claim_split()
+    }
+
     /// Writes element `index` without a lock.
     pub(crate) fn write(&self, index: usize, value: T) {
         // SAFETY: as for `read`.

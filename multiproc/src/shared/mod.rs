@@ -13,13 +13,15 @@
 mod array;
 mod atomic;
 mod cells;
+mod chunk;
 pub(crate) mod janitor;
 mod raw;
 mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard};
-pub use atomic::AtomicInt;
+pub use atomic::{Atomic, Atomic as AtomicInt};
+pub use chunk::{ArrayChunk, ChunkGuard};
 pub use raw::{RawArray, RawValue};
 pub use shared_memory::SharedMemory;
 pub use value::{Value, ValueGuard};

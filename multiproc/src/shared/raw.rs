@@ -6,7 +6,7 @@ use std::fmt;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::AtomicInt;
+use super::Atomic;
 use super::cells::Cells;
 use crate::Result;
 use crate::shm::Kind;
@@ -51,7 +51,7 @@ pub struct RawValue<T> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct RawArray<T> {
-    cells: Cells<T>,
+    pub(super) cells: Cells<T>,
 }
 
 impl<T> Clone for RawValue<T> {
@@ -113,7 +113,7 @@ impl<T: Pod> RawValue<T> {
     }
 }
 
-impl<T: AtomicInt> RawValue<T> {
+impl<T: Atomic> RawValue<T> {
     /// Atomic read.
     ///
     /// # Examples
@@ -156,7 +156,8 @@ impl<T: AtomicInt> RawValue<T> {
         unsafe { T::atomic_swap(self.cells.ptr(0), value) }
     }
 
-    /// Atomic wrapping addition; returns the previous value.
+    /// Atomic addition (wrapping for integers, a compare-and-swap loop for
+    /// floats); returns the previous value.
     ///
     /// # Examples
     ///
@@ -171,7 +172,8 @@ impl<T: AtomicInt> RawValue<T> {
         unsafe { T::atomic_fetch_add(self.cells.ptr(0), value) }
     }
 
-    /// Atomic wrapping subtraction; returns the previous value.
+    /// Atomic subtraction (as [`fetch_add`](Self::fetch_add)); returns the
+    /// previous value.
     ///
     /// # Examples
     ///
@@ -323,11 +325,58 @@ impl<T: Pod> RawArray<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
-        (0..self.len()).map(|index| self.cells.read(index)).collect()
+        let mut out = vec![T::zeroed(); self.len()];
+        // The whole array: always in bounds.
+        let _ = self.cells.read_range(0, &mut out);
+        out
+    }
+
+    /// Copies `out.len()` elements from index `offset` into `out`, without
+    /// copying the rest of the array (Python's `arr[offset:offset + n]`).
+    /// No lock is taken: an element another process writes at the same
+    /// time may be seen half-written (never undefined behaviour).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) (in bytes) if they
+    /// are not all in the array.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::from_iter(0..10)?;
+    /// let mut out = [0; 3];
+    /// a.read_into(4, &mut out)?;
+    /// assert_eq!(out, [4, 5, 6]);
+    /// assert!(a.read_into(8, &mut out).is_err());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn read_into(&self, offset: usize, out: &mut [T]) -> Result<()> {
+        self.cells.read_range(offset, out)
+    }
+
+    /// Copies `data` to the elements from index `offset` (Python's
+    /// `arr[offset:offset + n] = data`), without a lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) (in bytes) if they
+    /// do not all fit; nothing is written then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = multiproc::RawArray::<u8>::new(4)?;
+    /// a.write_from(1, &[7, 8])?;
+    /// assert_eq!(a.to_vec(), [0, 7, 8, 0]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn write_from(&self, offset: usize, data: &[T]) -> Result<()> {
+        self.cells.write_range(offset, data)
     }
 }
 
-impl<T: AtomicInt> RawArray<T> {
+impl<T: Atomic> RawArray<T> {
     /// Atomic read of element `index`.
     ///
     /// # Panics
@@ -365,7 +414,8 @@ impl<T: AtomicInt> RawArray<T> {
         unsafe { T::atomic_store(self.cells.ptr(index), value) }
     }
 
-    /// Atomic wrapping addition on element `index`; returns its previous value.
+    /// Atomic addition on element `index` (wrapping for integers, a
+    /// compare-and-swap loop for floats); returns its previous value.
     ///
     /// # Panics
     ///
@@ -376,6 +426,10 @@ impl<T: AtomicInt> RawArray<T> {
     /// ```
     /// let a = multiproc::RawArray::<u32>::new(1)?;
     /// assert_eq!(a.fetch_add(0, 2), 0);
+    /// let sums = multiproc::RawArray::<f64>::new(2)?;
+    /// sums.fetch_add(1, 0.5);
+    /// sums.fetch_add(1, 0.25);
+    /// assert_eq!(sums.load(1), 0.75);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn fetch_add(&self, index: usize, value: T) -> T {
@@ -383,7 +437,8 @@ impl<T: AtomicInt> RawArray<T> {
         unsafe { T::atomic_fetch_add(self.cells.ptr(index), value) }
     }
 
-    /// Atomic wrapping subtraction on element `index`; returns its previous
+    /// Atomic subtraction on element `index` (as
+    /// [`fetch_add`](Self::fetch_add)); returns its previous
     /// value.
     ///
     /// # Panics

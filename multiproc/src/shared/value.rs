@@ -172,6 +172,40 @@ impl<T: Pod> Value<T> {
     }
 }
 
+impl<T: super::Atomic> Value<T> {
+    /// Adds `value` under the lock (wrapping for integers) and returns the
+    /// previous value: Python's `with v.get_lock(): v.value += x`, in one
+    /// call, for integers and floats alike. ([`RawValue::fetch_add`] does it
+    /// without a lock.)
+    ///
+    /// [`RawValue::fetch_add`]: crate::RawValue::fetch_add
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, Value};
+    ///
+    /// fn add_halves(v: Value<f64>) {
+    ///     for _ in 0..100 {
+    ///         v.fetch_add(0.5);
+    ///     }
+    /// }
+    ///
+    /// let v = Value::new(0.0f64)?;
+    /// let p = Process::spawn(add_halves, v.clone())?;
+    /// add_halves(v.clone());
+    /// p.join()?;
+    /// assert_eq!(v.get(), 100.0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn fetch_add(&self, value: T) -> T {
+        let mut guard = self.locked();
+        let old = *guard;
+        *guard = old.plain_add(value);
+        old
+    }
+}
+
 impl<T> Deref for ValueGuard<'_, T> {
     type Target = T;
 

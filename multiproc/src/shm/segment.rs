@@ -68,6 +68,8 @@ struct Header {
     /// The creator's PID and time namespaces (see [`os::namespaces`]).
     pid_ns: AtomicU64,
     time_ns: AtomicU64,
+    /// Set once an array was split into chunks (see [`Segment::claim_split`]).
+    split: AtomicU64,
 }
 
 const _: () = assert!(size_of::<Header>() <= BODY);
@@ -249,10 +251,17 @@ impl Segment {
 
     fn header(&self) -> &Header {
         // SAFETY: the mapping is at least `BODY` (64) bytes, page-aligned, and
-        // `Header` is 40 bytes of atomics (valid for any bit pattern, fine to
+        // `Header` is 64 bytes of atomics (valid for any bit pattern, fine to
         // share between processes). The reference borrows `self`, which owns
         // the mapping.
         unsafe { &*self.map.as_ptr().cast::<Header>() }
+    }
+
+    /// Marks the segment as split into chunks; `false` if it already was
+    /// (by any process). A word another process may write: it only decides
+    /// whether this call wins, never an index or a length.
+    pub(crate) fn claim_split(&self) -> bool {
+        self.header().split.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Length of the body in bytes (up to the ring, if there is one).

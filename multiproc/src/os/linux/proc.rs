@@ -98,6 +98,15 @@ pub(crate) fn process_ended(pid: u32) -> bool {
     }
 }
 
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`
+/// field 22), or `None` if it cannot be read.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold anything.
+    let after = stat.rsplit_once(')')?.1;
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// A pidfd for this process, to hand to children that must watch us.
 pub(crate) fn own_pidfd() -> io::Result<OwnedFd> {
     pidfd_open(getpid())
