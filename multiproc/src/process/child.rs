@@ -147,6 +147,9 @@ pub(crate) fn finish<R: Serialize>(sock: &OwnedFd, result: std::thread::Result<R
             1
         }
     };
+    // Children this one started and did not wait for must read their
+    // bootstraps while it still lives.
+    super::spawn::wait_for_pending_boots();
     os::exit_now(code)
 }
 

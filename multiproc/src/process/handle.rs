@@ -335,6 +335,7 @@ impl<R> Process<R> {
         let Some(status) = status else { return Ok(false) };
         life.status = Some(status);
         life.loans.repay();
+        super::spawn::forget_booted();
         // `active_children` lets go of it (and of its descriptor) now.
         super::related::prune();
         // Whatever the child sent before it ended is in the socket by now.

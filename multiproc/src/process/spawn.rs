@@ -2,6 +2,8 @@
 //! a private socket and then send it the same bootstrap message.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, Once, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -72,7 +74,61 @@ where
             return Err(e);
         }
     }
+    note_pending_boot(&ours, &pidfd);
     Ok(Started { pid, pidfd, channel: ours, exit, loans: ForkLoans::default() })
+}
+
+/// Children that may not have read their bootstrap yet: a copy of our end
+/// of each one's socket, and its pidfd. A child checks, as it starts, that
+/// its bootstrap comes from its parent running the same executable, which
+/// it cannot once the parent has ended: so a process does not end before
+/// its children have read theirs (see [`wait_for_pending_boots`]).
+static PENDING_BOOTS: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+
+/// Whether the child behind `sock` and `pidfd` is past its bootstrap (read
+/// it, or ended).
+fn booted(sock: &OwnedFd, pidfd: &OwnedFd) -> bool {
+    os::unread_by_peer(sock.as_fd()).is_ok_and(|n| n == 0) || os::process_ended_fd(pidfd.as_fd())
+}
+
+fn note_pending_boot(sock: &OwnedFd, pidfd: &OwnedFd) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        extern "C" fn at_exit() {
+            wait_for_pending_boots();
+        }
+        os::at_exit(at_exit);
+    });
+    let (Ok(sock), Ok(pidfd)) = (sock.try_clone(), pidfd.try_clone()) else { return };
+    let mut pending = PENDING_BOOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    pending.retain(|(sock, pidfd)| !booted(sock, pidfd));
+    pending.push((sock, pidfd));
+}
+
+/// Forgets the children past their bootstrap (called as a child ends, so
+/// that their copies close).
+pub(crate) fn forget_booted() {
+    let Ok(mut pending) = PENDING_BOOTS.try_lock() else { return };
+    pending.retain(|(sock, pidfd)| !booted(sock, pidfd));
+}
+
+/// How long an ending process waits for its children to read their
+/// bootstraps.
+const BOOT_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits (up to [`BOOT_WAIT`]) until every child started by exec or the fork
+/// server has read its bootstrap: called as this process ends (`exit`, or a
+/// child's target returning), so that a child started just before is not
+/// left unable to check where its bootstrap came from.
+pub(crate) fn wait_for_pending_boots() {
+    // A forked copy of a lock another thread held stays held: then skip.
+    let Ok(mut pending) = PENDING_BOOTS.try_lock() else { return };
+    let deadline = Instant::now() + BOOT_WAIT;
+    for (sock, pidfd) in pending.drain(..) {
+        while !booted(&sock, &pidfd) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Stops a child we could not start properly, leaving no zombie.

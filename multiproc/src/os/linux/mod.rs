@@ -22,15 +22,15 @@ pub(crate) use memory::{
 };
 pub(crate) use poll::{peer_hung_up, wait_readable};
 pub(crate) use proc::{
-    ExitStatus, Forked, Signal, adopt_inherited_fd, borrow_inherited_fd, close_other_fds,
+    ExitStatus, Forked, Signal, adopt_inherited_fd, at_exit, borrow_inherited_fd, close_other_fds,
     default_sigchld, detach, exe_identity, exit_now, fork, getpid, getppid, is_privileged,
     kill_and_reap, kill_self, make_fd_room_after, object_base, own_pidfd, pidfd_open,
-    process_ended, process_exe_identity, raise_fd_limit, reap_blocking, send_signal, spawn_self,
-    start_time, take_env, thread_ids, try_reap, uids, with_fd_room,
+    process_ended, process_ended_fd, process_exe_identity, raise_fd_limit, reap_blocking,
+    send_signal, spawn_self, start_time, take_env, thread_ids, try_reap, uids, with_fd_room,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, is_seqpacket, peer_credentials, recv_with_fds, send_with_fds,
-    seqpacket_pair, stream_pair,
+    seqpacket_pair, stream_pair, unread_by_peer,
 };
 pub(crate) use tracked::{
     lock_for_fork as lock_tracked_fds_for_fork, track as track_fd, untrack as untrack_fd,

@@ -3,7 +3,7 @@
 
 use std::ffi::{CString, OsString};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 
@@ -89,11 +89,7 @@ fn pidfd_open_once(pid: u32) -> io::Result<OwnedFd> {
 /// ended) or does not exist. `false` when it cannot tell.
 pub(crate) fn process_ended(pid: u32) -> bool {
     match pidfd_open_once(pid) {
-        Ok(pidfd) => {
-            let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
-            let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
-            matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
-        }
+        Ok(pidfd) => process_ended_fd(pidfd.as_fd()),
         Err(e) => e.raw_os_error() == Some(libc::ESRCH),
     }
 }
@@ -105,6 +101,21 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
     // The command name is in parentheses and may hold anything.
     let after = stat.rsplit_once(')')?.1;
     after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Runs `f` when this process calls `exit` (or returns from `main`); not
+/// on `_exit` ([`exit_now`]) or a signal.
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: registers a function pointer with no precondition; `exit`
+    // calls it on the exiting thread.
+    unsafe { libc::atexit(f) };
+}
+
+/// Whether the process behind `pidfd` has ended (a zombie counts).
+pub(crate) fn process_ended_fd(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 /// A pidfd for this process, to hand to children that must watch us.

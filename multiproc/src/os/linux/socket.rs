@@ -1,5 +1,5 @@
 //! Unix stream sockets that carry file descriptors (`SCM_RIGHTS`).
-#![allow(unsafe_code)] // SO_PEERCRED: see its SAFETY comment
+#![allow(unsafe_code)] // SO_PEERCRED, TIOCOUTQ: see their SAFETY comments
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -120,6 +120,19 @@ pub(crate) struct PeerCred {
     pub(crate) pid: u32,
     /// The peer's effective user id.
     pub(crate) uid: u32,
+}
+
+/// How many bytes sent on a Unix stream socket its peer has not read yet.
+pub(crate) fn unread_by_peer(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: `TIOCOUTQ` (`SIOCOUTQ` for sockets) writes one `int` through
+    // the pointer, which points at ours; the descriptor is borrowed, open.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &raw mut bytes) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(bytes).unwrap_or(0))
 }
 
 /// The credentials of the peer of `sock`, if it is a connected Unix stream
