@@ -137,16 +137,20 @@ impl Core {
         // Start every worker first (a fork pool forks before its helper
         // threads exist), then the threads.
         let mut started = Vec::with_capacity(n);
-        for slot in 0..n {
-            match core.spawn_worker(slot as u32) {
+        let mut failed = None;
+        for spawned in core.spawn_workers(n) {
+            match spawned {
                 Ok(p) => started.push(Arc::new(p)),
                 Err(e) => {
-                    for p in &started {
-                        let _ = p.kill();
-                    }
-                    return Err(e);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            for p in &started {
+                let _ = p.kill();
+            }
+            return Err(e);
         }
         {
             let mut inner = core.lock();
@@ -170,6 +174,43 @@ impl Core {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the workers of slots `0..n`, in that order. Re-executed
+    /// workers start several at a time (each start waits in the kernel
+    /// until the child has executed); a fork pool forks from this thread
+    /// alone, one after the other.
+    fn spawn_workers(&self, n: usize) -> Vec<Result<Process<()>>> {
+        let at_once = n.min(crate::cpu_count().max(2));
+        if self.config.method == StartMethod::Fork || at_once < 2 {
+            return (0..n).map(|slot| self.spawn_worker(slot as u32)).collect();
+        }
+        let mut out: Vec<Option<Result<Process<()>>>> = (0..n).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let lanes: Vec<_> = (1..at_once)
+                .map(|lane| {
+                    scope.spawn(move || {
+                        (lane..n)
+                            .step_by(at_once)
+                            .map(|slot| (slot, self.spawn_worker(slot as u32)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for slot in (0..n).step_by(at_once) {
+                out[slot] = Some(self.spawn_worker(slot as u32));
+            }
+            for lane in lanes {
+                if let Ok(spawned) = lane.join() {
+                    for (slot, p) in spawned {
+                        out[slot] = Some(p);
+                    }
+                }
+            }
+        });
+        out.into_iter()
+            .map(|p| p.unwrap_or(Err(Error::Unsupported { reason: "a worker's start panicked" })))
+            .collect()
     }
 
     fn spawn_worker(&self, slot: u32) -> Result<Process<()>> {
