@@ -4,8 +4,15 @@
 //! - Callers put tasks on the shared task queue, which idle workers pull
 //!   from, after filing them in the task table (so a result can never come
 //!   back for a task the table does not know).
-//! - The *collector* thread reads the result queue: finished chunks, which
-//!   it files in their jobs, and notes from the *watcher* thread, which waits
+//! - A caller that waits for a result reads the result queue itself, if no
+//!   other caller does (it *leads*): it files what it reads in the jobs it
+//!   belongs to, its own or others', and leaves once its own is ready. A
+//!   round trip then wakes no third thread. Notes, and results whose job
+//!   has a callback, it hands to the collector.
+//! - The *collector* thread reads the result queue while no caller leads
+//!   (it sleeps meanwhile, and counts as a waiter for results only while
+//!   nobody leads, so a worker's put wakes it only then): finished chunks,
+//!   which it files in their jobs, and notes from the *watcher* thread, which waits
 //!   on the workers' pidfds and posts an `EXITED` note on the same queue when
 //!   one ends. Since a worker's last results are in the queue before it
 //!   dies, the note comes after them: by then, the worker's slot in shared
@@ -17,18 +24,17 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::closures;
-use super::job::{Failure, Job, Piece, Signal};
+use super::job::{Failure, Job, JobState, Piece, Signal};
 use super::wire;
 use super::worker::{self, WorkerArgs};
 use crate::os::{self, Waker};
 use crate::process::Process;
 use crate::queue::raw::{PutFail, RawQueue, Wait};
-use crate::shm::park::deadline_after;
 use crate::{Error, RawArray, Result, StartMethod};
 
 /// Cancel words (tasks that may be cancelled at once, as futures).
@@ -72,6 +78,11 @@ struct Inner {
     ring_closed: bool,
     free_cancel: Vec<u32>,
     requeue: Vec<u64>,
+    /// Messages a leading caller read and left to the collector.
+    deferred: Vec<(wire::ResultHeader, Vec<u8>)>,
+    /// Deliveries a leading caller left to the collector (their jobs have
+    /// callbacks, which run on the collector thread).
+    deferred_deliveries: Deliveries,
     collector_done: bool,
     watcher_done: bool,
 }
@@ -79,6 +90,11 @@ struct Inner {
 /// Deliveries made once the table's lock is released (they may run user
 /// callbacks).
 type Deliveries = Vec<(Arc<Job>, Piece)>;
+
+/// `Core::lead` bit: a caller reads the result queue.
+const LEADER: u32 = 1;
+/// `Core::lead` bit: the collector counts among the result queue's waiters.
+const WATCHING: u32 = 2;
 
 /// Everything the pool's handles and threads share.
 pub(crate) struct Core {
@@ -89,6 +105,8 @@ pub(crate) struct Core {
     inner: Mutex<Inner>,
     next_task: AtomicU64,
     terminated: AtomicBool,
+    /// Who reads the result queue: [`LEADER`] and [`WATCHING`] bits.
+    lead: AtomicU32,
     /// Notified when the helper threads end, and on close and terminate.
     pub(crate) signal: Signal,
     waker: Waker,
@@ -98,7 +116,7 @@ impl Core {
     /// Creates the queues and starts the workers and the helper threads.
     pub(crate) fn start(config: Config) -> Result<Arc<Self>> {
         let n = config.processes;
-        let state = RawArray::<u64>::new(2 * n + CANCEL_WORDS)?;
+        let state = RawArray::<u64>::new(worker::SLOT_WORDS * n + CANCEL_WORDS)?;
         let inner = Inner {
             workers: (0..n).map(|_| None).collect(),
             free_cancel: (0..CANCEL_WORDS as u32).rev().collect(),
@@ -112,22 +130,27 @@ impl Core {
             inner: Mutex::new(inner),
             next_task: AtomicU64::new(1),
             terminated: AtomicBool::new(false),
+            lead: AtomicU32::new(0),
             signal: Signal::default(),
             waker: Waker::new().map_err(Error::os("create an eventfd"))?,
         });
         // Start every worker first (a fork pool forks before its helper
         // threads exist), then the threads.
         let mut started = Vec::with_capacity(n);
-        for slot in 0..n {
-            match core.spawn_worker(slot as u32) {
+        let mut failed = None;
+        for spawned in core.spawn_workers(n) {
+            match spawned {
                 Ok(p) => started.push(Arc::new(p)),
                 Err(e) => {
-                    for p in &started {
-                        let _ = p.kill();
-                    }
-                    return Err(e);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            for p in &started {
+                let _ = p.kill();
+            }
+            return Err(e);
         }
         {
             let mut inner = core.lock();
@@ -153,6 +176,43 @@ impl Core {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Starts the workers of slots `0..n`, in that order. Re-executed
+    /// workers start several at a time (each start waits in the kernel
+    /// until the child has executed); a fork pool forks from this thread
+    /// alone, one after the other.
+    fn spawn_workers(&self, n: usize) -> Vec<Result<Process<()>>> {
+        let at_once = n.min(crate::cpu_count().max(2));
+        if self.config.method == StartMethod::Fork || at_once < 2 {
+            return (0..n).map(|slot| self.spawn_worker(slot as u32)).collect();
+        }
+        let mut out: Vec<Option<Result<Process<()>>>> = (0..n).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let lanes: Vec<_> = (1..at_once)
+                .map(|lane| {
+                    scope.spawn(move || {
+                        (lane..n)
+                            .step_by(at_once)
+                            .map(|slot| (slot, self.spawn_worker(slot as u32)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for slot in (0..n).step_by(at_once) {
+                out[slot] = Some(self.spawn_worker(slot as u32));
+            }
+            for lane in lanes {
+                if let Ok(spawned) = lane.join() {
+                    for (slot, p) in spawned {
+                        out[slot] = Some(p);
+                    }
+                }
+            }
+        });
+        out.into_iter()
+            .map(|p| p.unwrap_or(Err(Error::Unsupported { reason: "a worker's start panicked" })))
+            .collect()
+    }
+
     fn spawn_worker(&self, slot: u32) -> Result<Process<()>> {
         let init_fds = self
             .config
@@ -167,7 +227,7 @@ impl Core {
             results: self.results.clone(),
             state: self.state.clone(),
             slot,
-            cancel_base: 2 * self.config.processes as u64,
+            cancel_base: (worker::SLOT_WORDS * self.config.processes) as u64,
             init: self.config.init.clone(),
             max_tasks: self.config.max_tasks,
         };
@@ -240,7 +300,10 @@ impl Core {
             if let Some(failure) = refused {
                 drop(inner);
                 let error = failure.to_error();
-                job.deliver(Piece { start, count: count as usize, body: Err(failure) });
+                self.deliver_all(vec![(
+                    Arc::clone(job),
+                    Piece { start, count: count as usize, body: Err(failure) },
+                )]);
                 return Err(error);
             }
             let cancel = if cancellable { inner.free_cancel.pop() } else { None };
@@ -281,7 +344,8 @@ impl Core {
                         Error::PoolTerminated => Failure::Terminated,
                         e => Failure::NotSent(e.to_string()),
                     };
-                    info.job.deliver(Piece { start, count: count as usize, body: Err(failure) });
+                    let piece = Piece { start, count: count as usize, body: Err(failure) };
+                    self.deliver_all(vec![(info.job, piece)]);
                 }
                 Err(error)
             }
@@ -289,7 +353,7 @@ impl Core {
     }
 
     fn cancel_index(&self, word: u32) -> usize {
-        2 * self.config.processes + word as usize
+        worker::SLOT_WORDS * self.config.processes + word as usize
     }
 
     /// Cancels task `id` if no worker has started it; whether it did.
@@ -303,20 +367,21 @@ impl Core {
             if info.cancel == wire::NO_CANCEL {
                 return false;
             }
-            let index = 2 * self.config.processes + info.cancel as usize;
+            let index = self.cancel_index(info.cancel);
             if self.state.compare_exchange(index, worker::PENDING, worker::CANCELLED).is_err() {
                 return false;
             }
             info.cancelled = true;
             (Arc::clone(&info.job), info.start, info.count)
         };
-        job.0.deliver(Piece { start: job.1, count: job.2 as usize, body: Err(Failure::Cancelled) });
+        let piece = Piece { start: job.1, count: job.2 as usize, body: Err(Failure::Cancelled) };
+        self.deliver_all(vec![(job.0, piece)]);
         true
     }
 
     /// Whether a worker runs task `id` now.
     pub(crate) fn running(&self, id: u64) -> bool {
-        (0..self.config.processes).any(|slot| self.state.load(2 * slot) == id)
+        (0..self.config.processes).any(|slot| self.state.load(worker::SLOT_WORDS * slot) == id)
     }
 
     /// Every task still in the table that may be cancelled.
@@ -380,7 +445,8 @@ impl Core {
         }
         self.waker.wake();
         let _ = self.results.put_payload(&wire::begin_result(wire::WAKE, 0, 0)[..], 0, Wait::Never);
-        Self::deliver_all(deliveries);
+        self.deliver_all(deliveries);
+        self.results.ring().wake_data_waiters();
         self.signal.notify();
     }
 
@@ -401,9 +467,27 @@ impl Core {
             .collect()
     }
 
-    fn deliver_all(deliveries: Deliveries) {
+    /// Files `deliveries` in their jobs (running their callbacks), then
+    /// makes sure a leading caller looks at its job again.
+    fn deliver_all(&self, deliveries: Deliveries) {
+        if deliveries.is_empty() {
+            return;
+        }
         for (job, piece) in deliveries {
             job.deliver(piece);
+        }
+        self.nudge_leader();
+    }
+
+    /// Wakes the leading caller, if any, with a message on the result
+    /// queue: it may be waiting there for a job that was just filed by
+    /// someone else. (A caller sets [`LEADER`] before it looks at its job,
+    /// and a delivery is filed before this looks at the bit: one of the two
+    /// sees the other.)
+    fn nudge_leader(&self) {
+        if self.lead.load(Ordering::SeqCst) & LEADER != 0 {
+            let wake = wire::begin_result(wire::WAKE, 0, 0);
+            let _ = self.results.put_payload(&wake[..], 0, Wait::Never);
         }
     }
 
@@ -432,45 +516,206 @@ impl Core {
         self.lock().workers.iter().flatten().map(|p| p.pid()).collect()
     }
 
-    // ---- the collector thread ----
+    // ---- reading the result queue: leading callers ----
 
-    fn collect(&self) {
+    /// Waits until `ready(job's state)` holds or `deadline` passes; returns
+    /// the state locked, and whether it is ready. While it waits, the
+    /// caller reads the result queue itself if no other caller does.
+    pub(crate) fn wait_job<'j>(
+        &self,
+        job: &'j Job,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&JobState) -> bool,
+    ) -> (MutexGuard<'j, JobState>, bool) {
         loop {
-            let wait = if self.lock().requeue.is_empty() {
-                Wait::Forever
-            } else {
-                Wait::Until(deadline_after(Duration::from_millis(1)))
-            };
-            let got = self.results.get_with(wait, |bytes, _| {
+            let seen = job.signal.seen();
+            {
+                let state = job.lock();
+                if ready(&state) {
+                    return (state, true);
+                }
+            }
+            if self.try_lead() {
+                let led = self.lead_until(job, deadline, &mut ready);
+                self.unlead();
+                if let Some(done) = led {
+                    let state = job.lock();
+                    let ok = done || ready(&state);
+                    return (state, ok);
+                }
+                // The queue cannot be read: wait for the collector.
+            }
+            if !job.signal.wait(seen, deadline) {
+                let state = job.lock();
+                let ok = ready(&state);
+                return (state, ok);
+            }
+        }
+    }
+
+    /// Becomes the caller that reads the result queue, if no one is; the
+    /// collector stops counting as a waiter for results meanwhile.
+    fn try_lead(&self) -> bool {
+        let mut now = self.lead.load(Ordering::SeqCst);
+        loop {
+            if now & LEADER != 0 {
+                return false;
+            }
+            match self.lead.compare_exchange_weak(now, LEADER, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    if now & WATCHING != 0 {
+                        self.results.ring().count_data_waiter(false);
+                    }
+                    return true;
+                }
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Hands the result queue back to the collector: it counts as a waiter
+    /// for results again, and is woken if some wait already.
+    fn unlead(&self) {
+        let before = self.lead.swap(WATCHING, Ordering::SeqCst);
+        let ring = self.results.ring();
+        if before & WATCHING == 0 {
+            ring.count_data_waiter(true);
+        }
+        if self.results.has_data() {
+            ring.wake_data_waiters();
+        }
+    }
+
+    /// Reads and files results until `job` is ready (`Some(true)`), the
+    /// deadline passes (`Some(false)`), or the queue cannot be read
+    /// (`None`).
+    fn lead_until(
+        &self,
+        job: &Job,
+        deadline: Option<Instant>,
+        ready: &mut impl FnMut(&JobState) -> bool,
+    ) -> Option<bool> {
+        loop {
+            if ready(&job.lock()) {
+                return Some(true);
+            }
+            let got = self.results.get_with(Wait::Until(deadline), |bytes, _| {
                 let header = wire::parse_result(bytes)?;
                 let body = bytes.get(wire::RESULT_HEADER..).unwrap_or_default().to_vec();
                 Some((header, body))
             });
             match got {
-                Ok(Some((header, body))) => self.handle(header, body),
-                Ok(None) | Err(Error::Timeout) => {}
-                Err(Error::Closed) => break,
+                Ok(Some((header, body))) => match header.kind {
+                    wire::DONE | wire::SKIPPED => self.handle(header, body, true),
+                    wire::WAKE => {}
+                    // Notes change the workers: the collector's work.
+                    _ => {
+                        self.lock().deferred.push((header, body));
+                        self.results.ring().wake_data_waiters();
+                    }
+                },
+                Ok(None) => {}
+                Err(Error::Timeout) => return Some(false),
+                Err(Error::Closed) => return None,
                 Err(_) => {}
             }
-            let mut inner = self.lock();
-            self.flush_requeue(&mut inner);
-            self.maybe_close_ring(&mut inner);
-            let finished = (inner.ring_closed || self.is_terminated() || inner.broken.is_some())
-                && inner.live == 0
-                && inner.spawning == 0;
-            if finished {
-                inner.collector_done = true;
-                drop(inner);
-                self.waker.wake();
-                self.signal.notify();
-                return;
-            }
         }
-        self.lock().collector_done = true;
-        self.signal.notify();
     }
 
-    fn handle(&self, header: wire::ResultHeader, body: Vec<u8>) {
+    // ---- the collector thread ----
+
+    fn collect(&self) {
+        let ring = self.results.ring();
+        loop {
+            let seen = ring.data_seq();
+            // What leading callers left.
+            let (notes, deliveries) = {
+                let mut inner = self.lock();
+                (
+                    std::mem::take(&mut inner.deferred),
+                    std::mem::take(&mut inner.deferred_deliveries),
+                )
+            };
+            self.deliver_all(deliveries);
+            for (header, body) in notes {
+                self.handle(header, body, false);
+            }
+            // What is in the queue, unless a caller reads it: looked at
+            // before every message, so that the wake-up this thread may
+            // have left for a new leader (`nudge_leader`) is left to it.
+            {
+                while self.lead.load(Ordering::SeqCst) & LEADER == 0 {
+                    let got = self.results.get_with(Wait::Never, |bytes, _| {
+                        let header = wire::parse_result(bytes)?;
+                        let body = bytes.get(wire::RESULT_HEADER..).unwrap_or_default().to_vec();
+                        Some((header, body))
+                    });
+                    match got {
+                        Ok(Some((header, body))) => self.handle(header, body, false),
+                        Ok(None) => {}
+                        Err(Error::Empty | Error::Timeout | Error::Closed) => break,
+                        Err(_) => {}
+                    }
+                }
+            }
+            let requeue = {
+                let mut inner = self.lock();
+                self.flush_requeue(&mut inner);
+                self.maybe_close_ring(&mut inner);
+                let finished =
+                    (inner.ring_closed || self.is_terminated() || inner.broken.is_some())
+                        && inner.live == 0
+                        && inner.spawning == 0;
+                if finished {
+                    inner.collector_done = true;
+                    drop(inner);
+                    self.waker.wake();
+                    self.signal.notify();
+                    return;
+                }
+                if !inner.deferred.is_empty() || !inner.deferred_deliveries.is_empty() {
+                    continue;
+                }
+                !inner.requeue.is_empty()
+            };
+            // Sleep until a result comes while no caller leads, or a wake.
+            if self.count_as_waiter() && self.results.has_data() {
+                continue;
+            }
+            ring.sleep_for_data(seen, requeue.then_some(Duration::from_millis(1)));
+        }
+    }
+
+    /// Counts the collector among the result queue's waiters unless a
+    /// caller leads; whether it does.
+    fn count_as_waiter(&self) -> bool {
+        let mut now = self.lead.load(Ordering::SeqCst);
+        loop {
+            if now & LEADER != 0 {
+                return false;
+            }
+            if now & WATCHING != 0 {
+                return true;
+            }
+            match self.lead.compare_exchange_weak(
+                now,
+                now | WATCHING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    self.results.ring().count_data_waiter(true);
+                    return true;
+                }
+                Err(actual) => now = actual,
+            }
+        }
+    }
+
+    /// Files one message read from the result queue (by a leading caller
+    /// if `leading`: then only results, and those of jobs with callbacks
+    /// are left to the collector).
+    fn handle(&self, header: wire::ResultHeader, body: Vec<u8>, leading: bool) {
         let mut deliveries = Deliveries::new();
         match header.kind {
             wire::DONE => {
@@ -510,7 +755,29 @@ impl Core {
             wire::EXITED => deliveries = self.exited(header.slot, &body),
             _ => {}
         }
-        Self::deliver_all(deliveries);
+        self.finish_handling(deliveries, leading);
+    }
+
+    /// Delivers what a message brought: a leading caller leaves the jobs
+    /// with callbacks to the collector, and closes the task queue if that
+    /// was the last task of a closed pool.
+    fn finish_handling(&self, deliveries: Deliveries, leading: bool) {
+        if !leading {
+            self.deliver_all(deliveries);
+            return;
+        }
+        let (later, now): (Deliveries, Deliveries) =
+            deliveries.into_iter().partition(|(job, _)| job.has_callback());
+        for (job, piece) in now {
+            job.deliver(piece);
+        }
+        let mut inner = self.lock();
+        self.maybe_close_ring(&mut inner);
+        if !later.is_empty() {
+            inner.deferred_deliveries.extend(later);
+            drop(inner);
+            self.results.ring().wake_data_waiters();
+        }
     }
 
     fn free_word(&self, inner: &mut Inner, word: u32) {
@@ -531,10 +798,11 @@ impl Core {
             return deliveries;
         }
         inner.live = inner.live.saturating_sub(1);
-        let task = self.state.load(2 * slot);
-        let item = self.state.load(2 * slot + 1);
-        self.state.store(2 * slot, 0);
-        self.state.store(2 * slot + 1, 0);
+        let base = worker::SLOT_WORDS * slot;
+        let task = self.state.load(base);
+        let item = self.state.load(base + 1);
+        self.state.store(base, 0);
+        self.state.store(base + 1, 0);
         if task != 0 {
             if let Some(info) = inner.table.remove(&task) {
                 self.free_word(&mut inner, info.cancel);

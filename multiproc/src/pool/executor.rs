@@ -109,9 +109,7 @@ impl ProcessPoolExecutor {
         let job = Job::new(closure);
         job.set_total(1);
         let mut msg = wire::begin_task(0, wire::NO_CANCEL, target, 32);
-        let sent = crate::transfer::codec::carried_fds(|| {
-            wire::push_arg(&mut msg, &mut Vec::new(), &args)
-        });
+        let sent = crate::transfer::codec::carried_fds(|| wire::push_arg(&mut msg, &args));
         let task = match sent {
             (Ok(()), false) => core.submit(&job, 0, 1, msg, true).ok(),
             (Ok(()), true) => {
@@ -242,7 +240,7 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn result(&self) -> Result<R> {
-        let (state, _) = self.job.wait_for(None, JobState::complete);
+        let (state, _) = self.core.wait_job(&self.job, None, JobState::complete);
         result::one_item(&state)
     }
 
@@ -268,7 +266,7 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     }
 
     fn result_until(&self, deadline: Option<Instant>) -> Result<R> {
-        let (state, ready) = self.job.wait_for(deadline, JobState::complete);
+        let (state, ready) = self.core.wait_job(&self.job, deadline, JobState::complete);
         if ready { result::one_item(&state) } else { Err(Error::Timeout) }
     }
 }

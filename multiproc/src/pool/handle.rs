@@ -79,12 +79,11 @@ pub(crate) fn send_chunk<A: Serialize>(
     let mut fails: Vec<(usize, String)> = Vec::new();
     let mut taken = 0;
     let ((), fds) = codec::carried_fds(|| {
-        let mut scratch = Vec::new();
         let mut msg = wire::begin_task(0, wire::NO_CANCEL, target, 64);
         let (mut run_start, mut count) = (start, 0u32);
         while taken < max {
             let Some(item) = items.next() else { break };
-            match wire::push_arg(&mut msg, &mut scratch, &item) {
+            match wire::push_arg(&mut msg, &item) {
                 Ok(()) => count += 1,
                 Err(e) => {
                     if count > 0 {
@@ -282,7 +281,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let job = self.start_job(&f, iterable.into_iter().collect(), Some(chunksize), None)?;
-        AsyncResult::new(job, result::all_items::<R>).get()
+        AsyncResult::new(&self.core, job, result::all_items::<R>).get()
     }
 
     /// Submits `f` on every item and returns at once (Python's
@@ -312,7 +311,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let job = self.start_job(&f, iterable.into_iter().collect(), None, None)?;
-        Ok(AsyncResult::new(job, result::all_items::<R>))
+        Ok(AsyncResult::new(&self.core, job, result::all_items::<R>))
     }
 
     /// [`map_async`](Self::map_async) with Python's `callback` and
@@ -353,7 +352,7 @@ impl Pool {
     {
         let on_done = callbacks(result::all_items::<R>, callback, error_callback);
         let job = self.start_job(&f, iterable.into_iter().collect(), None, Some(on_done))?;
-        Ok(AsyncResult::new(job, result::all_items::<R>))
+        Ok(AsyncResult::new(&self.core, job, result::all_items::<R>))
     }
 
     /// Like [`map`](Self::map), for a function of several arguments given
@@ -459,7 +458,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let job = self.start_job(&f, vec![args], Some(1), None)?;
-        Ok(AsyncResult::new(job, result::one_item::<R>))
+        Ok(AsyncResult::new(&self.core, job, result::one_item::<R>))
     }
 
     /// [`apply_async`](Self::apply_async) with Python's `callback` and
@@ -497,7 +496,7 @@ impl Pool {
     {
         let on_done = callbacks(result::one_item::<R>, callback, error_callback);
         let job = self.start_job(&f, vec![args], Some(1), Some(on_done))?;
-        Ok(AsyncResult::new(job, result::one_item::<R>))
+        Ok(AsyncResult::new(&self.core, job, result::one_item::<R>))
     }
 
     /// A lazy, ordered [`map`](Self::map) (Python's `imap`, chunks of one):

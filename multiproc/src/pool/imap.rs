@@ -128,7 +128,7 @@ impl<R: DeserializeOwned> Iterator for IMap<'_, R> {
                 return None;
             }
             let (ordered, next) = (self.ordered, self.next);
-            let (mut state, _) = job.wait_for(None, |s| {
+            let (mut state, _) = self.core.wait_job(&job, None, |s| {
                 if ordered {
                     s.pieces.iter().any(|p| p.start == next)
                 } else {

@@ -181,6 +181,11 @@ impl Job {
         }
     }
 
+    /// Whether a callback waits for the job to complete.
+    pub(crate) fn has_callback(&self) -> bool {
+        self.lock().on_done.is_some()
+    }
+
     /// Registers a waker for `std::future::Future::poll`.
     pub(crate) fn set_waker(&self, waker: &std::task::Waker) {
         let mut state = self.lock();
@@ -212,28 +217,6 @@ impl Job {
         }
         for listener in listeners {
             listener.notify();
-        }
-    }
-
-    /// Waits until `ready(state)` holds or `deadline` passes; returns the
-    /// state locked, and whether it is ready.
-    pub(crate) fn wait_for(
-        &self,
-        deadline: Option<Instant>,
-        mut ready: impl FnMut(&JobState) -> bool,
-    ) -> (MutexGuard<'_, JobState>, bool) {
-        loop {
-            let seen = self.signal.seen();
-            let state = self.lock();
-            if ready(&state) {
-                return (state, true);
-            }
-            drop(state);
-            if !self.signal.wait(seen, deadline) {
-                let state = self.lock();
-                let ok = ready(&state);
-                return (state, ok);
-            }
         }
     }
 }

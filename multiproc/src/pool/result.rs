@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::core::Core;
 use super::job::{Job, JobState, Piece};
 use super::wire;
 use crate::shm::park::deadline_after;
@@ -95,14 +96,15 @@ pub(crate) fn all_ok(state: &JobState) -> bool {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct AsyncResult<T> {
+    core: Arc<Core>,
     job: Arc<Job>,
     finish: Finish<T>,
     _value: PhantomData<fn() -> T>,
 }
 
 impl<T> AsyncResult<T> {
-    pub(crate) fn new(job: Arc<Job>, finish: Finish<T>) -> Self {
-        Self { job, finish, _value: PhantomData }
+    pub(crate) fn new(core: &Arc<Core>, job: Arc<Job>, finish: Finish<T>) -> Self {
+        Self { core: Arc::clone(core), job, finish, _value: PhantomData }
     }
 
     /// Waits for the result and returns it (Python's `get()`).
@@ -127,7 +129,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        let (state, _) = self.job.wait_for(None, JobState::complete);
+        let (state, _) = self.core.wait_job(&self.job, None, JobState::complete);
         (self.finish)(&state)
     }
 
@@ -153,7 +155,8 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        let (state, ready) = self.job.wait_for(deadline_after(timeout), JobState::complete);
+        let (state, ready) =
+            self.core.wait_job(&self.job, deadline_after(timeout), JobState::complete);
         if ready { (self.finish)(&state) } else { Err(Error::Timeout) }
     }
 
@@ -169,7 +172,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
-        drop(self.job.wait_for(None, JobState::complete));
+        drop(self.core.wait_job(&self.job, None, JobState::complete));
     }
 
     /// Waits at most `timeout` for the result; whether it is ready
@@ -185,7 +188,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job.wait_for(deadline_after(timeout), JobState::complete).1
+        self.core.wait_job(&self.job, deadline_after(timeout), JobState::complete).1
     }
 
     /// Whether the result is ready (Python's `ready()`).

@@ -12,12 +12,12 @@
 //! malformed message is a protocol error for its task, never a panic.
 
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::boot::entry::TaskRef;
-use crate::transfer::codec::Appender;
 use crate::{Error, Result};
 
 /// Bytes before a task's argument records.
@@ -108,22 +108,70 @@ pub(crate) fn parse_task(msg: &[u8]) -> Option<TaskHeader> {
     Some(TaskHeader { id, cancel, count, target })
 }
 
-/// Appends one argument record, encoded through `scratch`; `Err` (and
+/// Appends one argument record, encoded straight into `msg`; `Err` (and
 /// nothing appended) if the value does not encode. Call inside
 /// [`codec::carried_fds`] to learn whether any carried descriptors.
-pub(crate) fn push_arg<A: Serialize>(
-    msg: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-    arg: &A,
-) -> Result<()> {
-    let mut buf = std::mem::take(scratch);
-    buf.clear();
-    let buf = postcard::serialize_with_flavor(arg, Appender(buf))
-        .map_err(|e| Error::Encode { source: e.into() })?;
-    push_raw_arg(msg, &buf);
-    *scratch = buf;
-    Ok(())
+pub(crate) fn push_arg<A: Serialize>(msg: &mut Vec<u8>, arg: &A) -> Result<()> {
+    push_encoded(msg, arg).map_err(|e| Error::Encode { source: e.into() })
 }
+
+/// Appends `value` as a record (`u32 LE length | postcard`), encoded in
+/// place behind a length written afterwards; on failure `msg` is as it was.
+#[inline]
+fn push_encoded<T: Serialize + ?Sized>(msg: &mut Vec<u8>, value: &T) -> postcard::Result<()> {
+    let at = msg.len();
+    msg.extend_from_slice(&[0; 4]);
+    let encoded = postcard::serialize_with_flavor(value, Extend(msg));
+    let len = msg.len() - at - 4;
+    match (encoded, u32::try_from(len)) {
+        (Ok(()), Ok(len)) => {
+            msg[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        (Err(e), _) => {
+            msg.truncate(at);
+            Err(e)
+        }
+        (Ok(()), Err(_)) => {
+            msg.truncate(at);
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+}
+
+/// A postcard output that appends to a borrowed `Vec`, copying the short
+/// slices postcard hands it (varints) without a call to `memcpy`.
+struct Extend<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Extend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if bytes.len() <= SHORT {
+            self.0.reserve(SHORT);
+            for &byte in bytes {
+                self.0.push(byte);
+            }
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Slices up to this long are copied byte by byte.
+const SHORT: usize = 16;
 
 /// The error for task arguments that hold file descriptors.
 pub(crate) fn fds_refused() -> Error {
@@ -172,7 +220,8 @@ pub(crate) fn take_outcome(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 }
 
 /// Runs `f` on each of the `count` argument records of `input`, appending
-/// one outcome record per item to `out`; `progress(i)` before item `i`.
+/// one outcome record per item to `out`; stores `i` in `progress` before
+/// item `i` starts (a relaxed store: it is read once this process is dead).
 /// A panic, an argument that does not decode and a result that does not
 /// encode each fail their item only.
 pub(crate) fn run_chunk<F, A, R>(
@@ -180,16 +229,15 @@ pub(crate) fn run_chunk<F, A, R>(
     input: &[u8],
     count: u32,
     out: &mut Vec<u8>,
-    progress: &mut dyn FnMut(u32),
+    progress: &AtomicU64,
 ) where
     F: Fn(A) -> R,
     A: DeserializeOwned,
     R: Serialize,
 {
     let mut rest = input;
-    let mut scratch = Vec::new();
     for i in 0..count {
-        progress(i);
+        progress.store(u64::from(i), Ordering::Relaxed);
         let Some((record, tail)) = take_record(rest) else {
             push_outcome(out, DECODE_FAILED, b"the task message is truncated");
             continue;
@@ -203,23 +251,18 @@ pub(crate) fn run_chunk<F, A, R>(
                 continue;
             }
         };
-        match panic::catch_unwind(AssertUnwindSafe(|| {
-            let value = f(arg);
-            let buf = std::mem::take(&mut scratch);
-            let encoded = postcard::serialize_with_flavor(&value, Appender(buf));
-            drop(value);
-            encoded
-        })) {
-            Ok(Ok(buf)) => {
-                push_outcome(out, OK, &buf);
-                scratch = buf;
-                scratch.clear();
-            }
+        let at = out.len();
+        out.push(OK);
+        // The result is encoded straight into `out`, behind its tag.
+        match panic::catch_unwind(AssertUnwindSafe(|| push_encoded(out, &f(arg)))) {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
+                out.truncate(at);
                 let message = format!("could not encode the task's result: {e}");
                 push_outcome(out, ENCODE_FAILED, message.as_bytes());
             }
             Err(payload) => {
+                out.truncate(at);
                 let message = crate::process::panic_text(payload.as_ref());
                 std::mem::forget(payload);
                 push_outcome(out, PANICKED, message.as_bytes());

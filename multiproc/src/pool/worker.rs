@@ -3,6 +3,7 @@
 //! outcomes on the result queue.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,13 +18,18 @@ pub(crate) const PENDING: u64 = 1;
 pub(crate) const RUNNING: u64 = 2;
 pub(crate) const CANCELLED: u64 = 3;
 
+/// Words of the state array per worker slot: the task it runs, the item
+/// of it, and padding to a cache line of its own (a worker writes its item
+/// word before every item).
+pub(crate) const SLOT_WORDS: usize = 8;
+
 /// What a worker is given when it starts.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
     pub(crate) tasks: RawQueue,
     pub(crate) results: RawQueue,
-    /// Two words per worker slot (the task it runs, the item of it), then
-    /// the cancel words.
+    /// [`SLOT_WORDS`] per worker slot (the task it runs, the item of it),
+    /// then the cancel words.
     pub(crate) state: RawArray<u64>,
     pub(crate) slot: u32,
     pub(crate) cancel_base: u64,
@@ -52,7 +58,7 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
     let init_fds: Vec<std::os::fd::OwnedFd> =
         std::mem::take(&mut args.init_fds).into_iter().map(Into::into).collect();
     let args = &args;
-    let base = 2 * args.slot as usize;
+    let base = SLOT_WORDS * args.slot as usize;
     let state = &args.state;
     let mut resolved: HashMap<u64, TaskFn> = HashMap::new();
     let mut out = Vec::with_capacity(256);
@@ -123,10 +129,10 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
         };
         wire::reset_result(&mut out, wire::DONE, args.slot, header.id);
         let input = msg.get(TASK_HEADER..).unwrap_or_default();
-        let mut progress = |i: u32| state.store(base + 1, u64::from(i));
+        let progress = state.atomic(base + 1);
         match runner {
-            Ok(Runner::Entry(f)) => f(input, header.count, &mut out, &mut progress),
-            Ok(Runner::Closure(f)) => f(input, header.count, &mut out, &mut progress),
+            Ok(Runner::Entry(f)) => f(input, header.count, &mut out, progress),
+            Ok(Runner::Closure(f)) => f(input, header.count, &mut out, progress),
             Err(why) => {
                 let message = format!("the task names no function of this program: {why}");
                 for _ in 0..header.count {
@@ -159,11 +165,11 @@ fn initialize(init: &[u8], known: &Known, out: &mut Vec<u8>) -> Result<(), Strin
         Target::Entry(entry) => {
             let f =
                 entry.resolve().map_err(|why| format!("the initializer is not found: {why}"))?;
-            f(input, 1, out, &mut |_| {});
+            f(input, 1, out, &AtomicU64::new(0));
         }
         Target::Closure(id) => {
             let f = known.get(&id).ok_or("the initializer closure is unknown")?;
-            f(input, 1, out, &mut |_| {});
+            f(input, 1, out, &AtomicU64::new(0));
         }
     }
     match wire::take_outcome(out) {

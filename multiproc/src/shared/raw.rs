@@ -480,6 +480,22 @@ impl<T: Atomic> RawArray<T> {
     }
 }
 
+impl RawArray<u64> {
+    /// Element `index` as an atomic, for operations with orderings weaker
+    /// than the `SeqCst` of the public methods.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= len()`.
+    pub(crate) fn atomic(&self, index: usize) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: `ptr` checks the index; the element is aligned for a
+        // `u64` (so for an `AtomicU64`, of the same size and alignment on
+        // the 64-bit targets we build for), lives as long as `self`, and
+        // every process only ever accesses it atomically.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.cells.ptr(index)) }
+    }
+}
+
 impl<T: Pod> Serialize for RawValue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.cells.serialize(serializer)

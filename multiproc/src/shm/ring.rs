@@ -305,6 +305,39 @@ impl RawRing {
         })
     }
 
+    /// The counter that publications bump when someone waits for records:
+    /// read it before looking, then [`sleep_for_data`](Self::sleep_for_data)
+    /// past it.
+    pub(crate) fn data_seq(&self) -> u32 {
+        self.producer.seq.load(Ordering::SeqCst)
+    }
+
+    /// Counts one more (`true`) or one fewer (`false`) waiter for records
+    /// that sleeps outside the consumer side: while it counts, every
+    /// publication bumps [`data_seq`](Self::data_seq) and wakes it. A
+    /// waiter that counts itself looks for records once more before it
+    /// sleeps.
+    pub(crate) fn count_data_waiter(&self, waits: bool) {
+        if waits {
+            self.producer.sleepers.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.producer.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    /// Sleeps while [`data_seq`](Self::data_seq) is `seen`, at most
+    /// `timeout` (and at most 100 ms).
+    pub(crate) fn sleep_for_data(&self, seen: u32, timeout: Option<Duration>) {
+        park::wait(&self.producer.seq, seen, timeout);
+    }
+
+    /// Wakes everyone who waits for records, whether or not one came.
+    pub(crate) fn wake_data_waiters(&self) {
+        self.producer.seq.fetch_add(1, Ordering::SeqCst);
+        park::wake(&self.producer.seq, u32::MAX);
+    }
+
     /// Takes the producer side.
     #[inline]
     pub(crate) fn producer(&self, bytes: Bytes, deadline: Option<Instant>) -> Option<Producer<'_>> {
