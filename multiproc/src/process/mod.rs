@@ -14,6 +14,7 @@ mod fork;
 mod forkserver;
 mod handle;
 mod helpers;
+mod panic_hook;
 mod reaper;
 mod spawn;
 
