@@ -359,8 +359,11 @@ pub struct Client;
 impl Client {
     /// Connects to `address`, proving (and checking) `authkey` if given.
     ///
-    /// A key on one side only fails here, and in the listener's `accept`:
-    /// neither side goes on without the handshake the other expected.
+    /// Returns once the listener has accepted the connection and greeted
+    /// it (with or without a key), so the listener must be accepting on
+    /// another thread or process. A key on one side only fails here, and
+    /// in the listener's `accept`: neither side goes on without the
+    /// handshake the other expected.
     ///
     /// # Errors
     ///
