@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::connection::Address;
+
 /// A boxed error from a lower layer (the serde codec), kept as a `source`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -22,25 +24,54 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// }
 ///
 /// let err = Process::spawn(boom, ())?.join().unwrap_err();
-/// assert!(matches!(&err, Error::Panicked { message } if message == "no luck"));
-/// assert_eq!(err.to_string(), "child process panicked: no luck");
+/// assert!(matches!(&err, Error::Panicked { message, .. } if message == "no luck"));
+/// assert!(err.to_string().starts_with("child process 'Process-1' panicked at "), "{err}");
+/// assert!(err.to_string().ends_with(": no luck"), "{err}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
-    #[error("could not {op}")]
+    ///
+    /// A failure to listen on or connect to an address names it:
+    /// `could not listen on TCP at 127.0.0.1:5000`, with the OS error
+    /// (address in use, connection refused, no such file) as the `source`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Error;
+    /// use multiproc::connection::{Address, Client};
+    ///
+    /// let nobody = Address::Abstract(format!("nobody-here-{}", std::process::id()));
+    /// let err = Client::connect::<u8, u8>(&nobody, None).unwrap_err();
+    /// assert!(matches!(&err, Error::Os { address: Some(a), .. } if *a == nobody));
+    /// assert!(err.to_string().contains("nobody-here"), "{err}");
+    /// let os = std::error::Error::source(&err).unwrap().downcast_ref::<std::io::Error>();
+    /// assert_eq!(os.unwrap().kind(), std::io::ErrorKind::ConnectionRefused);
+    /// ```
+    #[error("could not {op}{}", At(.address.as_ref()))]
     Os {
         /// What multiproc was doing, as a short verb phrase.
         op: &'static str,
+        /// The address it was listening on or connecting to, if any.
+        address: Option<Address>,
         /// The error the operating system reported.
         #[source]
         source: io::Error,
     },
     /// The child's target panicked; `message` is the panic's text.
-    #[error("child process panicked: {message}")]
+    ///
+    /// Shown as `child process 'worker-1' panicked at src/main.rs:7:5:
+    /// index out of bounds ...`. The child itself prints the panic on its
+    /// stderr under the same name.
+    #[error("child process '{process}' panicked{}: {message}", At(.location.as_deref()))]
     Panicked {
+        /// The child's name ([`Process::name`](crate::Process::name)).
+        process: String,
+        /// Where it panicked (`file:line:column`), if known.
+        location: Option<String>,
         /// The panic message.
         message: String,
     },
@@ -71,8 +102,31 @@ pub enum Error {
         source: BoxError,
     },
     /// Bytes from another process did not decode as the expected type.
-    #[error("could not decode a value from another process")]
+    ///
+    /// `expected` names the type the receiver asked for: the sender may
+    /// have used another type, or another version of it (a struct whose
+    /// fields changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Error;
+    ///
+    /// let (a, b) = multiproc::pipe::<u64>()?;
+    /// // What a sender of `String`s would send: "hello", not a number.
+    /// a.send_bytes(b"\x05hello")?;
+    /// let err = b.recv().unwrap_err();
+    /// assert!(matches!(&err, Error::Decode { expected: "u64", .. }), "{err:?}");
+    /// assert!(err.to_string().contains("u64"), "{err}");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[error(
+        "could not decode a value of type `{expected}` from another process \
+         (does the sender use another type, or another version of it?)"
+    )]
     Decode {
+        /// The type the receiver expected (`std::any::type_name`).
+        expected: &'static str,
         /// The codec's error.
         #[source]
         source: BoxError,
@@ -182,7 +236,7 @@ pub enum Error {
     #[error("task_done called more times than there were items")]
     TaskDoneTooOften,
     /// The other side of a connection failed the authentication handshake,
-    /// or refused ours (a wrong `authkey`).
+    /// or refused ours: a wrong `authkey`, or a key on one side only.
     #[error("authentication failed")]
     AuthenticationFailed,
     /// `recv_bytes_into` got a message larger than the buffer; here it is,
@@ -285,7 +339,20 @@ pub enum Error {
 impl Error {
     /// An adapter for `map_err` that wraps an OS error with what we were doing.
     pub(crate) fn os(op: &'static str) -> impl FnOnce(io::Error) -> Self {
-        move |source| Self::Os { op, source }
+        move |source| Self::Os { op, address: None, source }
+    }
+
+    /// As [`os`](Self::os), naming the address being listened on or
+    /// connected to.
+    pub(crate) fn os_at(op: &'static str, address: &Address) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Os { op, address: Some(address.clone()), source }
+    }
+
+    /// A value of type `T` did not decode. Built only on failure, so the
+    /// type's name costs nothing on the way that succeeds.
+    #[cold]
+    pub(crate) fn decode<T: ?Sized>(source: impl Into<BoxError>) -> Self {
+        Self::Decode { expected: std::any::type_name::<T>(), source: source.into() }
     }
 
     pub(crate) fn protocol(detail: impl Into<String>) -> Self {
@@ -299,6 +366,19 @@ fn death(signal: Option<i32>, code: Option<i32>) -> String {
         (Some(signal), _) => format!("killed by signal {signal} ({})", signal_name(signal)),
         (None, Some(code)) => format!("exited with code {code}"),
         (None, None) => "it ended".to_owned(),
+    }
+}
+
+/// Displays " at {place}" for a place (an address, a source location),
+/// nothing without one.
+struct At<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for At<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(place) => write!(f, " at {place}"),
+            None => Ok(()),
+        }
     }
 }
 

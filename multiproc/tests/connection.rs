@@ -311,6 +311,12 @@ fn hostile_peers_get_errors_and_the_listener_keeps_serving() {
     let plain_address = plain.address().clone();
     for (claimed, body, too_large) in [(u64::MAX, &b""[..], true), (100, &b"abc"[..], false)] {
         let mut raw = connect_unix(&plain_address);
+        // The keyless greeting, then the frame.
+        let mut hello = b"mpF1".to_vec();
+        hello.extend(0u32.to_le_bytes());
+        hello.extend(6u64.to_le_bytes());
+        hello.extend(b"#OPEN#");
+        raw.write_all(&hello).unwrap();
         let conn: Connection<u8> = plain.accept().unwrap();
         let mut frame = b"mpF1".to_vec();
         frame.extend(0u32.to_le_bytes());
@@ -343,8 +349,13 @@ fn a_thousand_connections_leave_no_descriptor_behind() {
     drop(pipe::<u8>().unwrap());
     let before = common::open_fds();
     for i in 0..1_000u32 {
-        let client: Connection<u32> = Client::connect(&address, None).unwrap();
+        // The client's connect waits for the listener's greeting.
+        let client = {
+            let address = address.clone();
+            std::thread::spawn(move || Client::connect::<u32, u32>(&address, None))
+        };
         let server: Connection<u32> = listener.accept().unwrap();
+        let client = client.join().unwrap().unwrap();
         client.send(&i).unwrap();
         assert_eq!(server.recv().unwrap(), i);
         let (a, b) = pipe::<u32>().unwrap();
@@ -503,21 +514,37 @@ fn connect_in_background(
     rx
 }
 
-/// Accepts the next connection on a helper thread, bounded by `LIMIT`.
-fn accept_within(listener: &std::sync::Arc<Listener>) -> Connection<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let listener = std::sync::Arc::clone(listener);
-    std::thread::spawn(move || {
-        let _ = tx.send(listener.accept::<(), ()>());
-    });
-    rx.recv_timeout(LIMIT).expect("no connection within the limit").expect("accept")
+/// A raw connection of the impostor, which speaks frames itself.
+struct Raw(UnixStream);
+
+impl Raw {
+    fn send_bytes(&self, payload: &[u8]) -> std::io::Result<()> {
+        let mut frame = b"mpF1".to_vec();
+        frame.extend(0u32.to_le_bytes());
+        frame.extend((payload.len() as u64).to_le_bytes());
+        frame.extend(payload);
+        (&self.0).write_all(&frame)
+    }
 }
 
-/// The next message on `conn`, or `None` if none comes within `LIMIT` or the
-/// peer is gone.
-fn next_message(conn: &Connection<()>) -> Option<Vec<u8>> {
-    conn.poll(LIMIT).ok().filter(|ready| *ready)?;
-    conn.recv_bytes().ok()
+/// Accepts the next connection, bounded by `LIMIT` (the clients connect
+/// before this is called).
+fn accept_within(listener: &std::os::unix::net::UnixListener) -> Raw {
+    let (stream, _) = listener.accept().expect("accept");
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    Raw(stream)
+}
+
+/// The next frame's payload on `conn`, or `None` if none comes within
+/// `LIMIT` or the peer is gone.
+fn next_message(conn: &Raw) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    (&conn.0).read_exact(&mut header).ok()?;
+    let len = u64::from_le_bytes(header[8..].try_into().ok()?);
+    let mut payload = vec![0; usize::try_from(len).ok().filter(|&n| n <= 4096)?];
+    (&conn.0).read_exact(&mut payload).ok()?;
+    Some(payload)
 }
 
 #[test]
@@ -526,8 +553,8 @@ fn a_keyless_impostor_cannot_reflect_a_clients_proof_between_its_connections() {
     let path = std::env::temp_dir().join(format!("mp-impostor-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     // The impostor: a listener without the key, speaking raw frames.
-    let impostor = std::sync::Arc::new(Listener::bind(Address::Unix(path), None).unwrap());
-    let address = impostor.address().clone();
+    let impostor = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let address = Address::Unix(path.clone());
 
     // 1. Reflect the client's challenge to a second connection of the same
     //    client, and its answer there back to the first.
@@ -565,6 +592,7 @@ fn a_keyless_impostor_cannot_reflect_a_clients_proof_between_its_connections() {
     }
     let got = result.recv_timeout(LIMIT).expect("the client hung");
     assert!(matches!(got, Err(Error::AuthenticationFailed)), "{:?}", got.map(|_| ()));
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
@@ -688,4 +716,82 @@ fn a_child_holds_no_end_it_was_not_given_with_any_start_method() {
         }
         assert_eq!(count, Some(1), "{method:?}: the reader never saw the end");
     }
+}
+
+/// Connects to `address` with `key` on a helper thread; the result arrives
+/// on the returned channel.
+fn connect_in_thread(
+    address: Address,
+    key: Option<&'static [u8]>,
+) -> std::sync::mpsc::Receiver<multiproc::Result<Connection<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Client::connect(&address, key));
+    });
+    rx
+}
+
+#[test]
+fn a_key_on_one_side_only_fails_at_connect_on_both_sides() {
+    // A keyed listener, a client without a key.
+    let keyed = Listener::bind(addresses("key-listener").remove(0), Some(b"k")).unwrap();
+    let client = connect_in_thread(keyed.address().clone(), None);
+    let accepted = keyed.accept::<u8, u8>();
+    assert!(matches!(accepted, Err(Error::AuthenticationFailed)), "{accepted:?}");
+    let connected = client.recv_timeout(LIMIT).unwrap();
+    assert!(matches!(connected, Err(Error::AuthenticationFailed)), "{connected:?}");
+
+    // A listener without a key, a client with one.
+    let open = Listener::bind(addresses("key-client").remove(0), None).unwrap();
+    let client = connect_in_thread(open.address().clone(), Some(b"k"));
+    let accepted = open.accept::<u8, u8>();
+    assert!(matches!(accepted, Err(Error::AuthenticationFailed)), "{accepted:?}");
+    let connected = client.recv_timeout(LIMIT).unwrap();
+    assert!(matches!(connected, Err(Error::AuthenticationFailed)), "{connected:?}");
+
+    // Both listeners still serve the clients that match them.
+    for (listener, key) in [(&keyed, Some(&b"k"[..])), (&open, None)] {
+        let client = connect_in_thread(listener.address().clone(), key);
+        let conn: Connection<u8> = listener.accept().unwrap();
+        let mine = client.recv_timeout(LIMIT).unwrap().unwrap();
+        mine.send(&7).unwrap();
+        assert_eq!(conn.recv_timeout(LIMIT).unwrap(), 7);
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct RecordV1 {
+    id: u8,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct RecordV2 {
+    id: u8,
+    weight: u64,
+}
+
+fn send_other_types(address: Address) -> Result<(), String> {
+    let text: Connection<String> =
+        Client::connect(&address, Some(b"k")).map_err(|e| e.to_string())?;
+    text.send(&"hello".to_owned()).map_err(|e| e.to_string())?;
+    let old: Connection<RecordV1> =
+        Client::connect(&address, Some(b"k")).map_err(|e| e.to_string())?;
+    old.send(&RecordV1 { id: 1 }).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_value_of_another_type_is_a_decode_error_naming_the_expected_type() {
+    let listener = Listener::bind(addresses("drift").remove(0), Some(b"k")).unwrap();
+    let child = Process::spawn(send_other_types, listener.address().clone()).unwrap();
+    let numbers: Connection<u64> = listener.accept().unwrap();
+    let err = numbers.recv_timeout(LIMIT).unwrap_err();
+    assert!(matches!(err, Error::Decode { expected: "u64", .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("`u64`") && text.contains("another type"), "{text}");
+
+    let records: Connection<RecordV2> = listener.accept().unwrap();
+    let err = records.recv_timeout(LIMIT).unwrap_err();
+    assert!(err.to_string().contains("RecordV2"), "{err}");
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    join(child).unwrap().unwrap();
 }

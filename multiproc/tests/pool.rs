@@ -156,7 +156,7 @@ fn a_panic_fails_its_task_only_and_the_worker_survives() {
         for (i, r) in results.iter().enumerate() {
             match r {
                 Ok(v) => assert_eq!(*v, i as u64),
-                Err(Error::Panicked { message }) => assert_eq!(message, &format!("odd {i}")),
+                Err(Error::Panicked { message, .. }) => assert_eq!(message, &format!("odd {i}")),
                 Err(e) => panic!("{e}"),
             }
         }

@@ -76,7 +76,7 @@ fn a_panic_is_reported_with_its_message() {
         let p = common::builder(method).spawn(explode, "boom".to_owned()).unwrap();
         assert_eq!(wait(&p), 1, "{method:?}: a panicked child exits with 1");
         match join(p) {
-            Err(Error::Panicked { message }) => assert_eq!(message, "deliberate: boom"),
+            Err(Error::Panicked { message, .. }) => assert_eq!(message, "deliberate: boom"),
             other => panic!("{method:?}: expected a panic, got {other:?}"),
         }
     }
@@ -436,12 +436,13 @@ fn errors_read_as_short_lowercase_phrases() {
         Error::Disconnected.to_string(),
         Error::Exited { code: 2 }.to_string(),
         Error::ThreadedFork { threads: 3 }.to_string(),
-        Error::Panicked { message: "x".to_owned() }.to_string(),
+        Error::Panicked { process: "p".to_owned(), location: None, message: "x".to_owned() }
+            .to_string(),
     ];
     for m in messages {
         assert!(m.chars().next().unwrap().is_lowercase(), "{m}");
     }
-    let os = Error::Os { op: "fork", source: std::io::Error::from_raw_os_error(11) };
+    let os = Error::Os { op: "fork", address: None, source: std::io::Error::from_raw_os_error(11) };
     assert_eq!(os.to_string(), "could not fork");
     assert!(std::error::Error::source(&os).is_some());
 }
@@ -561,4 +562,83 @@ fn set_start_method_sets_the_default_of_later_builders_in_that_process() {
         assert_eq!(join(p).unwrap(), (method, method));
     }
     assert_eq!(multiproc::get_start_method(), StartMethod::Spawn);
+}
+
+fn comm(_: ()) -> String {
+    std::fs::read_to_string("/proc/self/comm").unwrap().trim_end().to_owned()
+}
+
+#[test]
+fn a_child_shows_in_ps_under_its_process_name() {
+    for method in METHODS {
+        let p = common::builder(method).name("worker-7").spawn(comm, ()).unwrap();
+        assert_eq!(join(p).unwrap(), "worker-7", "{method:?}");
+        // The kernel keeps 15 bytes of a longer name.
+        let p = common::builder(method).name("a-rather-long-name").spawn(comm, ()).unwrap();
+        assert_eq!(join(p).unwrap(), "a-rather-long-n", "{method:?}");
+    }
+}
+
+/// Sends what the child writes to stderr (`err`) and panics.
+fn panic_into(err: FdHandle) -> u8 {
+    rustix::stdio::dup2_stderr(err.file()).unwrap();
+    drop(err);
+    let v: Vec<u8> = Vec::new();
+    v[usize::from(v.is_empty()) + 2] // index out of bounds
+}
+
+/// Reads from `r` until the text holds `marker`, bounded by `LIMIT` (a
+/// forked sibling may keep the pipe open: no end of stream to wait for).
+fn read_until(mut r: impl std::io::Read + Send + 'static, marker: &'static str) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = r.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut text = Vec::new();
+    while !String::from_utf8_lossy(&text).contains(marker) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(more) => text.extend(more),
+            Err(e) => panic!("{e:?} before {marker:?} in {:?}", String::from_utf8_lossy(&text)),
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+#[test]
+fn a_panic_names_the_process_and_where_it_panicked() {
+    for method in METHODS {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let p = common::builder(method)
+            .name("cruncher")
+            .spawn(panic_into, FdHandle::new(writer))
+            .unwrap();
+        let pid = p.pid();
+        let err = join(p).unwrap_err();
+        let Error::Panicked { process, location, message } = &err else {
+            panic!("{method:?}: expected a panic, got {err:?}")
+        };
+        assert_eq!(process, "cruncher");
+        let location = location.as_deref().unwrap_or_default();
+        assert!(location.starts_with("multiproc/tests/process.rs:"), "{location}");
+        assert!(message.contains("index out of bounds"), "{message}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("child process 'cruncher' panicked at multiproc/tests/"),
+            "{text}"
+        );
+        // The child's own report names it too.
+        let stderr = read_until(reader, "index out of bounds");
+        assert!(
+            stderr.contains(&format!("process 'cruncher' (pid {pid}) panicked at {location}")),
+            "{method:?}: {stderr}"
+        );
+        assert!(!stderr.contains("<unnamed>"), "{stderr}");
+    }
 }

@@ -760,3 +760,20 @@ fn retype<U>(q: &Queue<u8>) -> Queue<U> {
     drop(sender.join().unwrap());
     got
 }
+
+#[test]
+fn a_lock_put_in_a_queue_is_refused_saying_what_to_use_instead() {
+    let q = Queue::<multiproc::Lock>::new().unwrap();
+    let err = match q.put(multiproc::Lock::new().unwrap()) {
+        Err(PutError::Failed(_, err)) => err,
+        other => panic!("expected a refusal, got {:?}", other.map_err(|e| e.to_string())),
+    };
+    let text = err.to_string();
+    assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
+    assert!(text.contains("file descriptor"), "{text}");
+    assert!(text.contains("argument") && text.contains("Connection"), "{text}");
+    // Plain values still go through.
+    let q = Queue::<u8>::new().unwrap();
+    q.put(1).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 1);
+}

@@ -1,12 +1,27 @@
 //! The authkey handshake: a mutual challenge-response with HMAC-SHA256 in
 //! which the two directions can never stand in for each other.
 //!
+//! Every connection opens with the listener's greeting, which says whether
+//! it has a key, so that a key on one side only fails at once on both
+//! (rather than the handshake's bytes arriving as the first message):
+//!
 //! ```text
+//! without a key:
+//! client -> server   "#OPEN#"         (sent at once, without waiting)
+//! server -> client   "#OPEN#"
+//!
+//! with a key:
 //! server -> client   "#CHALLENGE#" | Ns
 //! client -> server   "#RESPONSE#"  | Nc | HMAC(key, CLIENT_LABEL | Ns | Nc)
 //! server -> client   "#WELCOME#"   | HMAC(key, SERVER_LABEL | Ns | Nc)
 //!                 or "#FAILURE#"
 //! ```
+//!
+//! A keyless client meeting a keyed listener reads `#CHALLENGE#` and fails;
+//! the listener reads its `#OPEN#` where a response belongs, answers
+//! `#FAILURE#` and fails. A keyed client meeting a keyless listener reads
+//! `#OPEN#`, answers `#KEYED#` and fails; so does the listener on reading
+//! it. Neither side ever proceeds without the handshake the other expected.
 //!
 //! `Ns` and `Nc` are fresh 32-byte random nonces, one drawn by each side.
 //! Each proof binds both nonces and names its direction, so a peer without
@@ -32,6 +47,10 @@ const CHALLENGE: &[u8] = b"#CHALLENGE#";
 const RESPONSE: &[u8] = b"#RESPONSE#";
 const WELCOME: &[u8] = b"#WELCOME#";
 const FAILURE: &[u8] = b"#FAILURE#";
+/// The greeting of a side without a key.
+const OPEN: &[u8] = b"#OPEN#";
+/// A keyed client's answer to a keyless listener's greeting.
+const KEYED: &[u8] = b"#KEYED#";
 /// What a client's proof says it is (fixed length, so that the input to
 /// the HMAC splits one way only).
 const CLIENT_LABEL: &[u8; 32] = b"multiproc auth v1: client proof\0";
@@ -57,8 +76,9 @@ fn proof(key: &[u8], label: &[u8; 32], server_nonce: &Nonce, client_nonce: &Nonc
 
 fn fresh_nonce() -> Result<Nonce> {
     let mut nonce = [0u8; NONCE];
-    rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| Error::Os { op: "draw a random challenge", source: e.into() })?;
+    rustix::rand::getrandom(&mut nonce, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
+        Error::Os { op: "draw a random challenge", address: None, source: e.into() }
+    })?;
     Ok(nonce)
 }
 
@@ -81,6 +101,11 @@ pub(crate) fn server(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>
     let server_nonce = fresh_nonce()?;
     frame::send_frame(sock, &[CHALLENGE, &server_nonce], &[])?;
     let response = receive(sock, deadline)?;
+    if response == OPEN {
+        // A client without a key.
+        let _ = frame::send_frame(sock, &[FAILURE], &[]);
+        return Err(Error::AuthenticationFailed);
+    }
     let Some(response) = body(&response, RESPONSE, NONCE + PROOF) else {
         let _ = frame::send_frame(sock, &[FAILURE], &[]);
         return Err(Error::protocol("malformed authentication response"));
@@ -101,6 +126,11 @@ pub(crate) fn server(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>
 /// then checks the server's proof.
 pub(crate) fn client(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>) -> Result<()> {
     let challenge = receive(sock, deadline)?;
+    if challenge == OPEN {
+        // A listener without a key: it must not think we trust it.
+        let _ = frame::send_frame(sock, &[KEYED], &[]);
+        return Err(Error::AuthenticationFailed);
+    }
     let server_nonce: Nonce = body(&challenge, CHALLENGE, NONCE)
         .and_then(|nonce| nonce.try_into().ok())
         .ok_or_else(|| Error::protocol("malformed authentication challenge"))?;
@@ -113,6 +143,26 @@ pub(crate) fn client(sock: BorrowedFd<'_>, key: &[u8], deadline: Option<Instant>
     };
     let expected = proof(key, SERVER_LABEL, &server_nonce, &client_nonce);
     expected.verify_slice(server_proof).map_err(|_| Error::AuthenticationFailed)
+}
+
+/// The greeting of a listener without a key: fails if the client has one.
+pub(crate) fn open_server(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
+    frame::send_frame(sock, &[OPEN], &[])?;
+    match receive(sock, deadline)? {
+        hello if hello == OPEN => Ok(()),
+        keyed if keyed == KEYED => Err(Error::AuthenticationFailed),
+        _ => Err(Error::protocol("malformed greeting")),
+    }
+}
+
+/// The greeting of a client without a key: fails if the listener has one.
+pub(crate) fn open_client(sock: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
+    frame::send_frame(sock, &[OPEN], &[])?;
+    match receive(sock, deadline)? {
+        hello if hello == OPEN => Ok(()),
+        challenge if challenge.starts_with(CHALLENGE) => Err(Error::AuthenticationFailed),
+        _ => Err(Error::protocol("malformed greeting")),
+    }
 }
 
 #[cfg(test)]

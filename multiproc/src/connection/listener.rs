@@ -36,6 +36,26 @@ pub enum Address {
     Tcp(SocketAddr),
 }
 
+/// `127.0.0.1:6000`, `/tmp/service.sock`, or `@my-service` for an abstract
+/// name (as `ss` and `netstat` show them).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::connection::Address;
+/// assert_eq!(Address::Abstract("svc".into()).to_string(), "@svc");
+/// assert_eq!(Address::Tcp("127.0.0.1:6000".parse().unwrap()).to_string(), "127.0.0.1:6000");
+/// ```
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "{}", path.display()),
+            Self::Abstract(name) => write!(f, "@{name}"),
+            Self::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
 enum Socket {
     Unix(UnixListener),
     Tcp(TcpListener),
@@ -79,11 +99,10 @@ pub struct Listener {
 fn unix_addr(address: &Address) -> Result<UnixSocketAddr> {
     match address {
         Address::Unix(path) => {
-            UnixSocketAddr::from_pathname(path).map_err(Error::os("name a socket"))
+            UnixSocketAddr::from_pathname(path).map_err(Error::os_at("name a socket", address))
         }
-        Address::Abstract(name) => {
-            UnixSocketAddr::from_abstract_name(name.as_bytes()).map_err(Error::os("name a socket"))
-        }
+        Address::Abstract(name) => UnixSocketAddr::from_abstract_name(name.as_bytes())
+            .map_err(Error::os_at("name a socket", address)),
         Address::Tcp(_) => unreachable!("not a Unix address"),
     }
 }
@@ -142,13 +161,15 @@ impl Listener {
     fn open(address: Address, authkey: Option<&[u8]>) -> Result<Self> {
         let (socket, address) = match &address {
             Address::Tcp(addr) => {
-                let listener = TcpListener::bind(addr).map_err(Error::os("listen on TCP"))?;
-                let bound = listener.local_addr().map_err(Error::os("listen on TCP"))?;
+                let listener =
+                    TcpListener::bind(addr).map_err(Error::os_at("listen on TCP", &address))?;
+                let bound =
+                    listener.local_addr().map_err(Error::os_at("listen on TCP", &address))?;
                 (Socket::Tcp(listener), Address::Tcp(bound))
             }
             unix => {
                 let listener = UnixListener::bind_addr(&unix_addr(unix)?)
-                    .map_err(Error::os("listen on a Unix socket"))?;
+                    .map_err(Error::os_at("listen on a Unix socket", unix))?;
                 (Socket::Unix(listener), address.clone())
             }
         };
@@ -294,8 +315,10 @@ impl PendingConnection {
     ///
     /// See [`Listener::accept_pending`].
     pub fn handshake<S, R>(self) -> Result<Connection<S, R>> {
-        if let Some(key) = &self.authkey {
-            auth::server(self.sock.as_fd(), key, deadline_after(self.handshake_timeout))?;
+        let deadline = deadline_after(self.handshake_timeout);
+        match &self.authkey {
+            Some(key) => auth::server(self.sock.as_fd(), key, deadline)?,
+            None => auth::open_server(self.sock.as_fd(), deadline)?,
         }
         Ok(Connection::from_transport(Transport::Socket {
             sock: self.sock,
@@ -336,9 +359,17 @@ pub struct Client;
 impl Client {
     /// Connects to `address`, proving (and checking) `authkey` if given.
     ///
+    /// Returns once the listener has accepted the connection and greeted
+    /// it (with or without a key), so the listener must be accepting on
+    /// another thread or process. A key on one side only fails here, and
+    /// in the listener's `accept`: neither side goes on without the
+    /// handshake the other expected.
+    ///
     /// # Errors
     ///
-    /// [`Error::AuthenticationFailed`]; [`Error::Os`] if nobody listens;
+    /// [`Error::AuthenticationFailed`] with a wrong key, without a key for
+    /// a listener that has one, or with a key for a listener that has none;
+    /// [`Error::Os`] naming the address if nobody listens;
     /// [`Error::Timeout`] if the listener does not answer the handshake.
     ///
     /// # Examples
@@ -351,17 +382,22 @@ impl Client {
     pub fn connect<S, R>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<S, R>> {
         let (sock, fds_allowed): (OwnedFd, bool) = match address {
             Address::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).map_err(Error::os("connect over TCP"))?;
+                let stream =
+                    TcpStream::connect(addr).map_err(Error::os_at("connect over TCP", address))?;
                 let _ = stream.set_nodelay(true);
                 (stream.into(), false)
             }
             unix => (
-                UnixStream::connect_addr(&unix_addr(unix)?).map_err(Error::os("connect"))?.into(),
+                UnixStream::connect_addr(&unix_addr(unix)?)
+                    .map_err(Error::os_at("connect to a Unix socket", address))?
+                    .into(),
                 true,
             ),
         };
-        if let Some(key) = authkey {
-            auth::client(sock.as_fd(), key, deadline_after(HANDSHAKE_TIMEOUT))?;
+        let deadline = deadline_after(HANDSHAKE_TIMEOUT);
+        match authkey {
+            Some(key) => auth::client(sock.as_fd(), key, deadline)?,
+            None => auth::open_client(sock.as_fd(), deadline)?,
         }
         Ok(Connection::from_transport(Transport::Socket {
             sock,

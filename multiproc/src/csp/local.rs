@@ -169,7 +169,7 @@ unsafe fn decode_as<T: DeserializeOwned>(
     out: *mut (),
 ) -> crate::Result<()> {
     let value: T = if fds.is_empty() {
-        postcard::from_bytes(bytes).map_err(|e| crate::Error::Decode { source: e.into() })?
+        postcard::from_bytes(bytes).map_err(crate::Error::decode::<T>)?
     } else {
         codec::decode(bytes, fds)?
     };

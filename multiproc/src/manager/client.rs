@@ -67,9 +67,15 @@ thread_local! {
 
 /// Opens a session: the handshake on the listener's socket, then, for a
 /// local manager, the move to a shared-memory pipe.
-fn open(link: &Link, generation: u64) -> Result<Session> {
+///
+/// A manager this process reached before (it has proxies of it) and can no
+/// longer reach is gone ([`Error::ManagerGone`]); one it has not reached
+/// yet (`first`, from [`Manager::connect`](super::Manager::connect)) may
+/// never have been there: the OS error naming the address says why.
+fn open(link: &Link, generation: u64, first: bool) -> Result<Session> {
     let conn: Connection<Request, Response> =
         Client::connect(&link.address, link.key()).map_err(|e| match e {
+            Error::Os { .. } if first => e,
             Error::Os { .. } | Error::Disconnected => Error::ManagerGone,
             other => other,
         })?;
@@ -108,7 +114,7 @@ pub(crate) fn call(link: &Link, request: &Request) -> Result<Response> {
         let index = match sessions.iter().position(|s| s.link == *link) {
             Some(index) => index,
             None => {
-                sessions.push(open(link, generation)?);
+                sessions.push(open(link, generation, false)?);
                 sessions.len() - 1
             }
         };
@@ -127,6 +133,20 @@ pub(crate) fn call(link: &Link, request: &Request) -> Result<Response> {
     })
 }
 
+/// Opens this thread's session with the manager at `link` afresh, for
+/// [`Manager::connect`](super::Manager::connect): a manager that cannot be
+/// reached is an [`Error::Os`] naming its address.
+pub(crate) fn connect(link: &Link) -> Result<()> {
+    let generation = os::fork_generation();
+    let session = open(link, generation, true)?;
+    SESSIONS.with(|cell| {
+        let mut sessions = cell.borrow_mut();
+        sessions.retain(|s| s.generation == generation && s.link != *link);
+        sessions.push(session);
+    });
+    Ok(())
+}
+
 /// Whether the manager at `link` is still there, asked of this thread's
 /// session (opened if needed) without a request: `Ok` if it is.
 pub(crate) fn alive(link: &Link) -> Result<()> {
@@ -141,7 +161,7 @@ pub(crate) fn alive(link: &Link) -> Result<()> {
                 Err(Error::ManagerGone)
             }
             None => {
-                sessions.push(open(link, generation)?);
+                sessions.push(open(link, generation, false)?);
                 Ok(())
             }
         }

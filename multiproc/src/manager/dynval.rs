@@ -46,7 +46,7 @@ pub(crate) fn storing() -> bool {
 
 /// Decodes a `T` from CBOR.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    ciborium::from_reader(bytes).map_err(|e| Error::Decode { source: e.into() })
+    ciborium::from_reader(bytes).map_err(Error::decode::<T>)
 }
 
 /// Parses an encoded value into a tree (`None` if it is not valid CBOR).

@@ -230,8 +230,9 @@ impl<R: Registered> ManagerBuilder<R> {
     ///
     /// # Errors
     ///
-    /// [`Error::Manager`] if the server cannot listen on the address (in
-    /// use); errors of [`Process::spawn`].
+    /// [`Error::Os`] naming the address if the server cannot listen there
+    /// (in use, no permission), with the OS error as its `source`; errors
+    /// of [`Process::spawn`].
     ///
     /// # Examples
     ///
@@ -241,15 +242,17 @@ impl<R: Registered> ManagerBuilder<R> {
             Some(key) => key,
             None => {
                 let mut key = vec![0u8; 32];
-                rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
-                    .map_err(|e| Error::Os { op: "make an authkey", source: e.into() })?;
+                rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty()).map_err(
+                    |e| Error::Os { op: "make an authkey", address: None, source: e.into() },
+                )?;
                 key
             }
         };
         let address = self.address.unwrap_or_else(fresh_address);
-        let (report, server_report) = pipe_between::<(), Result<Address, String>>(4096)?;
+        let (report, server_report) =
+            pipe_between::<(), Result<Address, server::ListenFailure>>(4096)?;
         let args = server::ServerArgs {
-            address,
+            address: address.clone(),
             authkey: Some(authkey.clone()),
             report: server_report,
             loan_timeout: self.loan_timeout,
@@ -261,7 +264,7 @@ impl<R: Registered> ManagerBuilder<R> {
             .spawn(server::serve::<R>, args)?;
         let address = match report.recv_timeout(START_TIMEOUT) {
             Ok(Ok(address)) => address,
-            Ok(Err(message)) => return Err(Error::Manager { message }),
+            Ok(Err(failure)) => return Err(failure.into_error(&address)),
             Err(e) => {
                 let _ = server.kill();
                 return Err(e);
@@ -330,8 +333,9 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`Error::AuthenticationFailed`] with a wrong key;
-    /// [`Error::ManagerGone`] if nobody listens there.
+    /// [`Error::AuthenticationFailed`] with a wrong key or none;
+    /// [`Error::Os`] naming the address if nobody listens there (connection
+    /// refused, no such socket file), with the OS error as its `source`.
     ///
     /// # Examples
     ///
@@ -353,6 +357,7 @@ impl Manager {
     /// ```
     pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Self> {
         let link = Link { address: address.clone(), authkey: authkey.map(AuthKey::new) };
+        client::connect(&link)?;
         match client::call(&link, &Request::Ping)? {
             Response::Done => {
                 keys::register(&link.address, link.authkey.as_ref());
@@ -385,7 +390,7 @@ impl Manager {
     }
 
     fn create_object<P: Sealed>(&self, create: Create) -> Result<P> {
-        match client::call(&self.link, &Request::Create(create))? {
+        match client::call(&self.link, &Request::Create(create, proxy::proxy_type::<P>()))? {
             Response::Created(id) => Ok(P::from_target(Target::new(self.link.clone(), id))),
             other => Err(unexpected(&other)),
         }
@@ -633,20 +638,32 @@ impl Manager {
     ///
     /// # Errors
     ///
-    /// [`Error::Manager`] if there is no such name or the object is not of
-    /// `P`'s kind.
+    /// [`Error::Manager`] if there is no such name, or the object was
+    /// created through another proxy type than `P` (another kind, or other
+    /// element types: a `DictProxy<String, i64>` is not a
+    /// `DictProxy<String, String>`); the message names both types.
     ///
     /// # Examples
     ///
     /// See [`connect`](Self::connect).
     pub fn lookup<P: Proxy>(&self, name: &str) -> Result<P> {
         match client::call(&self.link, &Request::Lookup(name.to_owned()))? {
-            Response::Found(id, kind) if kind == P::KIND => {
-                Ok(P::from_target(Target::new(self.link.clone(), id)))
+            Response::Found(id, kind, found) => {
+                let wanted = proxy::proxy_type::<P>();
+                // An object made by another program (or an older one) may
+                // not say its type: its kind must do.
+                if kind == P::KIND && (found.is_empty() || found == wanted) {
+                    Ok(P::from_target(Target::new(self.link.clone(), id)))
+                } else {
+                    let found = if found.is_empty() { format!("{kind:?}") } else { found };
+                    Err(Error::Manager {
+                        message: format!(
+                            "{name:?} was created as a {found}: it cannot be looked up as a \
+                             {wanted}"
+                        ),
+                    })
+                }
             }
-            Response::Found(_, kind) => Err(Error::Manager {
-                message: format!("{name:?} is a {kind:?}, not a {:?}", P::KIND),
-            }),
             other => Err(unexpected(&other)),
         }
     }

@@ -157,7 +157,9 @@ pub(crate) enum Request {
     Ping,
     /// Moves this session onto a shared-memory pipe (local clients).
     Upgrade,
-    Create(Create),
+    /// A new object, and the type of the proxy that made it (see
+    /// [`proxy_type`](super::proxy::proxy_type)), which a `Lookup` checks.
+    Create(Create, String),
     Call(u64, Kind, Op),
     /// Gives object `id` a name that other programs can look up.
     Publish(String, u64),
@@ -197,7 +199,8 @@ pub(crate) enum Response {
     Done,
     Upgraded(Connection<Request, Response>),
     Created(u64),
-    Found(u64, Kind),
+    /// A named object: its id, kind and the type of its creator's proxy.
+    Found(u64, Kind, String),
     Value(Blob),
     Maybe(Option<Blob>),
     Many(Vec<Blob>),

@@ -282,6 +282,28 @@ pub(crate) mod sealed {
     }
 }
 
+/// The type of proxy `P` as the server keeps it, without module paths
+/// (`DictProxy<String, i64>`): what a lookup compares, and a message shows.
+pub(crate) fn proxy_type<P>() -> String {
+    let full = std::any::type_name::<P>();
+    let mut short = String::with_capacity(full.len());
+    // Where the path being read began in `short`: a `::` drops it.
+    let mut path_start = 0;
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            short.truncate(path_start);
+        } else {
+            short.push(c);
+            if !(c.is_alphanumeric() || c == '_') {
+                path_start = short.len();
+            }
+        }
+    }
+    short
+}
+
 pub(super) fn python_index(i: isize) -> i64 {
     i as i64
 }

@@ -86,7 +86,7 @@ pub(crate) struct ServerArgs {
     pub(crate) address: Address,
     pub(crate) authkey: Option<Vec<u8>>,
     /// Where the server reports the address it listens on, or why it cannot.
-    pub(crate) report: Connection<Result<Address, String>, ()>,
+    pub(crate) report: Connection<Result<Address, ListenFailure>, ()>,
     /// How long a proxy on its way keeps its object (see [`Refs::loans`]).
     pub(crate) loan_timeout: Duration,
 }
@@ -97,12 +97,49 @@ impl std::fmt::Debug for ServerArgs {
     }
 }
 
+/// Why the server could not listen, as it travels back to `start`: the
+/// operating system's error number, if it was one, and the message.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ListenFailure {
+    pub(crate) op: String,
+    pub(crate) errno: Option<i32>,
+    pub(crate) message: String,
+}
+
+impl ListenFailure {
+    fn new(e: &Error) -> Self {
+        match e {
+            Error::Os { op, source, .. } => {
+                Self { op: (*op).to_owned(), errno: source.raw_os_error(), message: e.to_string() }
+            }
+            other => Self { op: String::new(), errno: None, message: other.to_string() },
+        }
+    }
+
+    /// The error `start` reports: [`Error::Os`] naming `address`, with the
+    /// OS error as source, when it was one.
+    pub(crate) fn into_error(self, address: &Address) -> Error {
+        match self.errno {
+            Some(errno) => Error::Os {
+                op: if self.op == "listen on TCP" {
+                    "listen on TCP"
+                } else {
+                    "listen on a Unix socket"
+                },
+                address: Some(address.clone()),
+                source: std::io::Error::from_raw_os_error(errno),
+            },
+            None => Error::Manager { message: self.message },
+        }
+    }
+}
+
 /// The server process's entry point, knowing the registered types `R`.
 pub(crate) fn serve<R: Registered>(args: ServerArgs) {
     let listener = match Listener::bind(args.address, args.authkey.as_deref()) {
         Ok(listener) => listener,
         Err(e) => {
-            let _ = args.report.send(&Err(format!("{e}: {:?}", std::error::Error::source(&e))));
+            let _ = args.report.send(&Err(ListenFailure::new(&e)));
             return;
         }
     };
@@ -321,6 +358,8 @@ const EARLY_MAX: usize = 1 << 16;
 #[derive(Debug)]
 struct Object {
     kind: Kind,
+    /// The type of the proxy that created it (`DictProxy<String, i64>`).
+    type_name: String,
     /// Set when its last holder let go: sessions that still have it
     /// cached treat it as gone.
     freed: AtomicBool,
@@ -387,7 +426,7 @@ struct Owned {
 impl Registry {
     fn handle(&self, request: Request, ctx: &mut Ctx) -> Response {
         match request {
-            Request::Create(create) => {
+            Request::Create(create, type_name) => {
                 let (kind, data) = match create {
                     Create::List(items) => (Kind::List, Data::List(items)),
                     Create::Dict(pairs) => (Kind::Dict, Data::Dict(pairs.into_iter().collect())),
@@ -432,6 +471,7 @@ impl Registry {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
                 let object = Object {
                     kind,
+                    type_name,
                     freed: AtomicBool::new(false),
                     log: OnceLock::new(),
                     state: Mutex::new(State { version: 0, data }),
@@ -491,8 +531,10 @@ impl Registry {
                 let id =
                     self.names.lock().unwrap_or_else(PoisonError::into_inner).get(&name).copied();
                 let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
-                match id.and_then(|id| Some((id, objects.get(&id)?.kind))) {
-                    Some((id, kind)) => Response::Found(id, kind),
+                match id.and_then(|id| Some((id, objects.get(&id)?))) {
+                    Some((id, object)) => {
+                        Response::Found(id, object.kind, object.type_name.clone())
+                    }
                     None => failed(format!("no object named {name:?}")),
                 }
             }
@@ -1494,15 +1536,15 @@ mod tests {
     fn corpus() -> Vec<Vec<u8>> {
         let blob = |v: i64| dynval::encode(&v).unwrap();
         let requests = [
-            Request::Create(Create::List(vec![blob(3), blob(1), blob(2)])),
-            Request::Create(Create::Dict(vec![(blob(1), blob(2))])),
-            Request::Create(Create::Namespace),
-            Request::Create(Create::Value(blob(7))),
-            Request::Create(Create::Lock),
-            Request::Create(Create::Condition),
-            Request::Create(Create::Barrier(2)),
-            Request::Create(Create::Queue(1)),
-            Request::Create(Create::Semaphore(1, Some(1))),
+            Request::Create(Create::List(vec![blob(3), blob(1), blob(2)]), String::new()),
+            Request::Create(Create::Dict(vec![(blob(1), blob(2))]), String::new()),
+            Request::Create(Create::Namespace, String::new()),
+            Request::Create(Create::Value(blob(7)), String::new()),
+            Request::Create(Create::Lock, String::new()),
+            Request::Create(Create::Condition, String::new()),
+            Request::Create(Create::Barrier(2), String::new()),
+            Request::Create(Create::Queue(1), String::new()),
+            Request::Create(Create::Semaphore(1, Some(1)), String::new()),
             Request::Call(1, Kind::List, Op::Append(blob(4))),
             Request::Call(1, Kind::List, Op::Sort { reverse: true }),
             Request::Call(1, Kind::List, Op::Slice(Some(-2), None)),

@@ -167,7 +167,7 @@ impl Core {
             });
         if let Err(e) = spawned {
             core.terminate();
-            return Err(Error::Os { op: "start the pool's threads", source: e });
+            return Err(Error::Os { op: "start the pool's threads", address: None, source: e });
         }
         Ok(core)
     }

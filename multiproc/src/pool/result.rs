@@ -125,7 +125,7 @@ impl<T> AsyncResult<T> {
     /// }
     /// let pool = multiproc::Pool::new(1)?;
     /// let r = pool.apply_async(fail, ())?;
-    /// assert!(matches!(r.get(), Err(multiproc::Error::Panicked { message }) if message == "no"));
+    /// assert!(matches!(r.get(), Err(multiproc::Error::Panicked { message, .. }) if message == "no"));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {

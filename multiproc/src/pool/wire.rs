@@ -263,7 +263,7 @@ pub(crate) fn run_chunk<F, A, R>(
             }
             Err(payload) => {
                 out.truncate(at);
-                let message = crate::process::panic_text(payload.as_ref());
+                let message = crate::process::panic_message(payload.as_ref());
                 std::mem::forget(payload);
                 push_outcome(out, PANICKED, message.as_bytes());
             }
@@ -327,8 +327,12 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
 pub(crate) fn outcome<R: DeserializeOwned>(tag: u8, bytes: &[u8]) -> Result<R> {
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match tag {
-        OK => postcard::from_bytes(bytes).map_err(|e| Error::Decode { source: e.into() }),
-        PANICKED => Err(Error::Panicked { message: text() }),
+        OK => postcard::from_bytes(bytes).map_err(Error::decode::<R>),
+        PANICKED => Err(Error::Panicked {
+            process: "pool worker".to_owned(),
+            location: None,
+            message: text(),
+        }),
         ENCODE_FAILED | DECODE_FAILED => Err(Error::TaskFailed { message: text() }),
         _ => Err(Error::protocol(format!("unknown task outcome tag {tag}"))),
     }

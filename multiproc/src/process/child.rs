@@ -56,8 +56,7 @@ fn split_boot(frame: &Frame) -> Result<(Boot, &[u8])> {
     let len = u32::from_le_bytes(len_bytes) as usize;
     let boot_bytes =
         payload.get(4..4 + len).ok_or_else(|| Error::protocol("bootstrap length out of range"))?;
-    let boot: Boot =
-        postcard::from_bytes(boot_bytes).map_err(|e| Error::Decode { source: e.into() })?;
+    let boot: Boot = postcard::from_bytes(boot_bytes).map_err(Error::decode::<Boot>)?;
     Ok((boot, &payload[4 + len..]))
 }
 
@@ -140,8 +139,11 @@ pub(crate) fn finish<R: Serialize>(sock: &OwnedFd, result: std::thread::Result<R
             code
         }
         Err(payload) => {
-            let message = panic_text(payload.as_ref());
-            let _ = frame::send_frame(sock.as_fd(), &[&[TAG_PANICKED], message.as_bytes()], &[]);
+            let message = panic_message(payload.as_ref());
+            // The location first, then a NUL (which no file name holds).
+            let location = super::panic_hook::take_location().unwrap_or_default();
+            let body = [location.as_bytes(), b"\0", message.as_bytes()];
+            let _ = frame::send_frame(sock.as_fd(), &[&[TAG_PANICKED], &body.concat()], &[]);
             // Dropping a panic payload may itself panic; it does not matter now.
             std::mem::forget(payload);
             1
@@ -160,12 +162,22 @@ pub(crate) fn fail(sock: &OwnedFd, message: String) -> ! {
     os::exit_now(EXIT_BOOT_FAILED)
 }
 
-/// Turns an outcome frame into the parent's result.
-pub(crate) fn decode_outcome<R: DeserializeOwned>(frame: Frame) -> Result<R> {
+/// Turns an outcome frame of the child named `process` into the parent's
+/// result.
+pub(crate) fn decode_outcome<R: DeserializeOwned>(frame: Frame, process: &str) -> Result<R> {
     match frame.payload.split_first() {
         Some((&TAG_RETURNED, body)) => codec::decode(body, frame.fds),
         Some((&TAG_PANICKED, body)) => {
-            Err(Error::Panicked { message: String::from_utf8_lossy(body).into_owned() })
+            let (location, message) = match body.iter().position(|&b| b == 0) {
+                Some(nul) => (&body[..nul], &body[nul + 1..]),
+                None => (&b""[..], body),
+            };
+            Err(Error::Panicked {
+                process: process.to_owned(),
+                location: (!location.is_empty())
+                    .then(|| String::from_utf8_lossy(location).into_owned()),
+                message: String::from_utf8_lossy(message).into_owned(),
+            })
         }
         Some((&TAG_FAILED, body)) => {
             Err(Error::ChildSetup { message: String::from_utf8_lossy(body).into_owned() })
@@ -176,7 +188,7 @@ pub(crate) fn decode_outcome<R: DeserializeOwned>(frame: Frame) -> Result<R> {
 }
 
 /// The text of a panic payload.
-pub(crate) fn panic_text(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

@@ -30,6 +30,13 @@ static CHILDREN_STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// Records, in a new child, who it is.
 pub(crate) fn enter_child(mut info: ChildInfo) {
+    // `ps` shows the child by its name, not as its executable's; the
+    // kernel may refuse (it never does on Linux), which changes nothing.
+    let _ = crate::os::set_thread_name(&info.name);
+    // A no-op after a fork (the parent installed it; installing it here
+    // could wait forever on a lock a parent's thread held at the fork).
+    super::panic_hook::install();
+    super::panic_hook::name_this_thread(&info.name);
     crate::manager::inherit_keys(std::mem::take(&mut info.manager_keys));
     crate::set_wait_policy(info.wait_policy);
     *INFO.lock().unwrap_or_else(PoisonError::into_inner) = Some(info);

@@ -30,6 +30,8 @@ pub(crate) unsafe fn start<R: Serialize>(
     body: impl FnOnce() -> R,
     fresh_fds: bool,
 ) -> Result<Started> {
+    // Now, in the parent: the child must not (see `panic_hook`).
+    super::panic_hook::install();
     let (ours, theirs) = os::stream_pair().map_err(Error::os("create a socket pair"))?;
     let parent = if info.daemon {
         Some(os::own_pidfd().map_err(Error::os("open a pidfd for this process"))?)
@@ -91,7 +93,7 @@ pub(crate) unsafe fn start<R: Serialize>(
             drop(theirs);
             let pidfd = os::pidfd_open(pid).map_err(|e| {
                 os::kill_and_reap(pid);
-                Error::Os { op: "open a pidfd for a child", source: e }
+                Error::Os { op: "open a pidfd for a child", address: None, source: e }
             })?;
             Ok(Started { pid, pidfd, channel: ours, exit: ExitWatch::Direct, loans })
         }

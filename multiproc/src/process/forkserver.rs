@@ -117,6 +117,7 @@ fn exchange(conn: &Conn, boot: BorrowedFd<'_>) -> Result<ServerChild> {
         }
         Some((&REPLY_ERR, message)) => Err(Error::Os {
             op: "fork in the fork server",
+            address: None,
             source: std::io::Error::other(String::from_utf8_lossy(message).into_owned()),
         }),
         _ => Err(Error::protocol("malformed reply from the fork server")),

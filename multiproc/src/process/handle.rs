@@ -401,7 +401,7 @@ impl<R> Process<R> {
         }
         life.taken = true;
         match life.outcome.take() {
-            Some(Ok(frame)) => child::decode_outcome(frame),
+            Some(Ok(frame)) => child::decode_outcome(frame, &self.name),
             Some(Err(e)) => Err(e),
             None => match life.status {
                 Some(ExitStatus::Exited(code)) => Err(Error::Exited { code }),
@@ -476,7 +476,7 @@ fn read_server_status(sock: BorrowedFd<'_>) -> Result<Option<ExitStatus>> {
         Ok(0) => Err(Error::ForkServerGone),
         Ok(_) => Err(Error::protocol("short exit status from the fork server")),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(Error::Os { op: "read a child's exit status", source: e }),
+        Err(e) => Err(Error::Os { op: "read a child's exit status", address: None, source: e }),
     }
 }
 

@@ -14,11 +14,12 @@ mod fork;
 mod forkserver;
 mod handle;
 pub(crate) mod helpers;
+mod panic_hook;
 mod reaper;
 mod related;
 mod spawn;
 
-pub(crate) use child::{ChildStart, fail, panic_text, run_spawned, run_target};
+pub(crate) use child::{ChildStart, fail, panic_message, run_spawned, run_target};
 pub(crate) use forkserver::serve as serve_forks;
 pub(crate) use helpers::spawn_helper;
 

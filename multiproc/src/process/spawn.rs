@@ -55,7 +55,7 @@ where
             drop(theirs);
             let pidfd = os::pidfd_open(pid).map_err(|e| {
                 os::kill_and_reap(pid);
-                Error::Os { op: "open a pidfd for a child", source: e }
+                Error::Os { op: "open a pidfd for a child", address: None, source: e }
             })?;
             (pid, pidfd, ExitWatch::Direct)
         }

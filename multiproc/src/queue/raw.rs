@@ -332,9 +332,7 @@ impl RawQueue {
     /// Gets an item, waiting as `wait` allows.
     #[inline]
     pub(crate) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T> {
-        self.get_with(wait, |bytes, _| {
-            postcard::from_bytes(bytes).map_err(|e| Error::Decode { source: e.into() })
-        })?
+        self.get_with(wait, |bytes, _| postcard::from_bytes(bytes).map_err(Error::decode::<T>))?
     }
 
     /// Takes one message and hands its bytes and first-record flags to
@@ -566,22 +564,41 @@ impl<T: Serialize + ?Sized> Payload for Postcard<'_, T> {
         match postcard::to_slice(self.0, buf) {
             Ok(written) => Ok(Some(written.len())),
             Err(postcard::Error::SerializeBufferFull) => Ok(None),
-            Err(e) => Err(Error::Encode { source: e.into() }),
+            Err(e) => Err(encode_error(self.0, e)),
         }
     }
 
     fn size(&self) -> Result<usize> {
-        postcard::experimental::serialized_size(self.0)
-            .map_err(|e| Error::Encode { source: e.into() })
+        postcard::experimental::serialized_size(self.0).map_err(|e| encode_error(self.0, e))
     }
 
     fn bytes<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8]> {
         let out = std::mem::take(scratch);
         *scratch = postcard::serialize_with_flavor(self.0, Appender(out))
-            .map_err(|e| Error::Encode { source: e.into() })?;
+            .map_err(|e| encode_error(self.0, e))?;
         Ok(scratch)
     }
 }
+
+/// Why `value` did not encode for a queue. A handle holding a descriptor
+/// (a `Lock`, a `Connection`, an `FdHandle`) refuses to encode without
+/// multiproc's descriptor table, which a queue's ring has no room for: say
+/// so, and what to do instead, rather than the codec's bare refusal.
+/// Runs only on failure (it encodes `value` once more to find out).
+#[cold]
+fn encode_error<T: Serialize + ?Sized>(value: &T, e: postcard::Error) -> Error {
+    let (_, had_fds) = codec::carried_fds(|| postcard::experimental::serialized_size(value));
+    if had_fds {
+        Error::Unsupported { reason: DESCRIPTORS_IN_A_QUEUE }
+    } else {
+        Error::Encode { source: e.into() }
+    }
+}
+
+/// Why a value holding a descriptor cannot be put in a queue.
+const DESCRIPTORS_IN_A_QUEUE: &str = "a queue carries bytes only, and this value holds a file descriptor (a Lock, \
+     a Connection, an FdHandle or another handle): pass it to the process as an \
+     argument, or send it over a Connection";
 
 /// A value in postcard encoding, written straight into the ring, that
 /// refuses (and says so) if it carries file descriptors: those travel

@@ -64,7 +64,7 @@ fn start() -> Result<Conn> {
     // The process we started forks the janitor and exits at once.
     let pidfd = os::pidfd_open(pid).map_err(|e| {
         os::kill_and_reap(pid);
-        Error::Os { op: "open a pidfd for the janitor", source: e }
+        Error::Os { op: "open a pidfd for the janitor", address: None, source: e }
     })?;
     os::reap_blocking(pidfd.as_fd());
     Ok(Conn { owner: os::getpid(), control: ours })

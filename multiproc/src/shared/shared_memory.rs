@@ -122,7 +122,7 @@ impl SharedMemory {
         }
         let fd = os::create_exclusive(&path).map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => Error::AlreadyExists { name: name.to_owned() },
-            _ => Error::Os { op: "create shared memory", source: e },
+            _ => Error::Os { op: "create shared memory", address: None, source: e },
         })?;
         let setup = || -> Result<(u64, u64)> {
             os::set_len(fd.as_fd(), size as u64).map_err(Error::os("size shared memory"))?;
@@ -187,7 +187,7 @@ impl SharedMemory {
         let not_found = || Error::NotFound { name: name.to_owned() };
         let fd = os::open_existing(&path, true).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => not_found(),
-            _ => Error::Os { op: "open shared memory", source: e },
+            _ => Error::Os { op: "open shared memory", address: None, source: e },
         })?;
         os::flock(fd.as_fd(), true, false).map_err(Error::os("lock shared memory"))?;
         let identity = os::file_identity(fd.as_fd()).map_err(Error::os("inspect shared memory"))?;

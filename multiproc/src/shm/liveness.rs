@@ -51,6 +51,7 @@ impl Liveness {
         let mutex = seg.at::<RawLiveness>(0).mutex.get();
         let failed = |rc: i32| Error::Os {
             op: "hold a liveness mutex",
+            address: None,
             source: std::io::Error::from_raw_os_error(rc),
         };
         // SAFETY: `mutex` points into a fresh, zeroed, mapped segment that

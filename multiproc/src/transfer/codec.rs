@@ -125,10 +125,10 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Re
     REFUSAL.with(|r| r.borrow_mut().take());
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| {
         // A handle's own reason says more than the codec's.
-        REFUSAL.with(|r| r.borrow_mut().take()).unwrap_or(Error::Decode { source: e.into() })
+        REFUSAL.with(|r| r.borrow_mut().take()).unwrap_or_else(|| Error::decode::<T>(e))
     })?;
     if !rest.is_empty() {
-        return Err(Error::protocol(format!("{} unexpected bytes after a value", rest.len())));
+        return Err(Error::decode::<T>(format!("{} bytes left over after the value", rest.len())));
     }
     Ok(value)
 }
@@ -216,10 +216,11 @@ mod tests {
     }
 
     #[test]
-    fn trailing_bytes_are_a_protocol_error() {
+    fn trailing_bytes_are_a_decode_error_naming_the_type() {
         let mut bytes = encode(&7u32).unwrap().bytes;
         bytes.push(0);
-        assert!(matches!(decode::<u32>(&bytes, Vec::new()), Err(Error::Protocol { .. })));
+        let err = decode::<u32>(&bytes, Vec::new()).err().unwrap();
+        assert!(matches!(err, Error::Decode { expected: "u32", .. }), "{err:?}");
     }
 
     #[test]

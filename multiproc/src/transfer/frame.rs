@@ -46,7 +46,7 @@ pub(crate) enum Progress {
 fn map_send_error(e: io::Error) -> Error {
     match e.kind() {
         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Disconnected,
-        _ => Error::Os { op: "send to another process", source: e },
+        _ => Error::Os { op: "send to another process", address: None, source: e },
     }
 }
 
@@ -409,7 +409,7 @@ impl FrameReader {
             self.reset();
             return Error::protocol(e.to_string());
         }
-        Error::Os { op: "receive from another process", source: e }
+        Error::Os { op: "receive from another process", address: None, source: e }
     }
 }
 

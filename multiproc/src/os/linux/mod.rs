@@ -26,7 +26,8 @@ pub(crate) use proc::{
     default_sigchld, detach, exe_identity, exit_now, fork, getpid, getppid, is_privileged,
     kill_and_reap, kill_self, make_fd_room_after, object_base, own_pidfd, pidfd_open,
     process_ended, process_ended_fd, process_exe_identity, raise_fd_limit, reap_blocking,
-    send_signal, spawn_self, start_time, take_env, thread_ids, try_reap, uids, with_fd_room,
+    send_signal, set_thread_name, spawn_self, start_time, take_env, thread_ids, try_reap, uids,
+    with_fd_room,
 };
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, is_seqpacket, peer_credentials, recv_with_fds, send_with_fds,

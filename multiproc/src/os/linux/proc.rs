@@ -481,6 +481,19 @@ pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) {
     }
 }
 
+/// Names the calling thread (`/proc/self/comm`, what `ps` and `top` show
+/// for the process when it is the main thread). The kernel keeps 15 bytes:
+/// a longer name is cut at a character boundary; a name with a NUL is cut
+/// there.
+pub(crate) fn set_thread_name(name: &str) -> io::Result<()> {
+    let mut end = name.find('\0').unwrap_or(name.len()).min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let name = std::ffi::CString::new(&name[..end]).map_err(io::Error::other)?;
+    rustix::thread::set_name(&name).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Process, Value};
