@@ -378,7 +378,13 @@ impl Client {
             ),
         };
         if let Some(key) = authkey {
-            auth::client(sock.as_fd(), key, deadline_after(HANDSHAKE_TIMEOUT))?;
+            auth::client(sock.as_fd(), key, deadline_after(HANDSHAKE_TIMEOUT)).inspect_err(
+                |e| {
+                    if matches!(e, Error::AuthenticationFailed) {
+                        log::warn!("authentication with {address:?} failed (wrong authkey?)");
+                    }
+                },
+            )?;
         }
         Ok(Connection::from_transport(Transport::Socket {
             sock,

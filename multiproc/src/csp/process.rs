@@ -280,13 +280,18 @@ impl<R> Running<R> {
     /// ```
     pub fn join(self) -> crate::Result<R> {
         match self.how {
-            RunningHow::Thread(handle) => handle.join().map_err(|panic| crate::Error::Panicked {
-                message: panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic".to_owned()),
-            }),
+            RunningHow::Thread(handle) => {
+                let name = handle.thread().name().unwrap_or("<unnamed>").to_owned();
+                handle.join().map_err(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a non-string panic".to_owned());
+                    log::warn!("CSP process {name:?} (a thread) panicked: {message}");
+                    crate::Error::Panicked { message }
+                })
+            }
             RunningHow::Os(join) => join(),
         }
     }

@@ -267,6 +267,7 @@ impl<R: Registered> ManagerBuilder<R> {
                 return Err(e);
             }
         };
+        log::debug!("manager server started (pid {}) on {address:?}", server.pid());
         let authkey = AuthKey::new(&authkey);
         keys::register(&address, Some(&authkey));
         Ok(Manager {
@@ -513,6 +514,7 @@ impl Manager {
         let link = Link { address: address.clone(), authkey: authkey.map(AuthKey::new) };
         match client::call(&link, &Request::Ping)? {
             Response::Done => {
+                log::debug!("connected to the manager at {address:?}");
                 keys::register(&link.address, link.authkey.as_ref());
                 Ok(Self { link, server: None, owner: std::process::id() })
             }
