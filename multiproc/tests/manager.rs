@@ -1170,6 +1170,58 @@ fn connecting_to_a_manager_nobody_serves_names_the_address_not_a_dead_server() {
     }
 }
 
+const SERVE_KEY: &[u8] = b"standalone key";
+
+/// A standalone server program: binds, tells the parent where, serves.
+fn serve_standalone(args: (Address, Connection<Address>)) -> Result<(), String> {
+    let (address, tell) = args;
+    let server =
+        Manager::builder().address(address).authkey(SERVE_KEY).bind().map_err(|e| e.to_string())?;
+    tell.send(server.address()).map_err(|e| e.to_string())?;
+    server.serve().map_err(|e| e.to_string())
+}
+
+/// Starts a standalone server in a child and returns it with its address.
+fn standalone_server(address: Address) -> (Process<Result<(), String>>, Address) {
+    let (here, there) = multiproc::pipe::<Address>().unwrap();
+    let p =
+        Process::builder().name("standalone").spawn(serve_standalone, (address, there)).unwrap();
+    let address = here.recv_timeout(LIMIT).expect("the server tells its address");
+    (p, address)
+}
+
+/// Uses a dict of the server at `address` the way a client program does.
+fn use_a_dict(address: &Address) -> (Manager, DictProxy<String, u64>) {
+    let m = Manager::connect(address, Some(SERVE_KEY)).unwrap();
+    let hits = m.dict::<String, u64>().unwrap();
+    hits.insert("hits".to_owned(), 1).unwrap();
+    assert_eq!(hits.update("hits".to_owned(), |v| v.map(|v| v + 1)).unwrap(), Some(2));
+    assert_eq!(hits.get("hits").unwrap(), Some(2));
+    (m, hits)
+}
+
+/// `serve()` returned `Ok(())` in the child, which exited 0.
+fn assert_served_and_exited(p: Process<Result<(), String>>) {
+    assert_eq!(common::wait(&p), 0, "the server process's exit code");
+    assert_eq!(join(p).unwrap(), Ok(()));
+}
+
+#[test]
+fn a_standalone_server_stops_when_a_client_shuts_it_down() {
+    let addresses = [
+        Address::Tcp("127.0.0.1:0".parse().unwrap()),
+        Address::Abstract(format!("multiproc-test-serve-{}", std::process::id())),
+    ];
+    for address in addresses {
+        let (p, address) = standalone_server(address);
+        let (m, hits) = use_a_dict(&address);
+        m.shutdown().unwrap();
+        assert_served_and_exited(p);
+        assert!(matches!(hits.len(), Err(Error::ManagerGone)), "{address:?}");
+        assert!(Manager::connect(&address, Some(SERVE_KEY)).is_err(), "{address:?}");
+    }
+}
+
 #[test]
 fn a_client_without_a_key_is_refused_by_a_keyed_manager_at_connect() {
     let m = Manager::builder()
@@ -1199,4 +1251,53 @@ fn a_dict_looked_up_with_other_element_types_is_refused_naming_both() {
     let same = m.lookup::<DictProxy<String, i64>>("scores").unwrap();
     assert_eq!(same.get(&"a".to_owned()).unwrap(), Some(1));
     assert_eq!(d.len().unwrap(), 1);
+}
+
+#[test]
+fn a_standalone_server_stops_on_sigterm() {
+    let path =
+        std::env::temp_dir().join(format!("multiproc-test-serve-{}.sock", std::process::id()));
+    let addresses = [Address::Tcp("127.0.0.1:0".parse().unwrap()), Address::Unix(path.clone())];
+    for address in addresses {
+        let (p, address) = standalone_server(address);
+        let (_m, hits) = use_a_dict(&address);
+        p.terminate().unwrap();
+        assert_served_and_exited(p);
+        assert!(matches!(hits.len(), Err(Error::ManagerGone)), "{address:?}");
+    }
+    assert!(!path.exists(), "the Unix socket's file is removed");
+}
+
+#[test]
+fn a_standalone_server_needs_an_authkey_and_a_started_one_refuses_a_clients_shutdown() {
+    let err = Manager::builder().address(Address::Tcp("127.0.0.1:0".parse().unwrap())).bind();
+    assert!(matches!(err, Err(Error::Unsupported { .. })));
+    let m = Manager::builder().authkey(b"k").start().unwrap();
+    let client = Manager::connect(m.address(), Some(b"k")).unwrap();
+    assert!(matches!(client.shutdown(), Err(Error::Unsupported { .. })));
+    assert!(m.process().unwrap().is_alive());
+}
+
+fn count_str_keys(d: DictProxy<String, u64>) -> (Option<u64>, bool, Option<u64>, u64) {
+    let key: &str = "hits";
+    (
+        d.get(key).unwrap(),
+        d.contains_key("misses").unwrap(),
+        d.remove("gone").unwrap(),
+        d.pop(key).unwrap(),
+    )
+}
+
+#[test]
+fn dict_lookups_take_borrowed_keys_in_a_child() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<String, u64>().unwrap();
+    d.insert("hits".to_owned(), 7).unwrap();
+    d.insert("gone".to_owned(), 1).unwrap();
+    let p = Process::spawn(count_str_keys, d.clone()).unwrap();
+    assert_eq!(join(p).unwrap(), (Some(7), false, Some(1), 7));
+    assert!(d.is_empty().unwrap());
+    let paths = m.dict::<Vec<u8>, u8>().unwrap();
+    paths.insert(vec![1, 2], 3).unwrap();
+    assert_eq!(paths.get(&[1u8, 2][..]).unwrap(), Some(3));
 }

@@ -777,3 +777,26 @@ fn a_lock_put_in_a_queue_is_refused_saying_what_to_use_instead() {
     q.put(1).unwrap();
     assert_eq!(q.get_timeout(LIMIT).unwrap(), 1);
 }
+
+fn drain_simple_queue(q: SimpleQueue<u32>) -> Vec<u32> {
+    (&q).into_iter().map(|item| item.expect("an item")).collect()
+}
+
+#[test]
+fn a_simple_queue_iterates_like_a_queue() {
+    let q = SimpleQueue::new().unwrap();
+    let consumer = Process::spawn(drain_simple_queue, q.clone()).unwrap();
+    for i in 0..50 {
+        q.put(i).unwrap();
+    }
+    q.close();
+    assert_eq!(join(consumer).unwrap(), (0..50).collect::<Vec<_>>());
+    assert_eq!(q.iter().count(), 0, "closed and empty: the end");
+
+    let q = SimpleQueue::new().unwrap();
+    q.put(1u8).unwrap();
+    q.put(2).unwrap();
+    let now: Vec<u8> = q.try_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(now, [1, 2]);
+    assert_eq!(q.try_iter().count(), 0, "empty: the end, without waiting");
+}

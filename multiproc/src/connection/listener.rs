@@ -230,6 +230,23 @@ impl Listener {
         &self.address
     }
 
+    /// The listening socket, for a server loop that polls it.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.socket {
+            Socket::Unix(listener) => listener.as_fd(),
+            Socket::Tcp(listener) => listener.as_fd(),
+        }
+    }
+
+    /// Makes [`accept_pending`](Self::accept_pending) fail with
+    /// `WouldBlock` instead of waiting (accepted connections still block).
+    pub(crate) fn set_nonblocking(&self) -> std::io::Result<()> {
+        match &self.socket {
+            Socket::Unix(listener) => listener.set_nonblocking(true),
+            Socket::Tcp(listener) => listener.set_nonblocking(true),
+        }
+    }
+
     /// Waits for the next connection and runs the handshake.
     ///
     /// A peer that fails the handshake (wrong key, garbage, silence past the
@@ -395,10 +412,14 @@ impl Client {
             ),
         };
         let deadline = deadline_after(HANDSHAKE_TIMEOUT);
-        match authkey {
-            Some(key) => auth::client(sock.as_fd(), key, deadline)?,
-            None => auth::open_client(sock.as_fd(), deadline)?,
+        let shaken = match authkey {
+            Some(key) => auth::client(sock.as_fd(), key, deadline),
+            None => auth::open_client(sock.as_fd(), deadline),
+        };
+        if let Err(Error::AuthenticationFailed) = &shaken {
+            log::warn!("authentication with {address:?} failed (wrong authkey?)");
         }
+        shaken?;
         Ok(Connection::from_transport(Transport::Socket {
             sock,
             fds_allowed,

@@ -282,14 +282,14 @@ impl<R> Running<R> {
         match self.how {
             RunningHow::Thread(handle) => {
                 let name = handle.thread().name().unwrap_or("an unnamed thread").to_owned();
-                handle.join().map_err(|panic| crate::Error::Panicked {
-                    process: name,
-                    location: None,
-                    message: panic
+                handle.join().map_err(|panic| {
+                    let message = panic
                         .downcast_ref::<&str>()
                         .map(|s| (*s).to_owned())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a non-string panic".to_owned()),
+                        .unwrap_or_else(|| "a non-string panic".to_owned());
+                    log::warn!("CSP process {name:?} (a thread) panicked: {message}");
+                    crate::Error::Panicked { process: name, location: None, message }
                 })
             }
             RunningHow::Os(join) => join(),

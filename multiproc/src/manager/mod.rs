@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::connection::{Address, pipe_between};
+use crate::connection::{Address, Listener, pipe_between};
 use crate::process::{Process, StartMethod};
 use crate::{Error, Result};
 pub(crate) use client::{ForkLoans, lock_for_fork};
@@ -270,6 +270,7 @@ impl<R: Registered> ManagerBuilder<R> {
                 return Err(e);
             }
         };
+        log::debug!("manager server started (pid {}) on {address:?}", server.pid());
         let authkey = AuthKey::new(&authkey);
         keys::register(&address, Some(&authkey));
         Ok(Manager {
@@ -277,6 +278,164 @@ impl<R: Registered> ManagerBuilder<R> {
             server: Some(server),
             owner: std::process::id(),
         })
+    }
+}
+
+impl<R: Registered> ManagerBuilder<R> {
+    /// Listens on the builder's address in this process, for a standalone
+    /// server program (Python's `BaseManager.get_server()`); run it with
+    /// [`ManagerServer::serve`]. [`serve`](Self::serve) does both.
+    ///
+    /// From this call until the server is dropped, `SIGTERM` and `SIGINT`
+    /// no longer end the process: they stop [`ManagerServer::serve`]
+    /// (also when they arrive before it runs). The start method is not
+    /// used: the server runs in the calling process.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without an [`authkey`](Self::authkey) (the
+    /// clients of a standalone server must know it), or if another
+    /// `ManagerServer` lives in this process; [`Error::Os`] if the address
+    /// cannot be bound (in use, no permission) or the signal handlers
+    /// cannot be installed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// use multiproc::connection::Address;
+    ///
+    /// let server = Manager::builder()
+    ///     .address(Address::Tcp("127.0.0.1:0".parse().unwrap()))
+    ///     .authkey(b"secret")
+    ///     .bind()?;
+    /// println!("serving on {:?}", server.address());
+    /// // server.serve()?; // until SIGTERM, SIGINT or a client's shutdown()
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn bind(self) -> Result<ManagerServer<R>> {
+        let Some(authkey) = self.authkey else {
+            return Err(Error::Unsupported {
+                reason: "a standalone manager server needs an authkey (ManagerBuilder::authkey)",
+            });
+        };
+        let address = self.address.unwrap_or_else(fresh_address);
+        let signals = crate::os::StopSignals::install().map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Error::Unsupported { reason: "another manager server already runs in this process" }
+            }
+            _ => Error::Os { op: "watch SIGTERM and SIGINT", address: None, source: e },
+        })?;
+        let listener = Listener::bind(address, Some(&authkey))?;
+        Ok(ManagerServer {
+            listener,
+            authkey,
+            loan_timeout: self.loan_timeout,
+            signals,
+            _registered: PhantomData,
+        })
+    }
+
+    /// Runs the manager's server in this process until it is stopped
+    /// (Python's `serve_forever`): by `SIGTERM` or `SIGINT`, or by a client
+    /// calling [`Manager::shutdown`] on a manager from
+    /// [`Manager::connect`]. `bind()?.serve()`; see [`bind`](Self::bind).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind) and [`ManagerServer::serve`].
+    ///
+    /// # Examples
+    ///
+    /// A server program:
+    ///
+    /// ```no_run
+    /// use multiproc::Manager;
+    /// use multiproc::connection::Address;
+    ///
+    /// fn main() -> Result<(), multiproc::Error> {
+    ///     Manager::builder()
+    ///         .address(Address::Tcp("0.0.0.0:50000".parse().unwrap()))
+    ///         .authkey(b"abracadabra")
+    ///         .serve() // returns Ok(()) once stopped
+    /// }
+    /// ```
+    ///
+    /// Stopped by a client:
+    ///
+    /// ```
+    /// use multiproc::Manager;
+    /// use multiproc::connection::Address;
+    ///
+    /// let server = Manager::builder().address(Address::Tcp("127.0.0.1:0".parse().unwrap())).authkey(b"k").bind()?;
+    /// let address = server.address().clone();
+    /// let running = std::thread::spawn(move || server.serve());
+    /// let client = Manager::connect(&address, Some(b"k"))?;
+    /// let hits = client.dict::<String, u64>()?;
+    /// hits.insert("home".to_owned(), 1)?;
+    /// assert_eq!(hits.get("home")?, Some(1));
+    /// client.shutdown()?;
+    /// running.join().unwrap()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn serve(self) -> Result<()> {
+        self.bind()?.serve()
+    }
+}
+
+/// A manager's server bound in this process, ready to
+/// [`serve`](Self::serve) (Python's `Server` from `get_server()`).
+///
+/// # Examples
+///
+/// See [`ManagerBuilder::bind`] and [`ManagerBuilder::serve`].
+pub struct ManagerServer<R = ()> {
+    listener: Listener,
+    authkey: Vec<u8>,
+    loan_timeout: Duration,
+    signals: crate::os::StopSignals,
+    _registered: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for ManagerServer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerServer")
+            .field("address", self.listener.address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Registered> ManagerServer<R> {
+    /// The address the server listens on (a TCP port 0 becomes the port
+    /// chosen).
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder::bind`].
+    pub fn address(&self) -> &Address {
+        self.listener.address()
+    }
+
+    /// Serves clients until `SIGTERM` or `SIGINT` arrives or a client calls
+    /// [`Manager::shutdown`] (Python's `serve_forever`), then cuts every
+    /// session (their proxies fail with [`Error::ManagerGone`]), stops
+    /// listening (a Unix socket's file is removed), restores the signals'
+    /// previous handling and returns `Ok(())`. The objects it held are gone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the server cannot start its machinery.
+    ///
+    /// # Examples
+    ///
+    /// See [`ManagerBuilder::serve`].
+    pub fn serve(self) -> Result<()> {
+        server::run::<R>(
+            &self.listener,
+            Some(&self.authkey),
+            self.loan_timeout,
+            Some(&self.signals),
+        )
     }
 }
 
@@ -360,6 +519,7 @@ impl Manager {
         client::connect(&link)?;
         match client::call(&link, &Request::Ping)? {
             Response::Done => {
+                log::debug!("connected to the manager at {address:?}");
                 keys::register(&link.address, link.authkey.as_ref());
                 Ok(Self { link, server: None, owner: std::process::id() })
             }
@@ -702,17 +862,24 @@ impl Manager {
         }
     }
 
-    /// Stops the server process: every proxy of this manager fails with
+    /// Stops the server: every proxy of this manager fails with
     /// [`Error::ManagerGone`] from now on. Dropping the manager that started
     /// the server does the same.
     ///
+    /// On a manager from [`connect`](Self::connect), this stops a
+    /// standalone server ([`ManagerBuilder::serve`], Python's
+    /// `serve_forever`): its `serve` returns. A server that another
+    /// program's manager [`start`](Self::start)ed refuses.
+    ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] on a manager from [`connect`](Self::connect).
+    /// [`Error::Unsupported`] on a manager from [`connect`](Self::connect)
+    /// to a server that a manager started, or in a child that inherited the
+    /// manager that started its server; [`Error::ManagerGone`].
     ///
     /// # Examples
     ///
-    /// See [`Manager`].
+    /// See [`Manager`] and [`ManagerBuilder::serve`].
     pub fn shutdown(&self) -> Result<()> {
         if std::process::id() != self.owner {
             return Err(Error::Unsupported {
@@ -720,9 +887,17 @@ impl Manager {
             });
         }
         let Some(server) = &self.server else {
-            return Err(Error::Unsupported {
-                reason: "only the manager that started a server stops it",
-            });
+            return match client::call(&self.link, &Request::Stop) {
+                Ok(Response::Done) => {
+                    client::forget(&self.link);
+                    Ok(())
+                }
+                Ok(other) => Err(unexpected(&other)),
+                Err(Error::Manager { message }) if message == server::NOT_STANDALONE => {
+                    Err(Error::Unsupported { reason: server::NOT_STANDALONE })
+                }
+                Err(e) => Err(e),
+            };
         };
         let _ = client::call(&self.link, &Request::Shutdown);
         client::forget(&self.link);

@@ -181,6 +181,9 @@ pub(crate) enum Request {
     /// One-way: a proxy of `id` was stored inside another object: `id`
     /// lives until the server stops.
     Pin(u64),
+    /// A client asks a standalone server (`ManagerServer::serve`) to stop;
+    /// a server a manager started refuses (its owner sends `Shutdown`).
+    Stop,
 }
 
 impl Request {

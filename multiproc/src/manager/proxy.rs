@@ -1,5 +1,6 @@
 //! Proxies: typed handles to objects that live in a manager's server.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
@@ -862,6 +863,10 @@ where
 
     /// The value of `key`, if any.
     ///
+    /// The key may be any borrowed form of `K` that encodes as `K` does,
+    /// as with [`HashMap::get`](std::collections::HashMap::get): `&str` for
+    /// a `String` key, `&[T]` for a `Vec<T>` one.
+    ///
     /// # Errors
     ///
     /// As [`insert`](Self::insert); [`Error::Decode`](crate::Error::Decode).
@@ -872,13 +877,21 @@ where
     /// let m = multiproc::Manager::start()?;
     /// let d = m.dict::<u8, u8>()?;
     /// assert_eq!(d.get(&1)?, None);
+    /// let hits = m.dict::<String, u64>()?;
+    /// hits.insert("home".to_owned(), 3)?;
+    /// assert_eq!(hits.get("home")?, Some(3)); // a &str for a String key
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.target.maybe(Kind::Dict, Op::DictGet(dynval::encode(key)?))
     }
 
-    /// Removes `key`; returns its value if it was there.
+    /// Removes `key`; returns its value if it was there. The key may be a
+    /// borrowed form of `K`, as for [`get`](Self::get).
     ///
     /// # Errors
     ///
@@ -892,13 +905,21 @@ where
     /// d.insert(1, 2)?;
     /// assert_eq!(d.remove(&1)?, Some(2));
     /// assert_eq!(d.remove(&1)?, None);
+    /// let names = m.dict::<String, u8>()?;
+    /// names.insert("a".to_owned(), 1)?;
+    /// assert_eq!(names.remove("a")?, Some(1));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.target.maybe(Kind::Dict, Op::DictRemove(dynval::encode(key)?))
     }
 
-    /// Removes `key` and returns its value (Python's `pop(key)`).
+    /// Removes `key` and returns its value (Python's `pop(key)`). The key
+    /// may be a borrowed form of `K`, as for [`get`](Self::get).
     ///
     /// # Errors
     ///
@@ -914,11 +935,16 @@ where
     /// assert!(matches!(d.pop(&1), Err(multiproc::Error::KeyNotFound)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn pop(&self, key: &K) -> Result<V> {
+    pub fn pop<Q>(&self, key: &Q) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.remove(key)?.ok_or(crate::Error::KeyNotFound)
     }
 
-    /// Whether `key` is there (Python's `in`).
+    /// Whether `key` is there (Python's `in`). The key may be a borrowed
+    /// form of `K`, as for [`get`](Self::get).
     ///
     /// # Errors
     ///
@@ -931,9 +957,15 @@ where
     /// let d = m.dict()?;
     /// d.insert('k', 0)?;
     /// assert!(d.contains_key(&'k')?);
+    /// let words = m.dict::<String, u8>()?;
+    /// assert!(!words.contains_key("absent")?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.target.boolean(Kind::Dict, Op::Contains(dynval::encode(key)?))
     }
 

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
+use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
@@ -30,6 +31,7 @@ use super::dynval::{self, Blob};
 use super::protocol::{Create, Failure, Kind, Op, Outcome, Part, Request, Response, Wait};
 use crate::Error;
 use crate::connection::{Address, Connection, Listener, PendingConnection, pipe_between};
+use crate::os::{self, StopSignals, Waker};
 use crate::queue::Queue;
 use crate::shm::liveness::Liveness;
 
@@ -134,7 +136,9 @@ impl ListenFailure {
     }
 }
 
-/// The server process's entry point, knowing the registered types `R`.
+/// The server process's entry point (a manager's `start`), knowing the
+/// registered types `R`: listens, reports the address, and serves until
+/// the owner's `Shutdown`.
 pub(crate) fn serve<R: Registered>(args: ServerArgs) {
     let listener = match Listener::bind(args.address, args.authkey.as_deref()) {
         Ok(listener) => listener,
@@ -143,29 +147,41 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
             return;
         }
     };
-    let address = listener.address().clone();
-    // Proxies of this manager decoded here (inside registered objects).
-    super::keys::register(
-        &address,
-        args.authkey.as_deref().map(super::keys::AuthKey::new).as_ref(),
-    );
-    if args.report.send(&Ok(address.clone())).is_err() {
+    if args.report.send(&Ok(listener.address().clone())).is_err() {
         return;
     }
     drop(args.report);
-    // Held by this thread, which runs until the process ends.
+    if let Err(e) = run::<R>(&listener, args.authkey.as_deref(), args.loan_timeout, None) {
+        log::warn!(target: "multiproc::manager", "the manager's server stopped: {e}");
+    }
+}
+
+/// Serves clients on `listener` until it is stopped: by a `Shutdown`
+/// request (the owner's, for a server `start` made), and for a standalone
+/// server (`signals` given, `ManagerServer::serve`) also by a client's
+/// `Stop` or a stop signal. Then every session is cut (its client sees the
+/// manager gone) and this returns; session threads end on their own.
+pub(crate) fn run<R: Registered>(
+    listener: &Listener,
+    authkey: Option<&[u8]>,
+    loan_timeout: Duration,
+    signals: Option<&StopSignals>,
+) -> Result<(), Error> {
+    let address = listener.address().clone();
+    // Proxies of this manager decoded here (inside registered objects).
+    super::keys::register(&address, authkey.map(super::keys::AuthKey::new).as_ref());
+    let waker = Waker::new().map_err(Error::os("make the manager's stop waker"))?;
+    listener.set_nonblocking().map_err(Error::os("make the manager's listener non-blocking"))?;
+    // Held by this thread, which serves until the server stops.
     let liveness = Liveness::hold_for_life().ok();
-    let registry = Arc::new(Registry {
+    let registry = Arc::new(Registry::new(
         liveness,
-        address,
-        construct: R::construct,
-        next_id: AtomicU64::new(0),
-        objects: RwLock::default(),
-        names: Mutex::default(),
-        refs: Mutex::default(),
-        loan_timeout: args.loan_timeout,
-        loans_changed: Condvar::new(),
-    });
+        address.clone(),
+        R::construct,
+        loan_timeout,
+        Some(waker),
+        signals.is_some(),
+    ));
     {
         let registry = Arc::clone(&registry);
         // Without it, loans never run out: objects are kept too long, but
@@ -173,11 +189,27 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
         let _ = std::thread::Builder::new()
             .name("manager-loans".to_owned())
             .stack_size(SESSION_STACK)
-            .spawn(move || registry.expire_loans_for_ever());
+            .spawn(move || registry.expire_loans_until_stopped());
     }
+    log::info!(target: "multiproc::manager", "manager server {} listens on {address:?}", std::process::id());
     let handshakes = Arc::new(Handshakes::default());
+    let waker = registry.stop.as_ref().map(AsFd::as_fd);
     loop {
         handshakes.wait_for_room();
+        let mut fds = vec![listener.fd()];
+        fds.extend(waker);
+        fds.extend(signals.map(StopSignals::fd));
+        let ready = os::wait_readable(&fds, None).ok().flatten().unwrap_or_default();
+        if registry.stopped.load(Ordering::Acquire) {
+            log::info!(target: "multiproc::manager", "manager server at {address:?} stops: a client asked");
+            break;
+        }
+        if let Some(signal) =
+            signals.filter(|_| ready.get(2) == Some(&true)).and_then(StopSignals::take)
+        {
+            log::info!(target: "multiproc::manager", "manager server at {address:?} stops: signal {signal}");
+            break;
+        }
         match listener.accept_pending() {
             Ok(pending) => {
                 let registry = Arc::clone(&registry);
@@ -191,10 +223,14 @@ pub(crate) fn serve<R: Registered>(args: ServerArgs) {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
+            // Nobody there after all (the listener does not block).
+            Err(Error::Os { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {}
             // Out of descriptors, or a client that left at once: go on.
             Err(_) => std::thread::sleep(Duration::from_millis(1)),
         }
     }
+    registry.stop_all();
+    Ok(())
 }
 
 /// What the server knows of one session: its id (the owner of the locks it
@@ -218,7 +254,25 @@ static SESSION_IDS: AtomicU64 = AtomicU64::new(0);
 fn session(pending: PendingConnection, slot: HandshakeSlot, registry: &Registry) {
     let handshake = pending.handshake::<Response, Request>();
     drop(slot);
-    let Ok(conn) = handshake else { return };
+    let conn = match handshake {
+        Ok(conn) => conn,
+        Err(Error::AuthenticationFailed) => {
+            log::warn!(
+                target: "multiproc::manager",
+                "manager at {:?}: a client failed the authkey handshake",
+                registry.address
+            );
+            return;
+        }
+        Err(e) => {
+            log::debug!(
+                target: "multiproc::manager",
+                "manager at {:?}: a connection ended in its handshake: {e}",
+                registry.address
+            );
+            return;
+        }
+    };
     let mut ctx = Ctx {
         id: SESSION_IDS.fetch_add(1, Ordering::Relaxed) + 1,
         client_alive: alive_probe(&conn),
@@ -226,8 +280,12 @@ fn session(pending: PendingConnection, slot: HandshakeSlot, registry: &Registry)
         objects: HashMap::new(),
         holds: HashSet::new(),
     };
+    log::debug!(target: "multiproc::manager", "manager at {:?}: session {} opened", registry.address, ctx.id);
+    registry.track(ctx.id, &conn);
     // A panic must not keep this session's locks held: release them anyway.
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| serve_session(conn, registry, &mut ctx)));
+    registry.untrack(ctx.id);
+    log::debug!(target: "multiproc::manager", "manager at {:?}: session {} closed", registry.address, ctx.id);
     registry.release_all(&ctx);
     // The process behind a keeper session is gone: so are its holds.
     for id in ctx.holds.drain() {
@@ -280,13 +338,16 @@ fn serve_session(mut conn: Connection<Response, Request>, registry: &Registry, c
                     }
                     conn = mine;
                     ctx.client_alive = alive_probe(&conn);
+                    registry.track(ctx.id, &conn);
                     continue;
                 }
                 Err(e) => failed(e.to_string()),
             },
-            Request::Shutdown => {
+            Request::Stop if !registry.standalone => failed(NOT_STANDALONE),
+            Request::Shutdown | Request::Stop => {
                 let _ = conn.send(&Response::Done);
-                registry.shut_down();
+                registry.request_stop();
+                return;
             }
             other => std::panic::catch_unwind(AssertUnwindSafe(|| registry.handle(other, ctx)))
                 .unwrap_or_else(|_| failed("the server failed on this request")),
@@ -320,9 +381,23 @@ struct Registry {
     refs: Mutex<Refs>,
     /// How long a loan lasts (see [`Refs::loans`]).
     loan_timeout: Duration,
-    /// Signalled when a loan is made while none was outstanding.
+    /// Signalled when a loan is made while none was outstanding, and when
+    /// the server stops.
     loans_changed: Condvar,
+    /// Woken when a client asks the server to stop.
+    stop: Option<Waker>,
+    /// Set once the server stops.
+    stopped: AtomicBool,
+    /// Whether clients may stop the server (`Request::Stop`): a standalone
+    /// server (`ManagerServer::serve`), not one a manager `start`ed.
+    standalone: bool,
+    /// Each open session's connection, cut when the server stops.
+    sessions: Mutex<HashMap<u64, Connection<Response, Request>>>,
 }
+
+/// The refusal of a client's `Stop` by a server that a manager started.
+pub(crate) const NOT_STANDALONE: &str =
+    "only the process that started this manager's server stops it";
 
 /// Who keeps each object alive: an object is freed when the last of its
 /// holders (processes, loans, names, pins) lets go. An object nobody ever
@@ -424,6 +499,78 @@ struct Owned {
 }
 
 impl Registry {
+    fn new(
+        liveness: Option<Liveness>,
+        address: Address,
+        construct: Construct,
+        loan_timeout: Duration,
+        stop: Option<Waker>,
+        standalone: bool,
+    ) -> Self {
+        Self {
+            liveness,
+            address,
+            construct,
+            next_id: AtomicU64::new(0),
+            objects: RwLock::default(),
+            names: Mutex::default(),
+            refs: Mutex::default(),
+            loan_timeout,
+            loans_changed: Condvar::new(),
+            stop,
+            stopped: AtomicBool::new(false),
+            standalone,
+            sessions: Mutex::default(),
+        }
+    }
+
+    /// Remembers session `id`'s connection, to cut it when the server stops
+    /// (at once if it already has).
+    fn track(&self, id: u64, conn: &Connection<Response, Request>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.stopped.load(Ordering::Acquire) {
+            conn.close();
+        } else {
+            sessions.insert(id, conn.clone());
+        }
+    }
+
+    fn untrack(&self, id: u64) {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+
+    /// Asks the accept loop to stop (after the reply to `Shutdown` or
+    /// `Stop` went out).
+    fn request_stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        if let Some(waker) = &self.stop {
+            waker.wake();
+        }
+    }
+
+    /// Ends what the server runs besides the accept loop: every session's
+    /// connection is cut (its client sees the manager gone), every list's
+    /// append log closed (no append goes in unseen), the loans thread told.
+    fn stop_all(&self) {
+        let sessions = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+            self.stopped.store(true, Ordering::Release);
+            std::mem::take(&mut *sessions)
+        };
+        for conn in sessions.values() {
+            conn.close();
+        }
+        for object in self.objects.read().unwrap_or_else(PoisonError::into_inner).values() {
+            if let Some(log) = object.log.get() {
+                log.close();
+            }
+        }
+        // Taken so that the loans thread is either waiting (and woken) or
+        // about to look at `stopped`.
+        drop(self.refs.lock().unwrap_or_else(PoisonError::into_inner));
+        self.loans_changed.notify_all();
+    }
+
     fn handle(&self, request: Request, ctx: &mut Ctx) -> Response {
         match request {
             Request::Create(create, type_name) => {
@@ -542,7 +689,7 @@ impl Registry {
             Request::ObjectCount => Response::Count(
                 self.objects.read().unwrap_or_else(PoisonError::into_inner).len() as u64,
             ),
-            Request::Upgrade | Request::Shutdown => failed("not here"),
+            Request::Upgrade | Request::Shutdown | Request::Stop => failed("not here"),
             Request::Hold(_)
             | Request::Unhold(_)
             | Request::Lend(..)
@@ -639,19 +786,26 @@ impl Registry {
         next
     }
 
-    /// The loans thread: ends each loan when its time runs out.
-    fn expire_loans_for_ever(&self) {
+    /// The loans thread: ends each loan when its time runs out, until the
+    /// server stops.
+    fn expire_loans_until_stopped(&self) {
         loop {
             let now = Instant::now();
-            match self.expire_loans(now) {
+            let next = self.expire_loans(now);
+            let refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.stopped.load(Ordering::Acquire) {
+                return;
+            }
+            match next {
                 // Loans made meanwhile run out later still.
-                Some(next) => std::thread::sleep(next.saturating_duration_since(now)),
-                None => {
-                    let refs = self.refs.lock().unwrap_or_else(PoisonError::into_inner);
-                    if refs.expiries.is_empty() {
-                        drop(self.loans_changed.wait(refs).unwrap_or_else(PoisonError::into_inner));
-                    }
+                Some(next) => {
+                    let left = next.saturating_duration_since(now);
+                    drop(self.loans_changed.wait_timeout(refs, left));
                 }
+                None if refs.expiries.is_empty() => {
+                    drop(self.loans_changed.wait(refs).unwrap_or_else(PoisonError::into_inner));
+                }
+                None => {}
             }
         }
     }
@@ -742,14 +896,6 @@ impl Registry {
                 }
             }
         }
-    }
-
-    /// Ends the server process (after the reply to `Shutdown` went out).
-    fn shut_down(&self) -> ! {
-        if let Address::Unix(path) = &self.address {
-            let _ = std::fs::remove_file(path);
-        }
-        std::process::exit(0)
     }
 }
 
@@ -1476,17 +1622,14 @@ fn without_waits(op: Op) -> Op {
 pub(crate) fn fuzz_request(bytes: &[u8]) {
     thread_local! {
         static REGISTRY: (Registry, std::cell::Cell<u32>) = (
-            Registry {
-                liveness: None,
-                address: Address::Abstract("fuzz".to_owned()),
-                construct: <() as Registered>::construct,
-                next_id: AtomicU64::new(0),
-                objects: RwLock::default(),
-                names: Mutex::default(),
-                refs: Mutex::default(),
-                loan_timeout: Duration::from_secs(60),
-                loans_changed: Condvar::new(),
-            },
+            Registry::new(
+                None,
+                Address::Abstract("fuzz".to_owned()),
+                <() as Registered>::construct,
+                Duration::from_secs(60),
+                None,
+                false,
+            ),
             std::cell::Cell::new(0),
         );
     }
@@ -1495,7 +1638,7 @@ pub(crate) fn fuzz_request(bytes: &[u8]) {
     };
     let request = match request {
         // These end or move the session: the session loop handles them.
-        Request::Upgrade | Request::Shutdown => return,
+        Request::Upgrade | Request::Shutdown | Request::Stop => return,
         // Aim at the objects that exist.
         Request::Call(id, kind, op) => Request::Call(id % 16 + 1, kind, without_waits(op)),
         other => other,

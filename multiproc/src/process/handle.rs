@@ -92,6 +92,11 @@ const OUTCOME_MAX: u64 = u64::MAX;
 impl<R> Process<R> {
     pub(crate) fn new(started: Started, name: String, daemon: bool, method: StartMethod) -> Self {
         super::related::register(started.pid, &name, daemon, started.pidfd.as_fd());
+        log::debug!(
+            "started process {name:?} (pid {}, {method:?}{})",
+            started.pid,
+            if daemon { ", daemon" } else { "" }
+        );
         Self {
             pid: started.pid,
             name,
@@ -333,6 +338,21 @@ impl<R> Process<R> {
             ExitWatch::Server(sock) => read_server_status(sock.as_fd())?,
         };
         let Some(status) = status else { return Ok(false) };
+        match status {
+            ExitStatus::Exited(0) => {
+                log::debug!("process {:?} (pid {}) exited with code 0", self.name, self.pid);
+            }
+            ExitStatus::Exited(code) => {
+                log::info!("process {:?} (pid {}) exited with code {code}", self.name, self.pid);
+            }
+            ExitStatus::Signaled(signal) => {
+                log::info!(
+                    "process {:?} (pid {}) was ended by signal {signal}",
+                    self.name,
+                    self.pid
+                );
+            }
+        }
         life.status = Some(status);
         life.loans.repay();
         super::spawn::forget_booted();
@@ -401,7 +421,11 @@ impl<R> Process<R> {
         }
         life.taken = true;
         match life.outcome.take() {
-            Some(Ok(frame)) => child::decode_outcome(frame, &self.name),
+            Some(Ok(frame)) => child::decode_outcome(frame, &self.name).inspect_err(|e| {
+                if let Error::Panicked { message, .. } = e {
+                    log::warn!("process {:?} (pid {}) panicked: {message}", self.name, self.pid);
+                }
+            }),
             Some(Err(e)) => Err(e),
             None => match life.status {
                 Some(ExitStatus::Exited(code)) => Err(Error::Exited { code }),

@@ -1,4 +1,5 @@
-//! Iterators over the items of a [`Queue`].
+//! Iterators over the items of a [`Queue`] (and of a
+//! [`SimpleQueue`](super::SimpleQueue), which holds one).
 
 use std::fmt;
 
@@ -8,8 +9,9 @@ use serde::de::DeserializeOwned;
 use super::Queue;
 use crate::{Error, Result};
 
-/// A blocking iterator over a queue's items, made by [`Queue::iter`]: it
-/// ends once the queue is closed and empty.
+/// A blocking iterator over a queue's items, made by [`Queue::iter`] or
+/// [`SimpleQueue::iter`](super::SimpleQueue::iter): it ends once the queue
+/// is closed and empty.
 ///
 /// # Examples
 ///
@@ -29,7 +31,8 @@ pub struct Iter<'a, T> {
 }
 
 /// An iterator over the items a queue holds now, made by
-/// [`Queue::try_iter`]: it ends when the queue is empty (or closed).
+/// [`Queue::try_iter`] or [`SimpleQueue::try_iter`](super::SimpleQueue::try_iter):
+/// it ends when the queue is empty (or closed).
 ///
 /// # Examples
 ///

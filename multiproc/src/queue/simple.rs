@@ -5,11 +5,11 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{PutError, Queue};
+use super::{Iter, PutError, Queue, TryIter};
 use crate::Result;
 
 /// An unbounded queue with just `put`, `get`, `is_empty` and `close`
-/// (Python's `SimpleQueue`).
+/// (Python's `SimpleQueue`), and the iterators of [`Queue`].
 ///
 /// # Examples
 ///
@@ -107,6 +107,62 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// ```
     pub fn close(&self) {
         self.inner.close();
+    }
+
+    /// A blocking iterator over the items, ending once the queue is closed
+    /// and empty (see [`Queue::iter`]); `for item in &q` does the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Process, SimpleQueue};
+    ///
+    /// fn produce(q: SimpleQueue<u32>) {
+    ///     for i in 1..=3 {
+    ///         q.put(i).unwrap();
+    ///     }
+    ///     q.close();
+    /// }
+    ///
+    /// let q = SimpleQueue::new()?;
+    /// let p = Process::spawn(produce, q.clone())?;
+    /// let mut sum = 0;
+    /// for item in &q {
+    ///     sum += item?;
+    /// }
+    /// assert_eq!(sum, 6);
+    /// p.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        self.inner.iter()
+    }
+
+    /// An iterator over the items there now, without waiting (see
+    /// [`Queue::try_iter`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put('a')?;
+    /// q.put('b')?;
+    /// let items: Vec<char> = q.try_iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(items, ['a', 'b']);
+    /// assert_eq!(q.try_iter().count(), 0);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        self.inner.try_iter()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a SimpleQueue<T> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
     }
 }
 

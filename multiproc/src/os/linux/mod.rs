@@ -6,6 +6,7 @@ mod init;
 mod memory;
 mod poll;
 mod proc;
+mod signal;
 mod socket;
 mod tracked;
 mod waker;
@@ -29,6 +30,7 @@ pub(crate) use proc::{
     send_signal, set_thread_name, spawn_self, start_time, take_env, thread_ids, try_reap, uids,
     with_fd_room,
 };
+pub(crate) use signal::StopSignals;
 pub(crate) use socket::{
     MAX_FDS_PER_MESSAGE, is_seqpacket, peer_credentials, recv_with_fds, send_with_fds,
     seqpacket_pair, stream_pair, unread_by_peer,
