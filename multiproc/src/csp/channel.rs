@@ -578,10 +578,9 @@ impl Shared {
                 waited => break waited,
             }
         };
-        // Taken (or claimed, below): no reader reads the offer any more
-        // once released.
+        // Taken: a value counts as taken once its reader is done with it
+        // (moved out of the offer, or decoded), so the offer is free.
         if waited.is_ok() {
-            self.released(&posted);
             return Ok(());
         }
         // Not taken in time, or the channel closed: take it back unless a
