@@ -529,3 +529,30 @@ fn futures_are_std_futures() {
         assert!(Instant::now() < deadline);
     }
 }
+
+#[test]
+fn idle_workers_killed_in_turn_never_leave_a_task_untaken() {
+    // One idle worker waits on the task queue, the other sleeps until rung:
+    // whichever is killed, the next task is taken (by the other, or by the
+    // replacement), within the test's bound.
+    let pool = pool(StartMethod::Spawn, 2);
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    for round in 0..6u64 {
+        let pids = pool.pids();
+        let victim = pids[(round as usize) % pids.len()];
+        // SAFETY: kill(2) has no memory effects.
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        common::eventually("the killed worker is replaced", || {
+            let now = pool.pids();
+            now.len() == 2 && !now.contains(&victim)
+        });
+        let r = pool.apply_async(square, round).unwrap();
+        assert_eq!(r.get_timeout(LIMIT).unwrap(), round * round, "round {round}");
+    }
+    // Both at once.
+    for pid in pool.pids() {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert_eq!(pool.apply_async(square, 7).unwrap().get_timeout(LIMIT).unwrap(), 49);
+}

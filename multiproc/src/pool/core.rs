@@ -39,6 +39,9 @@ use crate::{Error, RawArray, Result, StartMethod};
 
 /// Cancel words (tasks that may be cancelled at once, as futures).
 pub(crate) const CANCEL_WORDS: usize = 4096;
+/// Rings of the idle workers' bell that may wait unheard (more would wake
+/// no one more).
+const BELL_RINGS: usize = 4;
 
 /// A pool's fixed settings.
 #[derive(Debug)]
@@ -101,6 +104,8 @@ pub(crate) struct Core {
     pub(crate) config: Config,
     tasks: RawQueue,
     results: RawQueue,
+    /// Wakes an idle worker (see `WorkerArgs::waiter`).
+    bell: RawQueue,
     state: RawArray<u64>,
     inner: Mutex<Inner>,
     next_task: AtomicU64,
@@ -116,7 +121,8 @@ impl Core {
     /// Creates the queues and starts the workers and the helper threads.
     pub(crate) fn start(config: Config) -> Result<Arc<Self>> {
         let n = config.processes;
-        let state = RawArray::<u64>::new(worker::SLOT_WORDS * n + CANCEL_WORDS)?;
+        // The slots, the cancel words, and the waiter word.
+        let state = RawArray::<u64>::new(worker::SLOT_WORDS * n + CANCEL_WORDS + 1)?;
         let inner = Inner {
             workers: (0..n).map(|_| None).collect(),
             free_cancel: (0..CANCEL_WORDS as u32).rev().collect(),
@@ -126,6 +132,7 @@ impl Core {
             config,
             tasks: RawQueue::create(0, crate::queue::raw::DEFAULT_RING)?,
             results: RawQueue::create(0, crate::queue::raw::DEFAULT_RING)?,
+            bell: RawQueue::create(BELL_RINGS, 4096)?,
             state,
             inner: Mutex::new(inner),
             next_task: AtomicU64::new(1),
@@ -213,6 +220,21 @@ impl Core {
             .collect()
     }
 
+    /// The state word naming the worker that waits on the task queue.
+    fn waiter_word(&self) -> usize {
+        worker::SLOT_WORDS * self.config.processes + CANCEL_WORDS
+    }
+
+    /// After a put: if no worker waits on the task queue now, wakes an
+    /// idle one (a worker that takes a task lets go of the queue, then
+    /// rings if tasks are left: between the two, one of them rings).
+    fn ring_idle(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.state.load(self.waiter_word()) == 0 && !self.bell.has_data() {
+            let _ = self.bell.put_payload(&[1u8][..], 0, Wait::Never);
+        }
+    }
+
     fn spawn_worker(&self, slot: u32) -> Result<Process<()>> {
         let init_fds = self
             .config
@@ -228,6 +250,8 @@ impl Core {
             state: self.state.clone(),
             slot,
             cancel_base: (worker::SLOT_WORDS * self.config.processes) as u64,
+            waiter: self.waiter_word() as u64,
+            bell: self.bell.clone(),
             init: self.config.init.clone(),
             max_tasks: self.config.max_tasks,
         };
@@ -332,7 +356,10 @@ impl Core {
         };
         let keep_going = || !self.is_terminated();
         match self.tasks.put_payload_while(&msg[..], 0, &keep_going, None) {
-            Ok(()) => Ok(id),
+            Ok(()) => {
+                self.ring_idle();
+                Ok(id)
+            }
             Err(fail) => {
                 let error = match fail {
                     PutFail::Failed(e) => e,
@@ -419,6 +446,7 @@ impl Core {
         if inner.closed && !inner.ring_closed && inner.table.is_empty() && inner.feeders == 0 {
             inner.ring_closed = true;
             self.tasks.ring().close();
+            self.bell.ring().close();
             self.waker.wake();
         }
     }
@@ -436,6 +464,7 @@ impl Core {
             inner.closed = true;
             inner.ring_closed = true;
             self.tasks.ring().close();
+            self.bell.ring().close();
             let deliveries = Self::fail_all(&mut inner, &Failure::Terminated);
             let workers: Vec<_> = inner.workers.iter().flatten().cloned().collect();
             (deliveries, workers)
@@ -749,6 +778,7 @@ impl Core {
                     deliveries = Self::fail_all(&mut inner, &Failure::Broken(message));
                     inner.ring_closed = true;
                     self.tasks.ring().close();
+                    self.bell.ring().close();
                     self.waker.wake();
                 }
             }
@@ -803,6 +833,10 @@ impl Core {
         let item = self.state.load(base + 1);
         self.state.store(base, 0);
         self.state.store(base + 1, 0);
+        // It may have died waiting on the task queue: let another wait.
+        if self.state.compare_exchange(self.waiter_word(), slot as u64 + 1, 0).is_ok() {
+            let _ = self.bell.put_payload(&[1u8][..], 0, Wait::Never);
+        }
         if task != 0 {
             if let Some(info) = inner.table.remove(&task) {
                 self.free_word(&mut inner, info.cancel);
@@ -834,6 +868,7 @@ impl Core {
                     deliveries.extend(Self::fail_all(&mut inner, &Failure::Broken(message)));
                     inner.ring_closed = true;
                     self.tasks.ring().close();
+                    self.bell.ring().close();
                     self.waker.wake();
                 }
                 // The others go on with the work.
@@ -923,6 +958,7 @@ impl Core {
             match self.tasks.put_payload(&info.msg[..], 0, Wait::Never) {
                 Ok(()) => {
                     inner.requeue.remove(0);
+                    self.ring_idle();
                 }
                 Err(PutFail::Full) => return,
                 Err(PutFail::Closed) => {

@@ -11,6 +11,7 @@ use super::closures::Known;
 use super::wire::{self, TASK_HEADER, Target};
 use crate::boot::entry::TaskFn;
 use crate::queue::raw::{RawQueue, Wait};
+use crate::shm::park::deadline_after;
 use crate::{Error, RawArray};
 
 /// A cancel word's states (see `Core::cancel`).
@@ -23,6 +24,10 @@ pub(crate) const CANCELLED: u64 = 3;
 /// word before every item).
 pub(crate) const SLOT_WORDS: usize = 8;
 
+/// How often a worker asleep on the bell looks whether the worker waiting
+/// on the task queue is still there.
+const IDLE_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What a worker is given when it starts.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerArgs {
@@ -33,6 +38,14 @@ pub(crate) struct WorkerArgs {
     pub(crate) state: RawArray<u64>,
     pub(crate) slot: u32,
     pub(crate) cancel_base: u64,
+    /// The state word that says which worker waits on the task queue now
+    /// (its slot + 1; 0: none). Only one idle worker waits there: the
+    /// others sleep on `bell` until rung, so that taking a task never
+    /// wakes another worker only to wait in its turn.
+    pub(crate) waiter: u64,
+    /// Rung (a one-byte message) when a task may wait with no worker on
+    /// the task queue.
+    pub(crate) bell: RawQueue,
     /// The initializer, as a one-item task message.
     pub(crate) init: Option<Vec<u8>>,
     /// The descriptors of the initializer's argument.
@@ -74,7 +87,19 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
     }
     let mut msg: Vec<u8> = Vec::new();
     let mut done = 0u64;
+    let waiter = args.waiter as usize;
+    let token = u64::from(args.slot) + 1;
+    // Once the bell is closed (the pool closes), every worker waits on the
+    // task queue itself until it is drained.
+    let mut bell_open = true;
     loop {
+        if bell_open && state.compare_exchange(waiter, 0, token).is_err() {
+            // Another worker waits on the task queue: sleep until rung (or
+            // look again after a while: its worker may have died).
+            let rung = args.bell.get_with(Wait::Until(deadline_after(IDLE_LOOK)), |_, _| ());
+            bell_open = !matches!(rung, Err(Error::Closed));
+            continue;
+        }
         let got = args.tasks.get_with(Wait::Forever, |bytes, _| {
             let header = wire::parse_task(bytes)?;
             // Claimed before the message counts as taken: if this worker
@@ -85,6 +110,14 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
             msg.extend_from_slice(bytes);
             Some(header)
         });
+        if bell_open {
+            // Let another worker wait; ring one up if tasks are left now.
+            state.store(waiter, 0);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if args.tasks.has_data() && !args.bell.has_data() {
+                let _ = args.bell.put_payload(&[1u8][..], 0, Wait::Never);
+            }
+        }
         let header = match got {
             Ok(Some(header)) => header,
             // A malformed message: not ours to run.
