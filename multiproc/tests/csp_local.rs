@@ -233,3 +233,87 @@ fn a_forked_copy_of_a_local_channel_end_fails_clearly() {
     let message = common::join(child).unwrap();
     assert!(message.contains("forked"), "{message}");
 }
+
+#[test]
+fn values_handed_to_waiting_readers_are_delivered_exactly_once_under_timeouts() {
+    // Writers and readers with short deadlines race on a local rendezvous
+    // channel: a write that returned `Ok` was read exactly once, and a
+    // timed-out write was read by nobody.
+    let ch = Channel::<u64>::new().unwrap();
+    let writers: Vec<_> = (0..3u64)
+        .map(|k| {
+            let w = ch.writer();
+            std::thread::spawn(move || {
+                let mut sent = Vec::new();
+                for i in 0..2000 {
+                    let v = k * 1_000_000 + i;
+                    if w.write_timeout(v, Duration::from_micros(50)).is_ok() {
+                        sent.push(v);
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let r = ch.reader();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut idle = 0;
+                while idle < 200 {
+                    match r.read_timeout(Duration::from_micros(100)) {
+                        Ok(v) => {
+                            got.push(v);
+                            idle = 0;
+                        }
+                        Err(Error::Timeout) => idle += 1,
+                        Err(Error::Retired) => break, // every writer is done
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let mut sent: Vec<u64> = writers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut got: Vec<u64> = readers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    sent.sort_unstable();
+    got.sort_unstable();
+    assert!(!sent.is_empty());
+    assert_eq!(got, sent, "every value written was read once, and no other");
+}
+
+#[test]
+fn a_waiting_reader_is_released_by_poison_and_by_its_channel_becoming_shared() {
+    let ch = Channel::<u64>::new().unwrap();
+    let r = ch.reader();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
+        r.read_timeout(LIMIT)
+    });
+    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
+    common::eventually("the reader waits", || common::thread_asleep(tid));
+    ch.poison();
+    assert_eq!(waiting.join().unwrap(), Err(Error::Poisoned));
+
+    // Waiting here when a writer end leaves for another process: the value
+    // written there reaches it.
+    let ch = Channel::<u64>::new().unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
+        r.read_timeout(LIMIT)
+    });
+    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
+    common::eventually("the reader waits", || common::thread_asleep(tid));
+    let child = common::builder(StartMethod::Spawn).spawn(write_42, w).unwrap();
+    assert_eq!(waiting.join().unwrap(), Ok(42));
+    common::join(child).unwrap();
+}
+
+fn write_42(w: Writer<u64>) {
+    w.write_timeout(42, LIMIT).unwrap();
+}

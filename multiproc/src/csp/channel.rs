@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::local::{Codec, Local, Offer, Ticket};
+use super::local::{Codec, Local, Offer, Ticket, Waiter};
 use super::{Error, Result};
 use crate::os;
 use crate::queue::raw::{Payload, PutFail, RawQueue, Wait};
@@ -224,6 +224,7 @@ impl Shared {
     /// Closes the ring and wakes everyone, alternations included.
     fn close(&self) {
         self.ring().close();
+        self.local.wake_waiters();
         let state = self.state();
         self.ring_bell(&state.in_bell);
         self.ring_bell(&state.out_bell);
@@ -453,6 +454,10 @@ impl Shared {
                 Ok(())
             });
         }
+        if result.is_ok() && rendezvous && put.held.get().is_some() {
+            // Readers of this process waiting as registered ones look again.
+            self.local.wake_waiters();
+        }
         match result {
             Ok(()) => {
                 Ok(Posted { ticket, rang: self.ring_bell(&state.in_bell), held: put.held.get() })
@@ -558,6 +563,15 @@ impl Shared {
         if try_only && rendezvous && state.waiting_readers.load(Ordering::SeqCst) == 0 {
             return self.unwritable().map_or(Err(Error::WouldBlock), Err);
         }
+        // A reader of this process waiting now takes the value directly.
+        if rendezvous
+            && self.unwritable().is_none()
+            && matches!(self.is_local(), Ok(true))
+            && self.local.hand_off(offer)
+        {
+            self.ring_bell(&state.out_bell);
+            return Ok(());
+        }
         let posted = loop {
             match self.post(offer, Self::slice(wait)) {
                 Err(Error::Timeout) if self.more_after(wait) => {}
@@ -620,31 +634,10 @@ impl Shared {
             self.ring_bell(&state.out_bell);
         }
         let rendezvous = self.is_rendezvous();
-        let ring = self.ring();
-        let got = loop {
-            let taken = self.queue.get_with(Self::slice(wait), |bytes, flags| {
-                if rendezvous {
-                    // The value's ticket: we hold the consumer side and it
-                    // is not counted as taken yet.
-                    let ticket = ring.counts().1 + 1;
-                    let claim = state.pending_slot(ticket).compare_exchange(
-                        ticket,
-                        0,
-                        Ordering::SeqCst,
-                        Ordering::SeqCst,
-                    );
-                    if claim.is_err() {
-                        return None; // its writer took it back: skip it
-                    }
-                }
-                Some(self.take::<T>(bytes, flags))
-            });
-            match taken {
-                Ok(Some(value)) => break value,
-                Ok(None) => {}
-                Err(crate::Error::Timeout) if self.more_after(wait) => {}
-                Err(e) => break Err(e),
-            }
+        let got = if waits && rendezvous && matches!(self.is_local(), Ok(true)) {
+            self.read_waiting_here::<T>(wait)
+        } else {
+            self.read_ring::<T>(wait)
         };
         if waits {
             state.waiting_readers.fetch_sub(1, Ordering::SeqCst);
@@ -667,6 +660,91 @@ impl Shared {
             crate::Error::Empty => Error::WouldBlock,
             other => other.into(),
         })
+    }
+
+    /// A blocking read of a local rendezvous channel: takes a value from
+    /// the ring if one is there, or else waits as a registered reader, to
+    /// whom a writer hands its value directly (the writer then returns at
+    /// once: this reader is committed to it).
+    fn read_waiting_here<T: Send>(&self, wait: Wait) -> crate::Result<T> {
+        let waiter = Waiter::<T>::new();
+        let deadline = match wait {
+            Wait::Until(deadline) => deadline,
+            _ => None,
+        };
+        loop {
+            match self.read_ring::<T>(Wait::Never) {
+                Err(crate::Error::Empty) => {}
+                got => return got,
+            }
+            if !self.is_local()? {
+                return self.read_ring::<T>(wait);
+            }
+            let seen = waiter.bell().load(Ordering::SeqCst);
+            self.local.register(&waiter);
+            // A value put before we registered is in the ring; one put
+            // after wakes us (see `post`), as does the channel's end.
+            let ring = self.ring();
+            if !ring.has_data() && !ring.is_closed() {
+                let slice = match Self::slice(wait) {
+                    Wait::Until(until) => until,
+                    _ => None,
+                };
+                let key = std::ptr::from_ref(waiter.bell()).cast();
+                let ready = || waiter.filled() || ring.has_data() || ring.is_closed();
+                if !park::poll(key, slice, ready) {
+                    let left = slice.map(|s| s.saturating_duration_since(Instant::now()));
+                    if left.is_none_or(|l| !l.is_zero()) {
+                        park::wait(waiter.bell(), seen, left);
+                    }
+                }
+            }
+            if let Some(value) = self.local.unregister(&waiter) {
+                return Ok(value);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return match self.read_ring::<T>(Wait::Never) {
+                    Err(crate::Error::Empty) => Err(crate::Error::Timeout),
+                    got => got,
+                };
+            }
+            if !ring.has_data() && !ring.is_closed() {
+                self.more_after(wait);
+            }
+        }
+    }
+
+    /// Reads from the ring as `wait` allows (in slices, looking for dead
+    /// holders between them).
+    fn read_ring<T: Send>(&self, wait: Wait) -> crate::Result<T> {
+        let state = self.state();
+        let rendezvous = self.is_rendezvous();
+        let ring = self.ring();
+        loop {
+            let taken = self.queue.get_with(Self::slice(wait), |bytes, flags| {
+                if rendezvous {
+                    // The value's ticket: we hold the consumer side and it
+                    // is not counted as taken yet.
+                    let ticket = ring.counts().1 + 1;
+                    let claim = state.pending_slot(ticket).compare_exchange(
+                        ticket,
+                        0,
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    if claim.is_err() {
+                        return None; // its writer took it back: skip it
+                    }
+                }
+                Some(self.take::<T>(bytes, flags))
+            });
+            match taken {
+                Ok(Some(value)) => return value,
+                Ok(None) => {}
+                Err(crate::Error::Timeout) if self.more_after(wait) => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Makes the channel shared, if it is not yet, before one of its ends
@@ -706,6 +784,8 @@ impl Shared {
             std::thread::yield_now();
         }
         state.mode.store(SHARED, Ordering::SeqCst);
+        // Readers waiting as registered ones go back to the ring.
+        self.local.wake_waiters();
         Ok(())
     }
 

@@ -19,8 +19,9 @@
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
@@ -78,6 +79,48 @@ impl<T> Drop for Offer<T> {
 // the writer (encoding) and by the one reader that removed its entry.
 unsafe impl<T: Send> Sync for Offer<T> {}
 
+/// A reader of a local rendezvous channel waiting in this process: a
+/// writer that finds it registered moves its value here (holding the
+/// table) and returns at once. `repr(C)`, its bell first: the bell is
+/// found at the waiter's address whatever `T` is.
+#[repr(C)]
+pub(crate) struct Waiter<T> {
+    /// Bumped when the reader should look again (a value came, here or in
+    /// the ring, or the channel changed).
+    bell: AtomicU32,
+    filled: AtomicBool,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+impl<T> Waiter<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            bell: AtomicU32::new(0),
+            filled: AtomicBool::new(false),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    pub(crate) fn bell(&self) -> &AtomicU32 {
+        &self.bell
+    }
+
+    /// Whether a writer handed it a value.
+    pub(crate) fn filled(&self) -> bool {
+        self.filled.load(Ordering::SeqCst)
+    }
+}
+
+impl<T> Drop for Waiter<T> {
+    fn drop(&mut self) {
+        if *self.filled.get_mut() {
+            // SAFETY: filled (by `hand_off`) and not taken (`unregister`
+            // clears `filled` as it moves the value out).
+            unsafe { self.value.get_mut().assume_init_drop() };
+        }
+    }
+}
+
 /// How a value is held in the table.
 #[derive(Clone, Copy)]
 enum Held {
@@ -100,6 +143,8 @@ struct Table {
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
     next_number: u64,
+    /// Registered waiting readers (`&Waiter<T>` addresses), oldest first.
+    waiters: std::collections::VecDeque<usize>,
 }
 
 /// A reference to a table entry, as the ring carries it.
@@ -336,6 +381,58 @@ impl Local {
                 // SAFETY: we removed the entry: the value is ours to move.
                 Some(unsafe { offer.take() })
             }
+        }
+    }
+
+    /// Registers `waiter` (the caller keeps it alive, and calls
+    /// [`unregister`](Self::unregister) before it goes).
+    pub(crate) fn register<T: Send>(&self, waiter: &Waiter<T>) {
+        self.table().waiters.push_back(std::ptr::from_ref(waiter) as usize);
+    }
+
+    /// Unregisters `waiter`; the value a writer handed it, if one did.
+    pub(crate) fn unregister<T: Send>(&self, waiter: &Waiter<T>) -> Option<T> {
+        let me = std::ptr::from_ref(waiter) as usize;
+        self.table().waiters.retain(|&w| w != me);
+        // Handed over (if at all) holding the table, which we took since.
+        if !waiter.filled.swap(false, Ordering::SeqCst) {
+            return None;
+        }
+        // SAFETY: `filled` was set after the value was written, and only
+        // this call (now, once: it cleared the flag) reads it.
+        Some(unsafe { (*waiter.value.get()).assume_init_read() })
+    }
+
+    /// Hands `offer`'s value to the oldest registered reader, if any:
+    /// `true` if one took it.
+    pub(crate) fn hand_off<T: Send>(&self, offer: &Offer<T>) -> bool {
+        let mut table = self.table();
+        let Some(ptr) = table.waiters.pop_front() else { return false };
+        // SAFETY: a registered waiter lives until it unregisters, which
+        // needs the table, which we hold; every waiter of this table is a
+        // `Waiter<T>` of the channel's type (see `Local`).
+        let waiter = unsafe { &*(ptr as *const Waiter<T>) };
+        // SAFETY: the offer is the writing caller's own, not in the table.
+        let value = unsafe { offer.take() };
+        // SAFETY: not filled (it is registered only while empty), and no
+        // one reads it until `filled` is set.
+        unsafe { (*waiter.value.get()).write(value) };
+        waiter.filled.store(true, Ordering::SeqCst);
+        waiter.bell.fetch_add(1, Ordering::SeqCst);
+        // Woken holding the table: the waiter cannot be gone yet.
+        crate::shm::park::wake(&waiter.bell, 1);
+        true
+    }
+
+    /// Tells every registered reader to look again.
+    pub(crate) fn wake_waiters(&self) {
+        let table = self.table();
+        for &ptr in &table.waiters {
+            // SAFETY: as in `hand_off` (alive while registered); the bell is
+            // a waiter's first field (`repr(C)`), whatever its `T`.
+            let bell = unsafe { &*(ptr as *const AtomicU32) };
+            bell.fetch_add(1, Ordering::SeqCst);
+            crate::shm::park::wake(bell, 1);
         }
     }
 
