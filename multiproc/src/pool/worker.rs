@@ -92,8 +92,12 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
     // Once the bell is closed (the pool closes), every worker waits on the
     // task queue itself until it is drained.
     let mut bell_open = true;
+    // Whether this worker already is the one to wait on the task queue.
+    let mut waiting_turn = false;
     loop {
-        if bell_open && state.compare_exchange(waiter, 0, token).is_err() {
+        let turn = waiting_turn || state.compare_exchange(waiter, 0, token).is_ok();
+        waiting_turn = false;
+        if bell_open && !turn {
             // Another worker waits on the task queue: sleep until rung (or
             // look again after a while: its worker may have died).
             let rung = args.bell.get_with(Wait::Until(deadline_after(IDLE_LOOK)), |_, _| ());
@@ -175,7 +179,16 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
                 }
             }
         }
+        // Become the worker that waits for the next task before the result
+        // goes out: a caller that answers it with a new task finds someone
+        // waiting, and rings no one.
+        // (Not if this task is its last.)
+        let last = args.max_tasks != 0 && done + 1 >= args.max_tasks;
+        waiting_turn = bell_open && !last && state.compare_exchange(waiter, 0, token).is_ok();
         if args.results.put_payload(&out[..], 0, Wait::Forever).is_err() {
+            if waiting_turn {
+                state.store(waiter, 0);
+            }
             return;
         }
         state.store(base, 0);
