@@ -115,15 +115,7 @@ impl<T: Pod> Cells<T> {
 
     /// Checks that `count` elements from `offset` are in the array.
     pub(crate) fn check_range(&self, offset: usize, count: usize) -> Result<()> {
-        if offset.checked_add(count).is_some_and(|end| end <= self.len) {
-            return Ok(());
-        }
-        let size = size_of::<T>();
-        Err(Error::OutOfBounds {
-            offset: offset.saturating_mul(size),
-            len: count.saturating_mul(size),
-            size: self.len.saturating_mul(size),
-        })
+        check_range::<T>(self.len, offset, count)
     }
 
     /// Copies `out.len()` elements from `offset` into `out`, without a lock
@@ -162,4 +154,18 @@ impl<T: Pod> Cells<T> {
         // SAFETY: as for `read`.
         unsafe { copy::copy_in(self.ptr(index).cast(), bytemuck::bytes_of(&value)) }
     }
+}
+
+/// Checks that `count` elements of `T` from `offset` lie within `len`
+/// elements; the error counts in bytes.
+pub(crate) fn check_range<T>(len: usize, offset: usize, count: usize) -> Result<()> {
+    if offset.checked_add(count).is_some_and(|end| end <= len) {
+        return Ok(());
+    }
+    let size = size_of::<T>();
+    Err(Error::OutOfBounds {
+        offset: offset.saturating_mul(size),
+        len: count.saturating_mul(size),
+        size: len.saturating_mul(size),
+    })
 }

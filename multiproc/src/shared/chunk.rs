@@ -228,15 +228,7 @@ impl<T: Pod> ArrayChunk<T> {
     }
 
     fn check(&self, offset: usize, count: usize) -> Result<()> {
-        if offset.checked_add(count).is_some_and(|end| end <= self.len) {
-            return Ok(());
-        }
-        let size = size_of::<T>();
-        Err(Error::OutOfBounds {
-            offset: offset.saturating_mul(size),
-            len: count.saturating_mul(size),
-            size: self.len.saturating_mul(size),
-        })
+        super::cells::check_range::<T>(self.len, offset, count)
     }
 }
 
