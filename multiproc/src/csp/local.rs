@@ -277,6 +277,9 @@ pub(crate) struct Local {
     /// the channel's local side (its entries are the parent's).
     generation: u64,
     table: Mutex<Table>,
+    /// How many readers are registered in the table (read without it, so
+    /// that a put with nobody waiting takes no lock).
+    registered: std::sync::atomic::AtomicUsize,
     codec: OnceLock<Codec>,
 }
 
@@ -286,7 +289,12 @@ impl Local {
         if let Some(codec) = codec {
             let _ = cell.set(codec);
         }
-        Self { generation: os::fork_generation(), table: Mutex::default(), codec: cell }
+        Self {
+            generation: os::fork_generation(),
+            table: Mutex::default(),
+            registered: std::sync::atomic::AtomicUsize::new(0),
+            codec: cell,
+        }
     }
 
     /// Whether this is the local side of the channel in the calling process
@@ -387,13 +395,18 @@ impl Local {
     /// Registers `waiter` (the caller keeps it alive, and calls
     /// [`unregister`](Self::unregister) before it goes).
     pub(crate) fn register<T: Send>(&self, waiter: &Waiter<T>) {
-        self.table().waiters.push_back(std::ptr::from_ref(waiter) as usize);
+        let mut table = self.table();
+        table.waiters.push_back(std::ptr::from_ref(waiter) as usize);
+        self.registered.store(table.waiters.len(), Ordering::SeqCst);
     }
 
     /// Unregisters `waiter`; the value a writer handed it, if one did.
     pub(crate) fn unregister<T: Send>(&self, waiter: &Waiter<T>) -> Option<T> {
         let me = std::ptr::from_ref(waiter) as usize;
-        self.table().waiters.retain(|&w| w != me);
+        let mut table = self.table();
+        table.waiters.retain(|&w| w != me);
+        self.registered.store(table.waiters.len(), Ordering::SeqCst);
+        drop(table);
         // Handed over (if at all) holding the table, which we took since.
         if !waiter.filled.swap(false, Ordering::SeqCst) {
             return None;
@@ -406,8 +419,14 @@ impl Local {
     /// Hands `offer`'s value to the oldest registered reader, if any:
     /// `true` if one took it.
     pub(crate) fn hand_off<T: Send>(&self, offer: &Offer<T>) -> bool {
+        // Nobody registered: the put goes to the ring, which wakes whoever
+        // registers meanwhile (see `wake_waiters`).
+        if self.registered.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
         let mut table = self.table();
         let Some(ptr) = table.waiters.pop_front() else { return false };
+        self.registered.store(table.waiters.len(), Ordering::SeqCst);
         // SAFETY: a registered waiter lives until it unregisters, which
         // needs the table, which we hold; every waiter of this table is a
         // `Waiter<T>` of the channel's type (see `Local`).
@@ -426,6 +445,12 @@ impl Local {
 
     /// Tells every registered reader to look again.
     pub(crate) fn wake_waiters(&self) {
+        // A reader registers before it looks at the ring (both SeqCst), and
+        // a put lands in the ring before this: one of them sees the other.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.registered.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         let table = self.table();
         for &ptr in &table.waiters {
             // SAFETY: as in `hand_off` (alive while registered); the bell is
