@@ -200,15 +200,10 @@ fn a_writer_waiting_when_the_reader_end_travels_is_taken_by_the_other_process() 
     let ch = Channel::<Counted>::new().unwrap();
     let (w, r) = (ch.writer(), ch.reader());
     let value = counters.value(42);
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let writer = std::thread::spawn(move || {
-        tid_tx.send(common::thread_id()).unwrap();
-        w.write_timeout(value, LIMIT)
-    });
     // The writer's value is in the channel (held here) before the end
     // travels: the writer sleeps waiting for a reader to take it.
-    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
-    common::eventually("the writer waits", || common::thread_asleep(tid));
+    let writer =
+        common::asleep_in_thread("the writer waits", move || w.write_timeout(value, LIMIT));
     let child = common::builder(StartMethod::Spawn).spawn(read_one, r).unwrap();
     assert_eq!(common::join(child).unwrap(), 42);
     assert_eq!(writer.join().unwrap(), Ok(()));
@@ -288,13 +283,7 @@ fn values_handed_to_waiting_readers_are_delivered_exactly_once_under_timeouts() 
 fn a_waiting_reader_is_released_by_poison_and_by_its_channel_becoming_shared() {
     let ch = Channel::<u64>::new().unwrap();
     let r = ch.reader();
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let waiting = std::thread::spawn(move || {
-        tid_tx.send(common::thread_id()).unwrap();
-        r.read_timeout(LIMIT)
-    });
-    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
-    common::eventually("the reader waits", || common::thread_asleep(tid));
+    let waiting = common::asleep_in_thread("the reader waits", move || r.read_timeout(LIMIT));
     ch.poison();
     assert_eq!(waiting.join().unwrap(), Err(Error::Poisoned));
 
@@ -302,13 +291,7 @@ fn a_waiting_reader_is_released_by_poison_and_by_its_channel_becoming_shared() {
     // written there reaches it.
     let ch = Channel::<u64>::new().unwrap();
     let (r, w) = (ch.reader(), ch.writer());
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let waiting = std::thread::spawn(move || {
-        tid_tx.send(common::thread_id()).unwrap();
-        r.read_timeout(LIMIT)
-    });
-    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
-    common::eventually("the reader waits", || common::thread_asleep(tid));
+    let waiting = common::asleep_in_thread("the reader waits", move || r.read_timeout(LIMIT));
     let child = common::builder(StartMethod::Spawn).spawn(write_42, w).unwrap();
     assert_eq!(waiting.join().unwrap(), Ok(42));
     common::join(child).unwrap();

@@ -299,13 +299,9 @@ fn try_and_timed_puts_return_while_another_producer_is_blocked_in_put() {
     q.put(1).unwrap();
     let blocked = q.clone();
     let (put_done, blocked_put) = std::sync::mpsc::channel();
-    let (tid_tx, tid) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tid_tx.send(common::thread_id()).unwrap();
+    common::asleep_in_thread("the other producer sleeps in put", move || {
         let _ = put_done.send(blocked.put(2).is_ok());
     });
-    let tid = tid.recv_timeout(LIMIT).unwrap();
-    eventually("the other producer sleeps in put", || common::thread_asleep(tid));
     let tried = q.clone();
     let full = within(Duration::from_secs(3), "try_put", move || tried.try_put(3));
     assert!(matches!(full, Err(PutError::Full(3))), "{full:?}");
@@ -328,13 +324,9 @@ fn try_and_timed_gets_return_while_another_consumer_is_blocked_in_get() {
     let q = Queue::<u32>::new().unwrap();
     let blocked = q.clone();
     let (got, blocked_get) = std::sync::mpsc::channel();
-    let (tid_tx, tid) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tid_tx.send(common::thread_id()).unwrap();
+    common::asleep_in_thread("the other consumer sleeps in get", move || {
         let _ = got.send(blocked.get().ok());
     });
-    let tid = tid.recv_timeout(LIMIT).unwrap();
-    eventually("the other consumer sleeps in get", || common::thread_asleep(tid));
     let tried = q.clone();
     let empty = within(Duration::from_secs(3), "try_get", move || tried.try_get());
     assert!(matches!(empty, Err(Error::Empty)), "{empty:?}");

@@ -101,6 +101,23 @@ pub fn is_dead(pid: u32) -> bool {
     matches!(proc_state(pid), None | Some('Z') | Some('X'))
 }
 
+/// Runs `f` on a new thread and returns once that thread sleeps in the
+/// kernel (blocked in `f`, past any poll); `what` names the wait.
+#[allow(dead_code)] // not every test binary uses it
+pub fn asleep_in_thread<R: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        tid_tx.send(thread_id()).unwrap();
+        f()
+    });
+    let tid = tid_rx.recv_timeout(LIMIT).unwrap();
+    eventually(what, || thread_asleep(tid));
+    handle
+}
+
 /// Waits until `check` holds, failing the test after `LIMIT`.
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + LIMIT;
