@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![deny(unsafe_code)]
 
+mod aio;
 mod boot;
 pub mod connection;
 pub mod csp;
@@ -34,8 +35,8 @@ pub use shared::{
     Value, ValueGuard,
 };
 pub use sync::{
-    Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event, Lock,
-    LockError, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
+    AsyncLockGuard, Barrier, BarrierWaitResult, BoundedSemaphore, Condition, ConditionGuard, Event,
+    Lock, LockError, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use transfer::FdHandle;
 pub use wait_policy::{WaitPolicy, set_wait_policy, wait_policy};

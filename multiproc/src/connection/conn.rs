@@ -732,6 +732,237 @@ impl<S, R> fmt::Debug for Connection<S, R> {
     }
 }
 
+/// How often an awaiting pipe end looks whether its peer is gone.
+const AWAIT_PEER_CHECK: Duration = Duration::from_millis(100);
+
+impl<S, R> Connection<S, R> {
+    /// What an awaiting receive sleeps on (counting itself as a sleeper of
+    /// a pipe's ring).
+    fn arm_recv(&self, waiting: &mut crate::aio::Waiting) -> Option<crate::aio::Arm> {
+        use crate::aio::{Arm, Keep, Source, Wake};
+        match &self.inner.transport {
+            Transport::Ring { rx: Some(rx), .. } => {
+                let keep = Arc::clone(rx.segment()) as Keep;
+                let (seq, sleepers) = rx.ring().data_words();
+                waiting.count(sleepers, &keep);
+                let seen = seq.load(Ordering::SeqCst);
+                Some(Arm::with_recheck(Source::word(seq, seen, keep, Wake::One), AWAIT_PEER_CHECK))
+            }
+            // A write-only pipe end fails its attempt before it arms.
+            Transport::Ring { rx: None, .. } => Some(Arm::on(Source::Timer)),
+            Transport::Socket { sock, .. } => {
+                let source = Source::fds(&[(sock.as_fd(), false)]).unwrap_or(Source::Timer);
+                Some(Arm::with_recheck(source, AWAIT_PEER_CHECK))
+            }
+        }
+    }
+
+    /// What an awaiting send sleeps on: room in a pipe's ring, or a
+    /// writable socket.
+    fn arm_send(&self, waiting: &mut crate::aio::Waiting) -> Option<crate::aio::Arm> {
+        use crate::aio::{Arm, Keep, Source, Wake};
+        match &self.inner.transport {
+            Transport::Ring { tx: Some(tx), .. } => {
+                let keep = Arc::clone(tx.segment()) as Keep;
+                let (seq, sleepers) = tx.ring().room_words();
+                waiting.count(sleepers, &keep);
+                let seen = seq.load(Ordering::SeqCst);
+                Some(Arm::with_recheck(Source::word(seq, seen, keep, Wake::One), AWAIT_PEER_CHECK))
+            }
+            Transport::Ring { tx: None, .. } => Some(Arm::on(Source::Timer)),
+            Transport::Socket { sock, .. } => {
+                let source = Source::fds(&[(sock.as_fd(), true)]).unwrap_or(Source::Timer);
+                Some(Arm::with_recheck(source, AWAIT_PEER_CHECK))
+            }
+        }
+    }
+
+    /// One attempt of an awaiting send: `None` if it would wait.
+    fn try_send_once(&self, message: &S) -> Option<Result<()>>
+    where
+        S: Serialize,
+    {
+        match &self.inner.transport {
+            Transport::Socket { sock, .. } => {
+                // Sent once the socket takes more; a frame larger than the
+                // room it has completes in this poll.
+                let mut fds = [rustix::event::PollFd::new(sock, rustix::event::PollFlags::OUT)];
+                let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+                let writable = matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0);
+                writable.then(|| self.send(message))
+            }
+            Transport::Ring { tx: None, .. } => Some(Err(read_only())),
+            Transport::Ring { tx: Some(tx), sends, .. } => {
+                if let Err(e) = self.check_peer(sends) {
+                    return Some(Err(e));
+                }
+                let payload = WithoutFds::new(message);
+                match tx.put_payload(&payload, 0, Wait::Never) {
+                    Ok(()) => Some(Ok(())),
+                    // Descriptors travel beside the bytes; a message larger
+                    // than the ring (refused by an empty one) streams: both
+                    // by the blocking path, within this poll.
+                    Err(_) if payload.had_fds() => Some(self.send(message)),
+                    Err(PutFail::Full) if tx.ring().len() == 0 && !tx.has_data() => {
+                        Some(self.send(message))
+                    }
+                    Err(PutFail::Full) => {
+                        if self.peer_gone() {
+                            return Some(Err(Error::Disconnected));
+                        }
+                        None
+                    }
+                    Err(other) => Some(sent_or(Err(other))),
+                }
+            }
+        }
+    }
+
+    /// One poll of an awaiting receive with `attempt`.
+    fn poll_recv<T>(
+        &self,
+        waiting: &mut crate::aio::Waiting,
+        cx: &std::task::Context<'_>,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> std::task::Poll<Result<T>> {
+        waiting.poll(
+            cx,
+            || match attempt() {
+                Err(Error::Empty) => None,
+                done => Some(done),
+            },
+            |waiting| self.arm_recv(waiting),
+        )
+    }
+}
+
+impl<S: Serialize, R> Connection<S, R> {
+    /// Sends `message`, awaiting room as long as it takes: [`send`] without
+    /// holding a thread.
+    ///
+    /// **Cancel-safe**: the message goes out whole in the poll that returns
+    /// `Ready`, or not at all. A message larger than a pipe's ring (or a
+    /// socket's free buffer), or one carrying descriptors, goes out within
+    /// one poll, as [`send`] sends it.
+    ///
+    /// [`send`]: Connection::send
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// a.send_async(&1).await?;
+    /// assert_eq!(b.recv_async().await?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn send_async(&self, message: &S) -> Result<()> {
+        let mut waiting = crate::aio::Waiting::default();
+        std::future::poll_fn(|cx| {
+            waiting.poll(cx, || self.try_send_once(message), |waiting| self.arm_send(waiting))
+        })
+        .await
+    }
+}
+
+impl<S, R: DeserializeOwned> Connection<S, R> {
+    /// Receives the next message, awaiting it as long as it takes: [`recv`]
+    /// without holding a thread.
+    ///
+    /// **Cancel-safe**: a message is taken only in the poll that returns
+    /// it; dropping the future loses nothing and leaves no waiter behind.
+    ///
+    /// [`recv`]: Connection::recv
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv): [`Error::Disconnected`] once the peer
+    /// is gone (noticed within 100 ms on a pipe) and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (a, b) = multiproc::pipe::<String>()?;
+    /// a.send(&"hi".to_owned())?;
+    /// assert_eq!(b.recv_async().await?, "hi");
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn recv_async(&self) -> Result<R> {
+        let mut waiting = crate::aio::Waiting::default();
+        std::future::poll_fn(|cx| self.poll_recv(&mut waiting, cx, || self.try_recv())).await
+    }
+
+    /// The messages as a [`Stream`](futures_core::Stream), ending once the
+    /// peer is gone and nothing is left.
+    ///
+    /// **Cancel-safe** between messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # futures::executor::block_on(async {
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// a.send(&1)?;
+    /// a.send(&2)?;
+    /// drop(a);
+    /// let got: Vec<u8> = b.stream().map(Result::unwrap).collect().await;
+    /// assert_eq!(got, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stream(&self) -> Stream<'_, S, R> {
+        Stream { conn: self, waiting: crate::aio::Waiting::default(), done: false }
+    }
+}
+
+/// The messages of a [`Connection`] as a [`futures_core::Stream`], made by
+/// [`Connection::stream`]: each a `Result`; a message that does not decode
+/// is yielded as an error and the stream goes on; the peer's going is the
+/// normal end.
+#[must_use = "streams do nothing unless polled"]
+pub struct Stream<'a, S, R> {
+    conn: &'a Connection<S, R>,
+    waiting: crate::aio::Waiting,
+    done: bool,
+}
+
+impl<S, R: DeserializeOwned> futures_core::Stream for Stream<'_, S, R> {
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R>>> {
+        let this = self.get_mut();
+        if this.done {
+            return std::task::Poll::Ready(None);
+        }
+        let conn = this.conn;
+        let got = std::task::ready!(conn.poll_recv(&mut this.waiting, cx, || conn.try_recv()));
+        std::task::Poll::Ready(match got {
+            Err(Error::Disconnected) => {
+                this.done = true;
+                None
+            }
+            other => Some(other),
+        })
+    }
+}
+
+impl<S, R> fmt::Debug for Stream<'_, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream").field("conn", self.conn).field("done", &self.done).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,6 +264,59 @@ impl Listener {
         self.accept_pending()?.handshake()
     }
 
+    /// Awaits the next connection and runs the handshake: [`accept`]
+    /// without holding a thread. The handshake runs on a thread of its own
+    /// (bounded by the handshake timeout), so a slow client holds up no
+    /// task.
+    ///
+    /// **Cancel-safe** while it awaits a connection; dropped during a
+    /// handshake, it closes that client's connection.
+    ///
+    /// [`accept`]: Listener::accept
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Listener::accept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Client, Connection, Listener};
+    /// # futures::executor::block_on(async {
+    /// let listener = Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), Some(b"k"))?;
+    /// let address = listener.address().clone();
+    /// let client = Client::connect_async::<u8, u8>(&address, Some(b"k"));
+    /// let (conn, server): (_, multiproc::Result<Connection<u8>>) =
+    ///     futures::join!(client, listener.accept_async());
+    /// conn?.send_async(&7).await?;
+    /// assert_eq!(server?.recv_async().await?, 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn accept_async<S, R>(&self) -> Result<Connection<S, R>>
+    where
+        S: 'static,
+        R: 'static,
+    {
+        use crate::aio::{Arm, Source, Waiting};
+        let mut waiting = Waiting::default();
+        let pending = std::future::poll_fn(|cx| {
+            waiting.poll(
+                cx,
+                || {
+                    let fd = self.fd();
+                    let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                    let zero = rustix::time::Timespec { tv_sec: 0, tv_nsec: 0 };
+                    matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+                        .then(|| self.accept_pending())
+                },
+                |_| Some(Arm::on(Source::fds(&[(self.fd(), false)]).unwrap_or(Source::Timer))),
+            )
+        })
+        .await?;
+        crate::aio::off_thread("handshake", move || pending.handshake::<S, R>())?.await
+    }
+
     /// Waits for the next connection without running the handshake yet: a
     /// server that gives each client its own thread runs
     /// [`PendingConnection::handshake`] there, so that a slow or silent
@@ -397,6 +450,43 @@ impl Client {
     /// assert!(Client::connect::<u8, u8>(&nobody, None).is_err());
     /// ```
     pub fn connect<S, R>(address: &Address, authkey: Option<&[u8]>) -> Result<Connection<S, R>> {
+        Self::connect_blocking(address, authkey)
+    }
+
+    /// Connects and runs the handshake, awaited: [`connect`] without
+    /// holding a thread of the executor (it runs on a thread of its own).
+    /// **Cancel-safe**: dropped before it completes, the connection it
+    /// makes is closed.
+    ///
+    /// [`connect`]: Client::connect
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Client::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::connection::{Address, Client};
+    /// let nobody = Address::Abstract("nobody-listens-here-either".into());
+    /// let refused = futures::executor::block_on(Client::connect_async::<u8, u8>(&nobody, None));
+    /// assert!(refused.is_err());
+    /// ```
+    pub async fn connect_async<S: 'static, R: 'static>(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Connection<S, R>> {
+        let (address, authkey) = (address.clone(), authkey.map(<[u8]>::to_vec));
+        crate::aio::off_thread("connect", move || {
+            Self::connect_blocking::<S, R>(&address, authkey.as_deref())
+        })?
+        .await
+    }
+
+    fn connect_blocking<S, R>(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Connection<S, R>> {
         let (sock, fds_allowed): (OwnedFd, bool) = match address {
             Address::Tcp(addr) => {
                 let stream =

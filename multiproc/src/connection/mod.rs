@@ -24,7 +24,7 @@ mod oneway;
 mod wait;
 
 pub(crate) use conn::pipe_between;
-pub use conn::{Connection, pipe, pipe_with_ring};
+pub use conn::{Connection, Stream, pipe, pipe_with_ring};
 pub use iter::{Iter, TryIter};
 pub use listener::{Address, Client, Listener, PendingConnection};
 pub use oneway::{Receiver, Sender, pipe_oneway};

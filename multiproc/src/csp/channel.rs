@@ -1512,3 +1512,283 @@ impl fmt::Debug for EndRef {
         f.debug_struct("EndRef").finish_non_exhaustive()
     }
 }
+
+/// The async face of channel ends: `read_async`, `write_async`, and the
+/// reader as a stream.
+impl Shared {
+    fn keep(&self) -> crate::aio::Keep {
+        Arc::clone(self.queue.segment()) as crate::aio::Keep
+    }
+
+    /// One poll of an awaiting read. While asleep it counts as a waiting
+    /// reader (a rendezvous `try_write`, or an alternation's output guard,
+    /// may then offer it a value) and as a sleeper for values.
+    pub(crate) fn poll_read<T: Send>(
+        &self,
+        waiting: &mut crate::aio::Waiting,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T>> {
+        use crate::aio::{Arm, Source, Wake};
+        let state = self.state();
+        let got = waiting.poll(
+            cx,
+            || match self.read::<T>(Wait::Never) {
+                Err(Error::WouldBlock) => None,
+                done => Some(done),
+            },
+            |waiting| {
+                let keep = self.keep();
+                if waiting.count(&state.waiting_readers, &keep) {
+                    self.ring_bell(&state.out_bell);
+                } else {
+                    // Woken by nothing but the clock: a holder may have died.
+                    self.reap_dead_holders();
+                }
+                let (seq, sleepers) = self.ring().data_words();
+                waiting.count(sleepers, &keep);
+                let seen = seq.load(Ordering::SeqCst);
+                Some(Arm::with_recheck(Source::word(seq, seen, keep, Wake::One), DEATH_CHECK))
+            },
+        );
+        if got.is_ready() {
+            // No longer waiting: an alternation offering looks again.
+            self.ring_bell(&state.out_bell);
+        }
+        got
+    }
+
+    /// One poll of an awaiting write of `write.offer`.
+    fn poll_write<T: Send>(
+        &self,
+        write: &mut AsyncWrite<'_, T>,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        use crate::aio::{Arm, Source, Wake};
+        let rendezvous = self.is_rendezvous();
+        let ring = self.ring();
+        let AsyncWrite { offer, posted, waiting, .. } = write;
+        let in_channel = Cell::new(posted.is_some());
+        waiting.poll(
+            cx,
+            || {
+                let done = attempt_write(self, offer, posted, rendezvous, ring);
+                in_channel.set(posted.is_some());
+                done
+            },
+            |waiting| {
+                let keep = self.keep();
+                if !waiting.count(ring.room_words().1, &keep) {
+                    self.reap_dead_holders();
+                }
+                // Room for a buffered value, or a reader's claim: both
+                // move the consumer side.
+                let (seq, _) = ring.room_words();
+                let seen = seq.load(Ordering::SeqCst);
+                let wake = if in_channel.get() { Wake::All } else { Wake::One };
+                Some(Arm::with_recheck(Source::word(seq, seen, keep, wake), DEATH_CHECK))
+            },
+        )
+    }
+}
+
+/// One attempt of an awaiting write: `None` while it must wait.
+fn attempt_write<T: Send>(
+    shared: &Shared,
+    offer: &Offer<T>,
+    posted: &mut Option<Posted>,
+    rendezvous: bool,
+    ring: &RawRing,
+) -> Option<Result<()>> {
+    let Some(mine) = posted.as_ref() else {
+        // Not in the channel yet: a reader of this process
+        // waiting now takes it directly, or it goes in.
+        if rendezvous
+            && shared.unwritable().is_none()
+            && matches!(shared.is_local(), Ok(true))
+            && shared.local.hand_off(offer)
+        {
+            shared.ring_bell(&shared.state().out_bell);
+            return Some(Ok(()));
+        }
+        return match shared.offer(offer) {
+            Ok(None) => Some(Ok(())),
+            Ok(Some(now)) => {
+                *posted = Some(now);
+                None
+            }
+            Err(Error::WouldBlock) => None,
+            Err(e) => Some(Err(e)),
+        };
+    };
+    // Posted to a rendezvous: done once a reader took it.
+    if ring.counts().1 >= mine.ticket {
+        *posted = None;
+        return Some(Ok(()));
+    }
+    if ring.is_closed() {
+        let mine = posted.take()?;
+        if shared.withdraw(&mine) {
+            return Some(Err(shared.closed_error()));
+        }
+        shared.released(&mine);
+        return Some(Ok(()));
+    }
+    None
+}
+
+/// An awaiting write's value and where it is: dropped before its write
+/// completed, it takes a posted value back (unless a reader claimed it
+/// already: then the reader gets it).
+struct AsyncWrite<'a, T> {
+    shared: &'a Shared,
+    /// Boxed: a value posted to a local rendezvous is read from here.
+    offer: Box<Offer<T>>,
+    posted: Option<Posted>,
+    waiting: crate::aio::Waiting,
+}
+
+impl<T> Drop for AsyncWrite<'_, T> {
+    fn drop(&mut self) {
+        if let Some(posted) = self.posted.take() {
+            if !self.shared.withdraw(&posted) {
+                // Claimed: wait for the reader to move it out of the offer.
+                self.shared.released(&posted);
+            }
+        }
+    }
+}
+
+impl<T: Send> Reader<T> {
+    /// Reads the next value, awaiting it as long as it takes: [`read`]
+    /// without holding a thread. While it awaits, it counts as a waiting
+    /// reader, as a blocking read does.
+    ///
+    /// **Cancel-safe**: a value is taken only in the poll that returns it;
+    /// dropping the future loses nothing and leaves no waiter behind.
+    ///
+    /// [`read`]: Reader::read
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Reader::read); [`Error::Retired`] also once every writer
+    /// was killed (noticed within 100 ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// ch.writer().write_async(5).await?;
+    /// assert_eq!(ch.reader().read_async().await?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn read_async(&self) -> Result<T> {
+        let mut waiting = crate::aio::Waiting::default();
+        std::future::poll_fn(|cx| self.end.shared.poll_read(&mut waiting, cx)).await
+    }
+
+    /// The values as a [`Stream`](futures_core::Stream), ending once every
+    /// writer retired and nothing is left; poison is yielded as an error,
+    /// then the stream ends. **Cancel-safe** between values.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(2)?;
+    /// let (r, w) = (ch.reader(), ch.writer());
+    /// w.write(1)?;
+    /// w.write(2)?;
+    /// w.retire();
+    /// let got: Vec<u8> = r.stream().map(Result::unwrap).collect().await;
+    /// assert_eq!(got, [1, 2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn stream(&self) -> ReaderStream<'_, T> {
+        ReaderStream { reader: self, waiting: crate::aio::Waiting::default(), done: false }
+    }
+}
+
+impl<T: Send> Writer<T> {
+    /// Writes `value`, awaiting as long as it takes (on a rendezvous
+    /// channel until a reader has taken it): [`write`] without holding a
+    /// thread.
+    ///
+    /// **Cancel-safe**: dropped before it completes, the value is taken
+    /// back and dropped unless a reader had already committed to it, in
+    /// which case that reader gets it; either way exactly once or not at
+    /// all, and no waiter is left behind.
+    ///
+    /// [`write`]: Writer::write
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Writer::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<&str>::new()?;
+    /// let (r, w) = (ch.reader(), ch.writer());
+    /// let (written, read) = futures::join!(w.write_async("hi"), r.read_async());
+    /// written?;
+    /// assert_eq!(read?, "hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn write_async(&self, value: T) -> Result<()> {
+        let shared = &self.end.shared;
+        let mut write = AsyncWrite {
+            shared,
+            offer: Box::new(Offer::new(value)),
+            posted: None,
+            waiting: crate::aio::Waiting::default(),
+        };
+        std::future::poll_fn(|cx| shared.poll_write(&mut write, cx)).await
+    }
+}
+
+/// The values of a [`Reader`] as a [`futures_core::Stream`], made by
+/// [`Reader::stream`].
+#[must_use = "streams do nothing unless polled"]
+pub struct ReaderStream<'a, T> {
+    reader: &'a Reader<T>,
+    waiting: crate::aio::Waiting,
+    done: bool,
+}
+
+impl<T: Send> futures_core::Stream for ReaderStream<'_, T> {
+    type Item = Result<T>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<T>>> {
+        let this = self.get_mut();
+        if this.done {
+            return std::task::Poll::Ready(None);
+        }
+        let got = std::task::ready!(this.reader.end.shared.poll_read::<T>(&mut this.waiting, cx));
+        std::task::Poll::Ready(match got {
+            Ok(value) => Some(Ok(value)),
+            Err(Error::Retired) => {
+                this.done = true;
+                None
+            }
+            Err(e) => {
+                this.done = true;
+                Some(Err(e))
+            }
+        })
+    }
+}
+
+impl<T> fmt::Debug for ReaderStream<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReaderStream").field("done", &self.done).finish_non_exhaustive()
+    }
+}

@@ -51,7 +51,7 @@ mod local;
 mod process;
 
 pub use alt::Alternation;
-pub use channel::{Channel, ChannelEnd, Reader, Writer};
+pub use channel::{Channel, ChannelEnd, Reader, ReaderStream, Writer};
 pub use error::{Error, Result};
 pub use multiproc_macros::process;
 pub use process::{

@@ -489,6 +489,90 @@ impl<R: DeserializeOwned> Process<R> {
     }
 }
 
+impl<R> Process<R> {
+    /// One poll of an awaiting wait for the child's end.
+    fn poll_ended(
+        &self,
+        waiting: &mut crate::aio::Waiting,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        waiting.poll(
+            cx,
+            || {
+                let mut life = self.lock();
+                match self.poll_exit(&mut life) {
+                    Ok(true) => Some(Ok(())),
+                    Ok(false) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            },
+            |_| {
+                let channel_open = self.lock().channel_open;
+                let exit_fd = match &self.exit {
+                    ExitWatch::Direct => self.pidfd(),
+                    ExitWatch::Server(sock) => sock.as_fd(),
+                };
+                let mut fds = vec![(exit_fd, false)];
+                if channel_open {
+                    fds.push((self.channel.as_fd(), false));
+                }
+                // Out of descriptors: look again now and then instead.
+                let source = crate::aio::Source::fds(&fds).unwrap_or(crate::aio::Source::Timer);
+                Some(crate::aio::Arm::with_recheck(source, Duration::from_millis(100)))
+            },
+        )
+    }
+
+    /// Awaits the child's end and returns its [`exit_code`](Self::exit_code),
+    /// keeping the result for a later [`join`](Self::join): [`wait`] without
+    /// holding a thread. **Cancel-safe**: it only looks.
+    ///
+    /// [`wait`]: Self::wait
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::spawn(|x: u8| x + 1, 1)?;
+    /// assert_eq!(futures::executor::block_on(child.wait_async())?, 0);
+    /// assert_eq!(child.join()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn wait_async(&self) -> Result<i32> {
+        let mut waiting = crate::aio::Waiting::default();
+        std::future::poll_fn(|cx| self.poll_ended(&mut waiting, cx)).await?;
+        Ok(self.lock().status.map_or(0, ExitStatus::code))
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// Awaits the child's end and returns what its target returned:
+    /// [`join`] without holding a thread. **Cancel-safe**: dropped before it
+    /// completes, it drops the handle as dropping a `Process` does (the
+    /// child goes on; it is reaped when it ends).
+    ///
+    /// [`join`]: Self::join
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Self::join).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let child = multiproc::Process::spawn(|s: String| s.len(), "four".to_owned())?;
+    /// assert_eq!(futures::executor::block_on(child.join_async())?, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub async fn join_async(self) -> Result<R> {
+        self.wait_async().await?;
+        self.take_result()
+    }
+}
+
 /// Reads the 8-byte status the fork server sends once it reaped a child.
 fn read_server_status(sock: BorrowedFd<'_>) -> Result<Option<ExitStatus>> {
     let mut buf = [0u8; 8];

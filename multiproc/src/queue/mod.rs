@@ -27,6 +27,7 @@
 //! queue). For byte buffers, `serde_bytes::ByteBuf` encodes in one copy where
 //! `Vec<u8>` goes byte by byte.
 
+mod awaiting;
 mod error;
 mod iter;
 mod joinable;
@@ -34,6 +35,7 @@ pub(crate) mod raw;
 mod simple;
 mod typed;
 
+pub use awaiting::Stream;
 pub use error::PutError;
 pub use iter::{Iter, TryIter};
 pub use joinable::JoinableQueue;

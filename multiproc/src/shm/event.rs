@@ -44,6 +44,11 @@ impl RawEvent {
         self.state.fetch_and(!1, Ordering::SeqCst);
     }
 
+    /// The state word (flag and set count) and the waiter count.
+    pub(crate) fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.state, &self.waiters)
+    }
+
     /// Whether the flag is set.
     pub(crate) fn is_set(&self) -> bool {
         self.state.load(Ordering::Acquire) & 1 == 1

@@ -40,8 +40,15 @@ impl RawLock {
     /// owner has been seen holding the lock for [`MIN_POLL`], so a `try_lock`
     /// loop does not turn into a system-call loop.
     pub(crate) fn try_lock(&self) -> Option<Acquired> {
-        let me = park::tid();
-        match self.state.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        self.try_lock_as(park::tid(), false)
+    }
+
+    /// [`try_lock`](Self::try_lock) for owner `me` (an owner id, see
+    /// [`park::tid`]); `keep_waiters` after a sleep, when others may sleep
+    /// too and must be woken at the next release.
+    pub(crate) fn try_lock_as(&self, me: u32, keep_waiters: bool) -> Option<Acquired> {
+        let new = if keep_waiters { me | WAITERS } else { me };
+        match self.state.compare_exchange(0, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => Some(Acquired::Clean),
             Err(state) if self.held_long(state) => self.take_from_dead(state, me),
             Err(_) => None,
@@ -139,12 +146,42 @@ impl RawLock {
         }
     }
 
+    /// Marks that someone sleeps on the lock, for a sleep on the state
+    /// word: the value to sleep on, or `None` if the lock is free now.
+    pub(crate) fn mark_sleeper(&self) -> Option<u32> {
+        let state = self.state.load(Ordering::Relaxed);
+        if state & TID_MASK == 0 {
+            return None;
+        }
+        if state & WAITERS == 0
+            && self
+                .state
+                .compare_exchange(state, state | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(state | WAITERS)
+    }
+
+    /// The state word (for sleeping on it after [`mark_sleeper`](Self::mark_sleeper)).
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.state
+    }
+
     /// Releases the lock; `false` (and no change) if the caller's thread does
     /// not own it.
     #[inline]
     pub(crate) fn unlock(&self) -> bool {
+        self.unlock_as(park::tid())
+    }
+
+    /// Releases the lock held by owner `me`; `false` (and no change) if
+    /// `me` does not own it.
+    #[inline]
+    pub(crate) fn unlock_as(&self, me: u32) -> bool {
         let state = self.state.load(Ordering::Relaxed);
-        if state & TID_MASK != park::tid() {
+        if state & TID_MASK != me {
             return false;
         }
         // Only the owner changes the owner field while it is held; others

@@ -326,6 +326,29 @@ impl RawRing {
         fence(Ordering::SeqCst);
     }
 
+    /// The word bumped when records come (while someone counts in the
+    /// second word, the sleepers for records).
+    pub(crate) fn data_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.producer.seq, &self.producer.sleepers)
+    }
+
+    /// The word bumped when room is made (while someone counts in the
+    /// second word, the sleepers for room).
+    pub(crate) fn room_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.consumer.seq, &self.consumer.sleepers)
+    }
+
+    /// The word bumped by `task_done` (while someone counts in the second
+    /// word, the joiners).
+    pub(crate) fn done_words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.shared.done_seq, &self.shared.joiners)
+    }
+
+    /// Whether every message put so far is marked done.
+    pub(crate) fn all_done(&self) -> bool {
+        self.shared.done_count.load(Ordering::SeqCst) >= self.producer.count.load(Ordering::SeqCst)
+    }
+
     /// Sleeps while [`data_seq`](Self::data_seq) is `seen`, at most
     /// `timeout` (and at most 100 ms).
     pub(crate) fn sleep_for_data(&self, seen: u32, timeout: Option<Duration>) {

@@ -83,6 +83,11 @@ impl RawSemaphore {
         Ok(())
     }
 
+    /// The count word and the waiter count.
+    pub(crate) fn words(&self) -> (&AtomicU32, &AtomicU32) {
+        (&self.count, &self.waiters)
+    }
+
     /// The current count.
     pub(crate) fn value(&self) -> u32 {
         self.count.load(Ordering::Relaxed)

@@ -129,6 +129,42 @@ impl Event {
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.raw().wait(deadline_after(timeout))
     }
+
+    /// Awaits the flag: [`wait`](Event::wait) without holding a thread.
+    /// Returns once the flag is set, or was set since the call began.
+    /// **Cancel-safe**: it only looks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let ready = multiproc::Event::new()?;
+    /// ready.set();
+    /// ready.wait_async().await;
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_async(&self) {
+        use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+        use std::sync::atomic::Ordering;
+        let (state, waiters) = self.raw().words();
+        let start = state.load(Ordering::Acquire);
+        let fired = |now: u32| now & 1 == 1 || now >> 1 != start >> 1;
+        let mut waiting = Waiting::default();
+        std::future::poll_fn(|cx| {
+            waiting.poll(
+                cx,
+                || fired(state.load(Ordering::Acquire)).then_some(()),
+                |waiting| {
+                    let keep = Arc::clone(&self.seg) as Keep;
+                    waiting.count(waiters, &keep);
+                    let now = state.load(Ordering::SeqCst);
+                    Some(Arm::on(Source::word(state, now, keep, Wake::All)))
+                },
+            )
+        })
+        .await;
+    }
 }
 
 impl fmt::Debug for Event {

@@ -211,6 +211,81 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// Takes the lock, awaiting it as long as it takes: [`lock`] without
+    /// holding a thread. The guard may travel between the threads of an
+    /// executor (it is `Send`): the lock belongs to the process while an
+    /// awaiting task holds it, and is taken from it only if the whole
+    /// process dies.
+    ///
+    /// **Cancel-safe**: the lock is taken only in the poll that returns it;
+    /// a dropped future holds nothing and leaves no waiter behind.
+    ///
+    /// [`lock`]: Lock::lock
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard) if the previous owner died
+    /// holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let lock = multiproc::Lock::new()?;
+    /// {
+    ///     let _guard = lock.lock_async().await.map_err(|e| e.to_string())?;
+    ///     assert!(lock.is_locked());
+    /// }
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn lock_async(&self) -> Result<AsyncLockGuard<'_>, LockError<AsyncLockGuard<'_>>> {
+        use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+        let raw = self.raw();
+        let me = crate::shm::park::process_owner();
+        let mut waiting = Waiting::default();
+        let slept = std::cell::Cell::new(false);
+        let acquired = std::future::poll_fn(move |cx| {
+            waiting.poll(
+                cx,
+                || raw.try_lock_as(me, slept.get()),
+                |_| {
+                    let expected = raw.mark_sleeper()?;
+                    slept.set(true);
+                    let keep = Arc::clone(&self.seg) as Keep;
+                    // A dead owner is noticed when we look again.
+                    let source = Source::word(raw.word(), expected, keep, Wake::One);
+                    Some(Arm::with_recheck(source, Duration::from_millis(100)))
+                },
+            )
+        })
+        .await;
+        lock_result(Some(acquired), Miss::Timeout, || AsyncLockGuard { raw, owner: me })
+    }
+}
+
+/// Proof that this process's awaiting task holds a [`Lock`] (from
+/// [`Lock::lock_async`]); releases it on drop, from whichever thread.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct AsyncLockGuard<'a> {
+    raw: &'a RawLock,
+    owner: u32,
+}
+
+impl Drop for AsyncLockGuard<'_> {
+    fn drop(&mut self) {
+        self.raw.unlock_as(self.owner);
+    }
+}
+
+impl fmt::Debug for AsyncLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AsyncLockGuard")
+    }
+}
+
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
         self.raw.unlock();

@@ -29,7 +29,7 @@ pub use barrier::{Barrier, BarrierWaitResult};
 pub use condition::{Condition, ConditionGuard};
 pub use error::LockError;
 pub use event::Event;
-pub use lock::{Lock, LockGuard};
+pub use lock::{AsyncLockGuard, Lock, LockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 

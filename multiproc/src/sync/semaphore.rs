@@ -92,6 +92,41 @@ macro_rules! semaphore_methods {
                 self.raw().acquire(None);
             }
 
+            /// Takes one unit, awaiting one as long as it takes:
+            /// [`acquire`](Self::acquire) without holding a thread.
+            /// **Cancel-safe**: the unit is taken only in the poll that
+            /// returns; a dropped future takes none and leaves no waiter
+            /// behind. Give it back with `release`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("let sem = multiproc::", stringify!($ty), "::new(1)?;")]
+            /// futures::executor::block_on(sem.acquire_async());
+            /// assert!(!sem.try_acquire());
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub async fn acquire_async(&self) {
+                use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+                use std::sync::atomic::Ordering;
+                let raw = self.raw();
+                let (count, waiters) = raw.words();
+                let mut waiting = Waiting::default();
+                std::future::poll_fn(|cx| {
+                    waiting.poll(
+                        cx,
+                        || raw.try_acquire().then_some(()),
+                        |waiting| {
+                            let keep = Arc::clone(&self.seg) as Keep;
+                            waiting.count(waiters, &keep);
+                            let now = count.load(Ordering::SeqCst);
+                            (now == 0).then(|| Arm::on(Source::word(count, 0, keep, Wake::One)))
+                        },
+                    )
+                })
+                .await;
+            }
+
             /// Takes one unit if there is one.
             ///
             /// # Examples

@@ -13,7 +13,7 @@ mod waker;
 
 pub(crate) use futex::{
     current_owner_id, current_tid, fork_generation, futex_wait, futex_wait_any, futex_wake,
-    namespaces, owner_alive,
+    namespaces, owner_alive, process_owner_id,
 };
 pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
@@ -21,7 +21,7 @@ pub(crate) use memory::{
     Mapping, create_exclusive, file_identity, file_size, flock, is_sealed, open_existing,
     page_size, path_identity, read_at, reserve, sealed_memfd, set_len, unlink_if_same, write_at,
 };
-pub(crate) use poll::{peer_hung_up, wait_readable};
+pub(crate) use poll::{peer_hung_up, wait_fds, wait_readable};
 pub(crate) use proc::{
     ExitStatus, Forked, Signal, adopt_inherited_fd, at_exit, borrow_inherited_fd, close_other_fds,
     default_sigchld, detach, exe_identity, exit_now, fork, getpid, getppid, is_privileged,

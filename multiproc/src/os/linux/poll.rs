@@ -15,8 +15,23 @@ pub(crate) fn wait_readable(
     fds: &[BorrowedFd<'_>],
     deadline: Option<Instant>,
 ) -> io::Result<Option<Vec<bool>>> {
-    let mut pollfds: Vec<PollFd<'_>> =
-        fds.iter().map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN)).collect();
+    let fds: Vec<(BorrowedFd<'_>, bool)> = fds.iter().map(|fd| (*fd, false)).collect();
+    wait_fds(&fds, deadline)
+}
+
+/// Waits until at least one of `fds` is readable (writable, for those
+/// paired with `true`), hung up or in error, or `deadline` passes; as
+/// [`wait_readable`].
+pub(crate) fn wait_fds(
+    fds: &[(BorrowedFd<'_>, bool)],
+    deadline: Option<Instant>,
+) -> io::Result<Option<Vec<bool>>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, write)| {
+            PollFd::from_borrowed_fd(*fd, if *write { PollFlags::OUT } else { PollFlags::IN })
+        })
+        .collect();
     loop {
         let timeout = match deadline {
             None => None,

@@ -1,0 +1,537 @@
+//! The async face: every awaitable under tokio's multi-threaded runtime and
+//! under `futures::executor::block_on`, across real processes; cancellation
+//! in the middle; peers killed while tasks await; many awaiting tasks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{LIMIT, cpu_ticks, eventually, join};
+use multiproc::{JoinableQueue, Process, Queue};
+
+/// A multi-threaded tokio runtime (2 workers, as the machine has 2 CPUs).
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Runs `f` under tokio, failing the test after `LIMIT`.
+fn under_tokio<F: Future<Output = R> + Send + 'static, R: Send + 'static>(f: F) -> R {
+    let runtime = tokio();
+    runtime.block_on(async {
+        tokio::time::timeout(LIMIT, tokio::spawn(f)).await.expect("within the limit").unwrap()
+    })
+}
+
+/// Runs `f` under `futures::executor::block_on` on a helper thread,
+/// failing the test after `LIMIT`.
+fn under_block_on<F: Future<Output = R> + Send + 'static, R: Send + 'static>(f: F) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(f));
+    });
+    rx.recv_timeout(LIMIT).expect("block_on: within the limit")
+}
+
+fn echo(args: (Queue<u64>, Queue<u64>)) {
+    let (input, output) = args;
+    while let Ok(n) = input.get() {
+        output.put(n + 1).unwrap();
+    }
+}
+
+async fn round_trips(to: Queue<u64>, from: Queue<u64>, n: u64) -> u64 {
+    let mut sum = 0;
+    for i in 0..n {
+        to.put_async(i).await.unwrap();
+        sum += from.get_async().await.unwrap();
+    }
+    sum
+}
+
+#[test]
+fn queue_round_trips_with_a_process_under_tokio_and_block_on() {
+    let (to, from) = (Queue::new().unwrap(), Queue::new().unwrap());
+    let child = Process::spawn(echo, (to.clone(), from.clone())).unwrap();
+    let n = 2_000;
+    let expected = n * (n + 1) / 2;
+    assert_eq!(under_tokio(round_trips(to.clone(), from.clone(), n)), expected);
+    assert_eq!(under_block_on(round_trips(to.clone(), from.clone(), n)), expected);
+    to.close();
+    join(child).unwrap();
+}
+
+fn slow_producer(args: (Queue<u64>, u64)) {
+    let (q, n) = args;
+    for i in 0..n {
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        q.put(i).unwrap();
+    }
+}
+
+#[test]
+fn ten_thousand_tasks_await_one_queue_and_each_item_reaches_exactly_one() {
+    let n = 10_000u64;
+    let q: Queue<u64> = Queue::new().unwrap();
+    let runtime = tokio();
+    let total = runtime.block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { q.get_async().await.unwrap() })
+            })
+            .collect();
+        let producer = Process::spawn(slow_producer, (q.clone(), n)).unwrap();
+        let mut seen = vec![false; n as usize];
+        for task in tasks {
+            let item =
+                tokio::time::timeout(LIMIT, task).await.expect("every task gets one").unwrap();
+            assert!(!std::mem::replace(&mut seen[item as usize], true), "{item} twice");
+        }
+        join(producer).unwrap();
+        seen.iter().filter(|s| **s).count()
+    });
+    assert_eq!(total, n as usize);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn a_cancelled_get_loses_nothing_and_leaves_no_waiter() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    under_tokio({
+        let q = q.clone();
+        async move {
+            // Cancelled while asleep (past its poll budget) ...
+            let cancelled = tokio::time::timeout(Duration::from_millis(20), q.get_async()).await;
+            assert!(cancelled.is_err());
+            // ... and many times in the middle of polling.
+            for _ in 0..1000 {
+                let _ = tokio::time::timeout(Duration::from_micros(10), q.get_async()).await;
+            }
+        }
+    });
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 7);
+    assert_eq!(
+        under_block_on({
+            let q = q.clone();
+            async move { q.get_async().await.unwrap() }
+        }),
+        8
+    );
+}
+
+#[test]
+fn a_cancelled_put_puts_nothing_and_a_woken_put_goes_in() {
+    let q: Queue<u32> = Queue::bounded(1).unwrap();
+    q.put(1).unwrap();
+    under_tokio({
+        let q = q.clone();
+        async move {
+            let cancelled = tokio::time::timeout(Duration::from_millis(20), q.put_async(2)).await;
+            assert!(cancelled.is_err());
+            assert_eq!(q.len(), 1);
+            // A put asleep for room is woken by a get in another thread.
+            let getter = {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    q.get().unwrap()
+                })
+            };
+            q.put_async(3).await.unwrap();
+            assert_eq!(getter.join().unwrap(), 1);
+        }
+    });
+    assert_eq!(q.get_timeout(LIMIT).unwrap(), 3);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn closing_a_queue_ends_awaiting_gets_and_its_stream() {
+    use futures::StreamExt;
+    let q: Queue<u32> = Queue::new().unwrap();
+    let closer = q.clone();
+    let got = under_tokio({
+        let q = q.clone();
+        async move {
+            let waiting = tokio::spawn({
+                let q = q.clone();
+                async move { q.get_async().await }
+            });
+            let streamed = tokio::spawn({
+                let q = q.clone();
+                async move { q.stream().collect::<Vec<_>>().await }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            closer.close();
+            (waiting.await.unwrap(), streamed.await.unwrap())
+        }
+    });
+    assert!(matches!(got.0, Err(multiproc::Error::Closed)), "{:?}", got.0);
+    assert!(got.1.is_empty());
+}
+
+fn work(q: JoinableQueue<u32>) {
+    while let Ok(_job) = q.get() {
+        std::thread::sleep(Duration::from_millis(1));
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn join_async_waits_for_workers_in_another_process() {
+    let q = JoinableQueue::new().unwrap();
+    let worker = Process::spawn(work, q.clone()).unwrap();
+    under_tokio({
+        let q = q.clone();
+        async move {
+            for job in 0..50 {
+                q.put_async(job).await.unwrap();
+            }
+            q.join_async().await;
+            assert!(q.is_empty());
+        }
+    });
+    q.close();
+    join(worker).unwrap();
+}
+
+fn await_one(args: (Queue<u8>, multiproc::Event)) -> u8 {
+    let (q, ready) = args;
+    ready.set();
+    futures::executor::block_on(q.get_async()).unwrap()
+}
+
+#[test]
+fn an_idle_awaiting_process_uses_no_cpu() {
+    let q = Queue::new().unwrap();
+    let ready = multiproc::Event::new().unwrap();
+    let p = Process::spawn(await_one, (q.clone(), ready.clone())).unwrap();
+    assert!(ready.wait_timeout(LIMIT), "the consumer did not start");
+    // Every thread of it (the executor's and the reactor's) asleep.
+    let task_dir = format!("/proc/{}/task", p.pid());
+    eventually("the awaiting process sleeps", || {
+        std::fs::read_dir(&task_dir).unwrap().flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            stat.rsplit_once(')').and_then(|(_, a)| a.trim_start().chars().next()) == Some('S')
+        })
+    });
+    let before = cpu_ticks(p.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(p.pid()) - before;
+    q.put(9).unwrap();
+    assert_eq!(join(p).unwrap(), 9);
+    assert!(used <= 1, "an awaiting consumer used {used} ticks of CPU in one second");
+}
+
+fn set_later(event: multiproc::Event) {
+    std::thread::sleep(Duration::from_millis(30));
+    event.set();
+}
+
+#[test]
+fn events_locks_and_semaphores_are_awaited_across_processes() {
+    use multiproc::{Event, Lock, Semaphore};
+    let event = Event::new().unwrap();
+    let setter = Process::spawn(set_later, event.clone()).unwrap();
+    under_tokio({
+        let event = event.clone();
+        async move { event.wait_async().await }
+    });
+    assert!(event.is_set());
+    join(setter).unwrap();
+
+    // A lock held by another thread; the awaiting task gets it on release,
+    // holds it across an await on another worker thread, releases it there.
+    let lock = Lock::new().unwrap();
+    let held = lock.clone();
+    let holder = std::thread::spawn(move || {
+        let _guard = held.lock().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    });
+    std::thread::sleep(Duration::from_millis(5));
+    under_tokio({
+        let lock = lock.clone();
+        async move {
+            let guard = lock.lock_async().await.unwrap();
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert!(lock.is_locked());
+            drop(guard);
+            assert!(!lock.is_locked());
+        }
+    });
+    holder.join().unwrap();
+
+    let sem = Semaphore::new(0).unwrap();
+    let releaser = {
+        let sem = sem.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            sem.release().unwrap();
+        })
+    };
+    under_block_on({
+        let sem = sem.clone();
+        async move { sem.acquire_async().await }
+    });
+    assert!(!sem.try_acquire());
+    releaser.join().unwrap();
+}
+
+fn hold_lock_and_die(args: (multiproc::Lock, multiproc::Event)) {
+    let (lock, locked) = args;
+    std::mem::forget(lock.lock().unwrap());
+    locked.set();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn a_lock_awaited_from_a_killed_holder_comes_with_owner_died() {
+    let lock = multiproc::Lock::new().unwrap();
+    let locked = multiproc::Event::new().unwrap();
+    let holder = Process::spawn(hold_lock_and_die, (lock.clone(), locked.clone())).unwrap();
+    assert!(locked.wait_timeout(LIMIT));
+    let got = under_tokio({
+        let lock = lock.clone();
+        let pid = holder.pid();
+        async move {
+            let waiter = tokio::spawn({
+                let lock = lock.clone();
+                async move { matches!(lock.lock_async().await, Err(multiproc::LockError::OwnerDied(_))) }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // SAFETY: plain kill(2) of our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            waiter.await.unwrap()
+        }
+    });
+    assert!(got, "the awaiting task did not take the dead holder's lock");
+    let _ = common::wait(&holder);
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn processes_are_joined_awaiting_and_a_killed_one_is_an_error() {
+    let child = Process::spawn(nap, 20).unwrap();
+    assert_eq!(under_tokio(child.join_async()).unwrap(), 20);
+    let sleeper = Process::spawn(nap, 60_000).unwrap();
+    let pid = sleeper.pid();
+    let joined = under_block_on(async move {
+        let join = sleeper.join_async();
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        join.await
+    });
+    assert!(matches!(joined, Err(multiproc::Error::Signaled { signal: 9 })), "{joined:?}");
+}
+
+fn pipe_echo(conn: multiproc::Connection<u64>) {
+    while let Ok(n) = conn.recv() {
+        conn.send(&(n * 2)).unwrap();
+    }
+}
+
+fn pipe_then_die(conn: multiproc::Connection<u64>) {
+    conn.send(&1).unwrap();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn pipes_are_awaited_both_ways_and_a_killed_peer_ends_them() {
+    use futures::StreamExt;
+    let (ours, theirs) = multiproc::pipe::<u64>().unwrap();
+    let child = Process::spawn(pipe_echo, theirs).unwrap();
+    let sum = under_tokio({
+        let ours = ours.clone();
+        async move {
+            let mut sum = 0;
+            for i in 0..500 {
+                ours.send_async(&i).await.unwrap();
+                sum += ours.recv_async().await.unwrap();
+            }
+            sum
+        }
+    });
+    assert_eq!(sum, 2 * (0..500).sum::<u64>());
+    drop(ours);
+    join(child).unwrap();
+
+    let (ours, theirs) = multiproc::pipe::<u64>().unwrap();
+    let child = Process::spawn(pipe_then_die, theirs).unwrap();
+    let pid = child.pid();
+    let got = under_tokio(async move {
+        let mut stream = ours.stream();
+        let first = stream.next().await;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        (first.map(Result::unwrap), stream.next().await.is_none())
+    });
+    assert_eq!(got, (Some(1), true));
+    let _ = common::wait(&child);
+}
+
+#[test]
+fn listeners_accept_and_clients_connect_awaiting() {
+    use multiproc::connection::{Address, Client, Connection, Listener};
+    let listener =
+        Listener::bind(Address::Tcp("127.0.0.1:0".parse().unwrap()), Some(b"key")).unwrap();
+    let address = listener.address().clone();
+    let got = under_tokio(async move {
+        let server = tokio::spawn(async move {
+            let conn: Connection<String> = listener.accept_async().await.unwrap();
+            let wrong: multiproc::Result<Connection<String>> = listener.accept_async().await;
+            (conn.recv_async().await.unwrap(), wrong.is_err())
+        });
+        let client: Connection<String> =
+            Client::connect_async(&address, Some(b"key")).await.unwrap();
+        client.send_async(&"over tcp".to_owned()).await.unwrap();
+        let refused = Client::connect_async::<String, String>(&address, Some(b"wrong")).await;
+        (server.await.unwrap(), refused.is_err())
+    });
+    assert_eq!(got, (("over tcp".to_owned(), true), true));
+}
+
+fn csp_write_all(args: (multiproc::csp::Writer<u64>, u64)) {
+    let (w, n) = args;
+    for i in 0..n {
+        w.write(i).unwrap();
+    }
+    w.retire();
+}
+
+fn csp_read_all(r: multiproc::csp::Reader<u64>) -> u64 {
+    let mut sum = 0;
+    while let Ok(v) = r.read() {
+        sum += v;
+    }
+    sum
+}
+
+fn csp_write_and_die(w: multiproc::csp::Writer<u64>) {
+    w.write(1).unwrap();
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn channel_ends_are_awaited_across_processes_rendezvous_and_buffered() {
+    use futures::StreamExt;
+    use multiproc::csp::Channel;
+    for ch in [Channel::<u64>::new().unwrap(), Channel::<u64>::buffered(4).unwrap()] {
+        // Awaiting reader, blocking writer in another process.
+        let writer = Process::spawn(csp_write_all, (ch.writer(), 300)).unwrap();
+        let reader = ch.reader();
+        let sum = under_tokio(async move {
+            reader.stream().map(Result::unwrap).fold(0, |a, v| async move { a + v }).await
+        });
+        assert_eq!(sum, (0..300).sum::<u64>());
+        join(writer).unwrap();
+    }
+    for ch in [Channel::<u64>::new().unwrap(), Channel::<u64>::buffered(4).unwrap()] {
+        // Awaiting writer, blocking reader in another process.
+        let reader = Process::spawn(csp_read_all, ch.reader()).unwrap();
+        let writer = ch.writer();
+        under_block_on(async move {
+            for i in 0..300 {
+                writer.write_async(i).await.unwrap();
+            }
+            writer.retire();
+        });
+        drop(ch);
+        assert_eq!(join(reader).unwrap(), (0..300).sum::<u64>());
+    }
+}
+
+#[test]
+fn an_awaiting_reader_of_a_killed_writer_is_retired() {
+    let ch = multiproc::csp::Channel::<u64>::new().unwrap();
+    let writer = Process::spawn(csp_write_and_die, ch.writer()).unwrap();
+    let pid = writer.pid();
+    let reader = ch.reader();
+    drop(ch);
+    let got = under_tokio(async move {
+        let first = reader.read_async().await;
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        (first, reader.read_async().await)
+    });
+    assert_eq!(got, (Ok(1), Err(multiproc::csp::Error::Retired)));
+    let _ = common::wait(&writer);
+}
+
+#[test]
+fn cancelled_channel_writes_deliver_each_value_once_or_not_at_all() {
+    use multiproc::csp::Channel;
+    for ch in [Channel::<u64>::new().unwrap(), Channel::<u64>::buffered(2).unwrap()] {
+        let reader = ch.reader();
+        let read = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow_reader = {
+            let (read, stop) = (read.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(v) = reader.read_timeout(Duration::from_millis(1)) {
+                        read.lock().unwrap().push(v);
+                    }
+                }
+                while let Ok(v) = reader.try_read() {
+                    read.lock().unwrap().push(v);
+                }
+            })
+        };
+        let writer = ch.writer();
+        let completed = under_tokio(async move {
+            let mut completed = Vec::new();
+            for i in 0..2_000u64 {
+                let deadline = Duration::from_micros(i % 50);
+                if let Ok(Ok(())) = tokio::time::timeout(deadline, writer.write_async(i)).await {
+                    completed.push(i);
+                }
+            }
+            completed
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        slow_reader.join().unwrap();
+        let read = read.lock().unwrap().clone();
+        let mut sorted = read.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), read.len(), "a value was read twice");
+        for v in &completed {
+            assert!(read.contains(v), "{v} completed but was never read");
+        }
+    }
+}
+
+#[test]
+fn a_light_reader_and_a_thread_writer_share_a_local_channel_without_encoding() {
+    use multiproc::csp::Channel;
+    // Not a serde type: the channel stays local, and the awaiting reader
+    // takes boxed closures from a thread.
+    let ch: Channel<Box<dyn FnOnce() -> u64 + Send>> = Channel::new().unwrap();
+    let writer = ch.writer();
+    let thread = std::thread::spawn(move || {
+        for i in 0..100u64 {
+            writer.write(Box::new(move || i * 3)).unwrap();
+        }
+        writer.retire();
+    });
+    let reader = ch.reader();
+    drop(ch);
+    let sum = under_tokio(async move {
+        let mut sum = 0;
+        while let Ok(f) = reader.read_async().await {
+            sum += f();
+        }
+        sum
+    });
+    thread.join().unwrap();
+    assert_eq!(sum, 3 * (0..100).sum::<u64>());
+}
