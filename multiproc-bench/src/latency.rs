@@ -24,6 +24,10 @@ pub struct Latency {
 /// The latency rows, multiproc's first, then the references.
 pub const LATENCIES: &[Latency] = &[
     Latency { name: "queue: round trip of a small message", run: queue },
+    Latency {
+        name: "queue: awaited round trip of a small message (tokio, both processes)",
+        run: queue_awaited,
+    },
     Latency { name: "pipe: round trip of a small message", run: pipe_trip },
     Latency { name: "event: ping-pong round trip, 2 processes", run: event },
     Latency { name: "csp: rendezvous round trip over two channels, 2 processes", run: csp_trip },
@@ -86,6 +90,52 @@ fn queue() -> Vec<Duration> {
         there.put(n).expect("put");
         assert_eq!(back.get().expect("get"), n);
     });
+    there.close();
+    child.join().expect("join");
+    times
+}
+
+/// A single-threaded tokio runtime, as a process that awaits would run.
+pub(crate) fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// [`timed_loop`] for an awaited round trip.
+pub(crate) async fn timed_loop_async<F: Future<Output = ()>>(
+    mut one: impl FnMut(u64) -> F,
+) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < WARM_UP {
+        one(n).await;
+        n += 1;
+    }
+    let mut times = Vec::with_capacity(ROUND_TRIPS);
+    for n in n..n + ROUND_TRIPS as u64 {
+        let start = Instant::now();
+        one(n).await;
+        times.push(start.elapsed());
+    }
+    times
+}
+
+fn echo_awaiting(queues: (Queue<u64>, Queue<u64>)) {
+    let (input, output) = queues;
+    current_thread().block_on(async {
+        while let Ok(n) = input.get_async().await {
+            output.put_async(n).await.expect("put");
+        }
+    });
+}
+
+fn queue_awaited() -> Vec<Duration> {
+    let (there, back) = (Queue::new().expect("queue"), Queue::new().expect("queue"));
+    let child = fork(echo_awaiting, (there.clone(), back.clone()));
+    let (to, from) = (&there, &back);
+    let times = current_thread().block_on(timed_loop_async(move |n| async move {
+        to.put_async(n).await.expect("put");
+        assert_eq!(from.get_async().await.expect("get"), n);
+    }));
     there.close();
     child.join().expect("join");
     times

@@ -54,6 +54,14 @@ pub const PEER_LATENCIES: &[Latency] = &[
     },
     Latency { name: "peer: iceoryx2 round trip, busy polling", run: ice_busy_poll },
     Latency { name: "peer: iceoryx2 round trip, blocking listener", run: ice_blocking },
+    Latency {
+        name: "peer: ipc-channel awaited round trip (async receiver, tokio, both processes)",
+        run: ipc_awaited_round_trips,
+    },
+    Latency {
+        name: "peer: tokio UnixStream awaited round trip (both processes)",
+        run: tokio_unix_round_trips,
+    },
 ];
 
 /// Forks a child running `body` (the channels it captures are inherited).
@@ -80,6 +88,81 @@ fn ipc_round_trips() -> Vec<Duration> {
         assert_eq!(from_child.recv().expect("recv"), n);
     });
     to_child.send(u64::MAX).expect("send");
+    child.join().expect("join");
+    times
+}
+
+/// ipc-channel's async receiver starts a thread that stays: measured in a
+/// child of its own, so that this process can still fork.
+fn ipc_awaited_round_trips() -> Vec<Duration> {
+    let times: Vec<Duration> = fork_with(ipc_awaited_here).join().expect("join");
+    times
+}
+
+fn ipc_awaited_here() -> Vec<Duration> {
+    use futures::StreamExt;
+    let (to_child, from_parent) = ipc::channel::<u64>().expect("channel");
+    let (to_parent, from_child) = ipc::channel::<u64>().expect("channel");
+    let child = fork_with(move || {
+        crate::latency::current_thread().block_on(async move {
+            let mut from_parent = from_parent.to_stream();
+            while let Some(Ok(n)) = from_parent.next().await {
+                if n == u64::MAX {
+                    return;
+                }
+                to_parent.send(n).expect("send");
+            }
+        });
+    });
+    let times = crate::latency::current_thread().block_on(async {
+        let mut from_child = from_child.to_stream();
+        let (to, from) = (&to_child, &mut from_child);
+        let from = std::cell::RefCell::new(from);
+        crate::latency::timed_loop_async(|n| {
+            let from = &from;
+            async move {
+                to.send(n).expect("send");
+                let got = from.borrow_mut().next().await;
+                assert_eq!(got.expect("open").expect("recv"), n);
+            }
+        })
+        .await
+    });
+    to_child.send(u64::MAX).expect("send");
+    child.join().expect("join");
+    times
+}
+
+fn tokio_unix_round_trips() -> Vec<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let child = fork_with(move || {
+        crate::latency::current_thread().block_on(async move {
+            theirs.set_nonblocking(true).expect("nonblocking");
+            let mut sock = tokio::net::UnixStream::from_std(theirs).expect("tokio socket");
+            let mut buf = [0u8; 8];
+            while sock.read_exact(&mut buf).await.is_ok() && buf != [0xff; 8] {
+                sock.write_all(&buf).await.expect("write");
+            }
+        });
+    });
+    let times = crate::latency::current_thread().block_on(async {
+        mine.set_nonblocking(true).expect("nonblocking");
+        let sock = std::cell::RefCell::new(tokio::net::UnixStream::from_std(mine).expect("socket"));
+        let times = crate::latency::timed_loop_async(|n| {
+            let sock = &sock;
+            async move {
+                let mut sock = sock.borrow_mut();
+                sock.write_all(&n.to_le_bytes()).await.expect("write");
+                let mut buf = [0u8; 8];
+                sock.read_exact(&mut buf).await.expect("read");
+                assert_eq!(u64::from_le_bytes(buf), n);
+            }
+        })
+        .await;
+        sock.borrow_mut().write_all(&[0xff; 8]).await.expect("write");
+        times
+    });
     child.join().expect("join");
     times
 }

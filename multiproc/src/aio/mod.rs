@@ -76,6 +76,8 @@ impl Arm {
 /// watch: a cancelled future leaves no waiter behind.
 #[derive(Default)]
 pub(crate) struct Waiting {
+    /// The object waited on (an address), for its history; 0: none.
+    key: usize,
     started: Option<Instant>,
     counted: Vec<Counted>,
     watch: Option<Watching>,
@@ -92,6 +94,13 @@ impl std::fmt::Debug for Waiting {
 }
 
 impl Waiting {
+    /// The waiting state of an operation on the object at `key` (any
+    /// address that names it in this process): its poll budget adapts to
+    /// what recent waits on it needed.
+    pub(crate) fn new<K>(key: *const K) -> Self {
+        Self { key: key as usize, ..Self::default() }
+    }
+
     /// Counts this operation in `sleepers` (which lives in memory `keep`
     /// holds mapped) until it completes or is dropped; once per counter:
     /// `true` the first time.
@@ -140,7 +149,31 @@ impl Waiting {
             }
             if !self.sleeping() {
                 let started = *self.started.get_or_insert_with(Instant::now);
-                if started.elapsed() < crate::wait_policy::budget().total {
+                let (spin, total) = history::budget(self.key);
+                let mut elapsed = started.elapsed();
+                if elapsed < spin {
+                    // Spin here first: an answer within it costs no trip
+                    // through the executor.
+                    let mut gap = 1u32;
+                    while elapsed < spin {
+                        for _ in 0..gap {
+                            std::hint::spin_loop();
+                        }
+                        gap = (gap * 2).min(64);
+                        if let Some(done) = attempt() {
+                            self.finish();
+                            return Poll::Ready(done);
+                        }
+                        elapsed = started.elapsed();
+                    }
+                }
+                if elapsed < total {
+                    if elapsed >= spin {
+                        // Past the spin, give the CPU to whoever else can
+                        // run between looks (the peer we wait for may need
+                        // it), as blocking waits do.
+                        std::thread::yield_now();
+                    }
                     cx.waker().wake_by_ref();
                     return Poll::Pending;
                 }
@@ -161,11 +194,83 @@ impl Waiting {
     /// next watcher, who looks whether something is left for it), ready
     /// for the next operation.
     pub(crate) fn finish(&mut self) {
+        if let Some(started) = self.started {
+            history::record(self.key, started.elapsed());
+        }
         if let Some(watch) = self.watch.take() {
             watch.finish(true);
         }
         self.counted.clear();
         self.started = None;
+    }
+}
+
+/// What recent waits on each object needed, process-wide (tasks move
+/// between threads): a small table of atomics, by the object's address.
+///
+/// An awaiting operation that sleeps is woken through two threads (the
+/// reactor's, then its executor's), each of which may have to wake an idle
+/// CPU: on a virtual machine that can take longer than the poll budget, and
+/// then two peers that answer each other both sleep every time. So the
+/// budget grows, up to [`MAX_POLL`], for an object whose waits keep ending
+/// just past it (twice what they needed lately), and shrinks to the
+/// policy's idle probe for one whose waits keep ending long after: an idle
+/// consumer still costs ~no CPU.
+mod history {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// The longest poll budget an object's history can earn.
+    pub(super) const MAX_POLL: Duration = Duration::from_micros(250);
+    /// Waits that ended in sleep this many times in a row (each longer
+    /// than [`MAX_POLL`]) make an object idle.
+    const IDLE_AFTER: u64 = 3;
+    const SLOTS: usize = 64;
+
+    /// Per slot: the key's low 32 bits, the needed time (µs, 16 bits), the
+    /// count of long waits in a row (8 bits).
+    static TABLE: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+
+    fn slot(key: usize) -> (&'static AtomicU64, u64) {
+        let index = (key >> 4).wrapping_mul(0x9e37_79b9) % SLOTS;
+        (&TABLE[index], (key as u64) & 0xffff_ffff)
+    }
+
+    fn read(key: usize) -> Option<(u64, u64)> {
+        let (cell, tag) = slot(key);
+        let entry = cell.load(Ordering::Relaxed);
+        (entry >> 32 == tag).then_some(((entry >> 16) & 0xffff, (entry >> 8) & 0xff))
+    }
+
+    /// How long to spin, and to poll in all, before sleeping on `key`.
+    pub(super) fn budget(key: usize) -> (Duration, Duration) {
+        let base = crate::wait_policy::budget();
+        if key == 0 || base.total.is_zero() {
+            return (base.spin, base.total);
+        }
+        let total = match read(key) {
+            Some((_, long)) if long >= IDLE_AFTER => base.idle_probe,
+            Some((needed, _)) => base.total.max(Duration::from_micros(needed * 2).min(MAX_POLL)),
+            None => base.total,
+        };
+        (base.spin.min(total), total)
+    }
+
+    /// A wait on `key` took `took`, start to end.
+    pub(super) fn record(key: usize, took: Duration) {
+        if key == 0 {
+            return;
+        }
+        let (cell, tag) = slot(key);
+        let (needed, long) = read(key).unwrap_or((0, 0));
+        let took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let (needed, long) = if took > MAX_POLL * 2 {
+            (needed, (long + 1).min(0xff))
+        } else {
+            // A moving average, weighted to the recent waits.
+            ((needed * 3 + took_us.min(0xffff)) / 4, 0)
+        };
+        cell.store((tag << 32) | (needed << 16) | (long << 8), Ordering::Relaxed);
     }
 }
 

@@ -8,6 +8,12 @@
 //!   thousand futures waiting on one queue are one word.
 //! - *Descriptors* (sockets, pidfds): one thread sleeps in `poll`.
 //!
+//! The threads are multiproc helpers: a fork does not count them as
+//! threads that make forking hazardous. They hold a lock only for moments,
+//! and a forked child never uses its parent's reactor: it makes its own on
+//! first use (futures copied into a child by `fork` must not be used
+//! there).
+//!
 //! A watch keeps what its word lives in mapped ([`Keep`]), so the threads
 //! never touch memory that went away. A watch wakes its future when its
 //! word no longer holds the value it was registered with, when its
@@ -174,9 +180,7 @@ fn reactor() -> &'static Reactor {
     match CURRENT.compare_exchange(current, ptr, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             let shard = Arc::clone(&made.fds);
-            std::thread::Builder::new()
-                .name("multiproc-fds".into())
-                .spawn(move || run_fds(&shard))
+            crate::process::spawn_helper("multiproc-fds", move || run_fds(&shard))
                 .expect("a thread for the async reactor");
             made
         }
@@ -199,9 +203,7 @@ impl Reactor {
         let shard =
             Arc::new(Shard { table: Mutex::default(), control: AtomicU32::new(0), bell: None });
         let thread_shard = Arc::clone(&shard);
-        std::thread::Builder::new()
-            .name("multiproc-words".into())
-            .spawn(move || run_words(&thread_shard))
+        crate::process::spawn_helper("multiproc-words", move || run_words(&thread_shard))
             .expect("a thread for the async reactor");
         shards.push(Arc::clone(&shard));
         shard

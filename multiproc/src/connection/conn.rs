@@ -736,6 +736,13 @@ impl<S, R> fmt::Debug for Connection<S, R> {
 const AWAIT_PEER_CHECK: Duration = Duration::from_millis(100);
 
 impl<S, R> Connection<S, R> {
+    /// What names this end's receiving (`true`) or sending side in the
+    /// history of awaited waits.
+    fn key(&self, receiving: bool) -> *const u8 {
+        let inner: *const Inner = Arc::as_ptr(&self.inner);
+        inner.cast::<u8>().wrapping_add(usize::from(receiving))
+    }
+
     /// What an awaiting receive sleeps on (counting itself as a sleeper of
     /// a pipe's ring).
     fn arm_recv(&self, waiting: &mut crate::aio::Waiting) -> Option<crate::aio::Arm> {
@@ -862,7 +869,7 @@ impl<S: Serialize, R> Connection<S, R> {
     /// # }).unwrap();
     /// ```
     pub async fn send_async(&self, message: &S) -> Result<()> {
-        let mut waiting = crate::aio::Waiting::default();
+        let mut waiting = crate::aio::Waiting::new(self.key(false));
         std::future::poll_fn(|cx| {
             waiting.poll(cx, || self.try_send_once(message), |waiting| self.arm_send(waiting))
         })
@@ -895,7 +902,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// # }).unwrap();
     /// ```
     pub async fn recv_async(&self) -> Result<R> {
-        let mut waiting = crate::aio::Waiting::default();
+        let mut waiting = crate::aio::Waiting::new(self.key(true));
         std::future::poll_fn(|cx| self.poll_recv(&mut waiting, cx, || self.try_recv())).await
     }
 
@@ -919,7 +926,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// # }).unwrap();
     /// ```
     pub fn stream(&self) -> Stream<'_, S, R> {
-        Stream { conn: self, waiting: crate::aio::Waiting::default(), done: false }
+        Stream { conn: self, waiting: crate::aio::Waiting::new(self.key(true)), done: false }
     }
 }
 

@@ -1684,7 +1684,7 @@ impl<T: Send> Reader<T> {
     /// # }).unwrap();
     /// ```
     pub async fn read_async(&self) -> Result<T> {
-        let mut waiting = crate::aio::Waiting::default();
+        let mut waiting = crate::aio::Waiting::new(self.end.shared.ring());
         std::future::poll_fn(|cx| self.end.shared.poll_read(&mut waiting, cx)).await
     }
 
@@ -1708,7 +1708,8 @@ impl<T: Send> Reader<T> {
     /// # }).unwrap();
     /// ```
     pub fn stream(&self) -> ReaderStream<'_, T> {
-        ReaderStream { reader: self, waiting: crate::aio::Waiting::default(), done: false }
+        let waiting = crate::aio::Waiting::new(self.end.shared.ring());
+        ReaderStream { reader: self, waiting, done: false }
     }
 }
 
@@ -1746,7 +1747,7 @@ impl<T: Send> Writer<T> {
             shared,
             offer: Box::new(Offer::new(value)),
             posted: None,
-            waiting: crate::aio::Waiting::default(),
+            waiting: crate::aio::Waiting::new(shared.ring().room_words().0),
         };
         std::future::poll_fn(|cx| shared.poll_write(&mut write, cx)).await
     }

@@ -121,7 +121,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }).unwrap();
     /// ```
     pub async fn get_async(&self) -> Result<T> {
-        let mut waiting = Waiting::default();
+        let mut waiting = Waiting::new(self.raw().ring());
         std::future::poll_fn(|cx| self.raw().poll_get(&mut waiting, cx, || self.try_get())).await
     }
 
@@ -151,7 +151,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }).unwrap();
     /// ```
     pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
-        let mut waiting = Waiting::default();
+        let mut waiting = Waiting::new(self.raw().ring().room_words().0);
         let mut slot = Some(item);
         std::future::poll_fn(|cx| self.raw().poll_put(&mut waiting, cx, &mut slot)).await
     }
@@ -177,7 +177,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }).unwrap();
     /// ```
     pub fn stream(&self) -> Stream<'_, T> {
-        Stream { queue: self, waiting: Waiting::default(), done: false }
+        Stream { queue: self, waiting: Waiting::new(self.raw().ring()), done: false }
     }
 }
 

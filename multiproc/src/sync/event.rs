@@ -150,7 +150,7 @@ impl Event {
         let (state, waiters) = self.raw().words();
         let start = state.load(Ordering::Acquire);
         let fired = |now: u32| now & 1 == 1 || now >> 1 != start >> 1;
-        let mut waiting = Waiting::default();
+        let mut waiting = Waiting::new(state);
         std::future::poll_fn(|cx| {
             waiting.poll(
                 cx,

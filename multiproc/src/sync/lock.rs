@@ -245,7 +245,7 @@ impl Lock {
         use crate::aio::{Arm, Keep, Source, Waiting, Wake};
         let raw = self.raw();
         let me = crate::shm::park::process_owner();
-        let mut waiting = Waiting::default();
+        let mut waiting = Waiting::new(raw);
         let slept = std::cell::Cell::new(false);
         let acquired = std::future::poll_fn(move |cx| {
             waiting.poll(

@@ -111,7 +111,7 @@ macro_rules! semaphore_methods {
                 use std::sync::atomic::Ordering;
                 let raw = self.raw();
                 let (count, waiters) = raw.words();
-                let mut waiting = Waiting::default();
+                let mut waiting = Waiting::new(raw);
                 std::future::poll_fn(|cx| {
                     waiting.poll(
                         cx,
