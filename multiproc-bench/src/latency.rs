@@ -101,9 +101,7 @@ pub(crate) fn current_thread() -> tokio::runtime::Runtime {
 }
 
 /// [`timed_loop`] for an awaited round trip.
-pub(crate) async fn timed_loop_async<F: Future<Output = ()>>(
-    mut one: impl FnMut(u64) -> F,
-) -> Vec<Duration> {
+pub(crate) async fn timed_loop_async(mut one: impl AsyncFnMut(u64)) -> Vec<Duration> {
     let start = Instant::now();
     let mut n = 0;
     while start.elapsed() < WARM_UP {
@@ -131,10 +129,9 @@ fn echo_awaiting(queues: (Queue<u64>, Queue<u64>)) {
 fn queue_awaited() -> Vec<Duration> {
     let (there, back) = (Queue::new().expect("queue"), Queue::new().expect("queue"));
     let child = fork(echo_awaiting, (there.clone(), back.clone()));
-    let (to, from) = (&there, &back);
-    let times = current_thread().block_on(timed_loop_async(move |n| async move {
-        to.put_async(n).await.expect("put");
-        assert_eq!(from.get_async().await.expect("get"), n);
+    let times = current_thread().block_on(timed_loop_async(async |n| {
+        there.put_async(n).await.expect("put");
+        assert_eq!(back.get_async().await.expect("get"), n);
     }));
     there.close();
     child.join().expect("join");

@@ -116,15 +116,10 @@ fn ipc_awaited_here() -> Vec<Duration> {
     });
     let times = crate::latency::current_thread().block_on(async {
         let mut from_child = from_child.to_stream();
-        let (to, from) = (&to_child, &mut from_child);
-        let from = std::cell::RefCell::new(from);
-        crate::latency::timed_loop_async(|n| {
-            let from = &from;
-            async move {
-                to.send(n).expect("send");
-                let got = from.borrow_mut().next().await;
-                assert_eq!(got.expect("open").expect("recv"), n);
-            }
+        crate::latency::timed_loop_async(async |n| {
+            to_child.send(n).expect("send");
+            let got = from_child.next().await;
+            assert_eq!(got.expect("open").expect("recv"), n);
         })
         .await
     });
@@ -148,19 +143,15 @@ fn tokio_unix_round_trips() -> Vec<Duration> {
     });
     let times = crate::latency::current_thread().block_on(async {
         mine.set_nonblocking(true).expect("nonblocking");
-        let sock = std::cell::RefCell::new(tokio::net::UnixStream::from_std(mine).expect("socket"));
-        let times = crate::latency::timed_loop_async(|n| {
-            let sock = &sock;
-            async move {
-                let mut sock = sock.borrow_mut();
-                sock.write_all(&n.to_le_bytes()).await.expect("write");
-                let mut buf = [0u8; 8];
-                sock.read_exact(&mut buf).await.expect("read");
-                assert_eq!(u64::from_le_bytes(buf), n);
-            }
+        let mut sock = tokio::net::UnixStream::from_std(mine).expect("socket");
+        let times = crate::latency::timed_loop_async(async |n| {
+            sock.write_all(&n.to_le_bytes()).await.expect("write");
+            let mut buf = [0u8; 8];
+            sock.read_exact(&mut buf).await.expect("read");
+            assert_eq!(u64::from_le_bytes(buf), n);
         })
         .await;
-        sock.borrow_mut().write_all(&[0xff; 8]).await.expect("write");
+        sock.write_all(&[0xff; 8]).await.expect("write");
         times
     });
     child.join().expect("join");
