@@ -510,6 +510,9 @@ def main():
     rows = scenarios()
     if pycsp_commstime(10) is not None:
         rows.append(("csp: Commstime, threads (time per communication)", 5, pycsp_commstime))
+        # PyCSP's greenlets are its light processes.
+        rows.append(("csp: Commstime, light processes (time per communication)", 5,
+                     pycsp_commstime))
     for name, samples, run in rows:
         if args.filter not in name:
             continue

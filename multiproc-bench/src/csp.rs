@@ -78,6 +78,109 @@ fn commstime(os: bool) -> Duration {
     Duration::from_nanos(time.expect("the consumer's time"))
 }
 
+#[process]
+async fn light_prefix(inp: Reader<u64>, out: Writer<u64>) -> csp::Result<()> {
+    out.write_async(0).await?;
+    loop {
+        out.write_async(inp.read_async().await?).await?;
+    }
+}
+
+#[process]
+async fn light_delta(
+    inp: Reader<u64>,
+    to_consumer: Writer<u64>,
+    to_successor: Writer<u64>,
+) -> csp::Result<()> {
+    loop {
+        let value = inp.read_async().await?;
+        to_consumer.write_async(value).await?;
+        to_successor.write_async(value).await?;
+    }
+}
+
+#[process]
+async fn light_successor(inp: Reader<u64>, out: Writer<u64>) -> csp::Result<()> {
+    loop {
+        out.write_async(inp.read_async().await? + 1).await?;
+    }
+}
+
+#[process]
+async fn light_consumer(inp: Reader<u64>) -> csp::Result<u64> {
+    for _ in 0..COMMSTIME_VALUES {
+        inp.read_async().await?;
+    }
+    let start = Instant::now();
+    for _ in 0..COMMSTIME_VALUES {
+        inp.read_async().await?;
+    }
+    let per = start.elapsed() / (COMMSTIME_VALUES as u32 * PER_VALUE);
+    inp.poison();
+    Ok(per.as_nanos() as u64)
+}
+
+/// Commstime with light processes (tasks on the scheduler thread): the
+/// time per channel communication.
+pub fn commstime_light() -> Duration {
+    let channels: Vec<Channel<u64>> = (0..4).map(|_| Channel::new().expect("channel")).collect();
+    let [a, b, c, d] = [&channels[0], &channels[1], &channels[2], &channels[3]];
+    let processes = (
+        light_prefix(d.reader(), a.writer()),
+        light_delta(a.reader(), b.writer(), c.writer()),
+        light_successor(c.reader(), d.writer()),
+        light_consumer(b.reader()),
+    );
+    drop(channels);
+    let (p, q, r, time) =
+        csp::parallel!(processes.0, processes.1, processes.2, processes.3).expect("commstime ran");
+    for ended in [p, q, r] {
+        assert!(ended.is_err_and(|e| e.is_poisoned()), "the ring ends by poison");
+    }
+    Duration::from_nanos(time.expect("the consumer's time"))
+}
+
+#[process]
+async fn read_one(inp: Reader<u64>) -> u64 {
+    inp.read_async().await.expect("a value")
+}
+
+#[process]
+async fn write_all(out: Writer<u64>, n: u64) -> u64 {
+    for i in 0..n {
+        out.write_async(i).await.expect("a reader");
+    }
+    0
+}
+
+/// PyCSP's 1MillionProcesses: a million light processes each read one
+/// value from one channel, a light writer writes a million values; the
+/// total time, creation included.
+pub fn million_light() -> Duration {
+    let n = 1_000_000u64;
+    let start = Instant::now();
+    let ch = Channel::<u64>::new().expect("channel");
+    let all = Parallel::new()
+        .add_all((0..n).map(|_| read_one(ch.reader())))
+        .add(write_all(ch.writer(), n));
+    drop(ch);
+    let got = all.run().expect("ran");
+    let elapsed = start.elapsed();
+    assert_eq!(got.iter().sum::<u64>(), n * (n - 1) / 2);
+    drop(got);
+    elapsed
+}
+
+/// Go's Commstime (goroutines and unbuffered channels), run by `go run`:
+/// the time per communication.
+pub fn commstime_go() -> Duration {
+    let program = concat!(env!("CARGO_MANIFEST_DIR"), "/go/commstime.go");
+    let output = std::process::Command::new("go").args(["run", program]).output().expect("go run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let nanos: f64 = text.trim().parse().unwrap_or_else(|_| panic!("go printed {text:?}"));
+    Duration::from_secs_f64(nanos / 1e9)
+}
+
 /// Commstime with threads: the time per channel communication.
 pub fn commstime_threads() -> Duration {
     commstime(false)

@@ -33,6 +33,21 @@ pub struct Scenario {
     pub run: fn() -> Duration,
 }
 
+/// The Go reference row, when a Go toolchain is on the `PATH`.
+pub const GO_SCENARIO: Scenario = Scenario {
+    name: "go: Commstime, goroutines (reference; only with a Go toolchain)",
+    samples: 5,
+    run: csp::commstime_go,
+};
+
+/// Whether a Go toolchain is on the `PATH` (for [`GO_SCENARIO`]).
+pub fn go_available() -> bool {
+    std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
 /// The target of the process scenarios: does nothing.
 pub fn trivial(_: ()) {}
 
@@ -480,6 +495,10 @@ fn tcp_loopback() -> Option<Address> {
 /// reference for each pair.
 pub const REFERENCES: &[(&str, &str)] = &[
     (
+        "csp: Commstime, light processes (time per communication)",
+        "go: Commstime, goroutines (reference; only with a Go toolchain)",
+    ),
+    (
         "pool: map of 100,000 trivial tasks, default chunks, 2 workers",
         "pool: rayon par_iter map of the same 100,000 tasks (reference)",
     ),
@@ -633,6 +652,16 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "csp: Commstime, OS processes (time per communication)",
         samples: 15,
         run: csp::commstime_processes,
+    },
+    Scenario {
+        name: "csp: Commstime, light processes (time per communication)",
+        samples: 15,
+        run: csp::commstime_light,
+    },
+    Scenario {
+        name: "csp: a million light processes, created and each reading one value (total time)",
+        samples: 3,
+        run: csp::million_light,
     },
     Scenario {
         name: "csp: Commstime over std sync_channel(0), threads (reference)",

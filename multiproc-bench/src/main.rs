@@ -128,10 +128,13 @@ fn medians(filter: &str, quick: bool) {
     let peers = multiproc_bench::peers::PEER_SCENARIOS;
     #[cfg(not(feature = "peers"))]
     let peers: &[multiproc_bench::Scenario] = &[];
+    let go: &[multiproc_bench::Scenario] =
+        if multiproc_bench::go_available() { &[multiproc_bench::GO_SCENARIO] } else { &[] };
     let scenarios: Vec<_> = SCENARIOS
         .iter()
         .chain(POOL_SCENARIOS)
         .chain(peers)
+        .chain(go)
         .filter(|s| s.name.contains(filter))
         .collect();
 

@@ -18,6 +18,10 @@ use syn::{FnArg, ItemFn, Pat, ReturnType, parse_macro_input};
 /// channel before its poison reaches it; ends it retires explicitly retire at
 /// once.)
 ///
+/// An `async fn` becomes a light process ([`Light`](../multiproc/csp/struct.Light.html)):
+/// its body runs as a task on the process's light scheduler, using the
+/// `_async` methods of channel ends.
+///
 /// See `multiproc::csp` for examples.
 #[proc_macro_attribute]
 pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -35,11 +39,8 @@ pub fn process(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let ItemFn { attrs, vis, sig, block } = function;
-    if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
-        return Err(syn::Error::new_spanned(
-            &sig,
-            "#[process] functions cannot be generic or async (yet)",
-        ));
+    if !sig.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(&sig, "#[process] functions cannot be generic (yet)"));
     }
     let name = &sig.ident;
     let mut idents = Vec::new();
@@ -64,6 +65,40 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let inputs = &sig.inputs;
     let body_fn = format_ident!("__{}_body", name);
     let csp = quote!(::multiproc::csp);
+    if sig.asyncness.is_some() {
+        // A light process: the body runs as a task on the scheduler.
+        return Ok(quote! {
+            #(#attrs)*
+            #vis fn #name(#(#idents: #types),*) -> #csp::Light<#result> {
+                async fn #body_fn(#inputs) -> #result #block
+
+                #[allow(unused_mut)]
+                let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
+                {
+                    #[allow(unused_imports)]
+                    use #csp::__private::{CollectEnds as _, NoEnds as _};
+                    #((&#csp::__private::Probe(&#idents)).collect_ends(&mut __ends);)*
+                }
+                #csp::Light::new(async move {
+                    let __result = #body_fn(#(#idents),*).await;
+                    {
+                        #[allow(unused_imports)]
+                        use #csp::__private::{NotResult as _, PoisonResult as _};
+                        if (&#csp::__private::Probe(&__result)).is_poison() {
+                            for end in &__ends {
+                                end.poison();
+                            }
+                        }
+                    }
+                    // The argument ends retire once the result is known
+                    // (after any poison spread), as for thread processes.
+                    drop(__ends);
+                    __result
+                })
+                .name(stringify!(#name))
+            }
+        });
+    }
     Ok(quote! {
         #(#attrs)*
         #[allow(clippy::type_complexity)]

@@ -24,7 +24,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use reactor::Watching;
-pub(crate) use reactor::{Keep, Source, Wake};
+pub(crate) use reactor::{Keep, Source, WaitList, Wake};
+
+thread_local! {
+    /// Whether this thread is the light process scheduler: its futures
+    /// never spin or poll (what they wait for runs on the same thread).
+    static LIGHT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as the light process scheduler.
+pub(crate) fn set_light_thread() {
+    LIGHT.with(|light| light.set(true));
+}
 
 /// How often an idle awaiting future looks again although nothing woke it.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
@@ -147,7 +158,7 @@ impl Waiting {
             if let Some(watch) = self.watch.take() {
                 watch.finish(false);
             }
-            if !self.sleeping() {
+            if !self.sleeping() && !LIGHT.with(std::cell::Cell::get) {
                 let started = *self.started.get_or_insert_with(Instant::now);
                 let (spin, total) = history::budget(self.key);
                 let mut elapsed = started.elapsed();

@@ -62,6 +62,9 @@ pub(crate) enum Source {
     /// Any of these descriptors to become readable (paired with `true`:
     /// writable), hung up or in error.
     Fds(Vec<(Arc<OwnedFd>, bool)>),
+    /// A wait list in this process's memory, whose wakers call it
+    /// directly: no reactor thread in between.
+    List(Arc<WaitList>, Wake),
     /// Nothing: only the recheck time.
     Timer,
 }
@@ -212,21 +215,62 @@ impl Reactor {
 
 /// A registered watch; dropping it unregisters it (and, in
 /// [`Wake::One`] mode, passes a turn it was given on to the next watcher).
-pub(crate) struct Watching {
+#[derive(Debug)]
+pub(crate) enum Watching {
+    Reactor(Registered),
+    List(Listed),
+}
+
+/// A watch registered with the reactor.
+pub(crate) struct Registered {
     shard: Arc<Shard>,
     id: u64,
     done: bool,
 }
 
-impl std::fmt::Debug for Watching {
+impl std::fmt::Debug for Registered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watching").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Registered").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
 /// Watches `source` for the future whose waker is `waker`, looking again
-/// after `recheck` at the latest.
+/// after `recheck` at the latest (not for a wait list, whose wakers never
+/// miss it).
 pub(crate) fn watch(source: Source, waker: &Waker, recheck: Option<Duration>) -> Watching {
+    if let Source::List(list, wake) = source {
+        return Watching::List(list.register(waker, wake));
+    }
+    Watching::Reactor(register(source, waker, recheck))
+}
+
+impl Watching {
+    /// Whether the watch fired (its future was woken for it).
+    pub(crate) fn fired(&self) -> bool {
+        match self {
+            Self::Reactor(r) => r.fired(),
+            Self::List(l) => l.fired(),
+        }
+    }
+
+    /// Makes `waker` the one to wake.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        match self {
+            Self::Reactor(r) => r.set_waker(waker),
+            Self::List(l) => l.set_waker(waker),
+        }
+    }
+
+    /// Ends the watch (see [`Registered::finish`]).
+    pub(crate) fn finish(self, more: bool) {
+        match self {
+            Self::Reactor(r) => r.finish(more),
+            Self::List(l) => l.finish(more),
+        }
+    }
+}
+
+fn register(source: Source, waker: &Waker, recheck: Option<Duration>) -> Registered {
     let shard = reactor().shard_for(&source);
     let id = {
         let mut table = shard.lock();
@@ -237,10 +281,10 @@ pub(crate) fn watch(source: Source, waker: &Waker, recheck: Option<Duration>) ->
         id
     };
     shard.changed();
-    Watching { shard, id, done: false }
+    Registered { shard, id, done: false }
 }
 
-impl Watching {
+impl Registered {
     /// Whether the watch fired (its future was woken for it).
     pub(crate) fn fired(&self) -> bool {
         self.shard.lock().watches.get(&self.id).is_none_or(|w| w.fired)
@@ -289,7 +333,172 @@ impl Watching {
     }
 }
 
-impl Drop for Watching {
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end(false);
+        }
+    }
+}
+
+/// Futures of this process waiting for one object, woken by whoever
+/// changes it in this process (a channel whose ends are all here): FIFO,
+/// with the turn of [`Wake::One`] watchers as in the reactor. Every
+/// operation is O(1) (amortized), so a million waiters cost memory only.
+#[derive(Debug, Default)]
+pub(crate) struct WaitList {
+    /// Entries not fired yet, oldest first; those that left meanwhile are
+    /// dropped as they reach the front.
+    queue: Mutex<std::collections::VecDeque<Arc<ListEntry>>>,
+    /// Entries not fired yet, read without the lock by wakers.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// Set once the object is no longer changed only here (a channel that
+    /// became shared): a late registration fires at once, so that its
+    /// future waits elsewhere.
+    retired: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct ListEntry {
+    waker: Mutex<Waker>,
+    wake: Wake,
+    /// Woken (and out of the waiting count).
+    fired: std::sync::atomic::AtomicBool,
+    /// Its future stopped waiting.
+    left: std::sync::atomic::AtomicBool,
+}
+
+impl ListEntry {
+    /// Fires it unless it fired or left: its waker, to call.
+    fn fire(&self, list: &WaitList) -> Option<Waker> {
+        if self.left.load(Ordering::SeqCst) || self.fired.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        list.waiting.fetch_sub(1, Ordering::SeqCst);
+        Some(self.waker.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+}
+
+impl WaitList {
+    fn lock(&self) -> MutexGuard<'_, std::collections::VecDeque<Arc<ListEntry>>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(self: &Arc<Self>, waker: &Waker, wake: Wake) -> Listed {
+        let entry = Arc::new(ListEntry {
+            waker: Mutex::new(waker.clone()),
+            wake,
+            fired: std::sync::atomic::AtomicBool::new(false),
+            left: std::sync::atomic::AtomicBool::new(false),
+        });
+        {
+            let mut queue = self.lock();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            queue.push_back(Arc::clone(&entry));
+        }
+        let listed = Listed { list: Arc::clone(self), entry, done: false };
+        if self.retired.load(Ordering::SeqCst) {
+            if let Some(waker) = listed.entry.fire(self) {
+                waker.wake();
+            }
+        }
+        listed
+    }
+
+    /// The object is no longer changed only in this process: wakes every
+    /// waiter, now and from now on.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// Whether anyone waits (after a fence: a change made before this is
+    /// seen by a waiter that registers after it).
+    #[inline]
+    fn anyone(&self) -> bool {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Wakes the oldest waiter, and [`Wake::All`] waiters older than the
+    /// oldest [`Wake::One`] one.
+    #[inline]
+    pub(crate) fn wake_one(&self) {
+        if self.anyone() {
+            self.wake(false);
+        }
+    }
+
+    /// Wakes every waiter.
+    #[inline]
+    pub(crate) fn wake_all(&self) {
+        if self.anyone() {
+            self.wake(true);
+        }
+    }
+
+    #[cold]
+    fn wake(&self, all: bool) {
+        let mut wake = Vec::new();
+        {
+            let mut queue = self.lock();
+            while let Some(entry) = queue.pop_front() {
+                if let Some(waker) = entry.fire(self) {
+                    wake.push(waker);
+                    if !all && entry.wake == Wake::One {
+                        break;
+                    }
+                }
+            }
+        }
+        for waker in wake {
+            waker.wake();
+        }
+    }
+}
+
+/// A future's entry in a [`WaitList`].
+#[derive(Debug)]
+pub(crate) struct Listed {
+    list: Arc<WaitList>,
+    entry: Arc<ListEntry>,
+    done: bool,
+}
+
+impl Listed {
+    fn fired(&self) -> bool {
+        self.entry.fired.load(Ordering::SeqCst)
+    }
+
+    fn set_waker(&self, waker: &Waker) {
+        let mut mine = self.entry.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !mine.will_wake(waker) {
+            *mine = waker.clone();
+        }
+    }
+
+    fn finish(mut self, more: bool) {
+        self.done = true;
+        self.end(more);
+    }
+
+    fn end(&self, more: bool) {
+        if self.entry.left.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let fired = self.entry.fired.swap(true, Ordering::SeqCst);
+        if !fired {
+            // It leaves the queue when it reaches the front.
+            self.list.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        // As in the reactor: a turn not taken goes on.
+        if self.entry.wake == Wake::One && (more || fired && !self.done) {
+            self.list.wake_one();
+        }
+    }
+}
+
+impl Drop for Listed {
     fn drop(&mut self) {
         if !self.done {
             self.end(false);
@@ -332,7 +541,7 @@ fn scan(table: &mut Table) -> (Vec<Waker>, Vec<SleepOn>, Option<Instant>) {
                 }
                 fire
             }
-            Source::Fds(_) | Source::Timer => false,
+            Source::Fds(_) | Source::Timer | Source::List(..) => false,
         };
         if fire {
             watch.fired = true;

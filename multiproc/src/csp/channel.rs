@@ -225,6 +225,8 @@ impl Shared {
     fn close(&self) {
         self.ring().close();
         self.local.wake_waiters();
+        self.local.readers.wake_all();
+        self.local.writers.wake_all();
         let state = self.state();
         self.ring_bell(&state.in_bell);
         self.ring_bell(&state.out_bell);
@@ -458,6 +460,9 @@ impl Shared {
             // Readers of this process waiting as registered ones look again.
             self.local.wake_waiters();
         }
+        if result.is_ok() {
+            self.local.readers.wake_one();
+        }
         match result {
             Ok(()) => {
                 Ok(Posted { ticket, rang: self.ring_bell(&state.in_bell), held: put.held.get() })
@@ -646,6 +651,7 @@ impl Shared {
             // A writer (or an alternation offering) waits for the claim, or
             // for room.
             self.ring_bell(&state.out_bell);
+            self.local.writers.wake_all();
         }
         // We let go of the consumer side after waiting on it, or after
         // taking a value: an alternation that found it held (its
@@ -784,8 +790,11 @@ impl Shared {
             std::thread::yield_now();
         }
         state.mode.store(SHARED, Ordering::SeqCst);
-        // Readers waiting as registered ones go back to the ring.
+        // Readers waiting as registered ones go back to the ring; awaiting
+        // ones to the reactor.
         self.local.wake_waiters();
+        self.local.readers.retire();
+        self.local.writers.retire();
         Ok(())
     }
 
@@ -1544,6 +1553,10 @@ impl Shared {
                     // Woken by nothing but the clock: a holder may have died.
                     self.reap_dead_holders();
                 }
+                if matches!(self.is_local(), Ok(true)) {
+                    // Every writer is in this process: it wakes us itself.
+                    return Some(Arm::on(Source::List(Arc::clone(&self.local.readers), Wake::One)));
+                }
                 let (seq, sleepers) = self.ring().data_words();
                 waiting.count(sleepers, &keep);
                 let seen = seq.load(Ordering::SeqCst);
@@ -1576,6 +1589,11 @@ impl Shared {
                 done
             },
             |waiting| {
+                if matches!(self.is_local(), Ok(true)) {
+                    // Every reader is in this process: it wakes us itself.
+                    let wake = if in_channel.get() { Wake::All } else { Wake::One };
+                    return Some(Arm::on(Source::List(Arc::clone(&self.local.writers), wake)));
+                }
                 let keep = self.keep();
                 if !waiting.count(ring.room_words().1, &keep) {
                     self.reap_dead_holders();
@@ -1791,5 +1809,96 @@ impl<T: Send> futures_core::Stream for ReaderStream<'_, T> {
 impl<T> fmt::Debug for ReaderStream<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReaderStream").field("done", &self.done).finish_non_exhaustive()
+    }
+}
+
+impl<T: Send> Writer<T> {
+    /// This writer as a [`Sink`](futures_sink::Sink): each item sent is
+    /// written as [`write_async`](Writer::write_async) writes it (on a
+    /// rendezvous channel, flushed once a reader took it); closing the sink
+    /// retires the writer end, as PyCSP's `retire`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::SinkExt;
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(3)?;
+    /// let (r, w) = (ch.reader(), ch.writer());
+    /// let mut sink = w.sink();
+    /// sink.send(1).await?;
+    /// sink.send(2).await?;
+    /// sink.close().await?;
+    /// assert_eq!((r.read()?, r.read()?), (1, 2));
+    /// assert_eq!(r.read(), Err(multiproc::csp::Error::Retired));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn sink(&self) -> WriterSink<'_, T> {
+        WriterSink { writer: self, pending: None }
+    }
+}
+
+/// A [`Writer`] as a [`futures_sink::Sink`], made by [`Writer::sink`].
+/// Dropped with a write pending, it takes the value back as a dropped
+/// `write_async` does.
+#[must_use = "sinks do nothing unless polled"]
+pub struct WriterSink<'a, T> {
+    writer: &'a Writer<T>,
+    pending: Option<AsyncWrite<'a, T>>,
+}
+
+impl<T: Send> WriterSink<'_, T> {
+    fn poll_pending(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        let Some(write) = self.pending.as_mut() else { return std::task::Poll::Ready(Ok(())) };
+        let done = std::task::ready!(write.shared.poll_write(write, cx));
+        self.pending = None;
+        std::task::Poll::Ready(done)
+    }
+}
+
+impl<T: Send> futures_sink::Sink<T> for WriterSink<'_, T> {
+    type Error = Error;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, value: T) -> Result<()> {
+        let this = self.get_mut();
+        let shared = &this.writer.end.shared;
+        this.pending = Some(AsyncWrite {
+            shared,
+            offer: Box::new(Offer::new(value)),
+            posted: None,
+            waiting: crate::aio::Waiting::new(shared.ring().room_words().0),
+        });
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_pending(cx))?;
+        this.writer.retire();
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl<T> fmt::Debug for WriterSink<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriterSink").field("pending", &self.pending.is_some()).finish()
     }
 }

@@ -22,7 +22,7 @@ use std::mem::ManuallyDrop;
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -281,6 +281,11 @@ pub(crate) struct Local {
     /// that a put with nobody waiting takes no lock).
     registered: std::sync::atomic::AtomicUsize,
     codec: OnceLock<Codec>,
+    /// Awaiting readers of this process, while the channel is local.
+    pub(crate) readers: Arc<crate::aio::WaitList>,
+    /// Awaiting writers of this process (for room, or for a reader to take
+    /// their value), while the channel is local.
+    pub(crate) writers: Arc<crate::aio::WaitList>,
 }
 
 impl Local {
@@ -294,6 +299,8 @@ impl Local {
             table: Mutex::default(),
             registered: std::sync::atomic::AtomicUsize::new(0),
             codec: cell,
+            readers: Arc::default(),
+            writers: Arc::default(),
         }
     }
 

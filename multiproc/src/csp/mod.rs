@@ -47,12 +47,14 @@
 mod alt;
 mod channel;
 mod error;
+mod light;
 mod local;
 mod process;
 
 pub use alt::Alternation;
-pub use channel::{Channel, ChannelEnd, Reader, ReaderStream, Writer};
+pub use channel::{Channel, ChannelEnd, Reader, ReaderStream, Writer, WriterSink};
 pub use error::{Error, Result};
+pub use light::Light;
 pub use multiproc_macros::process;
 pub use process::{
     Parallel, Process, ProcessId, Running, Sequence, Start, current_process_id, join_spawned, spawn,

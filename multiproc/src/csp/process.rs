@@ -247,6 +247,8 @@ pub struct Running<R> {
 
 enum RunningHow<R> {
     Thread(std::thread::JoinHandle<R>),
+    /// Waits for a light process's result.
+    Light(Box<dyn FnOnce() -> crate::Result<R> + Send>),
     /// Joins the OS process (made where its result's serde bounds hold).
     Os(Box<dyn FnOnce() -> crate::Result<R> + Send>),
 }
@@ -256,6 +258,7 @@ impl<R> fmt::Debug for Running<R> {
         let how = match self.how {
             RunningHow::Thread(_) => "thread",
             RunningHow::Os(_) => "OS process",
+            RunningHow::Light(_) => "light process",
         };
         f.debug_struct("Running").field("in", &how).finish()
     }
@@ -292,8 +295,15 @@ impl<R> Running<R> {
                     crate::Error::Panicked { process: name, location: None, message }
                 })
             }
-            RunningHow::Os(join) => join(),
+            RunningHow::Os(join) | RunningHow::Light(join) => join(),
         }
+    }
+}
+
+impl<R> Running<R> {
+    /// A started light process, joined by `join`.
+    pub(crate) fn light(join: Box<dyn FnOnce() -> crate::Result<R> + Send>) -> Self {
+        Self { how: RunningHow::Light(join) }
     }
 }
 
