@@ -302,11 +302,11 @@ impl Shared {
     /// The part of `wait` to wait now: at most [`DEATH_CHECK`], so that a
     /// blocked end looks for dead holders (see [`more_after`](Self::more_after)).
     fn slice(wait: Wait) -> Wait {
-        let slice = Instant::now().checked_add(DEATH_CHECK);
+        let slice = || Instant::now().checked_add(DEATH_CHECK);
         match wait {
             Wait::Never => Wait::Never,
-            Wait::Forever | Wait::Until(None) => Wait::Until(slice),
-            Wait::Until(Some(deadline)) => Wait::Until(slice.map(|s| s.min(deadline))),
+            Wait::Forever | Wait::Until(None) => Wait::Until(slice()),
+            Wait::Until(Some(deadline)) => Wait::Until(slice().map(|s| s.min(deadline))),
         }
     }
 

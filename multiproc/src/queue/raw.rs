@@ -250,9 +250,15 @@ impl RawQueue {
         // The fast path: our turn at once, and room for the item. (Taking
         // the turn waits only for another producer's write: nobody holds it
         // while waiting for room.)
-        if !budget.try_only {
+        {
             let ring = self.ring();
-            if let Some(mut producer) = ring.producer(self.bytes(), budget.deadline) {
+            // A `try_` put that finds the turn free reads no clock.
+            let producer = if budget.try_only {
+                ring.try_producer(self.bytes())
+            } else {
+                ring.producer(self.bytes(), budget.deadline)
+            };
+            if let Some(mut producer) = producer {
                 if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
                     if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
                         return Ok(());
@@ -346,11 +352,23 @@ impl RawQueue {
     ) -> Result<R> {
         let ring = self.ring();
         let try_only = matches!(wait, Wait::Never);
-        let Some(mut consumer) = ring.consumer(self.bytes(), wait.deadline(), try_only) else {
+        // A `try_` get takes the side only if it is free: no deadline (and
+        // no clock) needed.
+        let deadline = if try_only { None } else { wait.deadline() };
+        let Some(mut consumer) = ring.consumer(self.bytes(), deadline, try_only) else {
             return Err(if try_only { Error::Empty } else { Error::Timeout });
         };
+        let waited = if !try_only {
+            consumer.wait_for_record(deadline)
+        } else if consumer.available() {
+            Ok(())
+        } else if ring.is_closed() {
+            Err(Stop::Closed)
+        } else {
+            Err(Stop::Timeout)
+        };
         // The fast path: a whole message at the head.
-        match consumer.wait_for_record(wait.deadline()) {
+        match waited {
             Ok(()) => {}
             Err(Stop::Closed) => return Err(Error::Closed),
             Err(_) => return Err(if try_only { Error::Empty } else { Error::Timeout }),

@@ -371,6 +371,16 @@ impl RawRing {
         Some(Producer { ring: self, bytes })
     }
 
+    /// Takes the producer side if nobody holds it now.
+    #[inline]
+    pub(crate) fn try_producer(&self, bytes: Bytes) -> Option<Producer<'_>> {
+        let side = &self.producer;
+        if side.lock.try_lock()? == Acquired::OwnerDied {
+            side.intent.recover(&side.position, &side.count);
+        }
+        Some(Producer { ring: self, bytes })
+    }
+
     /// Takes the consumer side; `try_only` gives up at once if it is taken.
     #[inline]
     pub(crate) fn consumer(
@@ -583,7 +593,7 @@ pub(crate) struct Consumer<'a> {
 
 impl Consumer<'_> {
     #[inline]
-    fn available(&self) -> bool {
+    pub(crate) fn available(&self) -> bool {
         let head = self.ring.consumer.position.load(Ordering::Relaxed);
         self.ring.producer.position.load(Ordering::Acquire) != head
     }
