@@ -891,21 +891,21 @@ impl Core {
         deliveries: &mut Deliveries,
     ) {
         let Some(header) = wire::parse_task(&info.msg) else { return };
-        let records = wire::arg_records(&info.msg);
-        let count = (info.count as usize).min(records.len());
+        let count = info.count as usize;
         if count == 0 {
             return;
         }
         let k = (item as usize).min(count - 1);
+        // Items `from..to` of the task run again: the same arguments,
+        // passing over those before `from`.
         let requeue = |inner: &mut Inner, from: usize, to: usize, retries: u32| {
             if from >= to {
                 return;
             }
             let id = self.next_task.fetch_add(1, Ordering::Relaxed);
-            let mut msg = wire::begin_task(id, wire::NO_CANCEL, header.target, 0);
-            for record in &records[from..to] {
-                wire::push_raw_arg(&mut msg, record);
-            }
+            let mut msg = info.msg.as_ref().clone();
+            wire::set_id(&mut msg, id, wire::NO_CANCEL);
+            wire::set_skip(&mut msg, header.skip.saturating_add(from as u32));
             wire::set_count(&mut msg, (to - from) as u32);
             inner.table.insert(
                 id,
@@ -932,18 +932,6 @@ impl Core {
             ));
         }
         requeue(inner, k + 1, count, info.retries);
-        // Records the message claimed but did not hold: they fail.
-        if count < info.count as usize {
-            let failure = Failure::NotSent("a malformed task message".to_owned());
-            deliveries.push((
-                Arc::clone(&info.job),
-                Piece {
-                    start: info.start + count,
-                    count: info.count as usize - count,
-                    body: Err(failure),
-                },
-            ));
-        }
     }
 
     /// Puts the tasks waiting to run again, as far as the queue has room

@@ -1,26 +1,33 @@
 //! The bytes a pool sends to its workers and back.
 //!
 //! A *task* is a chunk of consecutive items of one job. On the task queue it
-//! is a [`TASK_HEADER`]-byte header (task id, cancel word, item count, which
-//! function) followed by one record per item: `u32 LE length | postcard
-//! argument`. A worker answers on the result queue with a message that
-//! starts with a [`RESULT_HEADER`]-byte header (kind, worker slot, task id)
-//! and, for a finished chunk, one outcome record per item: `tag | u32 LE
-//! length | bytes` (the postcard result, or a message).
+//! is a [`TASK_HEADER`]-byte header (task id, cancel word, item count, items
+//! to skip, which function) followed by the items' arguments, postcard
+//! values one after the other: the type says where each ends, so no item
+//! carries a length. A task that runs a chunk again from its `k`th item
+//! keeps the chunk's bytes and says to skip `k` items.
+//!
+//! A worker answers on the result queue with a message that starts with a
+//! [`RESULT_HEADER`]-byte header (kind, worker slot, task id). The body of a
+//! finished chunk is postcard too: a byte that says whether every item
+//! succeeded, then per item a tag and either the result (`OK`) or a
+//! message (bytes).
 //!
 //! Everything read here comes from another process and is checked: a
-//! malformed message is a protocol error for its task, never a panic.
+//! malformed message is a protocol error for its task, never a panic. An
+//! argument or result that does not decode fails its item and the rest of
+//! its chunk (whose items cannot be found without it).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer as _};
 
 use crate::boot::entry::TaskRef;
 use crate::{Error, Result};
 
-/// Bytes before a task's argument records.
+/// Bytes before a task's arguments.
 pub(crate) const TASK_HEADER: usize = 32;
 /// Bytes before a result message's body.
 pub(crate) const RESULT_HEADER: usize = 13;
@@ -55,11 +62,14 @@ pub(crate) enum Target {
 pub(crate) struct TaskHeader {
     pub(crate) id: u64,
     pub(crate) cancel: u32,
+    /// Items to run.
     pub(crate) count: u32,
+    /// Items of the message to pass over before those that run.
+    pub(crate) skip: u32,
     pub(crate) target: Target,
 }
 
-/// Starts a task message: its header, ready for argument records.
+/// Starts a task message: its header, ready for arguments.
 pub(crate) fn begin_task(id: u64, cancel: u32, target: Target, capacity: usize) -> Vec<u8> {
     let mut msg = Vec::with_capacity(TASK_HEADER + capacity);
     msg.extend_from_slice(&id.to_le_bytes());
@@ -70,7 +80,8 @@ pub(crate) fn begin_task(id: u64, cancel: u32, target: Target, capacity: usize) 
         Target::Closure(id) => (1u8, id),
     };
     msg.push(kind);
-    msg.extend_from_slice(&[0; 7]);
+    msg.extend_from_slice(&[0; 3]);
+    msg.extend_from_slice(&0u32.to_le_bytes());
     msg.extend_from_slice(&bits.to_le_bytes());
     msg
 }
@@ -78,6 +89,11 @@ pub(crate) fn begin_task(id: u64, cancel: u32, target: Target, capacity: usize) 
 /// Sets the item count of a task message.
 pub(crate) fn set_count(msg: &mut [u8], count: u32) {
     msg[12..16].copy_from_slice(&count.to_le_bytes());
+}
+
+/// Sets the items a task message passes over before those that run.
+pub(crate) fn set_skip(msg: &mut [u8], skip: u32) {
+    msg[20..24].copy_from_slice(&skip.to_le_bytes());
 }
 
 /// Sets the task id (and cancel word) of a task message.
@@ -99,48 +115,37 @@ pub(crate) fn parse_task(msg: &[u8]) -> Option<TaskHeader> {
     let id = u64_at(msg, 0)?;
     let cancel = u32_at(msg, 8)?;
     let count = u32_at(msg, 12)?;
+    let skip = u32_at(msg, 20)?;
     let bits = u64_at(msg, 24)?;
     let target = match msg.get(16)? {
         0 => Target::Entry(TaskRef::from_bits(bits)),
         1 => Target::Closure(bits),
         _ => return None,
     };
-    Some(TaskHeader { id, cancel, count, target })
+    Some(TaskHeader { id, cancel, count, skip, target })
 }
 
-/// Appends one argument record, encoded straight into `msg`; `Err` (and
-/// nothing appended) if the value does not encode. Call inside
-/// [`codec::carried_fds`] to learn whether any carried descriptors.
-pub(crate) fn push_arg<A: Serialize>(msg: &mut Vec<u8>, arg: &A) -> Result<()> {
-    push_encoded(msg, arg).map_err(|e| Error::Encode { source: e.into() })
-}
-
-/// Appends `value` as a record (`u32 LE length | postcard`), encoded in
-/// place behind a length written afterwards; on failure `msg` is as it was.
+/// Appends one argument, encoded straight into `msg`; `Err` (and nothing
+/// appended) if the value does not encode. Call inside
+/// [`codec::carried_fds`](crate::transfer::codec::carried_fds) to learn
+/// whether any carried descriptors.
 #[inline]
-fn push_encoded<T: Serialize + ?Sized>(msg: &mut Vec<u8>, value: &T) -> postcard::Result<()> {
+pub(crate) fn push_arg<A: Serialize>(msg: &mut Vec<u8>, arg: &A) -> Result<()> {
     let at = msg.len();
-    msg.extend_from_slice(&[0; 4]);
-    let encoded = postcard::serialize_with_flavor(value, Extend(msg));
-    let len = msg.len() - at - 4;
-    match (encoded, u32::try_from(len)) {
-        (Ok(()), Ok(len)) => {
-            msg[at..at + 4].copy_from_slice(&len.to_le_bytes());
-            Ok(())
-        }
-        (Err(e), _) => {
-            msg.truncate(at);
-            Err(e)
-        }
-        (Ok(()), Err(_)) => {
-            msg.truncate(at);
-            Err(postcard::Error::SerializeBufferFull)
-        }
-    }
+    arg.serialize(&mut postcard::Serializer { output: Extend(msg) }).map_err(|e| {
+        msg.truncate(at);
+        Error::Encode { source: e.into() }
+    })
+}
+
+/// Appends an argument already encoded (with postcard).
+pub(crate) fn push_raw_arg(msg: &mut Vec<u8>, encoded: &[u8]) {
+    msg.extend_from_slice(encoded);
 }
 
 /// A postcard output that appends to a borrowed `Vec`, copying the short
-/// slices postcard hands it (varints) without a call to `memcpy`.
+/// slices postcard hands it (varints) as one fixed-size copy, without a
+/// call to `memcpy` or a length check per byte.
 struct Extend<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Extend<'_> {
@@ -154,14 +159,19 @@ impl postcard::ser_flavors::Flavor for Extend<'_> {
 
     #[inline(always)]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        if bytes.len() <= SHORT {
-            self.0.reserve(SHORT);
-            for &byte in bytes {
-                self.0.push(byte);
-            }
-        } else {
+        if bytes.len() > SHORT {
             self.0.extend_from_slice(bytes);
+            return Ok(());
         }
+        let mut padded = [0u8; SHORT];
+        for (i, byte) in padded.iter_mut().enumerate() {
+            if i < bytes.len() {
+                *byte = bytes[i];
+            }
+        }
+        let end = self.0.len() + bytes.len();
+        self.0.extend_from_slice(&padded);
+        self.0.truncate(end);
         Ok(())
     }
 
@@ -170,7 +180,7 @@ impl postcard::ser_flavors::Flavor for Extend<'_> {
     }
 }
 
-/// Slices up to this long are copied byte by byte.
+/// Slices up to this long are copied whole, padded.
 const SHORT: usize = 16;
 
 /// The error for task arguments that hold file descriptors.
@@ -181,52 +191,58 @@ pub(crate) fn fds_refused() -> Error {
     }
 }
 
-/// Splits one length-prefixed record off `bytes`.
-pub(crate) fn take_record(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32_at(bytes, 0)? as usize;
-    let end = 4usize.checked_add(len)?;
-    Some((bytes.get(4..end)?, bytes.get(end..)?))
+/// Writes outcome records into a result message, behind the byte that
+/// says whether every item succeeded.
+struct Outcomes<'a> {
+    ser: postcard::Serializer<Extend<'a>>,
+    /// Where the all-succeeded byte is.
+    clean: usize,
 }
 
-/// The argument records of a task message (after its header), by item.
-pub(crate) fn arg_records(msg: &[u8]) -> Vec<&[u8]> {
-    let mut rest = msg.get(TASK_HEADER..).unwrap_or_default();
-    let mut out = Vec::new();
-    while let Some((record, tail)) = take_record(rest) {
-        out.push(record);
-        rest = tail;
+impl<'a> Outcomes<'a> {
+    fn begin(out: &'a mut Vec<u8>) -> Self {
+        let clean = out.len();
+        out.push(1);
+        Self { ser: postcard::Serializer { output: Extend(out) }, clean }
     }
-    out
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        self.ser.output.0
+    }
+
+    /// Appends a failed item's record.
+    fn fail(&mut self, tag: u8, message: &str) {
+        let clean = self.clean;
+        let out = self.out();
+        out[clean] = 0;
+        out.push(tag);
+        // Bytes always encode.
+        let _ = (&mut self.ser).serialize_bytes(message.as_bytes());
+    }
+
+    /// Appends `n` failed items' records.
+    fn fail_many(&mut self, n: u32, tag: u8, message: &str) {
+        for _ in 0..n {
+            self.fail(tag, message);
+        }
+    }
 }
 
-/// Appends an argument record holding already-encoded bytes.
-pub(crate) fn push_raw_arg(msg: &mut Vec<u8>, record: &[u8]) {
-    msg.extend_from_slice(&(record.len() as u32).to_le_bytes());
-    msg.extend_from_slice(record);
+/// Appends the outcomes of `count` items that all failed with `message`
+/// (tagged `tag`) to a result message.
+pub(crate) fn push_failures(out: &mut Vec<u8>, count: u32, tag: u8, message: &str) {
+    Outcomes::begin(out).fail_many(count, tag, message);
 }
 
-/// Appends one outcome record.
-fn push_outcome(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    out.push(tag);
-    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(bytes);
-}
-
-/// Splits one outcome record off `bytes`: its tag and bytes.
-pub(crate) fn take_outcome(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = bytes.split_first()?;
-    let (record, rest) = take_record(rest)?;
-    Some((tag, record, rest))
-}
-
-/// Runs `f` on each of the `count` argument records of `input`, appending
-/// one outcome record per item to `out`; stores `i` in `progress` before
-/// item `i` starts (a relaxed store: it is read once this process is dead).
-/// A panic, an argument that does not decode and a result that does not
-/// encode each fail their item only.
+/// Runs `f` on the arguments of `input` after the first `skip`, `count`
+/// of them, appending their outcomes to `out`; stores `i` in `progress`
+/// before item `i` starts (a relaxed store: it is read once this process is
+/// dead). A panic and a result that does not encode each fail their item
+/// only; an argument that does not decode fails the rest of the chunk.
 pub(crate) fn run_chunk<F, A, R>(
     f: &F,
     input: &[u8],
+    skip: u32,
     count: u32,
     out: &mut Vec<u8>,
     progress: &AtomicU64,
@@ -235,37 +251,41 @@ pub(crate) fn run_chunk<F, A, R>(
     A: DeserializeOwned,
     R: Serialize,
 {
-    let mut rest = input;
+    let mut outcomes = Outcomes::begin(out);
+    let mut args = postcard::Deserializer::from_bytes(input);
+    for _ in 0..skip {
+        if let Err(e) = A::deserialize(&mut args) {
+            let message = format!("could not decode the task's argument: {e}");
+            outcomes.fail_many(count, DECODE_FAILED, &message);
+            return;
+        }
+    }
     for i in 0..count {
         progress.store(u64::from(i), Ordering::Relaxed);
-        let Some((record, tail)) = take_record(rest) else {
-            push_outcome(out, DECODE_FAILED, b"the task message is truncated");
-            continue;
-        };
-        rest = tail;
-        let arg = match postcard::from_bytes::<A>(record) {
+        let arg = match A::deserialize(&mut args) {
             Ok(arg) => arg,
             Err(e) => {
                 let message = format!("could not decode the task's argument: {e}");
-                push_outcome(out, DECODE_FAILED, message.as_bytes());
-                continue;
+                outcomes.fail_many(count - i, DECODE_FAILED, &message);
+                return;
             }
         };
-        let at = out.len();
-        out.push(OK);
+        let at = outcomes.out().len();
+        outcomes.out().push(OK);
         // The result is encoded straight into `out`, behind its tag.
-        match panic::catch_unwind(AssertUnwindSafe(|| push_encoded(out, &f(arg)))) {
+        let ser = &mut outcomes.ser;
+        match panic::catch_unwind(AssertUnwindSafe(|| f(arg).serialize(ser))) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                out.truncate(at);
+                outcomes.out().truncate(at);
                 let message = format!("could not encode the task's result: {e}");
-                push_outcome(out, ENCODE_FAILED, message.as_bytes());
+                outcomes.fail(ENCODE_FAILED, &message);
             }
             Err(payload) => {
-                out.truncate(at);
+                outcomes.out().truncate(at);
                 let message = crate::process::panic_message(payload.as_ref());
                 std::mem::forget(payload);
-                push_outcome(out, PANICKED, message.as_bytes());
+                outcomes.fail(PANICKED, &message);
             }
         }
     }
@@ -301,51 +321,109 @@ pub(crate) fn parse_result(msg: &[u8]) -> Option<ResultHeader> {
     Some(ResultHeader { kind: *msg.first()?, slot: u32_at(msg, 1)?, task: u64_at(msg, 5)? })
 }
 
-/// Decodes the outcome records of `body` (exactly `count` of them), calling
+/// One item's outcome as read.
+enum Item<'a, R> {
+    Ok(R),
+    /// The item failed: its tag and message.
+    Failed(u8, &'a [u8]),
+}
+
+/// Reads the outcomes of a finished chunk's body, one by one.
+struct Reader<'a> {
+    de: postcard::Deserializer<'a, postcard::de_flavors::Slice<'a>>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        let records = body.get(1..).unwrap_or_default();
+        Self { de: postcard::Deserializer::from_bytes(records) }
+    }
+
+    /// The next item's outcome; `Err` if it cannot be read (the body is
+    /// short, or a result does not decode), and then neither can the rest.
+    #[inline]
+    fn next<R: DeserializeOwned>(&mut self) -> Result<Item<'a, R>> {
+        match u8::deserialize(&mut self.de) {
+            Ok(OK) => R::deserialize(&mut self.de).map(Item::Ok).map_err(Error::decode::<R>),
+            Ok(tag) => <&'a [u8]>::deserialize(&mut self.de)
+                .map(|bytes| Item::Failed(tag, bytes))
+                .map_err(|_| Error::protocol("a worker sent a malformed outcome")),
+            Err(_) => Err(Error::protocol("a worker sent fewer outcomes than tasks")),
+        }
+    }
+}
+
+/// The error of the items after one whose outcome could not be read.
+fn unreadable() -> Error {
+    Error::protocol("an outcome before this one in its chunk could not be read")
+}
+
+/// An item's failure from its outcome record.
+fn failure(tag: u8, bytes: &[u8]) -> Error {
+    let text = || String::from_utf8_lossy(bytes).into_owned();
+    match tag {
+        PANICKED => {
+            Error::Panicked { process: "pool worker".to_owned(), location: None, message: text() }
+        }
+        ENCODE_FAILED | DECODE_FAILED => Error::TaskFailed { message: text() },
+        _ => Error::protocol(format!("unknown task outcome tag {tag}")),
+    }
+}
+
+/// Decodes the outcomes of `body` (exactly `count` of them), calling
 /// `each` with every item's result.
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     body: &[u8],
     count: usize,
     mut each: impl FnMut(Result<R>),
 ) {
-    let mut rest = body;
-    for _ in 0..count {
-        match take_outcome(rest) {
-            Some((tag, bytes, tail)) => {
-                rest = tail;
-                each(outcome::<R>(tag, bytes));
-            }
-            None => {
-                rest = &[];
-                each(Err(Error::protocol("a worker sent fewer outcomes than tasks")));
+    let mut reader = Reader::new(body);
+    for i in 0..count {
+        match reader.next::<R>() {
+            Ok(Item::Ok(value)) => each(Ok(value)),
+            Ok(Item::Failed(tag, bytes)) => each(Err(failure(tag, bytes))),
+            Err(e) => {
+                each(Err(e));
+                for _ in i + 1..count {
+                    each(Err(unreadable()));
+                }
+                return;
             }
         }
     }
 }
 
-/// One item's result from its outcome record.
-pub(crate) fn outcome<R: DeserializeOwned>(tag: u8, bytes: &[u8]) -> Result<R> {
-    let text = || String::from_utf8_lossy(bytes).into_owned();
-    match tag {
-        OK => postcard::from_bytes(bytes).map_err(Error::decode::<R>),
-        PANICKED => Err(Error::Panicked {
-            process: "pool worker".to_owned(),
-            location: None,
-            message: text(),
-        }),
-        ENCODE_FAILED | DECODE_FAILED => Err(Error::TaskFailed { message: text() }),
-        _ => Err(Error::protocol(format!("unknown task outcome tag {tag}"))),
-    }
-}
-
-/// Whether every one of the `count` outcome records of `body` is a success.
-pub(crate) fn all_ok(body: &[u8], count: usize) -> bool {
-    let mut rest = body;
+/// Decodes the results of `body` (exactly `count` of them) onto `out`;
+/// the first item's error, if any failed (and then `out` holds some of
+/// them).
+pub(crate) fn decode_into<R: DeserializeOwned>(
+    body: &[u8],
+    count: usize,
+    out: &mut Vec<R>,
+) -> Result<()> {
+    out.reserve(count);
+    let mut reader = Reader::new(body);
     for _ in 0..count {
-        match take_outcome(rest) {
-            Some((OK, _, tail)) => rest = tail,
-            _ => return false,
+        match reader.next::<R>()? {
+            Item::Ok(value) => out.push(value),
+            Item::Failed(tag, bytes) => return Err(failure(tag, bytes)),
         }
     }
-    true
+    Ok(())
+}
+
+/// Whether the worker said that every item of `body` succeeded.
+pub(crate) fn all_ok(body: &[u8]) -> bool {
+    body.first() == Some(&1)
+}
+
+/// The initializer's outcome (one item of `()`), as its error message.
+pub(crate) fn init_outcome(body: &[u8]) -> Result<(), String> {
+    match Reader::new(body).next::<()>() {
+        Ok(Item::Ok(())) => Ok(()),
+        Ok(Item::Failed(_, message)) => {
+            Err(format!("the initializer failed: {}", String::from_utf8_lossy(message)))
+        }
+        Err(_) => Err("the initializer reported nothing".to_owned()),
+    }
 }
