@@ -550,17 +550,20 @@ impl Core {
     /// Waits until `ready(job's state)` holds or `deadline` passes; returns
     /// the state locked, and whether it is ready. While it waits, the
     /// caller reads the result queue itself if no other caller does.
+    /// `ready` is called with the job locked, after every message the
+    /// caller files: it may take the pieces in (and decode them there,
+    /// while the workers go on).
     pub(crate) fn wait_job<'j>(
         &self,
         job: &'j Job,
         deadline: Option<Instant>,
-        mut ready: impl FnMut(&JobState) -> bool,
+        mut ready: impl FnMut(&mut JobState) -> bool,
     ) -> (MutexGuard<'j, JobState>, bool) {
         loop {
             let seen = job.signal.seen();
             {
-                let state = job.lock();
-                if ready(&state) {
+                let mut state = job.lock();
+                if ready(&mut state) {
                     return (state, true);
                 }
             }
@@ -568,15 +571,15 @@ impl Core {
                 let led = self.lead_until(job, deadline, &mut ready);
                 self.unlead();
                 if let Some(done) = led {
-                    let state = job.lock();
-                    let ok = done || ready(&state);
+                    let mut state = job.lock();
+                    let ok = done || ready(&mut state);
                     return (state, ok);
                 }
                 // The queue cannot be read: wait for the collector.
             }
             if !job.signal.wait(seen, deadline) {
-                let state = job.lock();
-                let ok = ready(&state);
+                let mut state = job.lock();
+                let ok = ready(&mut state);
                 return (state, ok);
             }
         }
@@ -622,10 +625,10 @@ impl Core {
         &self,
         job: &Job,
         deadline: Option<Instant>,
-        ready: &mut impl FnMut(&JobState) -> bool,
+        ready: &mut impl FnMut(&mut JobState) -> bool,
     ) -> Option<bool> {
         loop {
-            if ready(&job.lock()) {
+            if ready(&mut job.lock()) {
                 return Some(true);
             }
             let got = self.results.get_with(Wait::Until(deadline), |bytes, _| {

@@ -1,5 +1,6 @@
 //! `Pool`: the user's handle on a pool of worker processes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::builder::PoolBuilder;
 use super::core::Core;
 use super::imap::IMap;
-use super::job::{Failure, Job, Piece};
+use super::job::{Failure, Job, JobState, Piece};
 use super::result::{self, AsyncResult};
 use super::wire::{self, Target};
 use crate::shm::park::deadline_after;
@@ -256,6 +257,15 @@ impl Pool {
         }
     }
 
+    /// Waits for every item of `job` and returns the results in order,
+    /// decoding each piece as soon as those before it are in (while the
+    /// workers run the later ones).
+    fn collect<R: DeserializeOwned>(&self, job: &Job) -> Result<Vec<R>> {
+        let mut in_order = InOrder::new();
+        drop(self.core.wait_job(job, None, |state| in_order.take(state)));
+        in_order.finish()
+    }
+
     /// Applies `f` to every item, in chunks of Python's default size
     /// (`ceil(len / (4 * workers))`), and returns the results in order
     /// (Python's `map`).
@@ -279,7 +289,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.map_async(f, iterable)?.get()
+        let job = self.start_map(&f, iterable, None, None)?;
+        self.collect(&job)
     }
 
     /// [`map`](Self::map) with chunks of `chunksize` items (Python's
@@ -309,7 +320,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let job = self.start_map(&f, iterable, Some(chunksize), None)?;
-        AsyncResult::new(&self.core, job, result::all_items::<R>).get()
+        self.collect(&job)
     }
 
     /// Submits `f` on every item and returns at once (Python's
@@ -716,6 +727,63 @@ fn callbacks<T: Send + 'static>(
             Err(e) => error_callback(&e),
         })
     })
+}
+
+/// The results of a job decoded in item order, as its pieces come.
+struct InOrder<R> {
+    out: Vec<R>,
+    /// The first item not decoded yet.
+    next: usize,
+    /// Pieces that came before their turn, by their first item.
+    ahead: BTreeMap<usize, Piece>,
+    /// The first failed item's error: no more is decoded.
+    failed: Option<Error>,
+}
+
+impl<R: DeserializeOwned> InOrder<R> {
+    fn new() -> Self {
+        Self { out: Vec::new(), next: 0, ahead: BTreeMap::new(), failed: None }
+    }
+
+    /// Takes the job's new pieces and decodes those whose turn it is;
+    /// whether the job is complete.
+    fn take(&mut self, state: &mut JobState) -> bool {
+        if self.out.capacity() == 0 {
+            self.out.reserve_exact(state.total.unwrap_or(0));
+        }
+        for piece in state.pieces.drain(..) {
+            if piece.start == self.next {
+                self.decode(piece);
+            } else {
+                self.ahead.insert(piece.start, piece);
+            }
+        }
+        while let Some(piece) = self.ahead.remove(&self.next) {
+            self.decode(piece);
+        }
+        state.complete()
+    }
+
+    fn decode(&mut self, piece: Piece) {
+        self.next += piece.count;
+        if self.failed.is_some() {
+            return;
+        }
+        let decoded = match &piece.body {
+            Ok(body) => wire::decode_into(body, piece.count, &mut self.out),
+            Err(failure) => Err(failure.to_error()),
+        };
+        self.failed = decoded.err();
+    }
+
+    /// Every item's result, or the first failed item's error.
+    fn finish(self) -> Result<Vec<R>> {
+        match self.failed {
+            Some(e) => Err(e),
+            None if self.ahead.is_empty() => Ok(self.out),
+            None => Err(Error::protocol("the pieces of a job's results do not fit together")),
+        }
+    }
 }
 
 impl Default for Pool {
