@@ -457,3 +457,95 @@ pub(crate) fn init_outcome(body: &[u8]) -> Result<(), String> {
         Err(_) => Err("the initializer reported nothing".to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task's arguments, as `send_chunk` encodes them.
+    fn args(items: impl IntoIterator<Item = u64>) -> Vec<u8> {
+        let mut msg = Vec::new();
+        for item in items {
+            push_arg(&mut msg, &item).unwrap();
+        }
+        msg
+    }
+
+    fn run(f: fn(u64) -> u64, input: &[u8], skip: u32, count: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        run_chunk(&f, input, skip, count, &mut out, &AtomicU64::new(0));
+        out
+    }
+
+    fn outcomes(body: &[u8], count: usize) -> Vec<Result<u64>> {
+        let mut all = Vec::new();
+        decode_outcomes(body, count, |r| all.push(r));
+        all
+    }
+
+    #[test]
+    fn a_chunk_passes_over_its_skipped_items_and_runs_the_next_ones() {
+        let body = run(|x| x * x, &args(0..10), 3, 4);
+        let mut out = Vec::new();
+        decode_into::<u64>(&body, 4, &mut out).unwrap();
+        assert_eq!(out, [9, 16, 25, 36]);
+        assert!(all_ok(&body));
+    }
+
+    #[test]
+    fn a_failed_item_fails_alone_and_clears_the_all_ok_byte() {
+        fn odd_panics(x: u64) -> u64 {
+            assert!(x.is_multiple_of(2), "odd {x}");
+            x
+        }
+        let body = run(odd_panics, &args([2, 3, 4, 300, 5]), 0, 5);
+        assert!(!all_ok(&body));
+        let all = outcomes(&body, 5);
+        assert_eq!(all.len(), 5);
+        assert!(matches!(all[0], Ok(2)));
+        assert!(matches!(&all[1], Err(Error::Panicked { message, .. }) if message == "odd 3"));
+        assert!(matches!(all[2], Ok(4)));
+        assert!(matches!(all[3], Ok(300)));
+        assert!(matches!(&all[4], Err(Error::Panicked { message, .. }) if message == "odd 5"));
+        let mut out = Vec::new();
+        let first = decode_into::<u64>(&body, 5, &mut out).unwrap_err();
+        assert!(matches!(first, Error::Panicked { message, .. } if message == "odd 3"));
+    }
+
+    #[test]
+    fn an_argument_that_does_not_decode_fails_the_rest_of_its_chunk() {
+        // A u64 varint cut short: the second argument never ends.
+        let mut input = args([7]);
+        input.push(0x80);
+        let all = outcomes(&run(|x| x, &input, 0, 3), 3);
+        assert!(matches!(all[0], Ok(7)));
+        for r in &all[1..] {
+            assert!(matches!(r, Err(Error::TaskFailed { message }) if message.contains("decode")));
+        }
+    }
+
+    #[test]
+    fn short_or_corrupt_bodies_fail_their_items_without_panicking() {
+        let body = run(|x| x.wrapping_mul(0x9e37_79b9_7f4a_7c15), &args(0..50), 0, 50);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for cut in 0..=body.len() {
+            let mut bytes = body[..cut].to_vec();
+            // Every other prefix also gets a corrupted byte.
+            if cut % 2 == 1 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed as usize) % bytes.len();
+                bytes[at] = (seed >> 32) as u8;
+            }
+            assert_eq!(outcomes(&bytes, 50).len(), 50);
+            let mut out = Vec::new();
+            let _ = decode_into::<u64>(&bytes, 50, &mut out);
+            assert!(out.len() <= 50);
+            let _ = decode_into::<String>(&bytes, 50, &mut Vec::new());
+            let _ = init_outcome(&bytes);
+            let _ = parse_task(&bytes);
+            let _ = parse_result(&bytes);
+        }
+    }
+}
