@@ -129,13 +129,20 @@ pub(crate) fn parse_task(msg: &[u8]) -> Option<TaskHeader> {
 /// appended) if the value does not encode. Call inside
 /// [`codec::carried_fds`](crate::transfer::codec::carried_fds) to learn
 /// whether any carried descriptors.
-#[inline]
+#[inline(always)]
 pub(crate) fn push_arg<A: Serialize>(msg: &mut Vec<u8>, arg: &A) -> Result<()> {
     let at = msg.len();
-    arg.serialize(&mut postcard::Serializer { output: Extend(msg) }).map_err(|e| {
-        msg.truncate(at);
-        Error::Encode { source: e.into() }
-    })
+    match arg.serialize(&mut postcard::Serializer { output: Extend(msg) }) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(not_encoded(msg, at, e)),
+    }
+}
+
+/// Takes back what an argument that failed to encode left in `msg`.
+#[cold]
+fn not_encoded(msg: &mut Vec<u8>, at: usize, e: postcard::Error) -> Error {
+    msg.truncate(at);
+    Error::Encode { source: e.into() }
 }
 
 /// Appends an argument already encoded (with postcard).
