@@ -99,6 +99,16 @@ const LEADER: u32 = 1;
 /// `Core::lead` bit: the collector counts among the result queue's waiters.
 const WATCHING: u32 = 2;
 
+/// A caller's turn to read the result queue: handed back to the
+/// collector when dropped.
+struct Leading<'a>(&'a Core);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.unlead();
+    }
+}
+
 /// Everything the pool's handles and threads share.
 pub(crate) struct Core {
     pub(crate) config: Config,
@@ -568,8 +578,11 @@ impl Core {
                 }
             }
             if self.try_lead() {
-                let led = self.lead_until(job, deadline, &mut ready);
-                self.unlead();
+                let led = {
+                    // Handed back also if `ready` panics (it may decode).
+                    let _leading = Leading(self);
+                    self.lead_until(job, deadline, &mut ready)
+                };
                 if let Some(done) = led {
                     let mut state = job.lock();
                     let ok = done || ready(&mut state);
