@@ -291,6 +291,36 @@ fn encode_and_decode_failures_fail_their_task_only() {
     finish(pool);
 }
 
+/// Encodes fine, panics as it decodes.
+struct Boom;
+
+impl Serialize for Boom {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Boom {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("Boom panics as it decodes")
+    }
+}
+
+#[test]
+fn a_result_that_panics_as_it_decodes_leaves_the_pool_working() {
+    fn boom(_: u8) -> Boom {
+        Boom
+    }
+    let pool = pool(StartMethod::Spawn, 2);
+    let map = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.map(boom, 0..4u8)));
+    assert!(map.is_err());
+    // The caller that panicked was reading the result queue: others can now.
+    let r = pool.apply_async(square, 7).unwrap();
+    assert_eq!(r.get_timeout(LIMIT).unwrap(), 49);
+    assert_eq!(pool.map(square, 0..100).unwrap()[99], 99 * 99);
+    finish(pool);
+}
+
 #[test]
 fn terminate_ends_running_work_in_bounded_time() {
     for method in METHODS {

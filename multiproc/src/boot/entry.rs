@@ -146,9 +146,9 @@ fn resolve_word(offset: i64, magic: [u64; 2]) -> Result<usize, &'static str> {
 const TASK_MAGIC: [u64; 2] = [0x6a09_e667_f3bc_c908, 0x3c6e_f372_fe94_f82b];
 
 /// What a pool worker runs for a chunk of tasks (see `pool::wire`): the
-/// encoded arguments, how many, where the outcomes go, and the word in
-/// shared memory that says which item runs.
-pub(crate) type TaskFn = fn(&[u8], u32, &mut Vec<u8>, &std::sync::atomic::AtomicU64);
+/// encoded arguments, how many to pass over, how many to run, where the
+/// outcomes go, and the word in shared memory that says which item runs.
+pub(crate) type TaskFn = fn(&[u8], u32, u32, &mut Vec<u8>, &std::sync::atomic::AtomicU64);
 
 /// One runnable pool task, laid out as [`Entry`].
 #[repr(C)]
@@ -250,6 +250,7 @@ where
 /// Runs a chunk of pool tasks with the zero-sized target `F`.
 fn run_task<F, A, R>(
     input: &[u8],
+    skip: u32,
     count: u32,
     out: &mut Vec<u8>,
     progress: &std::sync::atomic::AtomicU64,
@@ -265,7 +266,7 @@ fn run_task<F, A, R>(
     // `Copy`, and the parent had one when it made this entry
     // (`TaskRef::of` takes the target by reference).
     let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
-    crate::pool::wire::run_chunk(&target, input, count, out, progress);
+    crate::pool::wire::run_chunk(&target, input, skip, count, out, progress);
 }
 
 impl TaskRef {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// A registered closure, ready to run chunks of tasks.
-pub(crate) type ChunkFn = Arc<dyn Fn(&[u8], u32, &mut Vec<u8>, &AtomicU64) + Send + Sync>;
+pub(crate) type ChunkFn = Arc<dyn Fn(&[u8], u32, u32, &mut Vec<u8>, &AtomicU64) + Send + Sync>;
 
 /// What a worker knows of the registered closures: those registered before
 /// it was forked.

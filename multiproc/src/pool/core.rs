@@ -99,6 +99,16 @@ const LEADER: u32 = 1;
 /// `Core::lead` bit: the collector counts among the result queue's waiters.
 const WATCHING: u32 = 2;
 
+/// A caller's turn to read the result queue: handed back to the
+/// collector when dropped.
+struct Leading<'a>(&'a Core);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.unlead();
+    }
+}
+
 /// Everything the pool's handles and threads share.
 pub(crate) struct Core {
     pub(crate) config: Config,
@@ -550,33 +560,39 @@ impl Core {
     /// Waits until `ready(job's state)` holds or `deadline` passes; returns
     /// the state locked, and whether it is ready. While it waits, the
     /// caller reads the result queue itself if no other caller does.
+    /// `ready` is called with the job locked, after every message the
+    /// caller files: it may take the pieces in (and decode them there,
+    /// while the workers go on).
     pub(crate) fn wait_job<'j>(
         &self,
         job: &'j Job,
         deadline: Option<Instant>,
-        mut ready: impl FnMut(&JobState) -> bool,
+        mut ready: impl FnMut(&mut JobState) -> bool,
     ) -> (MutexGuard<'j, JobState>, bool) {
         loop {
             let seen = job.signal.seen();
             {
-                let state = job.lock();
-                if ready(&state) {
+                let mut state = job.lock();
+                if ready(&mut state) {
                     return (state, true);
                 }
             }
             if self.try_lead() {
-                let led = self.lead_until(job, deadline, &mut ready);
-                self.unlead();
+                let led = {
+                    // Handed back also if `ready` panics (it may decode).
+                    let _leading = Leading(self);
+                    self.lead_until(job, deadline, &mut ready)
+                };
                 if let Some(done) = led {
-                    let state = job.lock();
-                    let ok = done || ready(&state);
+                    let mut state = job.lock();
+                    let ok = done || ready(&mut state);
                     return (state, ok);
                 }
                 // The queue cannot be read: wait for the collector.
             }
             if !job.signal.wait(seen, deadline) {
-                let state = job.lock();
-                let ok = ready(&state);
+                let mut state = job.lock();
+                let ok = ready(&mut state);
                 return (state, ok);
             }
         }
@@ -622,10 +638,10 @@ impl Core {
         &self,
         job: &Job,
         deadline: Option<Instant>,
-        ready: &mut impl FnMut(&JobState) -> bool,
+        ready: &mut impl FnMut(&mut JobState) -> bool,
     ) -> Option<bool> {
         loop {
-            if ready(&job.lock()) {
+            if ready(&mut job.lock()) {
                 return Some(true);
             }
             let got = self.results.get_with(Wait::Until(deadline), |bytes, _| {
@@ -891,21 +907,21 @@ impl Core {
         deliveries: &mut Deliveries,
     ) {
         let Some(header) = wire::parse_task(&info.msg) else { return };
-        let records = wire::arg_records(&info.msg);
-        let count = (info.count as usize).min(records.len());
+        let count = info.count as usize;
         if count == 0 {
             return;
         }
         let k = (item as usize).min(count - 1);
+        // Items `from..to` of the task run again: the same arguments,
+        // passing over those before `from`.
         let requeue = |inner: &mut Inner, from: usize, to: usize, retries: u32| {
             if from >= to {
                 return;
             }
             let id = self.next_task.fetch_add(1, Ordering::Relaxed);
-            let mut msg = wire::begin_task(id, wire::NO_CANCEL, header.target, 0);
-            for record in &records[from..to] {
-                wire::push_raw_arg(&mut msg, record);
-            }
+            let mut msg = info.msg.as_ref().clone();
+            wire::set_id(&mut msg, id, wire::NO_CANCEL);
+            wire::set_skip(&mut msg, header.skip.saturating_add(from as u32));
             wire::set_count(&mut msg, (to - from) as u32);
             inner.table.insert(
                 id,
@@ -932,18 +948,6 @@ impl Core {
             ));
         }
         requeue(inner, k + 1, count, info.retries);
-        // Records the message claimed but did not hold: they fail.
-        if count < info.count as usize {
-            let failure = Failure::NotSent("a malformed task message".to_owned());
-            deliveries.push((
-                Arc::clone(&info.job),
-                Piece {
-                    start: info.start + count,
-                    count: info.count as usize - count,
-                    body: Err(failure),
-                },
-            ));
-        }
     }
 
     /// Puts the tasks waiting to run again, as far as the queue has room

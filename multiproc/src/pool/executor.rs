@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::core::Core;
 use super::handle::Pool;
-use super::job::{Failure, Job, JobState, Piece, Signal};
+use super::job::{Failure, Job, Piece, Signal};
 use super::result::{self, poll_job};
 use super::wire;
 use crate::shm::park::deadline_after;
@@ -240,7 +240,7 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn result(&self) -> Result<R> {
-        let (state, _) = self.core.wait_job(&self.job, None, JobState::complete);
+        let (state, _) = self.core.wait_job(&self.job, None, |s| s.complete());
         result::one_item(&state)
     }
 
@@ -266,7 +266,7 @@ impl<R: DeserializeOwned> TaskFuture<R> {
     }
 
     fn result_until(&self, deadline: Option<Instant>) -> Result<R> {
-        let (state, ready) = self.core.wait_job(&self.job, deadline, JobState::complete);
+        let (state, ready) = self.core.wait_job(&self.job, deadline, |s| s.complete());
         if ready { result::one_item(&state) } else { Err(Error::Timeout) }
     }
 }

@@ -1,5 +1,6 @@
 //! `Pool`: the user's handle on a pool of worker processes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::builder::PoolBuilder;
 use super::core::Core;
 use super::imap::IMap;
-use super::job::{Failure, Job, Piece};
+use super::job::{Failure, Job, JobState, Piece};
 use super::result::{self, AsyncResult};
 use super::wire::{self, Target};
 use crate::shm::park::deadline_after;
@@ -71,15 +72,17 @@ pub(crate) fn send_chunk<A: Serialize>(
     job: &Arc<Job>,
     target: Target,
     start: usize,
-    items: &mut dyn Iterator<Item = A>,
+    items: &mut impl Iterator<Item = A>,
     max: usize,
     cancellable: bool,
 ) -> (usize, Result<()>) {
     let mut runs: Vec<(usize, Vec<u8>, u32)> = Vec::new();
     let mut fails: Vec<(usize, String)> = Vec::new();
     let mut taken = 0;
+    // Room for small arguments.
+    let capacity = max.saturating_mul(8).clamp(64, 1 << 20);
     let ((), fds) = codec::carried_fds(|| {
-        let mut msg = wire::begin_task(0, wire::NO_CANCEL, target, 64);
+        let mut msg = wire::begin_task(0, wire::NO_CANCEL, target, capacity);
         let (mut run_start, mut count) = (start, 0u32);
         while taken < max {
             let Some(item) = items.next() else { break };
@@ -87,7 +90,7 @@ pub(crate) fn send_chunk<A: Serialize>(
                 Ok(()) => count += 1,
                 Err(e) => {
                     if count > 0 {
-                        let fresh = wire::begin_task(0, wire::NO_CANCEL, target, 64);
+                        let fresh = wire::begin_task(0, wire::NO_CANCEL, target, capacity);
                         runs.push((run_start, std::mem::replace(&mut msg, fresh), count));
                     }
                     fails.push((start + taken, e.to_string()));
@@ -187,10 +190,13 @@ impl Pool {
         self.core.pids()
     }
 
+    /// Sends the items of `items` to the workers in chunks of `chunksize`
+    /// (Python's default for `len` items if `None`), as one job.
     fn start_job<F, A, R>(
         &self,
         f: &F,
-        items: Vec<A>,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
         chunksize: Option<usize>,
         on_done: Option<super::job::OnDone>,
     ) -> Result<Arc<Job>>
@@ -201,31 +207,63 @@ impl Pool {
     {
         self.core.check_open()?;
         let (target, closure) = super::target(f, self.core.config.method)?;
-        let n = items.len();
-        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(n, self.processes())).max(1);
+        let chunksize =
+            chunksize.unwrap_or_else(|| default_chunksize(len, self.processes())).max(1);
         let job = Job::new(closure);
-        job.set_total(n);
         if let Some(on_done) = on_done {
             job.on_done(on_done);
         }
-        let mut items = items.into_iter();
         let mut start = 0;
-        while start < n {
+        loop {
             let (taken, sent) =
                 send_chunk(&self.core, &job, target, start, &mut items, chunksize, false);
             start += taken;
+            // The items of a chunk that was not sent have their failures
+            // in the job; the rest of the input is not read.
             if sent.is_err() || taken == 0 {
-                if start < n {
-                    let failure = match sent {
-                        Err(Error::PoolBroken { message }) => Failure::Broken(message),
-                        _ => Failure::Terminated,
-                    };
-                    job.deliver(Piece { start, count: n - start, body: Err(failure) });
-                }
                 break;
             }
         }
+        job.set_total(start);
         Ok(job)
+    }
+
+    /// [`start_job`](Self::start_job) for an input of any length: one that
+    /// does not say its length is collected first, for the default chunk
+    /// size.
+    fn start_map<F, A, R>(
+        &self,
+        f: &F,
+        iterable: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+        on_done: Option<super::job::OnDone>,
+    ) -> Result<Arc<Job>>
+    where
+        F: Fn(A) -> R + Copy + Send + Sync + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let items = iterable.into_iter();
+        match (chunksize, items.size_hint()) {
+            (Some(_), _) => self.start_job(f, items, 0, chunksize, on_done),
+            (None, (len, Some(upper))) if len == upper => {
+                self.start_job(f, items, len, None, on_done)
+            }
+            (None, _) => {
+                let items: Vec<A> = items.collect();
+                let len = items.len();
+                self.start_job(f, items.into_iter(), len, None, on_done)
+            }
+        }
+    }
+
+    /// Waits for every item of `job` and returns the results in order,
+    /// decoding each piece as soon as those before it are in (while the
+    /// workers run the later ones).
+    fn collect<R: DeserializeOwned>(&self, job: &Job) -> Result<Vec<R>> {
+        let mut in_order = InOrder::new();
+        drop(self.core.wait_job(job, None, |state| in_order.take(state)));
+        in_order.finish()
     }
 
     /// Applies `f` to every item, in chunks of Python's default size
@@ -251,7 +289,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.map_async(f, iterable)?.get()
+        let job = self.start_map(&f, iterable, None, None)?;
+        self.collect(&job)
     }
 
     /// [`map`](Self::map) with chunks of `chunksize` items (Python's
@@ -280,8 +319,8 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let job = self.start_job(&f, iterable.into_iter().collect(), Some(chunksize), None)?;
-        AsyncResult::new(&self.core, job, result::all_items::<R>).get()
+        let job = self.start_map(&f, iterable, Some(chunksize), None)?;
+        self.collect(&job)
     }
 
     /// Submits `f` on every item and returns at once (Python's
@@ -310,7 +349,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let job = self.start_job(&f, iterable.into_iter().collect(), None, None)?;
+        let job = self.start_map(&f, iterable, None, None)?;
         Ok(AsyncResult::new(&self.core, job, result::all_items::<R>))
     }
 
@@ -351,7 +390,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let on_done = callbacks(result::all_items::<R>, callback, error_callback);
-        let job = self.start_job(&f, iterable.into_iter().collect(), None, Some(on_done))?;
+        let job = self.start_map(&f, iterable, None, Some(on_done))?;
         Ok(AsyncResult::new(&self.core, job, result::all_items::<R>))
     }
 
@@ -457,7 +496,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let job = self.start_job(&f, vec![args], Some(1), None)?;
+        let job = self.start_job(&f, std::iter::once(args), 1, Some(1), None)?;
         Ok(AsyncResult::new(&self.core, job, result::one_item::<R>))
     }
 
@@ -495,7 +534,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let on_done = callbacks(result::one_item::<R>, callback, error_callback);
-        let job = self.start_job(&f, vec![args], Some(1), Some(on_done))?;
+        let job = self.start_job(&f, std::iter::once(args), 1, Some(1), Some(on_done))?;
         Ok(AsyncResult::new(&self.core, job, result::one_item::<R>))
     }
 
@@ -688,6 +727,63 @@ fn callbacks<T: Send + 'static>(
             Err(e) => error_callback(&e),
         })
     })
+}
+
+/// The results of a job decoded in item order, as its pieces come.
+struct InOrder<R> {
+    out: Vec<R>,
+    /// The first item not decoded yet.
+    next: usize,
+    /// Pieces that came before their turn, by their first item.
+    ahead: BTreeMap<usize, Piece>,
+    /// The first failed item's error: no more is decoded.
+    failed: Option<Error>,
+}
+
+impl<R: DeserializeOwned> InOrder<R> {
+    fn new() -> Self {
+        Self { out: Vec::new(), next: 0, ahead: BTreeMap::new(), failed: None }
+    }
+
+    /// Takes the job's new pieces and decodes those whose turn it is;
+    /// whether the job is complete.
+    fn take(&mut self, state: &mut JobState) -> bool {
+        if self.out.capacity() == 0 {
+            self.out.reserve_exact(state.total.unwrap_or(0));
+        }
+        for piece in state.pieces.drain(..) {
+            if piece.start == self.next {
+                self.decode(piece);
+            } else {
+                self.ahead.insert(piece.start, piece);
+            }
+        }
+        while let Some(piece) = self.ahead.remove(&self.next) {
+            self.decode(piece);
+        }
+        state.complete()
+    }
+
+    fn decode(&mut self, piece: Piece) {
+        self.next += piece.count;
+        if self.failed.is_some() {
+            return;
+        }
+        let decoded = match &piece.body {
+            Ok(body) => wire::decode_into(body, piece.count, &mut self.out),
+            Err(failure) => Err(failure.to_error()),
+        };
+        self.failed = decoded.err();
+    }
+
+    /// Every item's result, or the first failed item's error.
+    fn finish(self) -> Result<Vec<R>> {
+        match self.failed {
+            Some(e) => Err(e),
+            None if self.ahead.is_empty() => Ok(self.out),
+            None => Err(Error::protocol("the pieces of a job's results do not fit together")),
+        }
+    }
 }
 
 impl Default for Pool {

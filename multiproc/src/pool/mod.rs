@@ -52,8 +52,8 @@ where
         }));
     }
     let f = *f;
-    let run: closures::ChunkFn = Arc::new(move |input, count, out, progress: &_| {
-        wire::run_chunk(&f, input, count, out, progress);
+    let run: closures::ChunkFn = Arc::new(move |input, skip, count, out, progress: &_| {
+        wire::run_chunk(&f, input, skip, count, out, progress);
     });
     let id = closures::register(run);
     Ok((Target::Closure(id), Some(id)))

@@ -30,19 +30,7 @@ pub(crate) fn all_items<R: DeserializeOwned>(state: &JobState) -> Result<Vec<R>>
     let mut out = Vec::with_capacity(state.received);
     for piece in in_order(state) {
         match &piece.body {
-            Ok(body) => {
-                let mut failed = None;
-                wire::decode_outcomes::<R>(body, piece.count, |r| match r {
-                    Ok(value) if failed.is_none() => out.push(value),
-                    Ok(_) => {}
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                });
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-            }
+            Ok(body) => wire::decode_into(body, piece.count, &mut out)?,
             Err(failure) => return Err(failure.to_error()),
         }
     }
@@ -54,9 +42,9 @@ pub(crate) fn one_item<R: DeserializeOwned>(state: &JobState) -> Result<R> {
     let piece = state.pieces.first().ok_or_else(|| Error::protocol("a job without a result"))?;
     match &piece.body {
         Ok(body) => {
-            let (tag, bytes, _) = wire::take_outcome(body)
-                .ok_or_else(|| Error::protocol("a worker sent no outcome"))?;
-            wire::outcome(tag, bytes)
+            let mut result = None;
+            wire::decode_outcomes(body, 1, |r| result = Some(r));
+            result.unwrap_or_else(|| Err(Error::protocol("a worker sent no outcome")))
         }
         Err(failure) => Err(failure.to_error()),
     }
@@ -65,7 +53,7 @@ pub(crate) fn one_item<R: DeserializeOwned>(state: &JobState) -> Result<R> {
 /// Whether every item of a complete job succeeded.
 pub(crate) fn all_ok(state: &JobState) -> bool {
     state.pieces.iter().all(|p| match &p.body {
-        Ok(body) => wire::all_ok(body, p.count),
+        Ok(body) => wire::all_ok(body),
         Err(_) => false,
     })
 }
@@ -129,7 +117,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        let (state, _) = self.core.wait_job(&self.job, None, JobState::complete);
+        let (state, _) = self.core.wait_job(&self.job, None, |s| s.complete());
         (self.finish)(&state)
     }
 
@@ -156,7 +144,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         let (state, ready) =
-            self.core.wait_job(&self.job, deadline_after(timeout), JobState::complete);
+            self.core.wait_job(&self.job, deadline_after(timeout), |s| s.complete());
         if ready { (self.finish)(&state) } else { Err(Error::Timeout) }
     }
 
@@ -172,7 +160,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait(&self) {
-        drop(self.core.wait_job(&self.job, None, JobState::complete));
+        drop(self.core.wait_job(&self.job, None, |s| s.complete()));
     }
 
     /// Waits at most `timeout` for the result; whether it is ready
@@ -188,7 +176,7 @@ impl<T> AsyncResult<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.core.wait_job(&self.job, deadline_after(timeout), JobState::complete).1
+        self.core.wait_job(&self.job, deadline_after(timeout), |s| s.complete()).1
     }
 
     /// Whether the result is ready (Python's `ready()`).

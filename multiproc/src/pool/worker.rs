@@ -168,15 +168,11 @@ pub(crate) fn run(mut args: WorkerArgs, known: &Known) {
         let input = msg.get(TASK_HEADER..).unwrap_or_default();
         let progress = state.atomic(base + 1);
         match runner {
-            Ok(Runner::Entry(f)) => f(input, header.count, &mut out, progress),
-            Ok(Runner::Closure(f)) => f(input, header.count, &mut out, progress),
+            Ok(Runner::Entry(f)) => f(input, header.skip, header.count, &mut out, progress),
+            Ok(Runner::Closure(f)) => f(input, header.skip, header.count, &mut out, progress),
             Err(why) => {
                 let message = format!("the task names no function of this program: {why}");
-                for _ in 0..header.count {
-                    out.push(wire::DECODE_FAILED);
-                    out.extend_from_slice(&(message.len() as u32).to_le_bytes());
-                    out.extend_from_slice(message.as_bytes());
-                }
+                wire::push_failures(&mut out, header.count, wire::DECODE_FAILED, &message);
             }
         }
         // Become the worker that waits for the next task before the result
@@ -211,18 +207,12 @@ fn initialize(init: &[u8], known: &Known, out: &mut Vec<u8>) -> Result<(), Strin
         Target::Entry(entry) => {
             let f =
                 entry.resolve().map_err(|why| format!("the initializer is not found: {why}"))?;
-            f(input, 1, out, &AtomicU64::new(0));
+            f(input, 0, 1, out, &AtomicU64::new(0));
         }
         Target::Closure(id) => {
             let f = known.get(&id).ok_or("the initializer closure is unknown")?;
-            f(input, 1, out, &AtomicU64::new(0));
+            f(input, 0, 1, out, &AtomicU64::new(0));
         }
     }
-    match wire::take_outcome(out) {
-        Some((wire::OK, _, _)) => Ok(()),
-        Some((_, message, _)) => {
-            Err(format!("the initializer failed: {}", String::from_utf8_lossy(message)))
-        }
-        None => Err("the initializer reported nothing".to_owned()),
-    }
+    wire::init_outcome(out)
 }
