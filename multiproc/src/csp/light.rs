@@ -87,7 +87,7 @@ impl<R: Send + 'static> Light<R> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn start(self) -> crate::Result<Running<R>> {
-        let slot = Arc::new(Slot { value: Mutex::new(None), done: AtomicU32::new(0) });
+        let slot = Arc::new(Slot { value: Mutex::new(None), done: AtomicU32::new(PENDING) });
         let name = self.name.unwrap_or_else(|| "a light process".to_owned());
         let task = Reporting { inner: self.future, slot: Arc::clone(&slot), name: name.clone() };
         scheduler()?.spawn(Box::pin(task));
@@ -126,20 +126,35 @@ impl<R> fmt::Debug for Light<R> {
 /// Where a light process's result waits for its joiner.
 struct Slot<R> {
     value: Mutex<Option<crate::Result<R>>>,
-    /// 1 once `value` is set (a futex the joiner sleeps on).
+    /// [`PENDING`], [`JOINER_ASLEEP`] or [`DONE`] (a futex the joiner
+    /// sleeps on): the scheduler makes a system call to wake a joiner only
+    /// if one sleeps.
     done: AtomicU32,
 }
+
+const PENDING: u32 = 0;
+const JOINER_ASLEEP: u32 = 1;
+const DONE: u32 = 2;
 
 impl<R> Slot<R> {
     fn set(&self, value: crate::Result<R>) {
         *self.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
-        self.done.store(1, Ordering::SeqCst);
-        park::wake(&self.done, u32::MAX);
+        if self.done.swap(DONE, Ordering::SeqCst) == JOINER_ASLEEP {
+            park::wake(&self.done, u32::MAX);
+        }
     }
 
     fn wait(&self, name: &str) -> crate::Result<R> {
-        while self.done.load(Ordering::SeqCst) == 0 {
-            park::wait(&self.done, 0, None);
+        loop {
+            match self.done.compare_exchange(
+                PENDING,
+                JOINER_ASLEEP,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) | Err(JOINER_ASLEEP) => park::wait(&self.done, JOINER_ASLEEP, None),
+                Err(_) => break,
+            };
         }
         self.value.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_else(|| {
             Err(crate::Error::Panicked {
