@@ -145,16 +145,10 @@ impl<R> Slot<R> {
     }
 
     fn wait(&self, name: &str) -> crate::Result<R> {
-        loop {
-            match self.done.compare_exchange(
-                PENDING,
-                JOINER_ASLEEP,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) | Err(JOINER_ASLEEP) => park::wait(&self.done, JOINER_ASLEEP, None),
-                Err(_) => break,
-            };
+        while let Ok(_) | Err(JOINER_ASLEEP) =
+            self.done.compare_exchange(PENDING, JOINER_ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            park::wait(&self.done, JOINER_ASLEEP, None);
         }
         self.value.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_else(|| {
             Err(crate::Error::Panicked {
