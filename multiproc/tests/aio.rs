@@ -535,3 +535,64 @@ fn a_light_reader_and_a_thread_writer_share_a_local_channel_without_encoding() {
     thread.join().unwrap();
     assert_eq!(sum, 3 * (0..100).sum::<u64>());
 }
+
+fn csp_write_one_later(w: multiproc::csp::Writer<u64>) {
+    std::thread::sleep(Duration::from_millis(20));
+    w.write(7).unwrap();
+}
+
+fn csp_read_one(r: multiproc::csp::Reader<u64>) -> u64 {
+    r.read().unwrap()
+}
+
+#[test]
+fn alternations_are_awaited_over_inputs_and_outputs_of_other_processes() {
+    use multiproc::csp::{Alternation, Channel};
+    // An input guard fires when another process writes.
+    let (a, b) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
+    let writer = Process::spawn(csp_write_one_later, b.writer()).unwrap();
+    let (ra, rb) = (a.reader(), b.reader());
+    let got = under_tokio(async move {
+        let mut alt = Alternation::new().input(&ra).input(&rb);
+        let i = alt.fair_select_async().await.unwrap();
+        (i, alt.take::<u64>(i))
+    });
+    assert_eq!(got, (1, Some(7)));
+    join(writer).unwrap();
+
+    // An output guard fires when another process reads.
+    let ch = Channel::<u64>::new().unwrap();
+    let reader = Process::spawn(csp_read_one, ch.reader()).unwrap();
+    let w = ch.writer();
+    let fired = under_block_on(async move {
+        let mut alt = Alternation::new().output(&w, 11).timeout(LIMIT);
+        alt.pri_select_async().await.unwrap()
+    });
+    assert_eq!(fired, 0);
+    assert_eq!(join(reader).unwrap(), 11);
+}
+
+#[test]
+fn a_cancelled_alternation_offers_its_value_once_or_not_at_all() {
+    use multiproc::csp::{Alternation, Channel};
+    let ch = Channel::<u64>::new().unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    let fired = under_tokio(async move {
+        let mut fired = Vec::new();
+        for i in 0..300u64 {
+            let mut alt = Alternation::new().output(&w, i);
+            let deadline = Duration::from_micros(i % 40);
+            if let Ok(Ok(0)) = tokio::time::timeout(deadline, alt.alt_select_async()).await {
+                fired.push(i);
+            }
+        }
+        fired
+    });
+    let mut read = Vec::new();
+    while let Ok(v) = r.read_timeout(Duration::from_millis(20)) {
+        read.push(v);
+    }
+    // Nobody read during the selections: nothing fired, nothing is left.
+    assert!(fired.is_empty(), "{fired:?}");
+    assert!(read.is_empty(), "{read:?}");
+}

@@ -59,6 +59,9 @@ pub(crate) enum Wake {
 pub(crate) enum Source {
     /// A word to change from `expected`.
     Word { word: *const AtomicU32, expected: u32, keep: Keep, wake: Wake },
+    /// Any of these words to change from its value (each kept mapped by
+    /// the `Keep` at its index); wakes its watcher as [`Wake::All`].
+    Words(Vec<(*const AtomicU32, u32)>, Vec<Keep>),
     /// Any of these descriptors to become readable (paired with `true`:
     /// writable), hung up or in error.
     Fds(Vec<(Arc<OwnedFd>, bool)>),
@@ -74,6 +77,15 @@ pub(crate) enum Source {
 unsafe impl Send for Source {}
 
 impl Source {
+    /// A watch of several words (each in memory one of `keeps` keeps
+    /// mapped) for any change from the value paired with it.
+    pub(crate) fn words<'a>(
+        words: impl Iterator<Item = (&'a AtomicU32, u32)>,
+        keeps: Vec<Keep>,
+    ) -> Self {
+        Self::Words(words.map(|(w, v)| (std::ptr::from_ref(w), v)).collect(), keeps)
+    }
+
     /// A watch of descriptors (copied, so the watch never outlives them):
     /// readable, or writable for those paired with `true`.
     pub(crate) fn fds(fds: &[(std::os::fd::BorrowedFd<'_>, bool)]) -> std::io::Result<Self> {
@@ -133,9 +145,11 @@ impl Shard {
         let mut keys: Vec<usize> = table
             .watches
             .values()
-            .filter_map(|w| match &w.source {
-                Source::Word { word, .. } if !w.fired => Some(*word as usize),
-                _ => None,
+            .filter(|w| !w.fired)
+            .flat_map(|w| match &w.source {
+                Source::Word { word, .. } => vec![*word as usize],
+                Source::Words(list, _) => list.iter().map(|(word, _)| *word as usize).collect(),
+                _ => Vec::new(),
             })
             .collect();
         keys.sort_unstable();
@@ -194,13 +208,19 @@ fn reactor() -> &'static Reactor {
 impl Reactor {
     /// The shard for a new watch of `source`.
     fn shard_for(&self, source: &Source) -> Arc<Shard> {
-        let Source::Word { word, .. } = source else { return Arc::clone(&self.fds) };
-        let key = *word as usize;
+        let (key, need) = match source {
+            Source::Word { word, .. } => (Some(*word as usize), 1),
+            Source::Words(list, _) => (None, list.len()),
+            _ => return Arc::clone(&self.fds),
+        };
         let mut shards = self.words.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(shard) = shards.iter().find(|s| Shard::holds_word(&s.lock(), key)) {
-            return Arc::clone(shard);
+        if let Some(key) = key {
+            if let Some(shard) = shards.iter().find(|s| Shard::holds_word(&s.lock(), key)) {
+                return Arc::clone(shard);
+            }
         }
-        if let Some(shard) = shards.iter().find(|s| Shard::words(&s.lock()) < WORDS_PER_THREAD) {
+        let fits = |s: &Arc<Shard>| Shard::words(&s.lock()) + need <= WORDS_PER_THREAD;
+        if let Some(shard) = shards.iter().find(|s| fits(s)) {
             return Arc::clone(shard);
         }
         let shard =
@@ -537,6 +557,18 @@ fn scan(table: &mut Table) -> (Vec<Waker>, Vec<SleepOn>, Option<Instant>) {
                     *expected = current;
                     if !words.iter().any(|(w, _, _)| w == word) {
                         words.push((*word, current, Arc::clone(keep)));
+                    }
+                }
+                fire
+            }
+            Source::Words(list, keeps) => {
+                // SAFETY: `keeps` hold every word's memory mapped.
+                let fire = list.iter().any(|&(w, v)| unsafe { &*w }.load(Ordering::SeqCst) != v);
+                if !fire {
+                    for (&(w, v), keep) in list.iter().zip(keeps.iter()) {
+                        if !words.iter().any(|(x, _, _)| *x == w) {
+                            words.push((w, v, Arc::clone(keep)));
+                        }
                     }
                 }
                 fire

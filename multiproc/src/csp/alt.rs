@@ -238,7 +238,7 @@ fn record_win(id: usize) {
 /// ```
 #[derive(Default)]
 pub struct Alternation<'a> {
-    guards: Vec<Box<dyn Guard + 'a>>,
+    guards: Vec<Box<dyn Guard + Send + 'a>>,
 }
 
 impl<'a> Alternation<'a> {
@@ -465,112 +465,342 @@ impl<'a> Alternation<'a> {
     }
 
     fn select(&mut self, order: Order) -> Result<usize> {
-        if self.guards.is_empty() {
-            return Err(Error::WouldBlock);
-        }
-        // Every guarded channel rings its bells while we select (registered
-        // before the first look, so that no change goes unrung).
-        let channels = Registered::new(
-            self.guards.iter().filter_map(|g| g.channel().map(|(s, input)| (s.clone(), input))),
-        );
-        let bells: Vec<&AtomicU32> = channels.0.iter().map(|(s, input)| s.bell(*input)).collect();
-        let ids: Vec<Option<usize>> =
-            self.guards.iter().map(|g| g.channel().map(|(s, _)| s.id())).collect();
-        let mut sequence: Vec<usize> = (0..self.guards.len()).collect();
-        if order == Order::Fair {
-            sequence.sort_by_key(|&i| ids[i].map_or(u64::MAX, wins_of));
-        }
-        let deadline = self.guards.iter().filter_map(|g| g.deadline()).min();
-        let outputs: Vec<usize> = (0..self.guards.len())
-            .filter(|&i| matches!(self.guards[i].channel(), Some((_, false))))
-            .collect();
-        let mut turn = 0;
-        let mut last_check = Instant::now();
-        let chosen = 'select: loop {
-            let seen: Vec<u32> = bells.iter().map(|b| b.load(Ordering::SeqCst)).collect();
-            let mut failure = None;
-            for &i in &sequence {
-                let guard = &mut self.guards[i];
-                if guard.is_skip() && order != Order::Priority {
-                    continue; // only if nothing else can fire (below)
-                }
-                match guard.try_now() {
-                    Attempt::Fired => break 'select i,
-                    Attempt::NotReady | Attempt::Offered => {}
-                    Attempt::Failed(error) => {
-                        failure.get_or_insert(error);
-                    }
-                }
-            }
-            if let Some(skip) = sequence.iter().copied().find(|&i| self.guards[i].is_skip()) {
-                break 'select skip;
-            }
-            if let Some(error) = failure {
-                return Err(error);
-            }
-            // Nothing now: offer one output guard's value (each in turn),
-            // and sleep until a guarded channel changes.
-            let mut offered = None;
-            let mut seen = seen;
-            for k in 0..outputs.len() {
-                let i = outputs[(turn + k) % outputs.len()];
-                match self.guards[i].offer() {
-                    Attempt::Fired => break 'select i,
-                    Attempt::Offered => {
-                        offered = Some(i);
-                        // Our own offer rang the channel's input bell: if
-                        // nothing else did since we looked, expect its new
-                        // value (an alternation that also reads the channel
-                        // must not wake itself; anyone else's ring still
-                        // wakes it).
-                        if let Some((bell, before)) = self.guards[i].rang() {
-                            for (j, &b) in bells.iter().enumerate() {
-                                if std::ptr::eq(b, bell) && seen[j] == before {
-                                    seen[j] = before.wrapping_add(1);
-                                }
-                            }
-                        }
-                        break;
-                    }
-                    Attempt::NotReady | Attempt::Failed(_) => {}
-                }
-            }
-            turn += 1;
-            let mut left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if outputs.len() > 1 {
-                left = Some(left.map_or(OFFER_TURN, |l| l.min(OFFER_TURN)));
-            }
-            // A process holding the other ends may die: look every so often.
-            if last_check.elapsed() >= DEATH_CHECK {
-                for (shared, _) in &channels.0 {
-                    shared.reap_dead_holders();
-                }
-                last_check = Instant::now();
-            }
-            left = Some(left.map_or(DEATH_CHECK, |l| l.min(DEATH_CHECK)));
+        let mut selection = Selection::new(self, order)?;
+        loop {
+            let (words, left, offered) = match selection.scan(self) {
+                Scan::Chosen(i) => return selection.chosen(i),
+                Scan::Failed(error) => return Err(error),
+                Scan::Sleep { words, left, offered } => (words, left, offered),
+            };
             if left.is_none_or(|l| !l.is_zero()) {
-                let words: Vec<(&AtomicU32, u32)> = bells.iter().copied().zip(seen).collect();
-                for (shared, _) in &channels.0 {
-                    shared.alternation_sleeps(true);
-                }
+                let bells = selection.bells();
+                let words: Vec<(&AtomicU32, u32)> = bells.into_iter().zip(words).collect();
+                selection.sleeping(true);
                 os::futex_wait_any(&words, left);
-                for (shared, _) in &channels.0 {
-                    shared.alternation_sleeps(false);
-                }
+                selection.sleeping(false);
             }
             // Take the offer back (before any input is taken) unless a
             // reader claimed it: then it fired. A timeout guard fires in the
             // next scan, after the channel guards it follows.
             if let Some(i) = offered {
                 if self.guards[i].settle() {
-                    break 'select i;
+                    return selection.chosen(i);
                 }
             }
-        };
-        if let Some(id) = ids[chosen] {
+        }
+    }
+
+    /// [`pri_select`](Alternation::pri_select), awaited: waits without
+    /// holding a thread.
+    ///
+    /// **Cancel-safe**: a guard fires only in the poll that returns it;
+    /// dropped while an output guard's value is offered, the offer is taken
+    /// back (unless a reader claimed it meanwhile: then that reader has
+    /// it, as after a `write_async` dropped at that moment).
+    ///
+    /// # Errors
+    ///
+    /// As [`pri_select`](Alternation::pri_select).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (a, b) = (multiproc::csp::Channel::<u8>::new()?, multiproc::csp::Channel::<u8>::new()?);
+    /// let (ra, rb, wb) = (a.reader(), b.reader(), b.writer());
+    /// let writer = std::thread::spawn(move || wb.write(2));
+    /// let mut alt = multiproc::csp::Alternation::new().input(&ra).input(&rb);
+    /// let i = alt.pri_select_async().await?;
+    /// assert_eq!((i, alt.take::<u8>(i)), (1, Some(2)));
+    /// writer.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn pri_select_async(&mut self) -> Result<usize> {
+        self.select_async(Order::Priority).await
+    }
+
+    /// [`fair_select`](Alternation::fair_select), awaited (as
+    /// [`pri_select_async`](Alternation::pri_select_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`pri_select`](Alternation::pri_select).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<u8>::buffered(1)?;
+    /// let r = ch.reader();
+    /// ch.writer().write(3)?;
+    /// let mut alt = multiproc::csp::Alternation::new().input(&r);
+    /// assert_eq!(alt.fair_select_async().await?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn fair_select_async(&mut self) -> Result<usize> {
+        self.select_async(Order::Fair).await
+    }
+
+    /// [`alt_select`](Alternation::alt_select), awaited (as
+    /// [`pri_select_async`](Alternation::pri_select_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`pri_select`](Alternation::pri_select).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let ch = multiproc::csp::Channel::<u8>::new()?;
+    /// let w = ch.writer();
+    /// let mut alt = multiproc::csp::Alternation::new()
+    ///     .output(&w, 1)
+    ///     .timeout(std::time::Duration::from_millis(5));
+    /// assert_eq!(alt.alt_select_async().await?, 1); // nobody read: the timeout
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn alt_select_async(&mut self) -> Result<usize> {
+        self.select_async(Order::Any).await
+    }
+
+    async fn select_async(&mut self, order: Order) -> Result<usize> {
+        use crate::aio::{Arm, Source, Waiting};
+        let mut selection = Selection::new(self, order)?;
+        loop {
+            let (words, left, offered) = match selection.scan(self) {
+                Scan::Chosen(i) => return selection.chosen(i),
+                Scan::Failed(error) => return Err(error),
+                Scan::Sleep { words, left, offered } => (words, left, offered),
+            };
+            // Settled however the wait ends, the future dropped included.
+            let mut pending = Offered { alternation: self, offered, fired: false };
+            if left.is_none_or(|l| !l.is_zero()) {
+                let mut waiting = Waiting::default();
+                let deadline = left.and_then(|l| Instant::now().checked_add(l));
+                let bells = selection.bells();
+                let keeps = selection.keeps();
+                let sleeping = Sleeping(&selection);
+                std::future::poll_fn(|cx| {
+                    waiting.poll(
+                        cx,
+                        || {
+                            let changed = bells
+                                .iter()
+                                .zip(&words)
+                                .any(|(b, &w)| b.load(Ordering::SeqCst) != w);
+                            let due = deadline.is_some_and(|d| Instant::now() >= d);
+                            (changed || due).then_some(())
+                        },
+                        |_| {
+                            sleeping.0.sleeping(true);
+                            let watched = bells.iter().zip(&words).map(|(b, &w)| (*b, w));
+                            let source = Source::words(watched, keeps.clone());
+                            let left = deadline.map_or(DEATH_CHECK, |d| {
+                                d.saturating_duration_since(Instant::now()).min(DEATH_CHECK)
+                            });
+                            Some(Arm::with_recheck(source, left))
+                        },
+                    )
+                })
+                .await;
+                drop(sleeping);
+            }
+            if pending.settle() {
+                return selection.chosen(offered.expect("settled an offer"));
+            }
+        }
+    }
+}
+
+/// Counts an awaiting selection among its channels' sleeping alternations
+/// until dropped.
+struct Sleeping<'a, 'b>(&'a Selection<'b>);
+
+impl Drop for Sleeping<'_, '_> {
+    fn drop(&mut self) {
+        self.0.sleeping(false);
+    }
+}
+
+/// An output guard's offer while an awaiting selection sleeps: taken back
+/// on drop unless it was settled.
+struct Offered<'s, 'a> {
+    alternation: &'s mut Alternation<'a>,
+    offered: Option<usize>,
+    fired: bool,
+}
+
+impl Offered<'_, '_> {
+    /// Takes the offer back unless a reader claimed it: `true` if one did
+    /// (the guard fired).
+    fn settle(&mut self) -> bool {
+        if let Some(i) = self.offered.take() {
+            self.fired = self.alternation.guards[i].settle();
+        }
+        self.fired
+    }
+}
+
+impl Drop for Offered<'_, '_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// One selection in progress: the guarded channels (registered as
+/// alternating on until it ends), their bells, and the order of looks.
+struct Selection<'g> {
+    order: Order,
+    channels: Registered,
+    /// Per guard: its channel's id (for fair selection), if it has one.
+    ids: Vec<Option<usize>>,
+    sequence: Vec<usize>,
+    deadline: Option<Instant>,
+    outputs: Vec<usize>,
+    turn: usize,
+    last_check: Instant,
+    _guards: std::marker::PhantomData<&'g ()>,
+}
+
+/// What one scan of the guards found.
+enum Scan {
+    Chosen(usize),
+    Failed(Error),
+    /// Nothing fired: sleep while the bells hold `words`, at most `left`,
+    /// then settle the `offered` output guard.
+    Sleep {
+        words: Vec<u32>,
+        left: Option<Duration>,
+        offered: Option<usize>,
+    },
+}
+
+impl<'g> Selection<'g> {
+    fn new(alternation: &Alternation<'_>, order: Order) -> Result<Self> {
+        let guards = &alternation.guards;
+        if guards.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        // Every guarded channel rings its bells while we select (registered
+        // before the first look, so that no change goes unrung).
+        let channels = Registered::new(
+            guards.iter().filter_map(|g| g.channel().map(|(s, input)| (s.clone(), input))),
+        );
+        let ids: Vec<Option<usize>> =
+            guards.iter().map(|g| g.channel().map(|(s, _)| s.id())).collect();
+        let mut sequence: Vec<usize> = (0..guards.len()).collect();
+        if order == Order::Fair {
+            sequence.sort_by_key(|&i| ids[i].map_or(u64::MAX, wins_of));
+        }
+        let deadline = guards.iter().filter_map(|g| g.deadline()).min();
+        let outputs: Vec<usize> = (0..guards.len())
+            .filter(|&i| matches!(guards[i].channel(), Some((_, false))))
+            .collect();
+        Ok(Self {
+            order,
+            channels,
+            ids,
+            sequence,
+            deadline,
+            outputs,
+            turn: 0,
+            last_check: Instant::now(),
+            _guards: std::marker::PhantomData,
+        })
+    }
+
+    fn bells(&self) -> Vec<&AtomicU32> {
+        self.channels.0.iter().map(|(s, input)| s.bell(*input)).collect()
+    }
+
+    /// What keeps the bells mapped, for the reactor.
+    fn keeps(&self) -> Vec<crate::aio::Keep> {
+        self.channels.0.iter().map(|(s, _)| s.keep()).collect()
+    }
+
+    fn sleeping(&self, sleeps: bool) {
+        for (shared, _) in &self.channels.0 {
+            shared.alternation_sleeps(sleeps);
+        }
+    }
+
+    fn chosen(&self, i: usize) -> Result<usize> {
+        if let Some(id) = self.ids[i] {
             record_win(id);
         }
-        Ok(chosen)
+        Ok(i)
+    }
+
+    /// Looks at every guard once, and offers one output guard's value if
+    /// nothing fired.
+    fn scan(&mut self, alternation: &mut Alternation<'_>) -> Scan {
+        let bells = self.bells();
+        let mut seen: Vec<u32> = bells.iter().map(|b| b.load(Ordering::SeqCst)).collect();
+        let mut failure = None;
+        for &i in &self.sequence {
+            let guard = &mut alternation.guards[i];
+            if guard.is_skip() && self.order != Order::Priority {
+                continue; // only if nothing else can fire (below)
+            }
+            match guard.try_now() {
+                Attempt::Fired => return Scan::Chosen(i),
+                Attempt::NotReady | Attempt::Offered => {}
+                Attempt::Failed(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(skip) = self.sequence.iter().copied().find(|&i| alternation.guards[i].is_skip())
+        {
+            return Scan::Chosen(skip);
+        }
+        if let Some(error) = failure {
+            return Scan::Failed(error);
+        }
+        // Nothing now: offer one output guard's value (each in turn), and
+        // sleep until a guarded channel changes.
+        let mut offered = None;
+        for k in 0..self.outputs.len() {
+            let i = self.outputs[(self.turn + k) % self.outputs.len()];
+            match alternation.guards[i].offer() {
+                Attempt::Fired => return Scan::Chosen(i),
+                Attempt::Offered => {
+                    offered = Some(i);
+                    // Our own offer rang the channel's input bell: if
+                    // nothing else did since we looked, expect its new
+                    // value (an alternation that also reads the channel
+                    // must not wake itself; anyone else's ring still wakes
+                    // it).
+                    if let Some((bell, before)) = alternation.guards[i].rang() {
+                        for (j, &b) in bells.iter().enumerate() {
+                            if std::ptr::eq(b, bell) && seen[j] == before {
+                                seen[j] = before.wrapping_add(1);
+                            }
+                        }
+                    }
+                    break;
+                }
+                Attempt::NotReady | Attempt::Failed(_) => {}
+            }
+        }
+        self.turn += 1;
+        let mut left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if self.outputs.len() > 1 {
+            left = Some(left.map_or(OFFER_TURN, |l| l.min(OFFER_TURN)));
+        }
+        // A process holding the other ends may die: look every so often.
+        if self.last_check.elapsed() >= DEATH_CHECK {
+            for (shared, _) in &self.channels.0 {
+                shared.reap_dead_holders();
+            }
+            self.last_check = Instant::now();
+        }
+        left = Some(left.map_or(DEATH_CHECK, |l| l.min(DEATH_CHECK)));
+        Scan::Sleep { words: seen, left, offered }
     }
 }
 

@@ -1525,7 +1525,7 @@ impl fmt::Debug for EndRef {
 /// The async face of channel ends: `read_async`, `write_async`, and the
 /// reader as a stream.
 impl Shared {
-    fn keep(&self) -> crate::aio::Keep {
+    pub(crate) fn keep(&self) -> crate::aio::Keep {
         Arc::clone(self.queue.segment()) as crate::aio::Keep
     }
 
