@@ -596,3 +596,57 @@ fn a_cancelled_alternation_offers_its_value_once_or_not_at_all() {
     assert!(fired.is_empty(), "{fired:?}");
     assert!(read.is_empty(), "{read:?}");
 }
+
+#[test]
+fn manager_proxies_are_awaited_by_many_tasks_and_a_dead_manager_is_an_error() {
+    let manager = multiproc::Manager::start().unwrap();
+    let list = manager.list::<u64>([]).unwrap();
+    let dict = manager.dict::<String, u64>().unwrap();
+    let total = under_tokio({
+        let (list, dict) = (list.clone(), dict.clone());
+        async move {
+            let tasks: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let (list, dict) = (list.clone(), dict.clone());
+                    tokio::spawn(async move {
+                        list.append_async(i).await.unwrap();
+                        dict.insert_async(format!("k{i}"), i).await.unwrap();
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            // Cancelled in the middle: later calls work.
+            for _ in 0..50 {
+                let _ = tokio::time::timeout(Duration::from_micros(30), list.len_async()).await;
+            }
+            assert_eq!(dict.get_async("k7").await.unwrap(), Some(7));
+            list.len_async().await.unwrap()
+        }
+    });
+    assert_eq!(total, 64);
+    let mut sorted = list.to_vec().unwrap();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..64).collect::<Vec<_>>());
+    manager.shutdown().unwrap();
+    let after = under_block_on(async move { list.len_async().await });
+    assert!(after.is_err(), "{after:?}");
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn pool_results_and_futures_are_awaited() {
+    let pool = multiproc::Pool::new(2).unwrap();
+    let one = pool.apply_async(square, 7).unwrap();
+    let many = pool.map_async(square, 0..100).unwrap();
+    let executor = multiproc::pool::ProcessPoolExecutor::new(2).unwrap();
+    let future = executor.submit(square, 9).unwrap();
+    let got = under_tokio(async move { (one.await, many.await, future.await) });
+    assert_eq!(got.0.unwrap(), 49);
+    assert_eq!(got.1.unwrap(), (0..100).map(square).collect::<Vec<_>>());
+    assert_eq!(got.2.unwrap(), 81);
+}

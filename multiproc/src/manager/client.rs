@@ -133,6 +133,44 @@ pub(crate) fn call(link: &Link, request: &Request) -> Result<Response> {
     })
 }
 
+/// [`call`], awaited: the session (this thread's, or a new one) is the
+/// call's alone until its answer came, then it joins the sessions of the
+/// thread the call ends on. A call dropped before its answer closes its
+/// session (a request that went out still runs in the server; its answer
+/// is dropped with the connection).
+pub(crate) async fn call_async(link: &Link, request: &Request) -> Result<Response> {
+    let generation = os::fork_generation();
+    let taken = SESSIONS.with(|cell| {
+        let mut sessions = cell.borrow_mut();
+        sessions.retain(|s| s.generation == generation);
+        sessions.iter().position(|s| s.link == *link).map(|index| sessions.swap_remove(index))
+    });
+    let session = match taken {
+        Some(session) => session,
+        None => open(link, generation, false)?,
+    };
+    let result = match session.conn.send_async(request).await {
+        Ok(()) => session.conn.recv_async().await,
+        Err(e) => Err(e),
+    };
+    let give_back = |session: Session| {
+        // A task may end on another thread than it began: its session
+        // goes to that thread's.
+        let _ = SESSIONS.try_with(|cell| cell.borrow_mut().push(session));
+    };
+    match result {
+        Ok(Response::Failed(failure)) => {
+            give_back(session);
+            Err(failure.into())
+        }
+        Ok(response) => {
+            give_back(session);
+            Ok(response)
+        }
+        Err(e) => Err(gone(e)),
+    }
+}
+
 /// Opens this thread's session with the manager at `link` afresh, for
 /// [`Manager::connect`](super::Manager::connect): a manager that cannot be
 /// reached is an [`Error::Os`] naming its address.

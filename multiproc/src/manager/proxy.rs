@@ -161,6 +161,45 @@ impl Target {
         client::call(&self.link, &Request::Call(self.id, kind, op))
     }
 
+    pub(super) async fn call_async(&self, kind: Kind, op: Op) -> Result<Response> {
+        if !self.hold.known {
+            return Err(Link::unknown(&self.link.address));
+        }
+        client::call_async(&self.link, &Request::Call(self.id, kind, op)).await
+    }
+
+    pub(super) async fn done_async(&self, kind: Kind, op: Op) -> Result<()> {
+        match self.call_async(kind, op).await? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) async fn value_async<T: DeserializeOwned>(&self, kind: Kind, op: Op) -> Result<T> {
+        match self.call_async(kind, op).await? {
+            Response::Value(v) => dynval::decode(&v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) async fn maybe_async<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        op: Op,
+    ) -> Result<Option<T>> {
+        match self.call_async(kind, op).await? {
+            Response::Maybe(v) => v.map(|v| dynval::decode(&v)).transpose(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) async fn count_async(&self, kind: Kind, op: Op) -> Result<usize> {
+        match self.call_async(kind, op).await? {
+            Response::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     pub(super) fn done(&self, kind: Kind, op: Op) -> Result<()> {
         match self.call(kind, op)? {
             Response::Done => Ok(()),
@@ -498,6 +537,59 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// ```
     pub fn get(&self, index: isize) -> Result<T> {
         self.target.value(Kind::List, Op::Get(python_index(index)))
+    }
+
+    /// [`append`](Self::append), awaited: the call waits for the manager's
+    /// answer without holding a thread. **Cancel-safe** as every `_async`
+    /// proxy call: dropped before the answer, the request may still have
+    /// run in the server (as a request whose answer was lost); the
+    /// connection it used is closed, and later calls open another.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list::<u8>([])?;
+    /// l.append_async(1).await?;
+    /// assert_eq!(l.len_async().await?, 1);
+    /// assert_eq!(l.get_async(0).await?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn append_async(&self, value: T) -> Result<()> {
+        let item = dynval::encode(&value)?;
+        self.target.done_async(Kind::List, Op::Extend(vec![item])).await
+    }
+
+    /// [`get`](Self::get), awaited (as [`append_async`](Self::append_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn get_async(&self, index: isize) -> Result<T> {
+        self.target.value_async(Kind::List, Op::Get(python_index(index))).await
+    }
+
+    /// [`len`](Self::len), awaited (as [`append_async`](Self::append_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn len_async(&self) -> Result<usize> {
+        self.target.count_async(Kind::List, Op::Len).await
     }
 
     /// Replaces the element at `index`.
@@ -890,6 +982,47 @@ where
         self.target.maybe(Kind::Dict, Op::DictGet(dynval::encode(key)?))
     }
 
+    /// [`insert`](Self::insert), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let d = m.dict::<String, u64>()?;
+    /// d.insert_async("hits".to_owned(), 1).await?;
+    /// assert_eq!(d.get_async("hits").await?, Some(1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn insert_async(&self, key: K, value: V) -> Result<Option<V>> {
+        let op = Op::DictInsert(dynval::encode(&key)?, dynval::encode(&value)?);
+        self.target.maybe_async(Kind::Dict, op).await
+    }
+
+    /// [`get`](Self::get), awaited (as [`insert_async`](Self::insert_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn get_async<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let op = Op::DictGet(dynval::encode(key)?);
+        self.target.maybe_async(Kind::Dict, op).await
+    }
+
     /// Removes `key`; returns its value if it was there. The key may be a
     /// borrowed form of `K`, as for [`get`](Self::get).
     ///
@@ -1229,6 +1362,42 @@ impl Namespace {
         self.target.value(Kind::Namespace, Op::GetAttr(name.to_owned()))
     }
 
+    /// [`set`](Self::set), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set_async("x", 5).await?;
+    /// assert_eq!(ns.get_async::<i32>("x").await?, 5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn set_async<V: Serialize>(&self, name: &str, value: V) -> Result<()> {
+        let op = Op::SetAttr(name.to_owned(), dynval::encode(&value)?);
+        self.target.done_async(Kind::Namespace, op).await
+    }
+
+    /// [`get`](Self::get), awaited (as [`set_async`](Self::set_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// See [`set_async`](Self::set_async).
+    pub async fn get_async<V: DeserializeOwned>(&self, name: &str) -> Result<V> {
+        self.target.value_async(Kind::Namespace, Op::GetAttr(name.to_owned())).await
+    }
+
     /// Deletes attribute `name` (Python's `del ns.name`).
     ///
     /// # Errors
@@ -1330,6 +1499,41 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
         self.target.done(Kind::Value, Op::Store(dynval::encode(&value)?))
     }
 
+    /// [`get`](Self::get), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let v = m.value(1.5f64)?;
+    /// v.set_async(2.5).await?;
+    /// assert_eq!(v.get_async().await?, 2.5);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn get_async(&self) -> Result<T> {
+        self.target.value_async(Kind::Value, Op::Load).await
+    }
+
+    /// [`set`](Self::set), awaited (as [`get_async`](Self::get_async)).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// See [`get_async`](Self::get_async).
+    pub async fn set_async(&self, value: T) -> Result<()> {
+        self.target.done_async(Kind::Value, Op::Store(dynval::encode(&value)?)).await
+    }
+
     /// Changes the value atomically: `f` gets the current value and returns
     /// the new one; if another process changed it meanwhile, `f` runs again.
     /// Returns the value stored.
@@ -1374,5 +1578,19 @@ impl<T: super::SharedObject> CustomProxy<T> {
     /// See [`SharedObject`](super::SharedObject).
     pub fn call(&self, call: T::Call) -> Result<T::Reply> {
         self.target.value(Kind::Custom, Op::Invoke(dynval::encode(&call)?))
+    }
+
+    /// [`call`](Self::call), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    ///
+    /// # Examples
+    ///
+    /// See [`SharedObject`](super::SharedObject).
+    pub async fn call_async(&self, call: T::Call) -> Result<T::Reply> {
+        self.target.value_async(Kind::Custom, Op::Invoke(dynval::encode(&call)?)).await
     }
 }
