@@ -135,6 +135,27 @@ impl<T: DeserializeOwned> Receiver<T> {
         self.conn.recv()
     }
 
+    /// [`recv`](Self::recv), awaited (as [`Connection::recv_async`];
+    /// cancel-safe).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let (rx, tx) = multiproc::connection::pipe_oneway::<u8>()?;
+    /// tx.send_async(&4).await?;
+    /// assert_eq!(rx.recv_async().await?, 4);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn recv_async(&self) -> Result<T> {
+        self.conn.recv_async().await
+    }
+
     /// Receives a message if one is there now.
     ///
     /// # Errors
@@ -294,6 +315,20 @@ impl<T: Serialize> Sender<T> {
     /// ```
     pub fn send(&self, message: &T) -> Result<()> {
         self.conn.send(message)
+    }
+
+    /// [`send`](Self::send), awaited (as [`Connection::send_async`];
+    /// cancel-safe).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    ///
+    /// # Examples
+    ///
+    /// See [`Receiver::recv_async`].
+    pub async fn send_async(&self, message: &T) -> Result<()> {
+        self.conn.send_async(message).await
     }
 }
 

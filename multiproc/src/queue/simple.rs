@@ -83,6 +83,39 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.inner.get()
     }
 
+    /// [`get`](Self::get), awaited (as [`Queue::get_async`]; cancel-safe).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let q = multiproc::SimpleQueue::new()?;
+    /// q.put_async(3u8).await?;
+    /// assert_eq!(q.get_async().await?, 3);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn get_async(&self) -> Result<T> {
+        self.inner.get_async().await
+    }
+
+    /// [`put`](Self::put), awaited (as [`Queue::put_async`]; cancel-safe).
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put).
+    ///
+    /// # Examples
+    ///
+    /// See [`get_async`](Self::get_async).
+    pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
+        self.inner.put_async(item).await
+    }
+
     /// Whether the queue is empty.
     ///
     /// # Examples
