@@ -140,12 +140,26 @@ impl Waiting {
     pub(crate) fn poll<T>(
         &mut self,
         cx: &Context<'_>,
+        attempt: impl FnMut() -> Option<T>,
+        arm: impl FnMut(&mut Self) -> Option<Arm>,
+    ) -> Poll<T> {
+        self.poll_more(cx, attempt, arm, &|| true)
+    }
+
+    /// [`poll`](Self::poll), where `more` says, after a success, whether
+    /// the object has more for the next waiter: only then does a
+    /// [`Wake::One`] turn go on (a herd of waiters is then woken once per
+    /// item, not twice).
+    pub(crate) fn poll_more<T>(
+        &mut self,
+        cx: &Context<'_>,
         mut attempt: impl FnMut() -> Option<T>,
         mut arm: impl FnMut(&mut Self) -> Option<Arm>,
+        more: &dyn Fn() -> bool,
     ) -> Poll<T> {
         loop {
             if let Some(done) = attempt() {
-                self.finish();
+                self.finish_with(more);
                 return Poll::Ready(done);
             }
             if let Some(watch) = &self.watch {
@@ -172,7 +186,7 @@ impl Waiting {
                         }
                         gap = (gap * 2).min(64);
                         if let Some(done) = attempt() {
-                            self.finish();
+                            self.finish_with(more);
                             return Poll::Ready(done);
                         }
                         elapsed = started.elapsed();
@@ -192,8 +206,8 @@ impl Waiting {
             let Some(arm) = arm(self) else { continue };
             let watch = reactor::watch(arm.source, cx.waker(), arm.recheck);
             if let Some(done) = attempt() {
-                watch.finish(true);
-                self.finish();
+                watch.finish(more());
+                self.finish_with(more);
                 return Poll::Ready(done);
             }
             self.watch = Some(watch);
@@ -202,14 +216,14 @@ impl Waiting {
     }
 
     /// Ends the wait after success (a [`Wake::One`] turn goes on to the
-    /// next watcher, who looks whether something is left for it), ready
-    /// for the next operation.
-    pub(crate) fn finish(&mut self) {
+    /// next watcher if `more` says something is left for it), ready for
+    /// the next operation.
+    fn finish_with(&mut self, more: &dyn Fn() -> bool) {
         if let Some(started) = self.started {
             history::record(self.key, started.elapsed());
         }
         if let Some(watch) = self.watch.take() {
-            watch.finish(true);
+            watch.finish(more());
         }
         self.counted.clear();
         self.started = None;

@@ -1539,7 +1539,8 @@ impl Shared {
     ) -> std::task::Poll<Result<T>> {
         use crate::aio::{Arm, Source, Wake};
         let state = self.state();
-        let got = waiting.poll(
+        let more = || self.ring().has_data();
+        let got = waiting.poll_more(
             cx,
             || match self.read::<T>(Wait::Never) {
                 Err(Error::WouldBlock) => None,
@@ -1562,6 +1563,7 @@ impl Shared {
                 let seen = seq.load(Ordering::SeqCst);
                 Some(Arm::with_recheck(Source::word(seq, seen, keep, Wake::One), DEATH_CHECK))
             },
+            &more,
         );
         if got.is_ready() {
             // No longer waiting: an alternation offering looks again.

@@ -35,7 +35,7 @@ impl RawQueue {
         mut attempt: impl FnMut() -> Result<R>,
     ) -> Poll<Result<R>> {
         let ring = self.ring();
-        waiting.poll(
+        waiting.poll_more(
             cx,
             || match attempt() {
                 Err(Error::Empty) => None,
@@ -53,6 +53,7 @@ impl RawQueue {
                     Arm::on(source)
                 })
             },
+            &|| ring.has_data() || ring.is_closed(),
         )
     }
 
