@@ -136,14 +136,53 @@ const PENDING: u32 = 0;
 const JOINER_ASLEEP: u32 = 1;
 const DONE: u32 = 2;
 
-impl<R> Slot<R> {
-    fn set(&self, value: crate::Result<R>) {
+/// A joiner to wake once the scheduler has a moment.
+trait Joiner: Send + Sync {
+    fn wake_joiner(&self);
+}
+
+impl<R: Send> Joiner for Slot<R> {
+    fn wake_joiner(&self) {
+        park::wake(&self.done, u32::MAX);
+    }
+}
+
+/// Wake-ups of joiners are batched: a joiner woken for every light
+/// process of a `Parallel` of a million (joined in order) would sleep and
+/// wake a million times, two context switches each.
+const JOINERS_PER_BATCH: usize = 64;
+
+thread_local! {
+    /// The joiners to wake, on the scheduler thread.
+    static JOINERS: std::cell::RefCell<Vec<Arc<dyn Joiner>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Wakes the joiners waiting to be woken on this thread.
+fn wake_joiners() {
+    let joiners = JOINERS.with(|j| std::mem::take(&mut *j.borrow_mut()));
+    for joiner in joiners {
+        joiner.wake_joiner();
+    }
+}
+
+impl<R: Send + 'static> Slot<R> {
+    fn set(self: &Arc<Self>, value: crate::Result<R>) {
         *self.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
         if self.done.swap(DONE, Ordering::SeqCst) == JOINER_ASLEEP {
-            park::wake(&self.done, u32::MAX);
+            let batch = JOINERS.with(|j| {
+                let mut joiners = j.borrow_mut();
+                joiners.push(Arc::clone(self) as Arc<dyn Joiner>);
+                joiners.len()
+            });
+            if batch >= JOINERS_PER_BATCH {
+                wake_joiners();
+            }
         }
     }
+}
 
+impl<R> Slot<R> {
     fn wait(&self, name: &str) -> crate::Result<R> {
         while let Ok(_) | Err(JOINER_ASLEEP) =
             self.done.compare_exchange(PENDING, JOINER_ASLEEP, Ordering::SeqCst, Ordering::SeqCst)
@@ -168,7 +207,7 @@ struct Reporting<R> {
     name: String,
 }
 
-impl<R> Future for Reporting<R> {
+impl<R: Send + 'static> Future for Reporting<R> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -281,6 +320,8 @@ impl Scheduler {
         loop {
             let next = self.lock().pop_front();
             let Some(task) = next else {
+                // Nothing to run: joiners wait no longer.
+                wake_joiners();
                 self.sleep();
                 continue;
             };
@@ -295,6 +336,13 @@ impl Scheduler {
     }
 
     fn sleep(&self) {
+        // Look for work for the poll budget first (the wait policy's): a
+        // program starting light processes one after another wakes no
+        // sleeping scheduler for each.
+        let key = std::ptr::from_ref(&self.bell).cast();
+        if park::poll(key, None, || !self.lock().is_empty()) {
+            return;
+        }
         let seen = self.bell.load(Ordering::SeqCst);
         self.asleep.store(true, Ordering::SeqCst);
         if self.lock().is_empty() {
