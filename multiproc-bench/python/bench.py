@@ -106,7 +106,8 @@ def queue_round_trip():
     return elapsed / n
 
 
-def drain(q, n, size):
+def drain(q, n, size, ready):
+    ready.set()
     for _ in range(n):
         assert len(q.get()) == size
 
@@ -114,9 +115,12 @@ def drain(q, n, size):
 def one_way(size, n):
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    child = ctx.Process(target=drain, args=(q, n, size))
+    ready = ctx.Event()
+    child = ctx.Process(target=drain, args=(q, n, size, ready))
     child.start()
     message = bytes(size)
+    # The clock starts once the reader runs, as in the Rust rows.
+    assert ready.wait(30), "the reader did not start"
     start = time.perf_counter()
     for _ in range(n):
         q.put(message)
@@ -151,7 +155,8 @@ def pipe_round_trip():
     return elapsed / n
 
 
-def pipe_drain(conn, n, size):
+def pipe_drain(conn, n, size, ready):
+    ready.set()
     for _ in range(n):
         assert len(conn.recv()) == size
 
@@ -159,9 +164,12 @@ def pipe_drain(conn, n, size):
 def pipe_one_way(size, n):
     ctx = mp.get_context("fork")
     mine, theirs = ctx.Pipe()
-    child = ctx.Process(target=pipe_drain, args=(theirs, n, size))
+    ready = ctx.Event()
+    child = ctx.Process(target=pipe_drain, args=(theirs, n, size, ready))
     child.start()
     message = bytes(size)
+    # The clock starts once the reader runs, as in the Rust rows.
+    assert ready.wait(30), "the reader did not start"
     start = time.perf_counter()
     for _ in range(n):
         mine.send(message)

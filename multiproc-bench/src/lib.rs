@@ -167,18 +167,26 @@ pub fn queue_round_trip() -> Duration {
     elapsed / QUEUE_ROUND_TRIPS as u32
 }
 
-fn drain(args: (Queue<ByteBuf>, u64)) -> u64 {
-    let (q, n) = args;
+/// How long a one-way row waits for its reader to start.
+const READER_START: Duration = Duration::from_secs(30);
+
+fn drain(args: (Queue<ByteBuf>, u64, Event)) -> u64 {
+    let (q, n, ready) = args;
+    ready.set();
     (0..n).map(|_| q.get().expect("get").len() as u64).sum()
 }
 
+/// The time per message of `messages` one way; the clock starts once the
+/// reader runs, as in the iceoryx2 rows (whose subscriber is made first).
 fn one_way(size: usize, messages: u64, ring: usize) -> Duration {
     let q = Queue::builder().ring_bytes(ring).build().expect("queue");
+    let ready = Event::new().expect("event");
     let child = Process::builder()
         .start_method(StartMethod::Fork)
-        .spawn(drain, (q.clone(), messages))
+        .spawn(drain, (q.clone(), messages, ready.clone()))
         .expect("spawn");
     let message = ByteBuf::from(vec![7u8; size]);
+    assert!(ready.wait_timeout(READER_START), "the reader did not start");
     let start = Instant::now();
     for _ in 0..messages {
         q.put_ref(&message).expect("put");
@@ -224,18 +232,22 @@ pub fn pipe_round_trip() -> Duration {
     elapsed / PIPE_ROUND_TRIPS
 }
 
-fn pipe_drain(args: (Connection<ByteBuf>, u64)) -> u64 {
-    let (conn, n) = args;
+fn pipe_drain(args: (Connection<ByteBuf>, u64, Event)) -> u64 {
+    let (conn, n, ready) = args;
+    ready.set();
     (0..n).map(|_| conn.recv().expect("recv").len() as u64).sum()
 }
 
+/// As [`one_way`], through a `pipe()`.
 fn pipe_one_way(size: usize, messages: u64, ring: usize) -> Duration {
     let (mine, theirs) = pipe_with_ring::<ByteBuf>(ring).expect("pipe");
+    let ready = Event::new().expect("event");
     let child = Process::builder()
         .start_method(StartMethod::Fork)
-        .spawn(pipe_drain, (theirs, messages))
+        .spawn(pipe_drain, (theirs, messages, ready.clone()))
         .expect("spawn");
     let message = ByteBuf::from(vec![7u8; size]);
+    assert!(ready.wait_timeout(READER_START), "the reader did not start");
     let start = Instant::now();
     for _ in 0..messages {
         mine.send(&message).expect("send");

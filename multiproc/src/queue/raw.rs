@@ -64,6 +64,14 @@ impl RawQueue {
     pub(crate) fn create(maxsize: usize, ring_bytes: usize) -> Result<Self> {
         let ring_bytes = ring_bytes.max(4096);
         let seg = Segment::create_ring(Kind::Queue, size_of::<RawRing>(), ring_bytes)?;
+        // A ring larger than the default is asked for to carry large
+        // messages, which pass through all of it within a few: back it with
+        // memory now (see `Segment::populate`). A default ring, as the many
+        // small queues, pipes and pools use, stays cheap to make (35 µs
+        // here, 1.4 ms populated) and fills in as it is used.
+        if ring_bytes > DEFAULT_RING {
+            seg.populate()?;
+        }
         seg.at::<RawRing>(0).init(maxsize as u64);
         Ok(Self { seg, max_message: DEFAULT_MAX })
     }
@@ -788,5 +796,27 @@ impl<'de> serde::Deserialize<'de> for RawQueue {
                 Some(size_of::<RawRing>())
             })?;
         Ok(Self { seg, max_message: DEFAULT_MAX })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    /// Bytes of memory backing the queue's segment now.
+    fn resident(queue: &RawQueue) -> u64 {
+        let stat = rustix::fs::fstat(queue.segment().as_fd()).expect("fstat");
+        stat.st_blocks as u64 * 512
+    }
+
+    #[test]
+    fn a_ring_larger_than_the_default_is_backed_with_memory_at_creation() {
+        let ring = 4 * DEFAULT_RING;
+        let queue = RawQueue::create(0, ring).expect("queue");
+        assert!(resident(&queue) >= ring as u64, "{} bytes resident", resident(&queue));
+        let small = RawQueue::create(0, 64 << 10).expect("queue");
+        assert!(resident(&small) < 64 << 10, "a small ring fills in as it is used");
     }
 }

@@ -218,6 +218,23 @@ impl Mapping {
         Ok(mapping)
     }
 
+    /// Backs the whole mapping with memory now, writable, in one call
+    /// (`MADV_POPULATE_WRITE`), rather than one page fault per page at first
+    /// touch (a few microseconds each on a virtual machine). Only a hint: a
+    /// kernel without it (before 5.14), or a failure to reserve, leaves the
+    /// pages to fault in as they are touched.
+    pub(crate) fn populate(&self) {
+        // SAFETY: `ptr`/`len` describe this live mapping; populating changes
+        // no byte of it (it only faults the pages in, as a touch would).
+        let _ = unsafe {
+            rustix::mm::madvise(
+                self.ptr.as_ptr().cast::<c_void>(),
+                self.len,
+                rustix::mm::Advice::LinuxPopulateWrite,
+            )
+        };
+    }
+
     /// The first byte; page-aligned.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
