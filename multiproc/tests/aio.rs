@@ -650,3 +650,25 @@ fn pool_results_and_futures_are_awaited() {
     assert_eq!(got.1.unwrap(), (0..100).map(square).collect::<Vec<_>>());
     assert_eq!(got.2.unwrap(), 81);
 }
+
+#[test]
+fn a_value_handed_to_a_dropped_awaiting_reader_goes_to_the_next_reader() {
+    use std::task::Context;
+    let ch = multiproc::csp::Channel::<String>::new().unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    {
+        let mut read = std::pin::pin!(r.read_async());
+        // Registered as a waiting reader ...
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        // ... a writer hands it a value and returns at once ...
+        w.try_write("handed".to_owned()).unwrap();
+        // ... and the read is dropped before it looked.
+    }
+    assert_eq!(r.read_timeout(LIMIT).unwrap(), "handed");
+    // The channel works on, both ways.
+    let writer = std::thread::spawn(move || w.write("next".to_owned()));
+    assert_eq!(under_block_on(async move { r.read_async().await }).unwrap(), "next");
+    writer.join().unwrap().unwrap();
+}

@@ -1529,10 +1529,122 @@ impl Shared {
         Arc::clone(self.queue.segment()) as crate::aio::Keep
     }
 
-    /// One poll of an awaiting read. While asleep it counts as a waiting
-    /// reader (a rendezvous `try_write`, or an alternation's output guard,
-    /// may then offer it a value) and as a sleeper for values.
-    pub(crate) fn poll_read<T: Send>(
+    /// One poll of an awaiting read of `read`: on a local rendezvous, as a
+    /// registered reader a writer hands its value to; else through the
+    /// ring.
+    fn poll_read<T: Send>(
+        &self,
+        read: &mut AsyncRead<T>,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T>> {
+        if self.is_rendezvous() && matches!(self.is_local(), Ok(true)) {
+            return self.poll_read_here(read, cx);
+        }
+        // The channel became shared while we were registered: a value
+        // handed to us before is ours.
+        if let Some(value) = self.leave(read) {
+            return std::task::Poll::Ready(Ok(value));
+        }
+        self.poll_read_ring(&mut read.waiting, cx)
+    }
+
+    /// Takes `read`'s waiter off the queue if it is on it: the value a
+    /// writer handed it, if one did.
+    fn leave<T: Send>(&self, read: &mut AsyncRead<T>) -> Option<T> {
+        if !std::mem::take(&mut read.registered) {
+            return None;
+        }
+        let waiter = read.waiter.as_deref()?;
+        let value = self.local.unregister(waiter);
+        count(&self.state().waiting_readers, false);
+        value
+    }
+
+    /// [`poll_read`](Self::poll_read) on a local rendezvous: registered as
+    /// a waiting reader (a [`Waiter`] woken through the task's waker), a
+    /// writer moves its value straight to it; a value in the ring (put
+    /// while nobody was registered) is taken from there.
+    fn poll_read_here<T: Send>(
+        &self,
+        read: &mut AsyncRead<T>,
+        cx: &std::task::Context<'_>,
+    ) -> std::task::Poll<Result<T>> {
+        use std::task::Poll;
+        let state = self.state();
+        let ring = self.ring();
+        let changed =
+            || ring.has_data() || ring.is_closed() || state.poisoned.load(Ordering::SeqCst) != 0;
+        loop {
+            if read.registered {
+                let waiter = read.waiter.as_deref().expect("a registered read has a waiter");
+                if !waiter.filled() && !changed() {
+                    waiter.set_waker(cx.waker());
+                    return Poll::Pending;
+                }
+                if let Some(value) = self.leave(read) {
+                    return Poll::Ready(Ok(value));
+                }
+            }
+            match self.read::<T>(Wait::Never) {
+                Err(Error::WouldBlock) => {}
+                done => return Poll::Ready(done),
+            }
+            let waiter = read.waiter.get_or_insert_with(|| Box::new(Waiter::awaiting(cx.waker())));
+            waiter.set_waker(cx.waker());
+            // A waiting reader: a `try_write` or an alternation's output
+            // guard hands it a value.
+            count(&state.waiting_readers, true);
+            self.ring_bell(&state.out_bell);
+            self.local.register(&**waiter);
+            read.registered = true;
+            // A value put before we registered is in the ring.
+            if !changed() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Puts back a value a writer handed to an awaiting reader that was
+    /// dropped before it took it: as the channel's next value, held in the
+    /// table (no writer waits for it). A closed channel drops it with
+    /// itself.
+    fn repost<T: Send>(&self, value: T) {
+        let offer = Offer::new(value);
+        let state = self.state();
+        let rendezvous = self.is_rendezvous();
+        loop {
+            let put = Put {
+                shared: self,
+                offer: &offer,
+                rendezvous: false,
+                held: Cell::new(None),
+                had_fds: Cell::new(false),
+            };
+            let (result, _) = self.queue.put_numbered(&put, 0, Wait::Never, &|ticket| {
+                if rendezvous {
+                    state.pending_slot(ticket).store(ticket, Ordering::SeqCst);
+                }
+                Ok(())
+            });
+            match result {
+                Ok(()) => {
+                    self.local.wake_waiters();
+                    self.local.readers.wake_one();
+                    self.ring_bell(&state.in_bell);
+                    return;
+                }
+                // Sixteen writers' values pending: one is taken soon.
+                Err(PutFail::Full) => std::thread::yield_now(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// One poll of an awaiting read through the ring. While asleep it
+    /// counts as a waiting reader (a rendezvous `try_write`, or an
+    /// alternation's output guard, may then offer it a value) and as a
+    /// sleeper for values.
+    fn poll_read_ring<T: Send>(
         &self,
         waiting: &mut crate::aio::Waiting,
         cx: &std::task::Context<'_>,
@@ -1678,6 +1790,36 @@ impl<T> Drop for AsyncWrite<'_, T> {
     }
 }
 
+/// An awaiting read's state: its wait, and its waiter on a local
+/// rendezvous. Dropped while registered, it leaves the queue, putting back
+/// a value a writer handed it meanwhile.
+pub(crate) struct AsyncRead<'a, T: Send> {
+    shared: &'a Shared,
+    waiting: crate::aio::Waiting,
+    waiter: Option<Box<Waiter<T>>>,
+    registered: bool,
+}
+
+impl<'a, T: Send> AsyncRead<'a, T> {
+    fn new(shared: &'a Shared) -> Self {
+        Self {
+            shared,
+            waiting: crate::aio::Waiting::new(shared.ring()),
+            waiter: None,
+            registered: false,
+        }
+    }
+}
+
+impl<T: Send> Drop for AsyncRead<'_, T> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        if let Some(value) = shared.leave(self) {
+            shared.repost(value);
+        }
+    }
+}
+
 impl<T: Send> Reader<T> {
     /// Reads the next value, awaiting it as long as it takes: [`read`]
     /// without holding a thread. While it awaits, it counts as a waiting
@@ -1704,8 +1846,9 @@ impl<T: Send> Reader<T> {
     /// # }).unwrap();
     /// ```
     pub async fn read_async(&self) -> Result<T> {
-        let mut waiting = crate::aio::Waiting::new(self.end.shared.ring());
-        std::future::poll_fn(|cx| self.end.shared.poll_read(&mut waiting, cx)).await
+        let shared = &self.end.shared;
+        let mut read = AsyncRead::new(shared);
+        std::future::poll_fn(|cx| shared.poll_read(&mut read, cx)).await
     }
 
     /// The values as a [`Stream`](futures_core::Stream), ending once every
@@ -1728,8 +1871,7 @@ impl<T: Send> Reader<T> {
     /// # }).unwrap();
     /// ```
     pub fn stream(&self) -> ReaderStream<'_, T> {
-        let waiting = crate::aio::Waiting::new(self.end.shared.ring());
-        ReaderStream { reader: self, waiting, done: false }
+        ReaderStream { read: AsyncRead::new(&self.end.shared), done: false }
     }
 }
 
@@ -1776,9 +1918,8 @@ impl<T: Send> Writer<T> {
 /// The values of a [`Reader`] as a [`futures_core::Stream`], made by
 /// [`Reader::stream`].
 #[must_use = "streams do nothing unless polled"]
-pub struct ReaderStream<'a, T> {
-    reader: &'a Reader<T>,
-    waiting: crate::aio::Waiting,
+pub struct ReaderStream<'a, T: Send> {
+    read: AsyncRead<'a, T>,
     done: bool,
 }
 
@@ -1793,7 +1934,8 @@ impl<T: Send> futures_core::Stream for ReaderStream<'_, T> {
         if this.done {
             return std::task::Poll::Ready(None);
         }
-        let got = std::task::ready!(this.reader.end.shared.poll_read::<T>(&mut this.waiting, cx));
+        let shared = this.read.shared;
+        let got = std::task::ready!(shared.poll_read::<T>(&mut this.read, cx));
         std::task::Poll::Ready(match got {
             Ok(value) => Some(Ok(value)),
             Err(Error::Retired) => {
@@ -1808,7 +1950,7 @@ impl<T: Send> futures_core::Stream for ReaderStream<'_, T> {
     }
 }
 
-impl<T> fmt::Debug for ReaderStream<'_, T> {
+impl<T: Send> fmt::Debug for ReaderStream<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReaderStream").field("done", &self.done).finish_non_exhaustive()
     }

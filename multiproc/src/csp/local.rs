@@ -81,28 +81,71 @@ unsafe impl<T: Send> Sync for Offer<T> {}
 
 /// A reader of a local rendezvous channel waiting in this process: a
 /// writer that finds it registered moves its value here (holding the
-/// table) and returns at once. `repr(C)`, its bell first: the bell is
+/// table) and returns at once. `repr(C)`, its head first: the head is
 /// found at the waiter's address whatever `T` is.
 #[repr(C)]
 pub(crate) struct Waiter<T> {
-    /// Bumped when the reader should look again (a value came, here or in
-    /// the ring, or the channel changed).
-    bell: AtomicU32,
+    head: WaiterHead,
     filled: AtomicBool,
     value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// What wakes a [`Waiter`], whatever its `T`.
+#[repr(C)]
+struct WaiterHead {
+    /// Bumped when the reader should look again (a value came, here or in
+    /// the ring, or the channel changed); a blocking reader sleeps on it.
+    bell: AtomicU32,
+    /// Taken off the queue by a writer's hand-off (then it need not be
+    /// looked for when it unregisters).
+    popped: AtomicBool,
+    /// An awaiting reader's waker (called instead of a futex wake).
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl WaiterHead {
+    /// Tells the reader to look again. Called holding the table (the
+    /// waiter cannot be gone).
+    fn ring(&self) {
+        self.bell.fetch_add(1, Ordering::SeqCst);
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        match waker.as_ref() {
+            Some(waker) => waker.wake_by_ref(),
+            None => crate::shm::park::wake(&self.bell, 1),
+        }
+    }
 }
 
 impl<T> Waiter<T> {
     pub(crate) fn new() -> Self {
         Self {
-            bell: AtomicU32::new(0),
+            head: WaiterHead {
+                bell: AtomicU32::new(0),
+                popped: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            },
             filled: AtomicBool::new(false),
             value: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 
+    /// A waiter for an awaiting reader: woken through `waker`.
+    pub(crate) fn awaiting(waker: &std::task::Waker) -> Self {
+        let waiter = Self::new();
+        *waiter.head.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
+        waiter
+    }
+
+    /// Makes `waker` the one to wake.
+    pub(crate) fn set_waker(&self, waker: &std::task::Waker) {
+        let mut mine = self.head.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !mine.as_ref().is_some_and(|m| m.will_wake(waker)) {
+            *mine = Some(waker.clone());
+        }
+    }
+
     pub(crate) fn bell(&self) -> &AtomicU32 {
-        &self.bell
+        &self.head.bell
     }
 
     /// Whether a writer handed it a value.
@@ -403,6 +446,7 @@ impl Local {
     /// [`unregister`](Self::unregister) before it goes).
     pub(crate) fn register<T: Send>(&self, waiter: &Waiter<T>) {
         let mut table = self.table();
+        waiter.head.popped.store(false, Ordering::SeqCst);
         table.waiters.push_back(std::ptr::from_ref(waiter) as usize);
         self.registered.store(table.waiters.len(), Ordering::SeqCst);
     }
@@ -411,8 +455,12 @@ impl Local {
     pub(crate) fn unregister<T: Send>(&self, waiter: &Waiter<T>) -> Option<T> {
         let me = std::ptr::from_ref(waiter) as usize;
         let mut table = self.table();
-        table.waiters.retain(|&w| w != me);
-        self.registered.store(table.waiters.len(), Ordering::SeqCst);
+        // One a writer took off the queue is not looked for (a million
+        // waiting readers would make that a million steps each).
+        if !waiter.head.popped.load(Ordering::SeqCst) {
+            table.waiters.retain(|&w| w != me);
+            self.registered.store(table.waiters.len(), Ordering::SeqCst);
+        }
         drop(table);
         // Handed over (if at all) holding the table, which we took since.
         if !waiter.filled.swap(false, Ordering::SeqCst) {
@@ -443,10 +491,10 @@ impl Local {
         // SAFETY: not filled (it is registered only while empty), and no
         // one reads it until `filled` is set.
         unsafe { (*waiter.value.get()).write(value) };
+        waiter.head.popped.store(true, Ordering::SeqCst);
         waiter.filled.store(true, Ordering::SeqCst);
-        waiter.bell.fetch_add(1, Ordering::SeqCst);
         // Woken holding the table: the waiter cannot be gone yet.
-        crate::shm::park::wake(&waiter.bell, 1);
+        waiter.head.ring();
         true
     }
 
@@ -460,11 +508,10 @@ impl Local {
         }
         let table = self.table();
         for &ptr in &table.waiters {
-            // SAFETY: as in `hand_off` (alive while registered); the bell is
-            // a waiter's first field (`repr(C)`), whatever its `T`.
-            let bell = unsafe { &*(ptr as *const AtomicU32) };
-            bell.fetch_add(1, Ordering::SeqCst);
-            crate::shm::park::wake(bell, 1);
+            // SAFETY: as in `hand_off` (alive while registered); the head
+            // is a waiter's first field (`repr(C)`), whatever its `T`.
+            let head = unsafe { &*(ptr as *const WaiterHead) };
+            head.ring();
         }
     }
 
