@@ -672,3 +672,63 @@ fn a_value_handed_to_a_dropped_awaiting_reader_goes_to_the_next_reader() {
     assert_eq!(under_block_on(async move { r.read_async().await }).unwrap(), "next");
     writer.join().unwrap().unwrap();
 }
+
+#[test]
+fn cancelled_lock_semaphore_event_and_recv_waits_leave_their_objects_working() {
+    use multiproc::{Event, Lock, Semaphore};
+    let lock = Lock::new().unwrap();
+    let sem = Semaphore::new(0).unwrap();
+    let event = Event::new().unwrap();
+    let (a, b) = multiproc::pipe::<u32>().unwrap();
+    let held = lock.clone();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let guard = held.lock().unwrap();
+        locked.send(()).unwrap();
+        let _ = released.recv_timeout(LIMIT);
+        drop(guard);
+    });
+    is_locked.recv_timeout(LIMIT).unwrap();
+    under_tokio({
+        let (lock, sem, event, b) = (lock.clone(), sem.clone(), event.clone(), b.clone());
+        async move {
+            let short = Duration::from_millis(20);
+            // Each cancelled asleep, and many times mid-poll.
+            for wait in [short, Duration::from_micros(5)] {
+                for _ in 0..20 {
+                    assert!(tokio::time::timeout(wait, lock.lock_async()).await.is_err());
+                    assert!(tokio::time::timeout(wait, sem.acquire_async()).await.is_err());
+                    assert!(tokio::time::timeout(wait, event.wait_async()).await.is_err());
+                    assert!(tokio::time::timeout(wait, b.recv_async()).await.is_err());
+                    if wait == short {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    // Nothing was taken by a cancelled future.
+    assert!(!lock.is_locked());
+    drop(lock.try_lock().unwrap());
+    sem.release().unwrap();
+    assert!(sem.try_acquire());
+    assert!(!sem.try_acquire());
+    event.set();
+    assert!(event.wait_timeout(LIMIT));
+    a.send(&5).unwrap();
+    assert_eq!(b.recv_timeout(LIMIT).unwrap(), 5);
+    // And awaiting works after.
+    let got = under_block_on({
+        let (lock, b) = (lock.clone(), b.clone());
+        async move {
+            let guard = lock.lock_async().await.unwrap();
+            drop(guard);
+            a.send(&6).unwrap();
+            b.recv_async().await.unwrap()
+        }
+    });
+    assert_eq!(got, 6);
+}
