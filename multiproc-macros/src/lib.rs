@@ -65,6 +65,28 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let inputs = &sig.inputs;
     let body_fn = format_ident!("__{}_body", name);
     let csp = quote!(::multiproc::csp);
+    // The argument ends, held (registered) until the result is known.
+    let collect_ends = quote! {
+        #[allow(unused_mut)]
+        let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
+        {
+            #[allow(unused_imports)]
+            use #csp::__private::{CollectEnds as _, NoEnds as _};
+            #((&#csp::__private::Probe(&#idents)).collect_ends(&mut __ends);)*
+        }
+    };
+    // A poisoned result poisons every argument end.
+    let poison_ends = quote! {
+        {
+            #[allow(unused_imports)]
+            use #csp::__private::{NotResult as _, PoisonResult as _};
+            if (&#csp::__private::Probe(&__result)).is_poison() {
+                for end in &__ends {
+                    end.poison();
+                }
+            }
+        }
+    };
     if sig.asyncness.is_some() {
         // A light process: the body runs as a task on the scheduler.
         return Ok(quote! {
@@ -72,24 +94,10 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             #vis fn #name(#(#idents: #types),*) -> #csp::Light<#result> {
                 async fn #body_fn(#inputs) -> #result #block
 
-                #[allow(unused_mut)]
-                let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
-                {
-                    #[allow(unused_imports)]
-                    use #csp::__private::{CollectEnds as _, NoEnds as _};
-                    #((&#csp::__private::Probe(&#idents)).collect_ends(&mut __ends);)*
-                }
+                #collect_ends
                 #csp::Light::new(async move {
                     let __result = #body_fn(#(#idents),*).await;
-                    {
-                        #[allow(unused_imports)]
-                        use #csp::__private::{NotResult as _, PoisonResult as _};
-                        if (&#csp::__private::Probe(&__result)).is_poison() {
-                            for end in &__ends {
-                                end.poison();
-                            }
-                        }
-                    }
+                    #poison_ends
                     // The argument ends retire once the result is known
                     // (after any poison spread), as for thread processes.
                     drop(__ends);
@@ -112,23 +120,9 @@ fn expand(function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
             fn __run(__args: (#(#types,)*)) -> #result {
                 let (#(#idents,)*) = __args;
                 let __deferred = #csp::__private::Deferred::begin();
-                #[allow(unused_mut)]
-                let mut __ends: #csp::__private::Held = ::std::vec::Vec::new();
-                {
-                    #[allow(unused_imports)]
-                    use #csp::__private::{CollectEnds as _, NoEnds as _};
-                    #((&#csp::__private::Probe(&#idents)).collect_ends(&mut __ends);)*
-                }
+                #collect_ends
                 let __result = #body_fn(#(#idents),*);
-                {
-                    #[allow(unused_imports)]
-                    use #csp::__private::{NotResult as _, PoisonResult as _};
-                    if (&#csp::__private::Probe(&__result)).is_poison() {
-                        for end in &__ends {
-                            end.poison();
-                        }
-                    }
-                }
+                #poison_ends
                 // The argument ends the body dropped retire now (after any
                 // poison spread); then the processes this one spawned end
                 // with it. A failure among them is this process's failure

@@ -1605,13 +1605,20 @@ impl Shared {
     }
 
     /// Puts back a value a writer handed to an awaiting reader that was
-    /// dropped before it took it: as the channel's next value, held in the
-    /// table (no writer waits for it). A closed channel drops it with
-    /// itself.
+    /// dropped before it took it: to another reader of this process
+    /// waiting now, or as the channel's next value, held in the table (no
+    /// writer waits for it). A closed channel drops it with itself; so does
+    /// one whose sixteen pending places stay full for [`DEATH_CHECK`]
+    /// (nobody reads it), with a warning.
     fn repost<T: Send>(&self, value: T) {
         let offer = Offer::new(value);
+        if self.local.hand_off(&offer) {
+            self.ring_bell(&self.state().out_bell);
+            return;
+        }
         let state = self.state();
         let rendezvous = self.is_rendezvous();
+        let give_up = Instant::now().checked_add(DEATH_CHECK);
         loop {
             let put = Put {
                 shared: self,
@@ -1633,8 +1640,18 @@ impl Shared {
                     self.ring_bell(&state.in_bell);
                     return;
                 }
-                // Sixteen writers' values pending: one is taken soon.
-                Err(PutFail::Full) => std::thread::yield_now(),
+                // Sixteen writers' values pending: one is taken soon, if
+                // anyone reads.
+                Err(PutFail::Full) if give_up.is_some_and(|g| Instant::now() < g) => {
+                    std::thread::yield_now();
+                }
+                Err(PutFail::Full) => {
+                    log::warn!(
+                        "a channel value handed to a reader that was dropped could not be put \
+                         back (the channel is full and nobody reads it): dropped"
+                    );
+                    return;
+                }
                 Err(_) => return,
             }
         }
