@@ -732,3 +732,41 @@ fn cancelled_lock_semaphore_event_and_recv_waits_leave_their_objects_working() {
     });
     assert_eq!(got, 6);
 }
+
+fn barrier_party(barrier: multiproc::Barrier) -> u32 {
+    barrier.wait_timeout(LIMIT).map(|r| r.index()).unwrap_or(u32::MAX)
+}
+
+#[test]
+fn a_barrier_is_awaited_with_other_processes_and_a_dropped_wait_breaks_it() {
+    let barrier = multiproc::Barrier::new(3).unwrap();
+    let others: Vec<_> =
+        (0..2).map(|_| Process::spawn(barrier_party, barrier.clone()).unwrap()).collect();
+    let mine = under_tokio({
+        let barrier = barrier.clone();
+        async move { barrier.wait_async().await.unwrap().index() }
+    });
+    let mut indices: Vec<u32> = others.into_iter().map(|p| join(p).unwrap()).collect();
+    indices.push(mine);
+    indices.sort_unstable();
+    assert_eq!(indices, [0, 1, 2]);
+
+    // An awaiting party dropped after it arrived breaks the cycle for the
+    // one already waiting, which fails at once rather than wait for it.
+    let barrier = multiproc::Barrier::new(3).unwrap();
+    let waiting = std::thread::spawn({
+        let barrier = barrier.clone();
+        move || barrier.wait_timeout(LIMIT).map(|r| r.index())
+    });
+    eventually("the first party waits", || barrier.n_waiting() == 1);
+    under_tokio({
+        let barrier = barrier.clone();
+        async move {
+            let dropped =
+                tokio::time::timeout(Duration::from_millis(20), barrier.wait_async()).await;
+            assert!(dropped.is_err());
+        }
+    });
+    assert!(matches!(waiting.join().unwrap(), Err(multiproc::Error::BrokenBarrier)));
+    assert!(barrier.is_broken());
+}

@@ -46,6 +46,15 @@ pub(crate) struct Slot(AtomicU32);
 // SAFETY: one atomic, `#[repr(C)]`, no pointer.
 unsafe impl InShm for Slot {}
 
+/// How an arrival at a barrier went.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arrival {
+    /// The last party: the cycle ended, released; its index.
+    Last(u32),
+    /// Waits for cycle `generation` to end, the `index`th to arrive.
+    Waiting { generation: u32, index: u32 },
+}
+
 impl RawBarrier {
     /// Sets the number of parties (on creation only).
     pub(crate) fn init(&self, parties: u32) {
@@ -81,16 +90,42 @@ impl RawBarrier {
 
     /// Waits for the other parties; returns this waiter's arrival index
     /// (0 for the first, `parties - 1` for the last, which released the rest).
-    ///
-    /// `slots` (one per party) record who waits. The last to arrive checks
-    /// that the others still live: a party killed while waiting has not
-    /// arrived, and the cycle ends broken rather than release the rest as if
-    /// it had.
+    /// See [`arrive`](Self::arrive) for `slots`.
     pub(crate) fn wait(
         &self,
         deadline: Option<Instant>,
         slots: &[Slot],
     ) -> Result<u32, BarrierFailure> {
+        let (generation, index) = match self.arrive(slots, park::tid())? {
+            Arrival::Last(index) => return Ok(index),
+            Arrival::Waiting { generation, index } => (generation, index),
+        };
+        let ended = |b: &Self| b.generation.load(Ordering::SeqCst) != generation;
+        if !park::poll((&raw const self.generation).cast(), deadline, || ended(self)) {
+            loop {
+                if ended(self) {
+                    break;
+                }
+                let Some(timeout) = park::time_left(deadline) else {
+                    if self.give_up(generation) {
+                        return Err(BarrierFailure::Timeout);
+                    }
+                    break;
+                };
+                park::wait(&self.generation, generation, timeout);
+            }
+        }
+        self.outcome(generation, index)
+    }
+
+    /// Arrives at the barrier as `me` (an owner id): the last arrival ends
+    /// the cycle; the others wait for it to end.
+    ///
+    /// `slots` (one per party) record who waits. The last to arrive checks
+    /// that the others still live: a party killed while waiting has not
+    /// arrived, and the cycle ends broken rather than release the rest as if
+    /// it had.
+    pub(crate) fn arrive(&self, slots: &[Slot], me: u32) -> Result<Arrival, BarrierFailure> {
         let arrival = self.locked(|| {
             if self.broken.load(Ordering::Relaxed) != 0 {
                 return Err(BarrierFailure::Broken);
@@ -112,39 +147,46 @@ impl RawBarrier {
                 return Ok(None);
             }
             if let Some(slot) = slots.get(index as usize) {
-                slot.0.store(park::tid(), Ordering::Relaxed);
+                slot.0.store(me, Ordering::Relaxed);
             }
             self.count.store(index + 1, Ordering::Relaxed);
             Ok(Some((generation, index)))
         })?;
-        let Some((generation, index)) = arrival else {
-            return Ok(self.parties.load(Ordering::Relaxed).saturating_sub(1));
-        };
-        let ended = |b: &Self| b.generation.load(Ordering::SeqCst) != generation;
-        if !park::poll((&raw const self.generation).cast(), deadline, || ended(self)) {
-            loop {
-                if ended(self) {
-                    break;
-                }
-                let Some(timeout) = park::time_left(deadline) else {
-                    let timed_out = self.locked(|| {
-                        if ended(self) {
-                            return false;
-                        }
-                        self.broken.store(1, Ordering::Relaxed);
-                        self.end_cycle(true);
-                        true
-                    });
-                    if timed_out {
-                        return Err(BarrierFailure::Timeout);
-                    }
-                    break;
-                };
-                park::wait(&self.generation, generation, timeout);
-            }
-        }
+        Ok(match arrival {
+            None => Arrival::Last(self.parties.load(Ordering::Relaxed).saturating_sub(1)),
+            Some((generation, index)) => Arrival::Waiting { generation, index },
+        })
+    }
+
+    /// The word a waiter of cycle `generation` sleeps on (it changes when
+    /// the cycle ends).
+    pub(crate) fn generation_word(&self) -> &AtomicU32 {
+        &self.generation
+    }
+
+    /// Whether cycle `generation` ended.
+    pub(crate) fn ended(&self, generation: u32) -> bool {
+        self.generation.load(Ordering::SeqCst) != generation
+    }
+
+    /// How an ended cycle ended for the waiter that arrived `index`th.
+    pub(crate) fn outcome(&self, generation: u32, index: u32) -> Result<u32, BarrierFailure> {
         let broken = self.locked(|| self.cycle_was_broken(generation));
         if broken { Err(BarrierFailure::Broken) } else { Ok(index) }
+    }
+
+    /// A waiter of cycle `generation` stops waiting (its time ran out, or
+    /// its future was dropped): the cycle ends broken, for the others too,
+    /// unless it ended meanwhile. `true` if this broke it.
+    pub(crate) fn give_up(&self, generation: u32) -> bool {
+        self.locked(|| {
+            if self.ended(generation) {
+                return false;
+            }
+            self.broken.store(1, Ordering::Relaxed);
+            self.end_cycle(true);
+            true
+        })
     }
 
     /// Breaks the barrier: current and future waiters fail until `reset`.

@@ -158,6 +158,77 @@ impl Barrier {
         self.wait_until(None)
     }
 
+    /// Waits until all parties arrive, awaited: [`wait`](Self::wait)
+    /// without holding a thread. The party is this process (an awaiting
+    /// task may move between threads); it counts as dead only if the
+    /// process dies.
+    ///
+    /// **Cancel-safe** as far as a barrier can be: dropped before it
+    /// arrived it changes nothing; dropped after it arrived and before the
+    /// others did, it breaks the barrier for them, as a timeout does
+    /// (Python's `Barrier` does the same), and leaves no waiter behind.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenBarrier`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let barrier = multiproc::Barrier::new(2)?;
+    /// let other = barrier.clone();
+    /// let thread = std::thread::spawn(move || other.wait().map(|r| r.index()));
+    /// let mine = barrier.wait_async().await?.index();
+    /// let theirs = thread.join().unwrap()?;
+    /// assert_eq!(mine + theirs, 1); // one arrived first (0), one last (1)
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_async(&self) -> Result<BarrierWaitResult> {
+        use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+        use crate::shm::barrier::Arrival;
+        let raw = self.raw();
+        let me = crate::shm::park::process_owner();
+        let broken = |f: BarrierFailure| match f {
+            BarrierFailure::Broken => Error::BrokenBarrier,
+            BarrierFailure::Timeout => Error::Timeout,
+        };
+        let (generation, index) = match raw.arrive(self.slots(), me).map_err(broken)? {
+            Arrival::Last(index) => {
+                return Ok(BarrierWaitResult { index, parties: self.parties() });
+            }
+            Arrival::Waiting { generation, index } => (generation, index),
+        };
+        // Dropped before the cycle ended: the others must not wait for us.
+        struct Arrived<'a>(&'a RawBarrier, u32, bool);
+        impl Drop for Arrived<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.give_up(self.1);
+                }
+            }
+        }
+        let mut arrived = Arrived(raw, generation, false);
+        let mut waiting = Waiting::new(raw.generation_word());
+        std::future::poll_fn(|cx| {
+            waiting.poll(
+                cx,
+                || raw.ended(generation).then_some(()),
+                |_| {
+                    let keep = Arc::clone(&self.seg) as Keep;
+                    let source = Source::word(raw.generation_word(), generation, keep, Wake::All);
+                    Some(Arm::on(source))
+                },
+            )
+        })
+        .await;
+        arrived.2 = true;
+        drop(arrived);
+        let index = raw.outcome(generation, index).map_err(broken)?;
+        Ok(BarrierWaitResult { index, parties: self.parties() })
+    }
+
     /// Waits at most `timeout` for the other parties.
     ///
     /// # Errors
