@@ -770,3 +770,42 @@ fn a_barrier_is_awaited_with_other_processes_and_a_dropped_wait_breaks_it() {
     assert!(matches!(waiting.join().unwrap(), Err(multiproc::Error::BrokenBarrier)));
     assert!(barrier.is_broken());
 }
+
+#[test]
+fn every_simple_proxy_call_has_an_awaited_twin() {
+    let manager = multiproc::Manager::start().unwrap();
+    let list = manager.list([3u32, 1, 2]).unwrap();
+    let dict = manager.dict::<String, u32>().unwrap();
+    let ns = manager.namespace().unwrap();
+    under_block_on(async move {
+        list.extend_async([4, 5]).await.unwrap();
+        list.insert_async(0, 9).await.unwrap();
+        list.set_async(-1, 6).await.unwrap();
+        assert!(list.contains_async(&6).await.unwrap());
+        assert_eq!(list.index_async(&1).await.unwrap(), 2);
+        assert_eq!(list.count_async(&9).await.unwrap(), 1);
+        assert_eq!(list.pop_async().await.unwrap(), 6);
+        assert_eq!(list.pop_at_async(0).await.unwrap(), 9);
+        list.remove_async(&1).await.unwrap();
+        assert_eq!(list.slice_async(0..2).await.unwrap(), [3, 2]);
+        assert_eq!(list.to_vec_async().await.unwrap(), [3, 2, 4]);
+        list.clear_async().await.unwrap();
+        assert_eq!(list.len_async().await.unwrap(), 0);
+
+        assert_eq!(dict.setdefault_async("a".into(), 1).await.unwrap(), 1);
+        dict.insert_async("b".into(), 2).await.unwrap();
+        assert!(dict.contains_key_async("b").await.unwrap());
+        assert_eq!(dict.len_async().await.unwrap(), 2);
+        let mut keys = dict.keys_async().await.unwrap();
+        keys.sort();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(dict.values_async().await.unwrap().iter().sum::<u32>(), 3);
+        assert_eq!(dict.remove_async("a").await.unwrap(), Some(1));
+        dict.clear_async().await.unwrap();
+        assert_eq!(dict.len_async().await.unwrap(), 0);
+
+        ns.set_async("x", 1).await.unwrap();
+        ns.delete_async("x").await.unwrap();
+        assert!(ns.get_async::<i32>("x").await.is_err());
+    });
+}

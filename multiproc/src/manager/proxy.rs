@@ -200,6 +200,24 @@ impl Target {
         }
     }
 
+    pub(super) async fn many_async<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        op: Op,
+    ) -> Result<Vec<T>> {
+        match self.call_async(kind, op).await? {
+            Response::Many(vs) => vs.iter().map(|v| dynval::decode(v)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(super) async fn boolean_async(&self, kind: Kind, op: Op) -> Result<bool> {
+        match self.call_async(kind, op).await? {
+            Response::Bool(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     pub(super) fn done(&self, kind: Kind, op: Op) -> Result<()> {
         match self.call(kind, op)? {
             Response::Done => Ok(()),
@@ -590,6 +608,181 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// See [`append_async`](Self::append_async).
     pub async fn len_async(&self) -> Result<usize> {
         self.target.count_async(Kind::List, Op::Len).await
+    }
+    /// [`extend`](Self::extend), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`extend`](Self::extend).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn extend_async(&self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        let items = items.into_iter().map(|v| dynval::encode(&v)).collect::<Result<_>>()?;
+        self.target.done_async(Kind::List, Op::Extend(items)).await
+    }
+
+    /// [`set`](Self::set), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn set_async(&self, index: isize, value: T) -> Result<()> {
+        let op = Op::Set(python_index(index), dynval::encode(&value)?);
+        self.target.done_async(Kind::List, op).await
+    }
+
+    /// [`insert`](Self::insert), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn insert_async(&self, index: isize, value: T) -> Result<()> {
+        let op = Op::Insert(python_index(index), dynval::encode(&value)?);
+        self.target.done_async(Kind::List, op).await
+    }
+
+    /// [`pop`](Self::pop), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Self::pop).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn pop_async(&self) -> Result<T> {
+        self.target.value_async(Kind::List, Op::Pop(None)).await
+    }
+
+    /// [`pop_at`](Self::pop_at), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`pop_at`](Self::pop_at).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn pop_at_async(&self, index: isize) -> Result<T> {
+        self.target.value_async(Kind::List, Op::Pop(Some(python_index(index)))).await
+    }
+
+    /// [`remove`](Self::remove), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn remove_async(&self, value: &T) -> Result<()> {
+        let op = Op::Remove(dynval::encode(value)?);
+        self.target.done_async(Kind::List, op).await
+    }
+
+    /// [`contains`](Self::contains), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`contains`](Self::contains).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn contains_async(&self, value: &T) -> Result<bool> {
+        let op = Op::Contains(dynval::encode(value)?);
+        self.target.boolean_async(Kind::List, op).await
+    }
+
+    /// [`index`](Self::index), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`index`](Self::index).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn index_async(&self, value: &T) -> Result<usize> {
+        let op = Op::Index(dynval::encode(value)?);
+        self.target.count_async(Kind::List, op).await
+    }
+
+    /// [`count`](Self::count), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`count`](Self::count).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn count_async(&self, value: &T) -> Result<usize> {
+        let op = Op::Count(dynval::encode(value)?);
+        self.target.count_async(Kind::List, op).await
+    }
+
+    /// [`clear`](Self::clear), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`clear`](Self::clear).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn clear_async(&self) -> Result<()> {
+        self.target.done_async(Kind::List, Op::Clear).await
+    }
+
+    /// [`slice`](Self::slice), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`slice`](Self::slice).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn slice_async(&self, range: impl RangeBounds<isize>) -> Result<Vec<T>> {
+        let (start, end) = range_bounds(range);
+        self.target.many_async(Kind::List, Op::Slice(start, end)).await
+    }
+
+    /// [`to_vec`](Self::to_vec), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`to_vec`](Self::to_vec).
+    ///
+    /// # Examples
+    ///
+    /// See [`append_async`](Self::append_async).
+    pub async fn to_vec_async(&self) -> Result<Vec<T>> {
+        self.target.many_async(Kind::List, Op::All).await
     }
 
     /// Replaces the element at `index`.
@@ -1023,6 +1216,115 @@ where
         self.target.maybe_async(Kind::Dict, op).await
     }
 
+    /// [`remove`](Self::remove), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn remove_async<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let op = Op::DictRemove(dynval::encode(key)?);
+        self.target.maybe_async(Kind::Dict, op).await
+    }
+
+    /// [`contains_key`](Self::contains_key), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`contains_key`](Self::contains_key).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn contains_key_async<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let op = Op::Contains(dynval::encode(key)?);
+        self.target.boolean_async(Kind::Dict, op).await
+    }
+
+    /// [`len`](Self::len), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn len_async(&self) -> Result<usize> {
+        self.target.count_async(Kind::Dict, Op::Len).await
+    }
+
+    /// [`keys`](Self::keys), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`keys`](Self::keys).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn keys_async(&self) -> Result<Vec<K>> {
+        self.target.many_async(Kind::Dict, Op::Keys).await
+    }
+
+    /// [`values`](Self::values), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`values`](Self::values).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn values_async(&self) -> Result<Vec<V>> {
+        self.target.many_async(Kind::Dict, Op::Values).await
+    }
+
+    /// [`setdefault`](Self::setdefault), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`setdefault`](Self::setdefault).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn setdefault_async(&self, key: K, default: V) -> Result<V> {
+        let op = Op::SetDefault(dynval::encode(&key)?, dynval::encode(&default)?);
+        self.target.value_async(Kind::Dict, op).await
+    }
+
+    /// [`clear`](Self::clear), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`clear`](Self::clear).
+    ///
+    /// # Examples
+    ///
+    /// See [`insert_async`](Self::insert_async).
+    pub async fn clear_async(&self) -> Result<()> {
+        self.target.done_async(Kind::Dict, Op::Clear).await
+    }
+
     /// Removes `key`; returns its value if it was there. The key may be a
     /// borrowed form of `K`, as for [`get`](Self::get).
     ///
@@ -1396,6 +1698,19 @@ impl Namespace {
     /// See [`set_async`](Self::set_async).
     pub async fn get_async<V: DeserializeOwned>(&self, name: &str) -> Result<V> {
         self.target.value_async(Kind::Namespace, Op::GetAttr(name.to_owned())).await
+    }
+    /// [`delete`](Self::delete), awaited (cancel-safe as
+    /// [`ListProxy::append_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete).
+    ///
+    /// # Examples
+    ///
+    /// See [`set_async`](Self::set_async).
+    pub async fn delete_async(&self, name: &str) -> Result<()> {
+        self.target.done_async(Kind::Namespace, Op::DelAttr(name.to_owned())).await
     }
 
     /// Deletes attribute `name` (Python's `del ns.name`).
