@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use reactor::Watching;
-pub(crate) use reactor::{Keep, Source, WaitList, Wake};
+pub(crate) use reactor::{Keep, Source, WaitList, Wake, owner_id};
 
 thread_local! {
     /// Whether this thread is the light process scheduler: its futures

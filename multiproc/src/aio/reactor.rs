@@ -171,6 +171,9 @@ struct Reactor {
     generation: u64,
     words: Mutex<Vec<Arc<Shard>>>,
     fds: Arc<Shard>,
+    /// The owner id of the descriptor thread (0 until it runs): the owner
+    /// of what this process's awaiting tasks hold (see [`owner_id`]).
+    owner: AtomicU32,
 }
 
 fn reactor() -> &'static Reactor {
@@ -191,14 +194,21 @@ fn reactor() -> &'static Reactor {
         control: AtomicU32::new(0),
         bell: Some(os::Waker::new().expect("an eventfd for the async reactor")),
     });
-    let made: &'static Reactor =
-        Box::leak(Box::new(Reactor { generation, words: Mutex::default(), fds }));
+    let made: &'static Reactor = Box::leak(Box::new(Reactor {
+        generation,
+        words: Mutex::default(),
+        fds,
+        owner: AtomicU32::new(0),
+    }));
     let ptr = std::ptr::from_ref(made).cast_mut();
     match CURRENT.compare_exchange(current, ptr, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             let shard = Arc::clone(&made.fds);
-            crate::process::spawn_helper("multiproc-fds", move || run_fds(&shard))
-                .expect("a thread for the async reactor");
+            crate::process::spawn_helper("multiproc-fds", move || {
+                made.owner.store(crate::shm::park::tid(), Ordering::SeqCst);
+                run_fds(&shard);
+            })
+            .expect("a thread for the async reactor");
             made
         }
         Err(_) => reactor(),
@@ -230,6 +240,23 @@ impl Reactor {
             .expect("a thread for the async reactor");
         shards.push(Arc::clone(&shard));
         shard
+    }
+}
+
+/// The owner id (see `park::tid`) under which this process's awaiting
+/// tasks hold locks and barrier places: a task moves between threads, so
+/// what it holds belongs to a thread that lives as long as the process
+/// and takes nothing itself, the reactor's descriptor thread. (Not the
+/// main thread's: a thread's own blocking `RLock` would take a task's hold
+/// for its own.)
+pub(crate) fn owner_id() -> u32 {
+    let reactor = reactor();
+    loop {
+        let owner = reactor.owner.load(Ordering::SeqCst);
+        if owner != 0 {
+            return owner;
+        }
+        std::thread::yield_now();
     }
 }
 

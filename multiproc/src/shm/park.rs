@@ -13,14 +13,6 @@ pub(crate) fn tid() -> u32 {
     os::current_owner_id()
 }
 
-/// The owner id of what this process's awaiting tasks hold (its main
-/// thread's: such a holder moves between threads, and dies with the
-/// process).
-#[inline]
-pub(crate) fn process_owner() -> u32 {
-    os::process_owner_id()
-}
-
 /// Whether the owner `id` (from [`tid`]) is still alive.
 pub(crate) fn owner_alive(id: u32) -> bool {
     os::owner_alive(id)

@@ -189,7 +189,7 @@ impl Barrier {
         use crate::aio::{Arm, Keep, Source, Waiting, Wake};
         use crate::shm::barrier::Arrival;
         let raw = self.raw();
-        let me = crate::shm::park::process_owner();
+        let me = crate::aio::owner_id();
         let broken = |f: BarrierFailure| match f {
             BarrierFailure::Broken => Error::BrokenBarrier,
             BarrierFailure::Timeout => Error::Timeout,

@@ -244,7 +244,7 @@ impl Lock {
     pub async fn lock_async(&self) -> Result<AsyncLockGuard<'_>, LockError<AsyncLockGuard<'_>>> {
         use crate::aio::{Arm, Keep, Source, Waiting, Wake};
         let raw = self.raw();
-        let me = crate::shm::park::process_owner();
+        let me = crate::aio::owner_id();
         let mut waiting = Waiting::new(raw);
         let slept = std::cell::Cell::new(false);
         let acquired = std::future::poll_fn(move |cx| {

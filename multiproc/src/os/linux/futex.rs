@@ -139,24 +139,6 @@ fn refresh_ids(generation: u64) -> (u32, u32) {
     (tid, id)
 }
 
-/// The owner id of this process's main thread (whose thread id is the
-/// process id): the owner of what awaiting tasks hold, which may move from
-/// thread to thread but die only with the process.
-pub(crate) fn process_owner_id() -> u32 {
-    static CACHED: AtomicU64 = AtomicU64::new(0);
-    let generation = fork_generation();
-    let cached = CACHED.load(Ordering::Relaxed);
-    // `generation + 1` beside the id: 0 means nothing cached.
-    if cached >> 32 == (generation & 0xffff_ffff) + 1 && cached as u32 != 0 {
-        return cached as u32;
-    }
-    let pid = std::process::id();
-    let tag = if proc_is_ours() { start_tag(pid).unwrap_or(0) } else { 0 };
-    let id = (pid & OWNER_TID_MASK) | (tag << OWNER_TID_BITS);
-    CACHED.store((((generation & 0xffff_ffff) + 1) << 32) | u64::from(id), Ordering::Relaxed);
-    id
-}
-
 /// Thread ids fit in 22 bits (the kernel's `PID_MAX_LIMIT` is 2^22).
 const OWNER_TID_BITS: u32 = 22;
 const OWNER_TID_MASK: u32 = (1 << OWNER_TID_BITS) - 1;

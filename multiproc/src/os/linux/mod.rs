@@ -13,7 +13,7 @@ mod waker;
 
 pub(crate) use futex::{
     current_owner_id, current_tid, fork_generation, futex_wait, futex_wait_any, futex_wake,
-    namespaces, owner_alive, process_owner_id,
+    namespaces, owner_alive,
 };
 pub(crate) use image::segments_of_object;
 pub(crate) use init::ensure_start_hook_linked;
