@@ -809,3 +809,41 @@ fn every_simple_proxy_call_has_an_awaited_twin() {
         assert!(ns.get_async::<i32>("x").await.is_err());
     });
 }
+
+#[test]
+fn an_rlock_awaited_by_tasks_excludes_tasks_and_threads() {
+    let lock = multiproc::RLock::new().unwrap();
+    let inside = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    under_tokio({
+        let (lock, inside) = (lock.clone(), inside.clone());
+        async move {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (lock, inside) = (lock.clone(), inside.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..20 {
+                            let _guard = lock.lock_async().await.unwrap();
+                            let now = inside.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            assert_eq!(now, 0, "two tasks inside");
+                            tokio::task::yield_now().await;
+                            inside.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            // A thread of this process is excluded too while a task holds it.
+            let guard = lock.lock_async().await.unwrap();
+            let thread = std::thread::spawn({
+                let lock = lock.clone();
+                move || lock.try_lock().is_err()
+            });
+            assert!(thread.join().unwrap(), "a thread took a task's RLock");
+            drop(guard);
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+    });
+    let _reentrant = lock.lock().unwrap();
+    let _again = lock.lock().unwrap();
+}

@@ -76,6 +76,27 @@ impl RawRLock {
         acquired
     }
 
+    /// The lock under the recursion count (for an awaiting task's hold,
+    /// which never recurses).
+    pub(crate) fn raw_lock(&self) -> &RawLock {
+        &self.lock
+    }
+
+    /// Marks a hold taken on [`raw_lock`](Self::raw_lock) as one level.
+    pub(crate) fn entered(&self) {
+        self.depth.store(1, Ordering::Relaxed);
+    }
+
+    /// Releases an awaiting task's hold (owner `me`); `false` if `me` does
+    /// not hold it.
+    pub(crate) fn unlock_as(&self, me: u32) -> bool {
+        if self.lock.owner() != me {
+            return false;
+        }
+        self.depth.store(0, Ordering::Relaxed);
+        self.lock.unlock_as(me)
+    }
+
     /// Whether the calling thread owns the lock.
     pub(crate) fn is_owned_by_me(&self) -> bool {
         self.lock.is_owned_by_me()

@@ -242,28 +242,38 @@ impl Lock {
     /// # }).unwrap();
     /// ```
     pub async fn lock_async(&self) -> Result<AsyncLockGuard<'_>, LockError<AsyncLockGuard<'_>>> {
-        use crate::aio::{Arm, Keep, Source, Waiting, Wake};
         let raw = self.raw();
-        let me = crate::aio::owner_id();
-        let mut waiting = Waiting::new(raw);
-        let slept = std::cell::Cell::new(false);
-        let acquired = std::future::poll_fn(move |cx| {
-            waiting.poll(
-                cx,
-                || raw.try_lock_as(me, slept.get()),
-                |_| {
-                    let expected = raw.mark_sleeper()?;
-                    slept.set(true);
-                    let keep = Arc::clone(&self.seg) as Keep;
-                    // A dead owner is noticed when we look again.
-                    let source = Source::word(raw.word(), expected, keep, Wake::One);
-                    Some(Arm::with_recheck(source, Duration::from_millis(100)))
-                },
-            )
-        })
-        .await;
+        let (acquired, me) = lock_raw_async(raw, &self.seg).await;
         lock_result(Some(acquired), Miss::Timeout, || AsyncLockGuard { raw, owner: me })
     }
+}
+
+/// Takes `raw` (in `seg`) for this process's awaiting tasks, awaiting it:
+/// how it was acquired, and the owner id it is held under.
+pub(crate) async fn lock_raw_async(
+    raw: &RawLock,
+    seg: &Arc<Segment>,
+) -> (crate::shm::Acquired, u32) {
+    use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+    let me = crate::aio::owner_id();
+    let mut waiting = Waiting::new(raw);
+    let slept = std::cell::Cell::new(false);
+    let acquired = std::future::poll_fn(move |cx| {
+        waiting.poll(
+            cx,
+            || raw.try_lock_as(me, slept.get()),
+            |_| {
+                let expected = raw.mark_sleeper()?;
+                slept.set(true);
+                let keep = Arc::clone(seg) as Keep;
+                // A dead owner is noticed when we look again.
+                let source = Source::word(raw.word(), expected, keep, Wake::One);
+                Some(Arm::with_recheck(source, Duration::from_millis(100)))
+            },
+        )
+    })
+    .await;
+    (acquired, me)
 }
 
 /// Proof that this process's awaiting task holds a [`Lock`] (from

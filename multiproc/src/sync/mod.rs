@@ -30,7 +30,7 @@ pub use condition::{Condition, ConditionGuard};
 pub use error::LockError;
 pub use event::Event;
 pub use lock::{AsyncLockGuard, Lock, LockGuard};
-pub use rlock::{RLock, RLockGuard};
+pub use rlock::{AsyncRLockGuard, RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 /// The pieces `shared` uses to build its own guards.

@@ -34,6 +34,26 @@ pub struct RLock {
 
 segment_handle_serde!(RLock, Kind::RLock, size_of::<RawRLock>());
 
+/// An [`RLock`] held by this process's awaiting tasks (from
+/// [`RLock::lock_async`]); releases it on drop, from whichever thread.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct AsyncRLockGuard<'a> {
+    raw: &'a RawRLock,
+    owner: u32,
+}
+
+impl Drop for AsyncRLockGuard<'_> {
+    fn drop(&mut self) {
+        self.raw.unlock_as(self.owner);
+    }
+}
+
+impl fmt::Debug for AsyncRLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AsyncRLockGuard")
+    }
+}
+
 /// One level of an [`RLock`] held by this thread; releases it on drop.
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
@@ -82,6 +102,39 @@ impl RLock {
     /// ```
     pub fn lock(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
         lock_result(self.raw().lock(None), Miss::Timeout, || self.guard())
+    }
+
+    /// Takes the lock, awaiting it as long as it takes (as
+    /// [`Lock::lock_async`](crate::Lock::lock_async)): the hold belongs to
+    /// this process's awaiting tasks, not to a thread, and is one level: a
+    /// task does not re-enter it (one that awaits it again while holding
+    /// it waits for itself, as with tokio's `Mutex`). The guard is `Send`.
+    ///
+    /// **Cancel-safe**: the lock is taken only in the poll that returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard) if the previous owner died
+    /// holding it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let lock = multiproc::RLock::new()?;
+    /// {
+    ///     let _guard = lock.lock_async().await.map_err(|e| e.to_string())?;
+    ///     assert!(lock.try_lock().is_err()); // held for the tasks, not this thread
+    /// }
+    /// assert!(lock.try_lock().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn lock_async(&self) -> Result<AsyncRLockGuard<'_>, LockError<AsyncRLockGuard<'_>>> {
+        let raw = self.raw();
+        let (acquired, owner) = super::lock::lock_raw_async(raw.raw_lock(), &self.seg).await;
+        raw.entered();
+        lock_result(Some(acquired), Miss::Timeout, || AsyncRLockGuard { raw, owner })
     }
 
     /// Takes the lock if it is free or already this thread's.
