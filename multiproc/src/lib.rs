@@ -35,9 +35,9 @@ pub use shared::{
     Value, ValueGuard,
 };
 pub use sync::{
-    AsyncLockGuard, AsyncRLockGuard, Barrier, BarrierWaitResult, BoundedSemaphore, Condition,
-    ConditionGuard, Event, Lock, LockError, LockGuard, RLock, RLockGuard, Semaphore,
-    SemaphoreGuard,
+    AsyncConditionGuard, AsyncLockGuard, AsyncRLockGuard, Barrier, BarrierWaitResult,
+    BoundedSemaphore, Condition, ConditionGuard, Event, Lock, LockError, LockGuard, RLock,
+    RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use transfer::FdHandle;
 pub use wait_policy::{WaitPolicy, set_wait_policy, wait_policy};

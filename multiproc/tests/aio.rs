@@ -847,3 +847,48 @@ fn an_rlock_awaited_by_tasks_excludes_tasks_and_threads() {
     let _reentrant = lock.lock().unwrap();
     let _again = lock.lock().unwrap();
 }
+
+fn notify_when_set(args: (multiproc::Condition, multiproc::Value<u32>)) {
+    let (cond, flag) = args;
+    let guard = cond.lock().unwrap();
+    *flag.lock().unwrap() = 1;
+    cond.notify_all().unwrap();
+    drop(guard);
+}
+
+#[test]
+fn a_condition_is_awaited_with_a_notifier_in_another_process_and_a_cancelled_wait_leaves_nothing() {
+    let cond = multiproc::Condition::new().unwrap();
+    let flag = multiproc::Value::new(0u32).unwrap();
+    let seen = under_tokio({
+        let (cond, flag) = (cond.clone(), flag.clone());
+        async move {
+            let mut guard = cond.lock_async().await.unwrap();
+            let notifier = Process::spawn(notify_when_set, (cond.clone(), flag.clone())).unwrap();
+            while *flag.lock().unwrap() == 0 {
+                cond.wait_async(&mut guard).await.unwrap();
+            }
+            drop(guard);
+            join(notifier).unwrap();
+            *flag.lock().unwrap()
+        }
+    });
+    assert_eq!(seen, 1);
+
+    // Cancelled while waiting: the guard holds nothing, the lock is free,
+    // and a notification finds no waiter left behind.
+    under_tokio({
+        let cond = cond.clone();
+        async move {
+            let mut guard = cond.lock_async().await.unwrap();
+            let waited =
+                tokio::time::timeout(Duration::from_millis(20), cond.wait_async(&mut guard)).await;
+            assert!(waited.is_err());
+            assert!(matches!(guard.notify(1), Err(multiproc::Error::NotOwner)));
+            drop(guard);
+        }
+    });
+    let guard = cond.lock().unwrap();
+    cond.notify_all().unwrap();
+    assert!(!cond.wait_timeout(&mut { guard }, Duration::from_millis(10)).unwrap());
+}

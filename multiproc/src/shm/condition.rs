@@ -120,6 +120,24 @@ impl RawCondition {
         }
     }
 
+    /// Takes a token if one came for `ticket`'s waiter (without waiting):
+    /// `Some(true)` if it did.
+    pub(crate) fn try_take(&self, ticket: Ticket) -> Option<bool> {
+        self.take(ticket, false)
+    }
+
+    /// Unregisters `ticket`'s waiter, which stops waiting (taking a token
+    /// that came for it, if one did: it is not passed on).
+    pub(crate) fn leave(&self, ticket: Ticket) {
+        self.take(ticket, true);
+    }
+
+    /// The word bumped by every notification (waiters sleep on it; read it
+    /// before [`try_take`](Self::try_take)).
+    pub(crate) fn seq_word(&self) -> &AtomicU32 {
+        &self.seq
+    }
+
     /// Wakes up to `n` waiters; call with the lock held. No system call if
     /// nobody waits.
     pub(crate) fn notify(&self, n: u32) {

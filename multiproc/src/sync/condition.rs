@@ -419,6 +419,199 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// Takes the condition's lock for this process's awaiting tasks (as
+    /// [`Lock::lock_async`]): the guard is `Send`, waits with
+    /// [`wait_async`](Self::wait_async) and notifies with
+    /// [`AsyncConditionGuard::notify`]. **Cancel-safe**: the lock is taken
+    /// only in the poll that returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cond = multiproc::Condition::new()?;
+    /// let guard = cond.lock_async().await.map_err(|e| e.to_string())?;
+    /// guard.notify_all()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn lock_async(
+        &self,
+    ) -> Result<AsyncConditionGuard<'_>, LockError<AsyncConditionGuard<'_>>> {
+        let (acquired, owner) = self.relock_async().await;
+        lock_result(Some(acquired), Miss::Timeout, || AsyncConditionGuard {
+            cond: self,
+            owner,
+            held: true,
+        })
+    }
+
+    async fn relock_async(&self) -> (Acquired, u32) {
+        match &self.inner {
+            Inner::Lock(lock) => super::lock::lock_raw_async(lock.seg_raw(), lock.segment()).await,
+            Inner::RLock(rlock) => {
+                let raw = rlock.raw();
+                let taken = super::lock::lock_raw_async(raw.raw_lock(), &rlock.seg).await;
+                raw.entered();
+                taken
+            }
+        }
+    }
+
+    fn unlock_as(&self, owner: u32) {
+        match &self.inner {
+            Inner::Lock(lock) => {
+                lock.seg_raw().unlock_as(owner);
+            }
+            Inner::RLock(rlock) => {
+                rlock.raw().unlock_as(owner);
+            }
+        }
+    }
+
+    /// Releases the lock, awaits a notification, and takes the lock back:
+    /// [`wait`](Self::wait) without holding a thread. A guard whose lock is
+    /// no longer held (its earlier wait was cancelled) takes it first.
+    ///
+    /// **Cancel-safe**: dropped while it awaits the notification, it leaves
+    /// no waiter registered (a notification that came for it is not passed
+    /// on, as for a timed-out `wait`); the guard then no longer holds the
+    /// lock: its drop releases nothing, its `notify` fails, and a later
+    /// `wait_async` on it takes the lock first.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] if the lock's owner died while we waited.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let cond = multiproc::Condition::new()?;
+    /// let other = cond.clone();
+    /// let mut guard = cond.lock_async().await.map_err(|e| e.to_string())?;
+    /// let notifier = std::thread::spawn(move || {
+    ///     let _g = other.lock().unwrap();
+    ///     other.notify_all().unwrap();
+    /// });
+    /// cond.wait_async(&mut guard).await.map_err(|e| e.to_string())?;
+    /// drop(guard);
+    /// notifier.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn wait_async(
+        &self,
+        guard: &mut AsyncConditionGuard<'_>,
+    ) -> Result<(), LockError<()>> {
+        use crate::aio::{Arm, Keep, Source, Waiting, Wake};
+        assert!(
+            std::ptr::eq(guard.cond.raw(), self.raw()),
+            "Condition::wait_async called with a guard of another condition"
+        );
+        if !guard.held {
+            let (acquired, owner) = self.relock_async().await;
+            (guard.owner, guard.held) = (owner, true);
+            if acquired == Acquired::OwnerDied {
+                return Err(LockError::OwnerDied(()));
+            }
+        }
+        let raw = self.raw();
+        let ticket = raw.prepare();
+        // Dropped while waiting: no waiter stays registered.
+        struct Registered<'a>(&'a RawCondition, Option<crate::shm::condition::Ticket>);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                if let Some(ticket) = self.1 {
+                    self.0.leave(ticket);
+                }
+            }
+        }
+        let mut registered = Registered(raw, Some(ticket));
+        guard.held = false;
+        self.unlock_as(guard.owner);
+        let mut waiting = Waiting::new(raw.seq_word());
+        std::future::poll_fn(|cx| {
+            waiting.poll(
+                cx,
+                || raw.try_take(ticket),
+                |_| {
+                    let keep = Arc::clone(&self.cell.seg) as Keep;
+                    let seen = raw.seq_word().load(std::sync::atomic::Ordering::SeqCst);
+                    Some(Arm::on(Source::word(raw.seq_word(), seen, keep, Wake::All)))
+                },
+            )
+        })
+        .await;
+        registered.1 = None;
+        let (acquired, owner) = self.relock_async().await;
+        (guard.owner, guard.held) = (owner, true);
+        if acquired == Acquired::OwnerDied { Err(LockError::OwnerDied(())) } else { Ok(()) }
+    }
+}
+
+/// A [`Condition`]'s lock held by this process's awaiting tasks (from
+/// [`Condition::lock_async`]); releases it on drop, from whichever thread.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct AsyncConditionGuard<'a> {
+    cond: &'a Condition,
+    owner: u32,
+    /// Whether it holds the lock now (not after a cancelled wait).
+    held: bool,
+}
+
+impl AsyncConditionGuard<'_> {
+    /// Wakes up to `n` waiters of the condition (as [`Condition::notify`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotOwner`] if the guard no longer holds the lock (its wait
+    /// was cancelled).
+    ///
+    /// # Examples
+    ///
+    /// See [`Condition::lock_async`].
+    pub fn notify(&self, n: u32) -> Result<()> {
+        if !self.held {
+            return Err(Error::NotOwner);
+        }
+        self.cond.raw().notify(n);
+        Ok(())
+    }
+
+    /// Wakes every waiter (as [`Condition::notify_all`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`notify`](Self::notify).
+    ///
+    /// # Examples
+    ///
+    /// See [`Condition::lock_async`].
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(u32::MAX)
+    }
+}
+
+impl Drop for AsyncConditionGuard<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.cond.unlock_as(self.owner);
+        }
+    }
+}
+
+impl fmt::Debug for AsyncConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncConditionGuard").field("held", &self.held).finish()
+    }
+}
+
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         match self.lock {

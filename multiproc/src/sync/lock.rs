@@ -76,6 +76,11 @@ impl Lock {
         self.raw()
     }
 
+    /// The lock's segment, for `Condition`'s awaited waits.
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.seg
+    }
+
     fn guard(&self) -> LockGuard<'_> {
         LockGuard { raw: self.raw(), _not_send: PhantomData }
     }

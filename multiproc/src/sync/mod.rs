@@ -26,7 +26,7 @@ mod rlock;
 mod semaphore;
 
 pub use barrier::{Barrier, BarrierWaitResult};
-pub use condition::{Condition, ConditionGuard};
+pub use condition::{AsyncConditionGuard, Condition, ConditionGuard};
 pub use error::LockError;
 pub use event::Event;
 pub use lock::{AsyncLockGuard, Lock, LockGuard};
