@@ -892,3 +892,30 @@ fn a_condition_is_awaited_with_a_notifier_in_another_process_and_a_cancelled_wai
     cond.notify_all().unwrap();
     assert!(!cond.wait_timeout(&mut { guard }, Duration::from_millis(10)).unwrap());
 }
+
+#[test]
+fn awaited_updates_from_many_tasks_count_exactly() {
+    let manager = multiproc::Manager::start().unwrap();
+    let hits = manager.dict::<String, u64>().unwrap();
+    under_tokio({
+        let hits = hits.clone();
+        async move {
+            let tasks: Vec<_> = (0..16)
+                .map(|_| {
+                    let hits = hits.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..20 {
+                            hits.update_async("n".into(), |n| Some(n.unwrap_or(0) + 1))
+                                .await
+                                .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+    });
+    assert_eq!(hits.get("n").unwrap(), Some(320));
+}

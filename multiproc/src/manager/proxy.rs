@@ -294,6 +294,46 @@ impl Target {
         }
     }
 
+    /// [`update`](Self::update), awaited: each call of the loop awaits its
+    /// answer.
+    pub(super) async fn update_async(
+        &self,
+        kind: Kind,
+        part: impl Fn() -> Part,
+        mut f: impl FnMut(Option<Vec<Blob>>) -> Result<Option<Vec<Blob>>>,
+    ) -> Result<()> {
+        loop {
+            let (version, slot) = match self.call_async(kind, Op::Fetch(part())).await? {
+                Response::Versioned(version, slot) => (version, slot),
+                other => return Err(unexpected(&other)),
+            };
+            let new = f(slot)?;
+            if self.boolean_async(kind, Op::CompareStore(part(), version, new)).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`update_value`](Self::update_value), awaited.
+    async fn update_value_async<V: Serialize + DeserializeOwned>(
+        &self,
+        kind: Kind,
+        part: impl Fn() -> Part,
+        missing: impl Fn() -> crate::Error,
+        mut f: impl FnMut(V) -> V,
+    ) -> Result<V> {
+        let mut stored = None;
+        self.update_async(kind, part, |slot| {
+            let old = slot.and_then(|mut v| v.pop()).ok_or_else(&missing)?;
+            let new = f(dynval::decode(&old)?);
+            let encoded = dynval::encode(&new)?;
+            stored = Some(new);
+            Ok(Some(vec![encoded]))
+        })
+        .await?;
+        stored.ok_or_else(|| crate::Error::protocol("update stored nothing"))
+    }
+
     /// [`update`](Self::update) of one value that must exist (`missing`
     /// says which error if not): returns the value stored.
     fn update_value<V: Serialize + DeserializeOwned>(
@@ -1098,6 +1138,45 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         )?;
         Ok(stored)
     }
+    /// [`update`](Self::update), awaited (cancel-safe as
+    /// [`append_async`](Self::append_async): a dropped update stored
+    /// nothing, or the whole new list).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let l = m.list([3, 1, 2])?;
+    /// assert_eq!(l.update_async(|v| v.sort()).await?, [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn update_async(&self, mut f: impl FnMut(&mut Vec<T>)) -> Result<Vec<T>> {
+        let mut stored = Vec::new();
+        self.target
+            .update_async(
+                Kind::List,
+                || Part::Whole,
+                |slot| {
+                    let mut items: Vec<T> = slot
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|b| dynval::decode(b))
+                        .collect::<Result<_>>()?;
+                    f(&mut items);
+                    let encoded = items.iter().map(dynval::encode).collect::<Result<_>>()?;
+                    stored = items;
+                    Ok(Some(encoded))
+                },
+            )
+            .await?;
+        Ok(stored)
+    }
 }
 
 /// A dict in a manager's server (Python's `DictProxy`), keeping insertion
@@ -1606,6 +1685,48 @@ where
         )?;
         Ok(stored)
     }
+    /// [`update`](Self::update), awaited (as
+    /// [`ListProxy::update_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let hits = m.dict::<String, u64>()?;
+    /// hits.update_async("page".to_owned(), |n| Some(n.unwrap_or(0) + 1)).await?;
+    /// assert_eq!(hits.get_async("page").await?, Some(1));
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn update_async(
+        &self,
+        key: K,
+        mut f: impl FnMut(Option<V>) -> Option<V>,
+    ) -> Result<Option<V>> {
+        let key = dynval::encode(&key)?;
+        let mut stored = None;
+        self.target
+            .update_async(
+                Kind::Dict,
+                || Part::Key(key.clone()),
+                |slot| {
+                    let old =
+                        slot.and_then(|mut v| v.pop()).map(|v| dynval::decode(&v)).transpose()?;
+                    let new = f(old);
+                    let encoded =
+                        new.as_ref().map(|v| dynval::encode(v).map(|b| vec![b])).transpose()?;
+                    stored = new;
+                    Ok(encoded)
+                },
+            )
+            .await?;
+        Ok(stored)
+    }
 }
 
 /// A namespace in a manager's server (Python's `Namespace`): attributes of
@@ -1764,6 +1885,39 @@ impl Namespace {
             f,
         )
     }
+
+    /// [`update`](Self::update), awaited (as
+    /// [`ListProxy::update_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let ns = m.namespace()?;
+    /// ns.set_async("x", 1).await?;
+    /// assert_eq!(ns.update_async("x", |x: i64| x + 5).await?, 6);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn update_async<V: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        f: impl FnMut(V) -> V,
+    ) -> Result<V> {
+        self.target
+            .update_value_async(
+                Kind::Namespace,
+                || Part::Attr(name.to_owned()),
+                || crate::Error::NoAttribute { name: name.to_owned() },
+                f,
+            )
+            .await
+    }
 }
 
 /// One value in a manager's server (Python's `manager.Value`).
@@ -1862,6 +2016,28 @@ impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// See [`ValueProxy`].
     pub fn update(&self, f: impl FnMut(T) -> T) -> Result<T> {
         self.target.update_value(Kind::Value, || Part::Whole, || crate::Error::KeyNotFound, f)
+    }
+
+    /// [`update`](Self::update), awaited (as
+    /// [`ListProxy::update_async`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures::executor::block_on(async {
+    /// let m = multiproc::Manager::start()?;
+    /// let v = m.value(1u32)?;
+    /// assert_eq!(v.update_async(|x| x * 10).await?, 10);
+    /// # Ok::<(), multiproc::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn update_async(&self, f: impl FnMut(T) -> T) -> Result<T> {
+        let (part, missing) = (|| Part::Whole, || crate::Error::KeyNotFound);
+        self.target.update_value_async(Kind::Value, part, missing, f).await
     }
 }
 
