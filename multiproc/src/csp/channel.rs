@@ -1710,12 +1710,12 @@ impl Shared {
         use crate::aio::{Arm, Source, Wake};
         let rendezvous = self.is_rendezvous();
         let ring = self.ring();
-        let AsyncWrite { offer, posted, waiting, .. } = write;
+        let AsyncWrite { value, offer, posted, waiting, .. } = write;
         let in_channel = Cell::new(posted.is_some());
         waiting.poll(
             cx,
             || {
-                let done = attempt_write(self, offer, posted, rendezvous, ring);
+                let done = attempt_write(self, value, offer, posted, rendezvous, ring);
                 in_channel.set(posted.is_some());
                 done
             },
@@ -1743,7 +1743,8 @@ impl Shared {
 /// One attempt of an awaiting write: `None` while it must wait.
 fn attempt_write<T: Send>(
     shared: &Shared,
-    offer: &Offer<T>,
+    value: &mut Option<T>,
+    offer: &mut Option<Box<Offer<T>>>,
     posted: &mut Option<Posted>,
     rendezvous: bool,
     ring: &RawRing,
@@ -1751,15 +1752,31 @@ fn attempt_write<T: Send>(
     let Some(mine) = posted.as_ref() else {
         // Not in the channel yet: a reader of this process
         // waiting now takes it directly, or it goes in.
-        if rendezvous
-            && shared.unwritable().is_none()
-            && matches!(shared.is_local(), Ok(true))
-            && shared.local.hand_off(offer)
-        {
+        let hand_off = |offer: &Offer<T>| {
+            rendezvous
+                && shared.unwritable().is_none()
+                && matches!(shared.is_local(), Ok(true))
+                && shared.local.hand_off(offer)
+        };
+        let handed = match (value.take(), offer.as_deref()) {
+            (Some(v), _) => {
+                // Not referenced by anyone yet: it may move into a box.
+                let here = Offer::new(v);
+                let handed = hand_off(&here);
+                if !handed {
+                    *offer = Some(Box::new(here));
+                }
+                handed
+            }
+            (None, Some(boxed)) => hand_off(boxed),
+            (None, None) => return Some(Ok(())),
+        };
+        if handed {
             shared.ring_bell(&shared.state().out_bell);
             return Some(Ok(()));
         }
-        return match shared.offer(offer) {
+        let boxed = offer.as_deref()?;
+        return match shared.offer(boxed) {
             Ok(None) => Some(Ok(())),
             Ok(Some(now)) => {
                 *posted = Some(now);
@@ -1790,10 +1807,26 @@ fn attempt_write<T: Send>(
 /// already: then the reader gets it).
 struct AsyncWrite<'a, T> {
     shared: &'a Shared,
-    /// Boxed: a value posted to a local rendezvous is read from here.
-    offer: Box<Offer<T>>,
+    /// The value, until it is handed to a reader or boxed.
+    value: Option<T>,
+    /// The value once it must stay at one address (a value posted to a
+    /// local rendezvous is read from here); a value handed straight to a
+    /// waiting reader is never boxed.
+    offer: Option<Box<Offer<T>>>,
     posted: Option<Posted>,
     waiting: crate::aio::Waiting,
+}
+
+impl<'a, T> AsyncWrite<'a, T> {
+    fn new(shared: &'a Shared, value: T) -> Self {
+        Self {
+            shared,
+            value: Some(value),
+            offer: None,
+            posted: None,
+            waiting: crate::aio::Waiting::new(shared.ring().room_words().0),
+        }
+    }
 }
 
 impl<T> Drop for AsyncWrite<'_, T> {
@@ -1922,12 +1955,7 @@ impl<T: Send> Writer<T> {
     /// ```
     pub async fn write_async(&self, value: T) -> Result<()> {
         let shared = &self.end.shared;
-        let mut write = AsyncWrite {
-            shared,
-            offer: Box::new(Offer::new(value)),
-            posted: None,
-            waiting: crate::aio::Waiting::new(shared.ring().room_words().0),
-        };
+        let mut write = AsyncWrite::new(shared, value);
         std::future::poll_fn(|cx| shared.poll_write(&mut write, cx)).await
     }
 }
@@ -2009,6 +2037,11 @@ pub struct WriterSink<'a, T> {
     pending: Option<AsyncWrite<'a, T>>,
 }
 
+// A value waiting in the sink is only ever moved, never referenced by
+// address (one posted to a channel is boxed first), so the sink need not
+// stay pinned.
+impl<T> Unpin for WriterSink<'_, T> {}
+
 impl<T: Send> WriterSink<'_, T> {
     fn poll_pending(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
         let Some(write) = self.pending.as_mut() else { return std::task::Poll::Ready(Ok(())) };
@@ -2031,12 +2064,7 @@ impl<T: Send> futures_sink::Sink<T> for WriterSink<'_, T> {
     fn start_send(self: std::pin::Pin<&mut Self>, value: T) -> Result<()> {
         let this = self.get_mut();
         let shared = &this.writer.end.shared;
-        this.pending = Some(AsyncWrite {
-            shared,
-            offer: Box::new(Offer::new(value)),
-            posted: None,
-            waiting: crate::aio::Waiting::new(shared.ring().room_words().0),
-        });
+        this.pending = Some(AsyncWrite::new(shared, value));
         Ok(())
     }
 
