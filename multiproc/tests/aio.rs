@@ -919,3 +919,17 @@ fn awaited_updates_from_many_tasks_count_exactly() {
     });
     assert_eq!(hits.get("n").unwrap(), Some(320));
 }
+
+#[test]
+fn reads_that_keep_timing_out_on_an_idle_local_channel_leave_nothing_behind() {
+    let ch = multiproc::csp::Channel::<u64>::buffered(4).unwrap();
+    let (r, w) = (ch.reader(), ch.writer());
+    under_tokio(async move {
+        for _ in 0..200 {
+            let _ = tokio::time::timeout(Duration::from_micros(1), r.read_async()).await;
+        }
+        // Still works, and the next value reaches the next read.
+        w.write_async(42).await.unwrap();
+        assert_eq!(r.read_async().await.unwrap(), 42);
+    });
+}

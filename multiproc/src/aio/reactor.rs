@@ -535,8 +535,15 @@ impl Listed {
         }
         let fired = self.entry.fired.swap(true, Ordering::SeqCst);
         if !fired {
-            // It leaves the queue when it reaches the front.
+            // It leaves the queue when it reaches the front, or when those
+            // that left make up half of it (futures that keep timing out
+            // on an idle object must not grow it without bound).
             self.list.waiting.fetch_sub(1, Ordering::SeqCst);
+            let mut queue = self.list.lock();
+            let waiting = self.list.waiting.load(Ordering::SeqCst);
+            if queue.len() > 2 * waiting + 16 {
+                queue.retain(|e| !e.left.load(Ordering::SeqCst) && !e.fired.load(Ordering::SeqCst));
+            }
         }
         // As in the reactor: a turn not taken goes on.
         if self.entry.wake == Wake::One && (more || fired && !self.done) {
