@@ -933,3 +933,24 @@ fn reads_that_keep_timing_out_on_an_idle_local_channel_leave_nothing_behind() {
         assert_eq!(r.read_async().await.unwrap(), 42);
     });
 }
+
+#[test]
+fn pool_results_under_block_on_and_a_writer_sink_under_tokio() {
+    use futures::SinkExt;
+    let pool = multiproc::Pool::new(2).unwrap();
+    let one = pool.apply_async(square, 5).unwrap();
+    assert_eq!(under_block_on(one).unwrap(), 25);
+
+    let ch = multiproc::csp::Channel::<u64>::new().unwrap();
+    let reader = Process::spawn(csp_read_all, ch.reader()).unwrap();
+    let writer = ch.writer();
+    drop(ch);
+    under_tokio(async move {
+        let mut sink = writer.sink();
+        for i in 0..100 {
+            sink.send(i).await.unwrap();
+        }
+        sink.close().await.unwrap();
+    });
+    assert_eq!(join(reader).unwrap(), (0..100).sum::<u64>());
+}
