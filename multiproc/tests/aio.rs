@@ -60,12 +60,9 @@ fn queue_round_trips_with_a_process_under_tokio_and_block_on() {
     join(child).unwrap();
 }
 
-fn slow_producer(args: (Queue<u64>, u64)) {
+fn produce(args: (Queue<u64>, u64)) {
     let (q, n) = args;
     for i in 0..n {
-        if i % 100 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
         q.put(i).unwrap();
     }
 }
@@ -82,7 +79,7 @@ fn ten_thousand_tasks_await_one_queue_and_each_item_reaches_exactly_one() {
                 tokio::spawn(async move { q.get_async().await.unwrap() })
             })
             .collect();
-        let producer = Process::spawn(slow_producer, (q.clone(), n)).unwrap();
+        let producer = Process::spawn(produce, (q.clone(), n)).unwrap();
         let mut seen = vec![false; n as usize];
         for task in tasks {
             let item =
@@ -136,10 +133,7 @@ fn a_cancelled_put_puts_nothing_and_a_woken_put_goes_in() {
             // A put asleep for room is woken by a get in another thread.
             let getter = {
                 let q = q.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(50));
-                    q.get().unwrap()
-                })
+                std::thread::spawn(move || q.get_timeout(LIMIT).unwrap())
             };
             q.put_async(3).await.unwrap();
             assert_eq!(getter.join().unwrap(), 1);
@@ -165,7 +159,6 @@ fn closing_a_queue_ends_awaiting_gets_and_its_stream() {
                 let q = q.clone();
                 async move { q.stream().collect::<Vec<_>>().await }
             });
-            tokio::time::sleep(Duration::from_millis(20)).await;
             closer.close();
             (waiting.await.unwrap(), streamed.await.unwrap())
         }
@@ -176,7 +169,6 @@ fn closing_a_queue_ends_awaiting_gets_and_its_stream() {
 
 fn work(q: JoinableQueue<u32>) {
     while let Ok(_job) = q.get() {
-        std::thread::sleep(Duration::from_millis(1));
         q.task_done().unwrap();
     }
 }
@@ -227,8 +219,7 @@ fn an_idle_awaiting_process_uses_no_cpu() {
     assert!(used <= 1, "an awaiting consumer used {used} ticks of CPU in one second");
 }
 
-fn set_later(event: multiproc::Event) {
-    std::thread::sleep(Duration::from_millis(30));
+fn set_event(event: multiproc::Event) {
     event.set();
 }
 
@@ -236,7 +227,7 @@ fn set_later(event: multiproc::Event) {
 fn events_locks_and_semaphores_are_awaited_across_processes() {
     use multiproc::{Event, Lock, Semaphore};
     let event = Event::new().unwrap();
-    let setter = Process::spawn(set_later, event.clone()).unwrap();
+    let setter = Process::spawn(set_event, event.clone()).unwrap();
     under_tokio({
         let event = event.clone();
         async move { event.wait_async().await }
@@ -248,17 +239,17 @@ fn events_locks_and_semaphores_are_awaited_across_processes() {
     // holds it across an await on another worker thread, releases it there.
     let lock = Lock::new().unwrap();
     let held = lock.clone();
+    let (locked, is_locked) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         let _guard = held.lock().unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        locked.send(()).unwrap();
     });
-    std::thread::sleep(Duration::from_millis(5));
+    is_locked.recv_timeout(LIMIT).unwrap();
     under_tokio({
         let lock = lock.clone();
         async move {
             let guard = lock.lock_async().await.unwrap();
             tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
             assert!(lock.is_locked());
             drop(guard);
             assert!(!lock.is_locked());
@@ -269,10 +260,7 @@ fn events_locks_and_semaphores_are_awaited_across_processes() {
     let sem = Semaphore::new(0).unwrap();
     let releaser = {
         let sem = sem.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            sem.release().unwrap();
-        })
+        std::thread::spawn(move || sem.release().unwrap())
     };
     under_block_on({
         let sem = sem.clone();
@@ -303,7 +291,6 @@ fn a_lock_awaited_from_a_killed_holder_comes_with_owner_died() {
                 let lock = lock.clone();
                 async move { matches!(lock.lock_async().await, Err(multiproc::LockError::OwnerDied(_))) }
             });
-            tokio::time::sleep(Duration::from_millis(20)).await;
             // SAFETY: plain kill(2) of our own child.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             waiter.await.unwrap()
@@ -536,8 +523,7 @@ fn a_light_reader_and_a_thread_writer_share_a_local_channel_without_encoding() {
     assert_eq!(sum, 3 * (0..100).sum::<u64>());
 }
 
-fn csp_write_one_later(w: multiproc::csp::Writer<u64>) {
-    std::thread::sleep(Duration::from_millis(20));
+fn csp_write_one(w: multiproc::csp::Writer<u64>) {
     w.write(7).unwrap();
 }
 
@@ -550,7 +536,7 @@ fn alternations_are_awaited_over_inputs_and_outputs_of_other_processes() {
     use multiproc::csp::{Alternation, Channel};
     // An input guard fires when another process writes.
     let (a, b) = (Channel::<u64>::new().unwrap(), Channel::<u64>::new().unwrap());
-    let writer = Process::spawn(csp_write_one_later, b.writer()).unwrap();
+    let writer = Process::spawn(csp_write_one, b.writer()).unwrap();
     let (ra, rb) = (a.reader(), b.reader());
     let got = under_tokio(async move {
         let mut alt = Alternation::new().input(&ra).input(&rb);
