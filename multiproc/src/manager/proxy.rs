@@ -362,6 +362,35 @@ impl Target {
     }
 }
 
+/// One try of an update of a whole sequence: its items as stored
+/// (`slot`), changed by `f`, and their encodings to store.
+pub(super) fn edit_items<T: Serialize + DeserializeOwned, S: ?Sized>(
+    slot: Option<Vec<Blob>>,
+    f: &mut impl FnMut(&mut S),
+) -> Result<(Vec<T>, Vec<Blob>)>
+where
+    Vec<T>: std::borrow::BorrowMut<S>,
+{
+    use std::borrow::BorrowMut;
+    let mut items: Vec<T> =
+        slot.unwrap_or_default().iter().map(|b| dynval::decode(b)).collect::<Result<_>>()?;
+    f(items.borrow_mut());
+    let encoded = items.iter().map(dynval::encode).collect::<Result<_>>()?;
+    Ok((items, encoded))
+}
+
+/// One try of an update of one entry that may be missing: its new value
+/// (from `f`, given the stored one) and what to store (`None`: remove it).
+fn edit_entry<V: Serialize + DeserializeOwned>(
+    slot: Option<Vec<Blob>>,
+    f: &mut impl FnMut(Option<V>) -> Option<V>,
+) -> Result<(Option<V>, Option<Vec<Blob>>)> {
+    let old = slot.and_then(|mut v| v.pop()).map(|v| dynval::decode(&v)).transpose()?;
+    let new = f(old);
+    let encoded = new.as_ref().map(|v| dynval::encode(v).map(|b| vec![b])).transpose()?;
+    Ok((new, encoded))
+}
+
 /// Proxies' common face: what a manager can publish by name and look up.
 pub trait Proxy: sealed::Sealed + Sized {}
 
@@ -1125,13 +1154,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
             Kind::List,
             || Part::Whole,
             |slot| {
-                let mut items: Vec<T> = slot
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|b| dynval::decode(b))
-                    .collect::<Result<_>>()?;
-                f(&mut items);
-                let encoded = items.iter().map(dynval::encode).collect::<Result<_>>()?;
+                let (items, encoded) = edit_items(slot, &mut f)?;
                 stored = items;
                 Ok(Some(encoded))
             },
@@ -1163,13 +1186,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
                 Kind::List,
                 || Part::Whole,
                 |slot| {
-                    let mut items: Vec<T> = slot
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|b| dynval::decode(b))
-                        .collect::<Result<_>>()?;
-                    f(&mut items);
-                    let encoded = items.iter().map(dynval::encode).collect::<Result<_>>()?;
+                    let (items, encoded) = edit_items(slot, &mut f)?;
                     stored = items;
                     Ok(Some(encoded))
                 },
@@ -1675,10 +1692,7 @@ where
             Kind::Dict,
             || Part::Key(key.clone()),
             |slot| {
-                let old = slot.and_then(|mut v| v.pop()).map(|v| dynval::decode(&v)).transpose()?;
-                let new = f(old);
-                let encoded =
-                    new.as_ref().map(|v| dynval::encode(v).map(|b| vec![b])).transpose()?;
+                let (new, encoded) = edit_entry(slot, &mut f)?;
                 stored = new;
                 Ok(encoded)
             },
@@ -1715,11 +1729,7 @@ where
                 Kind::Dict,
                 || Part::Key(key.clone()),
                 |slot| {
-                    let old =
-                        slot.and_then(|mut v| v.pop()).map(|v| dynval::decode(&v)).transpose()?;
-                    let new = f(old);
-                    let encoded =
-                        new.as_ref().map(|v| dynval::encode(v).map(|b| vec![b])).transpose()?;
+                    let (new, encoded) = edit_entry(slot, &mut f)?;
                     stored = new;
                     Ok(encoded)
                 },

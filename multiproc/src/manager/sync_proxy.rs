@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::client::unexpected;
 use super::dynval;
 use super::protocol::{Kind, Op, Outcome, Part, Response, Wait};
-use super::proxy::{Proxy, Target, proxy_common, python_index, sealed};
+use super::proxy::{Proxy, Target, edit_items, proxy_common, python_index, sealed};
 use crate::{Error, Result};
 
 fn wait_for(timeout: Duration) -> Wait {
@@ -1003,13 +1003,8 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
             Kind::Array,
             || Part::Whole,
             |slot| {
-                let mut items: Vec<T> = slot
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|b| dynval::decode(b))
-                    .collect::<Result<_>>()?;
-                f(&mut items);
-                Ok(Some(items.iter().map(dynval::encode).collect::<Result<_>>()?))
+                let (_, encoded) = edit_items::<T, [T]>(slot, &mut f)?;
+                Ok(Some(encoded))
             },
         )
     }
