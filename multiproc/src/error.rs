@@ -328,6 +328,37 @@ pub enum Error {
     /// The task was cancelled before it started.
     #[error("the task was cancelled")]
     Cancelled,
+    /// The Redis back-end failed: the server is unreachable or went away
+    /// (after retrying with backoff until the operation's deadline), it
+    /// answered with an error, or what it holds is not what this handle
+    /// expects (another type under the same name). `address` is the server's
+    /// address without its password.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Error, Queue};
+    ///
+    /// // Nothing listens on port 1: the build gives up after its timeout.
+    /// let err = Queue::<u8>::builder()
+    ///     .redis("redis://user:secret@127.0.0.1:1/0", "jobs")
+    ///     .unreachable_timeout(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(&err, Error::Backend { address, .. } if !address.contains("secret")));
+    /// assert!(err.to_string().starts_with("Redis at redis://user@127.0.0.1:1/0: "), "{err}");
+    /// ```
+    #[error("Redis at {address}: {detail}")]
+    Backend {
+        /// The server's address, without its password.
+        address: String,
+        /// What went wrong.
+        detail: String,
+        /// The client library's error, if one caused it.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A CSP process failed (see [`csp::Error`](crate::csp::Error)).
     #[error("{message}")]
     Csp {

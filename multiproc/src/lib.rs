@@ -12,6 +12,8 @@ mod os;
 pub mod pool;
 mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod remote;
 pub mod shared;
 mod shm;
 pub mod sync;

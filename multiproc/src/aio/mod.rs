@@ -162,11 +162,11 @@ impl Waiting {
                 self.finish_with(more);
                 return Poll::Ready(done);
             }
-            if let Some(watch) = &self.watch {
-                if !watch.fired() {
-                    watch.set_waker(cx.waker());
-                    return Poll::Pending;
-                }
+            if let Some(watch) = &self.watch
+                && !watch.fired()
+            {
+                watch.set_waker(cx.waker());
+                return Poll::Pending;
             }
             // Woken, and looked: that was this watch's turn.
             if let Some(watch) = self.watch.take() {

@@ -182,10 +182,10 @@ fn reactor() -> &'static Reactor {
     let current = CURRENT.load(Ordering::Acquire);
     // SAFETY: `CURRENT` only ever holds null or a leaked, never freed
     // `Reactor`.
-    if let Some(reactor) = unsafe { current.as_ref() } {
-        if reactor.generation == generation {
-            return reactor;
-        }
+    if let Some(reactor) = unsafe { current.as_ref() }
+        && reactor.generation == generation
+    {
+        return reactor;
     }
     // No lock here: one held by another thread at a fork stays held in the
     // child. Racing threads each make one; the loser's is leaked unused.
@@ -224,10 +224,10 @@ impl Reactor {
             _ => return Arc::clone(&self.fds),
         };
         let mut shards = self.words.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = key {
-            if let Some(shard) = shards.iter().find(|s| Shard::holds_word(&s.lock(), key)) {
-                return Arc::clone(shard);
-            }
+        if let Some(key) = key
+            && let Some(shard) = shards.iter().find(|s| Shard::holds_word(&s.lock(), key))
+        {
+            return Arc::clone(shard);
         }
         let fits = |s: &Arc<Shard>| Shard::words(&s.lock()) + need <= WORDS_PER_THREAD;
         if let Some(shard) = shards.iter().find(|s| fits(s)) {
@@ -340,10 +340,10 @@ impl Registered {
     /// Makes `waker` the one to wake, if the future moved to another task
     /// context.
     pub(crate) fn set_waker(&self, waker: &Waker) {
-        if let Some(watch) = self.shard.lock().watches.get_mut(&self.id) {
-            if !watch.waker.will_wake(waker) {
-                watch.waker = waker.clone();
-            }
+        if let Some(watch) = self.shard.lock().watches.get_mut(&self.id)
+            && !watch.waker.will_wake(waker)
+        {
+            watch.waker = waker.clone();
         }
     }
 
@@ -444,10 +444,10 @@ impl WaitList {
             queue.push_back(Arc::clone(&entry));
         }
         let listed = Listed { list: Arc::clone(self), entry, done: false };
-        if self.retired.load(Ordering::SeqCst) {
-            if let Some(waker) = listed.entry.fire(self) {
-                waker.wake();
-            }
+        if self.retired.load(Ordering::SeqCst)
+            && let Some(waker) = listed.entry.fire(self)
+        {
+            waker.wake();
         }
         listed
     }

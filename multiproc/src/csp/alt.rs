@@ -482,10 +482,10 @@ impl<'a> Alternation<'a> {
             // Take the offer back (before any input is taken) unless a
             // reader claimed it: then it fired. A timeout guard fires in the
             // next scan, after the channel guards it follows.
-            if let Some(i) = offered {
-                if self.guards[i].settle() {
-                    return selection.chosen(i);
-                }
+            if let Some(i) = offered
+                && self.guards[i].settle()
+            {
+                return selection.chosen(i);
             }
         }
     }

@@ -1831,11 +1831,11 @@ impl<'a, T> AsyncWrite<'a, T> {
 
 impl<T> Drop for AsyncWrite<'_, T> {
     fn drop(&mut self) {
-        if let Some(posted) = self.posted.take() {
-            if !self.shared.withdraw(&posted) {
-                // Claimed: wait for the reader to move it out of the offer.
-                self.shared.released(&posted);
-            }
+        if let Some(posted) = self.posted.take()
+            && !self.shared.withdraw(&posted)
+        {
+            // Claimed: wait for the reader to move it out of the offer.
+            self.shared.released(&posted);
         }
     }
 }

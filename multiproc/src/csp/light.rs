@@ -270,10 +270,10 @@ fn scheduler() -> crate::Result<&'static Scheduler> {
     let current = CURRENT.load(Ordering::Acquire);
     // SAFETY: `CURRENT` only ever holds null or a leaked, never freed
     // `Scheduler`.
-    if let Some(scheduler) = unsafe { current.as_ref() } {
-        if scheduler.generation == generation {
-            return Ok(scheduler);
-        }
+    if let Some(scheduler) = unsafe { current.as_ref() }
+        && scheduler.generation == generation
+    {
+        return Ok(scheduler);
     }
     // A forked child makes its own (its parent's thread did not come).
     let made: &'static Scheduler = Box::leak(Box::new(Scheduler {

@@ -889,11 +889,11 @@ impl Registry {
                 self.objects.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned();
             let Some(object) = object else { continue };
             let mut state = object.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(lock) = state.data.lock_part() {
-                if lock.owner == Some(ctx.id) {
-                    *lock = Owned { owner: None, count: 0, died: true };
-                    object.changed.notify_all();
-                }
+            if let Some(lock) = state.data.lock_part()
+                && lock.owner == Some(ctx.id)
+            {
+                *lock = Owned { owner: None, count: 0, died: true };
+                object.changed.notify_all();
             }
         }
     }

@@ -853,12 +853,12 @@ impl Core {
         if self.state.compare_exchange(self.waiter_word(), slot as u64 + 1, 0).is_ok() {
             let _ = self.bell.put_payload(&[1u8][..], 0, Wait::Never);
         }
-        if task != 0 {
-            if let Some(info) = inner.table.remove(&task) {
-                self.free_word(&mut inner, info.cancel);
-                if !info.cancelled {
-                    self.died(&mut inner, info, item, pid, code, &mut deliveries);
-                }
+        if task != 0
+            && let Some(info) = inner.table.remove(&task)
+        {
+            self.free_word(&mut inner, info.cancel);
+            if !info.cancelled {
+                self.died(&mut inner, info, item, pid, code, &mut deliveries);
             }
         }
         let replace = !inner.ring_closed && !self.is_terminated() && inner.broken.is_none();

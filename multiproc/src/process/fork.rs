@@ -81,10 +81,10 @@ pub(crate) unsafe fn start<R: Serialize>(
             // that `manager_holds` keeps locked.
             manager_holds.in_child();
             current::enter_child(info);
-            if let Some(parent) = parent {
-                if let Err(message) = child::watch_parent(parent) {
-                    child::fail(&theirs, message);
-                }
+            if let Some(parent) = parent
+                && let Err(message) = child::watch_parent(parent)
+            {
+                child::fail(&theirs, message);
             }
             child::finish(&theirs, panic::catch_unwind(AssertUnwindSafe(body)))
         }

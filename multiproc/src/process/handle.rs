@@ -618,12 +618,12 @@ impl<R> Drop for Process<R> {
             return;
         }
         // The fork server reaps its own children; ours we must.
-        if let ExitWatch::Direct = self.exit {
-            if let Some(pidfd) = self.pidfd.take() {
-                match os::try_reap(pidfd.as_fd()) {
-                    Ok(None) => reaper::adopt(pidfd),
-                    _ => self.life.get_mut().unwrap_or_else(PoisonError::into_inner).loans.repay(),
-                }
+        if let ExitWatch::Direct = self.exit
+            && let Some(pidfd) = self.pidfd.take()
+        {
+            match os::try_reap(pidfd.as_fd()) {
+                Ok(None) => reaper::adopt(pidfd),
+                _ => self.life.get_mut().unwrap_or_else(PoisonError::into_inner).loans.repay(),
             }
         }
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::raw::{RawQueue, Wait};
-use super::{JoinableQueue, PutError, Queue};
+use super::{Imp, JoinableQueue, PutError, Queue};
 use crate::aio::{Arm, Keep, Source, Waiting, Wake};
 use crate::{Error, Result};
 
@@ -21,6 +21,9 @@ const HELD_RECHECK: Duration = Duration::from_micros(200);
 /// `task_done` racing with a `put` may bump no word (see `RawRing::join`):
 /// an awaiting `join` looks again this often.
 const JOIN_RECHECK: Duration = Duration::from_millis(20);
+/// An awaiting put on a full Redis queue looks again this often.
+#[cfg(feature = "redis")]
+const REDIS_RECHECK: Duration = Duration::from_millis(5);
 
 impl RawQueue {
     fn keep(&self) -> Keep {
@@ -121,9 +124,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// On Redis, the wait runs on a thread of its own; an item that arrives
+    /// for a future already dropped goes back into the queue (at its end,
+    /// for at-least-once delivery).
     pub async fn get_async(&self) -> Result<T> {
-        let mut waiting = Waiting::new(self.raw().ring());
-        std::future::poll_fn(|cx| self.raw().poll_get(&mut waiting, cx, || self.try_get())).await
+        let raw = match self.imp() {
+            Imp::Local(raw) => raw,
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, max) => return redis_got(Arc::clone(q).get_async(None).await, *max),
+        };
+        let mut waiting = Waiting::new(raw.ring());
+        std::future::poll_fn(|cx| raw.poll_get(&mut waiting, cx, || self.try_get())).await
     }
 
     /// Puts `item`, awaiting room as long as it takes: [`put`] without
@@ -151,10 +163,35 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// On Redis, a put that must wait for room (a bounded queue) looks
+    /// again every 5 ms, and a dropped future drops its item unput as well.
     pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
-        let mut waiting = Waiting::new(self.raw().ring().room_words().0);
+        let raw = match self.imp() {
+            Imp::Local(raw) => raw,
+            #[cfg(feature = "redis")]
+            Imp::Redis(..) => {
+                let mut waiting = Waiting::default();
+                let mut slot = Some(item);
+                return std::future::poll_fn(|cx| {
+                    waiting.poll(
+                        cx,
+                        || match self.try_put(slot.take()?) {
+                            Err(PutError::Full(item)) => {
+                                slot = Some(item);
+                                None
+                            }
+                            done => Some(done),
+                        },
+                        |_| Some(Arm::with_recheck(Source::Timer, REDIS_RECHECK)),
+                    )
+                })
+                .await;
+            }
+        };
+        let mut waiting = Waiting::new(raw.ring().room_words().0);
         let mut slot = Some(item);
-        std::future::poll_fn(|cx| self.raw().poll_put(&mut waiting, cx, &mut slot)).await
+        std::future::poll_fn(|cx| raw.poll_put(&mut waiting, cx, &mut slot)).await
     }
 
     /// The items as a [`Stream`](futures_core::Stream), ending once the
@@ -178,7 +215,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }).unwrap();
     /// ```
     pub fn stream(&self) -> Stream<'_, T> {
-        Stream { queue: self, waiting: Waiting::new(self.raw().ring()), done: false }
+        let waiting = match self.imp() {
+            Imp::Local(raw) => Waiting::new(raw.ring()),
+            #[cfg(feature = "redis")]
+            Imp::Redis(..) => Waiting::default(),
+        };
+        Stream {
+            queue: self,
+            waiting,
+            #[cfg(feature = "redis")]
+            pending: None,
+            done: false,
+        }
     }
 }
 
@@ -190,6 +238,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 pub struct Stream<'a, T> {
     queue: &'a Queue<T>,
     waiting: Waiting,
+    /// On Redis: the get under way.
+    #[cfg(feature = "redis")]
+    pending: Option<Pin<Box<dyn Future<Output = Result<T>> + Send>>>,
     done: bool,
 }
 
@@ -202,8 +253,21 @@ impl<T: Serialize + DeserializeOwned> futures_core::Stream for Stream<'_, T> {
             return Poll::Ready(None);
         }
         let queue = this.queue;
-        let got =
-            std::task::ready!(queue.raw().poll_get(&mut this.waiting, cx, || queue.try_get()));
+        let got = match queue.imp() {
+            Imp::Local(raw) => {
+                std::task::ready!(raw.poll_get(&mut this.waiting, cx, || queue.try_get()))
+            }
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, max) => {
+                let (q, max) = (Arc::clone(q), *max);
+                let get = this.pending.get_or_insert_with(|| {
+                    Box::pin(async move { redis_got(q.get_async(None).await, max) })
+                });
+                let got = std::task::ready!(get.as_mut().poll(cx));
+                this.pending = None;
+                got
+            }
+        };
         Poll::Ready(match got {
             Ok(item) => Some(Ok(item)),
             Err(Error::Closed) => {
@@ -242,8 +306,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// On Redis, it looks every 50 ms, on a thread of its own; a failure to
+    /// reach the server is logged and looked again.
     pub async fn join_async(&self) {
-        let raw = self.raw();
+        let raw = match self.imp() {
+            Imp::Local(raw) => raw,
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => {
+                while let Err(e) = Arc::clone(q).join_async().await {
+                    log::warn!("{self:?}: join failed, trying again: {e}");
+                }
+                return;
+            }
+        };
         let ring = raw.ring();
         let mut waiting = Waiting::default();
         std::future::poll_fn(|cx| {
@@ -260,5 +336,19 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
             )
         })
         .await;
+    }
+}
+
+/// The item of a get on Redis, decoded.
+#[cfg(feature = "redis")]
+fn redis_got<T: DeserializeOwned>(got: Result<crate::remote::queue::Got>, max: usize) -> Result<T> {
+    use crate::remote::queue::{Got, RedisQueue};
+    match got? {
+        Got::Item(bytes) if bytes.len() > max => {
+            Err(Error::FrameTooLarge { len: bytes.len() as u64, max: max as u64 })
+        }
+        Got::Item(bytes) => RedisQueue::decode(&bytes),
+        Got::Closed => Err(Error::Closed),
+        Got::Empty => Err(Error::Timeout),
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::Queue;
+use super::{Imp, Queue, QueueBuilder};
 use crate::shm::park::deadline_after;
 use crate::{Error, Result};
 
@@ -104,8 +104,21 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// assert!(q.task_done().is_err());
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// On Redis, it also acknowledges the oldest item this handle took and
+    /// has not marked yet: until then, that item is delivered again to
+    /// another consumer if this one dies (after the visibility timeout).
+    ///
+    /// # Errors (Redis)
+    ///
+    /// [`Error::Backend`] if the server cannot be reached.
     pub fn task_done(&self) -> Result<()> {
-        if self.inner.raw().ring().task_done() { Ok(()) } else { Err(Error::TaskDoneTooOften) }
+        let done = match self.inner.imp() {
+            Imp::Local(raw) => raw.ring().task_done(),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => q.task_done()?,
+        };
+        if done { Ok(()) } else { Err(Error::TaskDoneTooOften) }
     }
 
     /// Waits until every item put has been marked done.
@@ -117,8 +130,22 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// q.join(); // nothing was put
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// On Redis, it looks every 1 to 50 ms; a failure to reach the server
+    /// is logged and looked again.
     pub fn join(&self) {
-        self.inner.raw().ring().join(None);
+        match self.inner.imp() {
+            Imp::Local(raw) => {
+                raw.ring().join(None);
+            }
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => {
+                while let Err(e) = q.join(None) {
+                    log::warn!("{self:?}: join failed, trying again: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
     }
 
     /// Waits at most `timeout`; returns whether every item was marked done.
@@ -132,8 +159,41 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// assert!(!q.join_timeout(Duration::from_millis(5)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// On Redis, a failure to reach the server within the timeout is
+    /// logged and counts as not done.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.inner.raw().ring().join(deadline_after(timeout))
+        match self.inner.imp() {
+            Imp::Local(raw) => raw.ring().join(deadline_after(timeout)),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => {
+                let until = std::time::Instant::now() + timeout;
+                q.join(Some(until)).unwrap_or_else(|e| {
+                    log::warn!("{self:?}: join failed: {e}");
+                    false
+                })
+            }
+        }
+    }
+
+    /// A builder: the item bound, and the Redis back-end (see
+    /// [`QueueBuilder`]); `build_joinable` makes the queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::builder().maxsize(4).build_joinable()?;
+    /// assert_eq!(q.maxsize(), Some(4));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> QueueBuilder<T> {
+        Queue::builder()
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    pub(crate) fn from_queue(inner: Queue<T>) -> Self {
+        Self { inner }
     }
 }
 

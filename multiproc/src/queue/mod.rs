@@ -35,6 +35,10 @@ pub(crate) mod raw;
 mod simple;
 mod typed;
 
+pub(crate) use typed::Imp;
+
+#[cfg(feature = "redis")]
+pub use crate::remote::queue::Delivery;
 pub use awaiting::Stream;
 pub use error::PutError;
 pub use iter::{Iter, TryIter};

@@ -107,10 +107,10 @@ impl RawQueue {
         let mut dropped = Some(dropped);
         while let Some(record) = consumer.peek() {
             let (flags, len) = (record.flags, record.payload.len());
-            if flags & (ring::FIRST | ring::LAST) == ring::FIRST | ring::LAST {
-                if let Some(dropped) = dropped.take() {
-                    dropped(record.payload, flags);
-                }
+            if flags & (ring::FIRST | ring::LAST) == ring::FIRST | ring::LAST
+                && let Some(dropped) = dropped.take()
+            {
+                dropped(record.payload, flags);
             }
             let last = flags & ring::LAST != 0;
             consumer.consume(len, last);
@@ -266,15 +266,15 @@ impl RawQueue {
             } else {
                 ring.producer(self.bytes(), budget.deadline)
             };
-            if let Some(mut producer) = producer {
-                if let Some(Ok(())) = producer.room(ring::HEADER + 8, true) {
-                    if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
-                        return Ok(());
-                    }
-                    drop(producer);
-                    let size = payload.size().map_err(PutFail::Failed)?;
-                    return self.put_slow(payload, flags, budget, Some(size));
+            if let Some(mut producer) = producer
+                && let Some(Ok(())) = producer.room(ring::HEADER + 8, true)
+            {
+                if write_whole(&mut producer, payload, flags, budget, self.max_message)? {
+                    return Ok(());
                 }
+                drop(producer);
+                let size = payload.size().map_err(PutFail::Failed)?;
+                return self.put_slow(payload, flags, budget, Some(size));
             }
         }
         self.put_slow(payload, flags, budget, None)

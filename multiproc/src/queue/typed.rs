@@ -10,7 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::PutError;
 use super::raw::{DEFAULT_RING, RawQueue, Wait};
 use crate::Result;
+#[cfg(feature = "redis")]
+use crate::remote::queue::{Delivery, Got, Put, RedisQueue, Spec as RedisSpec};
 use crate::shm::park::deadline_after;
+#[cfg(feature = "redis")]
+use std::sync::Arc;
 
 /// A multi-producer, multi-consumer FIFO queue between processes (Python's
 /// `multiprocessing.Queue`).
@@ -31,13 +35,23 @@ use crate::shm::park::deadline_after;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Queue<T> {
-    raw: RawQueue,
+    imp: Imp,
     _items: PhantomData<fn(T) -> T>,
+}
+
+/// Where a queue's items live.
+#[derive(Clone)]
+pub(crate) enum Imp {
+    /// A ring in shared memory, on this host.
+    Local(RawQueue),
+    /// A Redis server, across hosts; with this handle's message limit.
+    #[cfg(feature = "redis")]
+    Redis(Arc<RedisQueue>, usize),
 }
 
 impl<T> Clone for Queue<T> {
     fn clone(&self) -> Self {
-        Self { raw: self.raw.clone(), _items: PhantomData }
+        Self { imp: self.imp.clone(), _items: PhantomData }
     }
 }
 
@@ -56,6 +70,8 @@ pub struct QueueBuilder<T> {
     maxsize: usize,
     ring_bytes: usize,
     max_message: usize,
+    #[cfg(feature = "redis")]
+    redis: Option<RedisSpec>,
     _items: PhantomData<fn(T) -> T>,
 }
 
@@ -124,9 +140,136 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Queue<T>> {
+        Ok(Queue { imp: self.build_imp(false)?, _items: PhantomData })
+    }
+
+    /// Creates a [`JoinableQueue`](crate::JoinableQueue) with these
+    /// settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](QueueBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::JoinableQueue::<u8>::builder().build_joinable()?;
+    /// q.put(1)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build_joinable(self) -> Result<crate::JoinableQueue<T>> {
+        Ok(crate::JoinableQueue::from_queue(Queue {
+            imp: self.build_imp(true)?,
+            _items: PhantomData,
+        }))
+    }
+
+    fn build_imp(self, joinable: bool) -> Result<Imp> {
+        #[cfg(feature = "redis")]
+        if let Some(mut spec) = self.redis {
+            spec.maxsize = self.maxsize as u64;
+            spec.joinable = joinable;
+            spec.type_name = std::any::type_name::<T>().to_owned();
+            return Ok(Imp::Redis(RedisQueue::open(spec)?, self.max_message));
+        }
+        let _ = joinable;
         let raw =
             RawQueue::create(self.maxsize, self.ring_bytes)?.with_max_message(self.max_message);
-        Ok(Queue { raw, _items: PhantomData })
+        Ok(Imp::Local(raw))
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+    /// Puts the queue on the Redis (or Valkey) server at `url`, under
+    /// `name`: every handle, on any host, built with the same address and
+    /// name is the same queue. The queue is created on first use; a later
+    /// build checks that what `name` holds is a queue of the same item type
+    /// and delivery (the first build's `maxsize` stands).
+    ///
+    /// `url` is `redis://[user[:password]@]host[:port][/db]`, or `rediss://`
+    /// for TLS (with the `redis-tls` feature). The handle keeps working
+    /// across a restart of the server: each operation reconnects, with
+    /// backoff, until its deadline. What travels: see the README's section
+    /// "Across machines".
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let q = multiproc::Queue::<String>::builder().redis("redis://127.0.0.1:6379/0", "jobs").build()?;
+    /// q.put("hello".to_owned())?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn redis(mut self, url: &str, name: &str) -> Self {
+        self.redis = Some(RedisSpec::new(url, name));
+        self
+    }
+
+    /// On Redis: how items are delivered when consumers can die (default
+    /// [`Delivery::AtLeastOnce`]). Ignored by a local queue, whose items
+    /// are always delivered exactly once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use multiproc::queue::Delivery;
+    /// let q = multiproc::Queue::<u8>::builder()
+    ///     .redis("redis://127.0.0.1:6379/0", "events")
+    ///     .delivery(Delivery::AtMostOnce)
+    ///     .build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        if let Some(spec) = &mut self.redis {
+            spec.delivery = delivery;
+        }
+        self
+    }
+
+    /// On Redis, at-least-once: how long an item taken by a consumer and
+    /// not acknowledged waits before another consumer gets it (default
+    /// 30 s for a queue, one hour for a joinable queue, whose items stay
+    /// unacknowledged until `task_done`). Set it above the longest time a
+    /// consumer may take; an item whose consumer is merely slow past it is
+    /// delivered twice.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let q = multiproc::Queue::<u8>::builder()
+    ///     .redis("redis://127.0.0.1:6379/0", "jobs")
+    ///     .visibility_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(spec) = &mut self.redis {
+            spec.visibility = timeout.max(Duration::from_millis(1));
+        }
+        self
+    }
+
+    /// On Redis: how long an operation keeps trying to reach a server that
+    /// does not answer (reconnecting with backoff) before it fails with
+    /// [`Error::Backend`](crate::Error::Backend) (default 10 s). A timed
+    /// operation gives up at its own timeout if that comes first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let built = multiproc::Queue::<u8>::builder()
+    ///     .redis("redis://127.0.0.1:1/0", "nobody")
+    ///     .unreachable_timeout(Duration::from_millis(20))
+    ///     .build();
+    /// assert!(matches!(built, Err(multiproc::Error::Backend { .. })));
+    /// ```
+    pub fn unreachable_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(spec) = &mut self.redis {
+            spec.unreachable = timeout;
+        }
+        self
     }
 }
 
@@ -179,6 +322,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             maxsize: 0,
             ring_bytes: DEFAULT_RING,
             max_message: crate::transfer::DEFAULT_MAX_MESSAGE as usize,
+            #[cfg(feature = "redis")]
+            redis: None,
             _items: PhantomData,
         }
     }
@@ -199,7 +344,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.raw.put(item, Wait::Forever)
+        self.put_wait(item, Wait::Forever)
     }
 
     /// Puts a copy of `*item`, waiting for room as long as it takes: as
@@ -226,7 +371,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn put_ref(&self, item: &T) -> Result<()> {
-        self.raw.put_ref(item, Wait::Forever)
+        match &self.imp {
+            Imp::Local(raw) => raw.put_ref(item, Wait::Forever),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, max) => match q.put(&q.encode(item, *max)?, None)? {
+                Put::Done => Ok(()),
+                Put::Closed => Err(crate::Error::Closed),
+                Put::Full => Err(crate::Error::Full),
+            },
+        }
     }
 
     /// Puts `item` if there is room now (Python's `put_nowait`).
@@ -252,7 +405,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.raw.put(item, Wait::Never)
+        self.put_wait(item, Wait::Never)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -277,7 +430,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.raw.put(item, Wait::Until(deadline_after(timeout)))
+        self.put_wait(item, Wait::Until(deadline_after(timeout)))
     }
 
     /// Takes the oldest item, waiting as long as it takes.
@@ -297,7 +450,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get(&self) -> Result<T> {
-        self.raw.get(Wait::Forever)
+        self.get_wait(Wait::Forever)
     }
 
     /// Takes the oldest item if there is one now (Python's `get_nowait`).
@@ -318,7 +471,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn try_get(&self) -> Result<T> {
-        self.raw.get(Wait::Never)
+        self.get_wait(Wait::Never)
     }
 
     /// Takes the oldest item, waiting at most `timeout`.
@@ -344,7 +497,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.raw.get(Wait::Until(deadline_after(timeout)))
+        self.get_wait(Wait::Until(deadline_after(timeout)))
     }
 
     /// Python's `qsize()`: the number of items in the queue (exact).
@@ -358,8 +511,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.len(), 2);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// On Redis, an item taken by a consumer counts until it is
+    /// acknowledged; if the server cannot be reached, the failure is logged
+    /// and the length is 0 (see [`try_len`](Queue::try_len)).
     pub fn len(&self) -> usize {
-        self.raw.len()
+        self.try_len().unwrap_or_else(|e| {
+            log::warn!("{self:?}: len failed: {e}");
+            0
+        })
+    }
+
+    /// As [`len`](Queue::len), with the back-end's failure as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`](crate::Error::Backend) on Redis; never on a local
+    /// queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::new()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.try_len()?, 1);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_len(&self) -> Result<usize> {
+        match &self.imp {
+            Imp::Local(raw) => Ok(raw.len()),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => q.len(),
+        }
     }
 
     /// Python's `empty()`.
@@ -395,7 +578,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn maxsize(&self) -> Option<usize> {
-        match self.raw.ring().maxsize() {
+        let max = match &self.imp {
+            Imp::Local(raw) => raw.ring().maxsize(),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => q.spec().maxsize,
+        };
+        match max {
             0 => None,
             max => Some(usize::try_from(max).unwrap_or(usize::MAX)),
         }
@@ -416,8 +604,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert!(matches!(q.get(), Err(multiproc::Error::Closed)));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    ///
+    /// On Redis, a consumer blocked on the server sees the close within
+    /// 100 ms; a failure to reach the server is logged.
     pub fn close(&self) {
-        self.raw.ring().close();
+        match &self.imp {
+            Imp::Local(raw) => raw.ring().close(),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => {
+                if let Err(e) = q.close() {
+                    log::warn!("{self:?}: close failed: {e}");
+                }
+            }
+        }
     }
 
     /// Whether the queue was closed.
@@ -429,7 +628,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.raw.ring().is_closed()
+        match &self.imp {
+            Imp::Local(raw) => raw.ring().is_closed(),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => q.is_closed().unwrap_or_else(|e| {
+                log::warn!("{self:?}: is_closed failed: {e}");
+                false
+            }),
+        }
     }
 
     /// This handle with another limit on the size of an item (see
@@ -444,29 +650,142 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     #[must_use]
     pub fn with_max_message(mut self, bytes: usize) -> Self {
-        self.raw = self.raw.with_max_message(bytes);
+        self.imp = match self.imp {
+            Imp::Local(raw) => Imp::Local(raw.with_max_message(bytes)),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => Imp::Redis(q, bytes),
+        };
         self
     }
 
-    pub(crate) fn raw(&self) -> &RawQueue {
-        &self.raw
+    /// Which back-end holds the queue: `"local"` (shared memory on this
+    /// host) or `"redis"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(multiproc::Queue::<u8>::new()?.backend(), "local");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn backend(&self) -> &'static str {
+        match &self.imp {
+            Imp::Local(_) => "local",
+            #[cfg(feature = "redis")]
+            Imp::Redis(..) => "redis",
+        }
     }
+
+    pub(crate) fn imp(&self) -> &Imp {
+        &self.imp
+    }
+
+    fn put_wait(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+        match &self.imp {
+            Imp::Local(raw) => raw.put(item, wait),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, max) => {
+                let bytes = match q.encode(&item, *max) {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Err(PutError::Failed(item, e)),
+                };
+                let until = match wait {
+                    Wait::Forever => None,
+                    Wait::Never => Some(std::time::Instant::now()),
+                    Wait::Until(deadline) => deadline,
+                };
+                match q.put(&bytes, until) {
+                    Ok(Put::Done) => Ok(()),
+                    Ok(Put::Closed) => Err(PutError::Closed(item)),
+                    Ok(Put::Full) if matches!(wait, Wait::Never) => Err(PutError::Full(item)),
+                    Ok(Put::Full) => Err(PutError::Timeout(item)),
+                    Err(e) => Err(PutError::Failed(item, e)),
+                }
+            }
+        }
+    }
+
+    fn get_wait(&self, wait: Wait) -> Result<T> {
+        match &self.imp {
+            Imp::Local(raw) => raw.get(wait),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, max) => {
+                let until = match wait {
+                    Wait::Forever => None,
+                    Wait::Never => Some(std::time::Instant::now()),
+                    Wait::Until(deadline) => deadline,
+                };
+                match q.get(until)? {
+                    Got::Item(bytes) if bytes.len() > *max => Err(crate::Error::FrameTooLarge {
+                        len: bytes.len() as u64,
+                        max: *max as u64,
+                    }),
+                    Got::Item(bytes) => RedisQueue::decode(&bytes),
+                    Got::Closed => Err(crate::Error::Closed),
+                    Got::Empty if matches!(wait, Wait::Never) => Err(crate::Error::Empty),
+                    Got::Empty => Err(crate::Error::Timeout),
+                }
+            }
+        }
+    }
+}
+
+/// A queue handle as it travels: the ring's descriptor, or the Redis
+/// address, name and settings (a handle that reaches another process opens
+/// the same queue there).
+#[derive(Serialize, Deserialize)]
+enum Wire<L, R> {
+    Local(L),
+    Redis(R),
 }
 
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.serialize(serializer)
+        match &self.imp {
+            Imp::Local(raw) => Wire::<&RawQueue, ()>::Local(raw).serialize(serializer),
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => Wire::<(), &RedisSpec>::Redis(q.spec()).serialize(serializer),
+        }
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self { raw: RawQueue::deserialize(deserializer)?, _items: PhantomData })
+        #[cfg(feature = "redis")]
+        type Remote = RedisSpec;
+        #[cfg(not(feature = "redis"))]
+        type Remote = ();
+        let imp = match Wire::<RawQueue, Remote>::deserialize(deserializer)? {
+            Wire::Local(raw) => Imp::Local(raw),
+            #[cfg(feature = "redis")]
+            Wire::Redis(spec) => Imp::Redis(
+                RedisQueue::open(spec).map_err(crate::transfer::codec::refuse)?,
+                crate::transfer::DEFAULT_MAX_MESSAGE as usize,
+            ),
+            #[cfg(not(feature = "redis"))]
+            Wire::Redis(()) => {
+                return Err(crate::transfer::codec::refuse(crate::Error::Unsupported {
+                    reason: "a Redis queue reached a build without the `redis` feature",
+                }));
+            }
+        };
+        Ok(Self { imp, _items: PhantomData })
     }
 }
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue").field("len", &self.raw.len()).finish()
+        match &self.imp {
+            Imp::Local(raw) => {
+                f.debug_struct("Queue").field("backend", &"local").field("len", &raw.len()).finish()
+            }
+            #[cfg(feature = "redis")]
+            Imp::Redis(q, _) => f
+                .debug_struct("Queue")
+                .field("backend", &"redis")
+                .field("address", &q.link().address())
+                .field("name", &q.spec().name)
+                .field("delivery", &q.spec().delivery)
+                .finish(),
+        }
     }
 }

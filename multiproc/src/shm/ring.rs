@@ -175,10 +175,10 @@ fn sleep_until(
     if let Some(done) = ready() {
         return done;
     }
-    if park::poll((&raw const side.seq).cast(), deadline, || ready().is_some()) {
-        if let Some(done) = ready() {
-            return done;
-        }
+    if park::poll((&raw const side.seq).cast(), deadline, || ready().is_some())
+        && let Some(done) = ready()
+    {
+        return done;
     }
     side.sleepers.fetch_add(1, Ordering::SeqCst);
     let result = loop {

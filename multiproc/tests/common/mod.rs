@@ -162,3 +162,28 @@ pub fn number_of(handle: multiproc::FdHandle) -> u32 {
     handle.into_file().read_exact(&mut bytes).unwrap();
     u32::from_le_bytes(bytes)
 }
+
+/// Installs redis-server with the project's script if it is missing (the
+/// README's test command must pass on a fresh machine).
+pub fn ensure_redis_server() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let found = std::process::Command::new("sh")
+            .args(["-c", "command -v redis-server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/install-redis.sh");
+            let status = std::process::Command::new("bash").arg(script).status().expect("bash");
+            assert!(status.success(), "{script} failed: install Debian's redis-server");
+        }
+    });
+}
+
+/// A redis-server of the test's own, on a free loopback port.
+pub fn redis_server(
+    builder: multiproc::remote::RedisServerBuilder,
+) -> multiproc::remote::RedisServer {
+    ensure_redis_server();
+    builder.start().expect("start redis-server")
+}

@@ -1,0 +1,322 @@
+//! Connections to one Redis server: a pool per process, retries with
+//! backoff until a deadline, replies read later, and errors that name the
+//! server without its password.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Cmd, FromRedisValue, RedisError, Value};
+
+use crate::{Error, Result};
+
+/// How long one command may take on a live connection before the server is
+/// taken for gone (blocking commands add their own block time).
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an operation without a timeout of its own keeps trying to reach
+/// an unreachable server before it fails with [`Error::Backend`].
+pub(crate) const DEFAULT_UNREACHABLE: Duration = Duration::from_secs(10);
+
+/// One server, as every handle of this process built on the same address
+/// sees it: the client and its idle connections.
+pub(crate) struct Link {
+    client: redis::Client,
+    url: String,
+    address: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+/// Whether an operation may be sent again after a failure that may have
+/// come after the server received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resend {
+    /// Sending it twice is harmless, or acceptable (at-least-once).
+    Yes,
+    /// Only if it surely never reached the server (the connection failed).
+    No,
+}
+
+impl Link {
+    /// The process's link to `url`, made on first use.
+    pub(crate) fn get(url: &str) -> Result<Arc<Link>> {
+        static LINKS: OnceLock<Mutex<Vec<Arc<Link>>>> = OnceLock::new();
+        let links = LINKS.get_or_init(Mutex::default);
+        let mut links = links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(link) = links.iter().find(|l| l.url == url) {
+            return Ok(Arc::clone(link));
+        }
+        let address = redact(url);
+        let client = redis::Client::open(url).map_err(|e| Error::Backend {
+            address: address.clone(),
+            detail: "not a valid Redis address".to_owned(),
+            source: Some(e.into()),
+        })?;
+        let link = Arc::new(Link { client, url: url.to_owned(), address, idle: Mutex::default() });
+        links.push(Arc::clone(&link));
+        Ok(link)
+    }
+
+    /// The address without its password.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// An error about this server.
+    pub(crate) fn error(&self, detail: impl Into<String>, source: Option<RedisError>) -> Error {
+        Error::Backend {
+            address: self.address.clone(),
+            detail: detail.into(),
+            source: source.map(Into::into),
+        }
+    }
+
+    /// Runs `op` on a connection of the pool, connecting (again) and
+    /// retrying with backoff while the server cannot be reached, until
+    /// `deadline`. A failure after the command may have reached the server
+    /// is retried only if `resend` allows. Server errors are returned at
+    /// once, as [`Error::Backend`].
+    pub(crate) fn run<R>(
+        &self,
+        deadline: Instant,
+        resend: Resend,
+        mut op: impl FnMut(&mut Conn) -> redis::RedisResult<R>,
+    ) -> Result<R> {
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let mut conn = match self.take(deadline) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if !self.pause(deadline, &mut backoff) {
+                        return Err(self.error("cannot reach the server", Some(e)));
+                    }
+                    continue;
+                }
+            };
+            match op(&mut conn) {
+                Ok(r) => {
+                    self.put_back(conn);
+                    return Ok(r);
+                }
+                Err(e) if is_lost(&e) => {
+                    drop(conn);
+                    if resend == Resend::No {
+                        return Err(self.error("the connection failed during a command", Some(e)));
+                    }
+                    if !self.pause(deadline, &mut backoff) {
+                        return Err(self.error("lost the server", Some(e)));
+                    }
+                }
+                Err(e) => {
+                    // The connection is still in step: its reply was read.
+                    self.put_back(conn);
+                    return Err(self.error("the server refused a command", Some(e)));
+                }
+            }
+        }
+    }
+
+    /// Sleeps for the backoff (doubling it, at most 250 ms) unless that
+    /// would pass `deadline`; false if the deadline has come.
+    fn pause(&self, deadline: Instant, backoff: &mut Duration) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep((*backoff).min(deadline - now));
+        *backoff = (*backoff * 2).min(Duration::from_millis(250));
+        true
+    }
+
+    /// An idle connection made by this process, or a new one.
+    fn take(&self, deadline: Instant) -> redis::RedisResult<Conn> {
+        let pid = std::process::id();
+        loop {
+            let conn = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            match conn {
+                // A connection inherited through fork is the parent's: its
+                // socket is shared with it, so the child only closes its copy.
+                Some(conn) if conn.pid != pid => drop(conn),
+                Some(conn) => return Ok(conn),
+                None => break,
+            }
+        }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(10), Duration::from_secs(2));
+        let con = self.client.get_connection_with_timeout(wait)?;
+        con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        Ok(Conn { con, pid, unread: 0, read_timeout: None })
+    }
+
+    fn put_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < 64 {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Whether `e` means the connection is gone or out of step (so it must be
+/// dropped), rather than a reply the server gave.
+fn is_lost(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
+
+/// One connection, with replies still to read for commands sent without
+/// waiting (acknowledgements).
+pub(crate) struct Conn {
+    con: redis::Connection,
+    pid: u32,
+    unread: usize,
+    read_timeout: Option<Duration>,
+}
+
+impl Conn {
+    /// Reads the replies of commands sent earlier with [`send`](Conn::send).
+    /// Their server errors are dropped (they were best-effort cleanups);
+    /// a lost connection is reported.
+    fn drain(&mut self) -> redis::RedisResult<()> {
+        while self.unread > 0 {
+            match self.con.recv_response() {
+                Ok(_) => {}
+                Err(e) if is_lost(&e) => return Err(e),
+                Err(_) => {}
+            }
+            self.unread -= 1;
+        }
+        Ok(())
+    }
+
+    fn timeout(&mut self, t: Duration) -> redis::RedisResult<()> {
+        if self.read_timeout != Some(t) {
+            self.con.set_read_timeout(Some(t))?;
+            self.read_timeout = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Sends `cmd` and returns its reply.
+    pub(crate) fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> redis::RedisResult<T> {
+        self.query_blocking(cmd, Duration::ZERO)
+    }
+
+    /// As [`query`](Conn::query) for a command that the server may hold for
+    /// up to `block`.
+    pub(crate) fn query_blocking<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        block: Duration,
+    ) -> redis::RedisResult<T> {
+        self.drain()?;
+        self.timeout(COMMAND_TIMEOUT + block)?;
+        cmd.query(&mut self.con)
+    }
+
+    /// Runs a script (by its digest, loading it if the server lacks it).
+    pub(crate) fn script<T: FromRedisValue>(
+        &mut self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> redis::RedisResult<T> {
+        self.drain()?;
+        self.timeout(COMMAND_TIMEOUT)?;
+        let mut call = script.prepare_invoke();
+        for k in keys {
+            call.key(*k);
+        }
+        for a in args {
+            call.arg(*a);
+        }
+        call.invoke(&mut self.con)
+    }
+
+    /// Sends the commands of `pipe` without waiting for their replies, which
+    /// the next command on this connection reads first. Once this returns,
+    /// the commands are in the kernel's hands: they reach the server even if
+    /// this process is killed at once.
+    pub(crate) fn send(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
+        self.drain()?;
+        self.con.send_packed_command(&pipe.get_packed_pipeline())?;
+        // An atomic pipeline answers OK, one QUEUED per command, then EXEC.
+        self.unread += pipe.cmd_iter().count() + 2;
+        Ok(())
+    }
+}
+
+/// `value` as bytes, if it is a bulk string.
+pub(crate) fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+/// `url` without its password: `redis://user:secret@host/0` becomes
+/// `redis://user@host/0`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if user.is_empty() {
+                format!("{scheme}://{host}{path}")
+            } else {
+                format!("{scheme}://{user}@{host}{path}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A name for this process's consumers that no other process, on this host
+/// or another, uses: host, pid and a random part.
+pub(crate) fn consumer_name() -> String {
+    static NAME: Mutex<Option<(u32, String)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = NAME.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*slot {
+        // A forked child finds its parent's name here and makes its own.
+        Some((p, name)) if *p == pid => name.clone(),
+        _ => {
+            let mut random = [0u8; 6];
+            let _ = rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty());
+            let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+            let nonce: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            let name = format!("{host}-{pid}-{nonce}");
+            *slot = Some((pid, name.clone()));
+            name
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_left_out_of_addresses() {
+        assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(redact("redis://:pw@h:1/0"), "redis://h:1/0");
+        assert_eq!(redact("rediss://bob:p:w@h/2"), "rediss://bob@h/2");
+        assert_eq!(redact("redis://bob@h"), "redis://bob@h");
+        assert_eq!(redact("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
+    }
+}

@@ -1,0 +1,14 @@
+//! Across machines: the Redis back-end of queues, pools, managers and
+//! locks, and [`RedisServer`], a server of one's own for tests and examples.
+//!
+//! The objects keep their types and methods: a [`Queue`](crate::Queue)
+//! built with [`QueueBuilder::redis`](crate::QueueBuilder::redis) is a
+//! `Queue`, and code written against it does not know which back-end it
+//! runs on ([`Queue::backend`](crate::Queue::backend) and `Debug` tell).
+//! The README's section "Across machines" gives each object's guarantees.
+
+pub(crate) mod link;
+pub(crate) mod queue;
+mod server;
+
+pub use server::{RedisServer, RedisServerBuilder};

@@ -1,0 +1,681 @@
+//! Queues on Redis: a Stream with a consumer group (at-least-once) or a
+//! list (at-most-once), with the queue's state in a hash beside them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Value, cmd};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::link::{DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name};
+use crate::transfer::codec;
+use crate::{Error, Result};
+
+/// How a queue on Redis delivers its items when a consumer can die.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::queue::Delivery;
+/// assert_eq!(Delivery::default(), Delivery::AtLeastOnce);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Every item is delivered; one whose consumer was killed between
+    /// taking it from Redis and acknowledging it is delivered again, once
+    /// it has been unacknowledged for the visibility timeout. A `get`
+    /// acknowledges its item before it returns (a `JoinableQueue`'s item is
+    /// acknowledged by `task_done`). Items live in a Redis Stream read by a
+    /// consumer group.
+    #[default]
+    AtLeastOnce,
+    /// No item is ever delivered twice; one whose consumer is killed on its
+    /// way out of Redis is lost. Items live in a Redis list.
+    AtMostOnce,
+}
+
+/// How long a blocking command waits on the server before the queue looks
+/// again at whether it was closed.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// The state of one queue on Redis, shared by a handle's clones.
+pub(crate) struct RedisQueue {
+    link: Arc<Link>,
+    spec: Spec,
+    keys: Keys,
+    group: String,
+    /// Entries this handle took but has not acknowledged yet (joinable
+    /// queues acknowledge on `task_done`), oldest first.
+    unacked: Mutex<VecDeque<String>>,
+}
+
+/// What a handle carries to another process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    pub(crate) url: String,
+    pub(crate) name: String,
+    pub(crate) delivery: Delivery,
+    pub(crate) visibility: Duration,
+    pub(crate) unreachable: Duration,
+    pub(crate) maxsize: u64,
+    pub(crate) joinable: bool,
+    pub(crate) type_name: String,
+}
+
+impl Spec {
+    pub(crate) fn new(url: &str, name: &str) -> Self {
+        Spec {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            delivery: Delivery::AtLeastOnce,
+            visibility: Duration::ZERO,
+            unreachable: DEFAULT_UNREACHABLE,
+            maxsize: 0,
+            joinable: false,
+            type_name: String::new(),
+        }
+    }
+}
+
+struct Keys {
+    items: String,
+    meta: String,
+    unfinished: String,
+}
+
+/// The default visibility timeout: how long an unacknowledged item waits
+/// before it is delivered again (a queue acknowledges at once, so only a
+/// killed consumer leaves one behind; a joinable queue's items stay
+/// unacknowledged while they are worked on, as with Celery's `acks_late`).
+pub(crate) fn default_visibility(joinable: bool) -> Duration {
+    if joinable { Duration::from_secs(3600) } else { Duration::from_secs(30) }
+}
+
+const OPEN: &str = r"
+local function set(field, value)
+  redis.call('HSETNX', KEYS[1], field, value)
+  return redis.call('HGET', KEYS[1], field)
+end
+local kind = set('kind', ARGV[1])
+local ty = set('type', ARGV[2])
+local delivery = set('delivery', ARGV[3])
+local max = set('maxsize', ARGV[4])
+if ARGV[3] == 'at-least-once' then
+  local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[2], 'g', '0', 'MKSTREAM')
+  if not ok and not string.find(tostring(err), 'BUSYGROUP') then return redis.error_reply(tostring(err)) end
+end
+return {kind, ty, delivery, max}
+";
+
+const PUT: &str = r"
+if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
+local max = tonumber(ARGV[1])
+if ARGV[3] == 'list' then
+  if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
+  redis.call('LPUSH', KEYS[1], ARGV[2])
+else
+  if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return 0 end
+  redis.call('XADD', KEYS[1], '*', 'v', ARGV[2])
+end
+if ARGV[4] == '1' then redis.call('INCR', KEYS[3]) end
+return 1
+";
+
+const GET: &str = r"
+local cursor = redis.call('HGET', KEYS[2], 'cursor') or '0-0'
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], 'g', ARGV[1], ARGV[2], cursor, 'COUNT', 1)
+redis.call('HSET', KEYS[2], 'cursor', claimed[1])
+local e = claimed[2][1]
+if e then return {e[1], e[2][2]} end
+local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', 'g', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if not ok then
+  if string.find(tostring(r), 'NOGROUP') then
+    redis.call('XGROUP', 'CREATE', KEYS[1], 'g', '0', 'MKSTREAM')
+    r = redis.call('XREADGROUP', 'GROUP', 'g', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+  else
+    return redis.error_reply(tostring(r))
+  end
+end
+if r then
+  e = r[1][2][1]
+  return {e[1], e[2][2]}
+end
+if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
+return 0
+";
+
+const POP: &str = r"
+local v = redis.call('RPOP', KEYS[1])
+if v then return {'', v} end
+if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
+return 0
+";
+
+const TASK_DONE: &str = r"
+local n = tonumber(redis.call('GET', KEYS[3]) or '0')
+if n <= 0 then return 0 end
+if ARGV[1] ~= '' then
+  redis.call('XACK', KEYS[1], 'g', ARGV[1])
+  redis.call('XDEL', KEYS[1], ARGV[1])
+end
+redis.call('DECR', KEYS[3])
+return 1
+";
+
+fn script(src: &'static str) -> &'static redis::Script {
+    use std::sync::OnceLock;
+    static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
+    let mut all =
+        SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, s)) = all.iter().find(|(k, _)| std::ptr::eq(*k, src)) {
+        return s;
+    }
+    let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
+    all.push((src, s));
+    s
+}
+
+/// What a get found.
+pub(crate) enum Got {
+    Item(Vec<u8>),
+    Empty,
+    Closed,
+}
+
+/// What a put did.
+pub(crate) enum Put {
+    Done,
+    Full,
+    Closed,
+}
+
+impl RedisQueue {
+    /// Opens (creating if new) the queue `spec.name`, checking that what is
+    /// stored under that name is a queue of the same type and delivery.
+    pub(crate) fn open(mut spec: Spec) -> Result<Arc<RedisQueue>> {
+        if spec.visibility.is_zero() {
+            spec.visibility = default_visibility(spec.joinable);
+        }
+        let link = Link::get(&spec.url)?;
+        let name = &spec.name;
+        let keys = Keys {
+            items: format!("mp:{{{name}}}:items"),
+            meta: format!("mp:{{{name}}}:meta"),
+            unfinished: format!("mp:{{{name}}}:unfinished"),
+        };
+        let delivery = match spec.delivery {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::AtMostOnce => "at-most-once",
+        };
+        let kind = if spec.joinable { "joinable-queue" } else { "queue" };
+        let deadline = Instant::now() + spec.unreachable;
+        let maxsize = spec.maxsize.to_string();
+        let stored: (String, String, String, u64) = link.run(deadline, Resend::Yes, |c| {
+            c.script(
+                script(OPEN),
+                &[&keys.meta, &keys.items],
+                &[
+                    kind.as_bytes(),
+                    spec.type_name.as_bytes(),
+                    delivery.as_bytes(),
+                    maxsize.as_bytes(),
+                ],
+            )
+        })?;
+        let (stored_kind, stored_type, stored_delivery, stored_max) = stored;
+        if stored_kind != kind || stored_type != spec.type_name || stored_delivery != delivery {
+            return Err(link.error(
+                format!(
+                    "'{name}' holds a {stored_kind} of `{stored_type}` ({stored_delivery}); \
+                     this handle expects a {kind} of `{}` ({delivery})",
+                    spec.type_name
+                ),
+                None,
+            ));
+        }
+        spec.maxsize = stored_max;
+        Ok(Arc::new(RedisQueue {
+            link,
+            spec,
+            keys,
+            group: consumer_name(),
+            unacked: Mutex::default(),
+        }))
+    }
+
+    pub(crate) fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// Encodes `item` for Redis: no file descriptor may travel across hosts.
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, item: &T, max: usize) -> Result<Vec<u8>> {
+        let encoded = codec::encode(item)?;
+        if !encoded.fds.is_empty() {
+            return Err(Error::Unsupported {
+                reason: "a value carrying a local handle (a pipe, a local queue, shared memory) \
+                         cannot travel through Redis",
+            });
+        }
+        if encoded.bytes.len() > max {
+            return Err(Error::FrameTooLarge { len: encoded.bytes.len() as u64, max: max as u64 });
+        }
+        Ok(encoded.bytes)
+    }
+
+    /// One try to put an encoded item.
+    pub(crate) fn try_put(&self, bytes: &[u8], deadline: Instant) -> Result<Put> {
+        let list = if self.spec.delivery == Delivery::AtMostOnce { "list" } else { "stream" };
+        let max = self.spec.maxsize.to_string();
+        let joinable = if self.spec.joinable { "1" } else { "0" };
+        // At-least-once may put twice after a lost reply; at-most-once may not.
+        let resend =
+            if self.spec.delivery == Delivery::AtLeastOnce { Resend::Yes } else { Resend::No };
+        let r: i64 = self.link.run(deadline, resend, |c| {
+            c.script(
+                script(PUT),
+                &[&self.keys.items, &self.keys.meta, &self.keys.unfinished],
+                &[max.as_bytes(), bytes, list.as_bytes(), joinable.as_bytes()],
+            )
+        })?;
+        Ok(match r {
+            1 => Put::Done,
+            0 => Put::Full,
+            _ => Put::Closed,
+        })
+    }
+
+    /// Puts an encoded item, waiting for room until `wait` (`None`: without
+    /// end; a past instant: not at all). Room is looked for again after a
+    /// pause that grows from 1 ms to 20 ms.
+    pub(crate) fn put(&self, bytes: &[u8], wait: Option<Instant>) -> Result<Put> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.try_put(bytes, self.reach(wait))? {
+                Put::Full => {}
+                done => return Ok(done),
+            }
+            let now = Instant::now();
+            if wait.is_some_and(|w| now >= w) {
+                return Ok(Put::Full);
+            }
+            let nap = wait.map_or(pause, |w| pause.min(w - now));
+            std::thread::sleep(nap);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// The deadline for reaching the server: the wait's own, but at least
+    /// a moment, and at most the unreachable timeout from now.
+    fn reach(&self, wait: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let limit = now + self.spec.unreachable;
+        match wait {
+            Some(w) => {
+                w.clamp(now + Duration::from_millis(20), limit.max(now + Duration::from_millis(20)))
+            }
+            None => limit,
+        }
+    }
+
+    /// Takes an item, waiting until `wait` (`None`: without end; a past
+    /// instant: not at all).
+    pub(crate) fn get(&self, wait: Option<Instant>) -> Result<Got> {
+        loop {
+            match self.get_now(self.reach(wait))? {
+                Got::Empty => {}
+                got => return Ok(got),
+            }
+            let now = Instant::now();
+            let block = match wait {
+                Some(w) if now >= w => return Ok(Got::Empty),
+                Some(w) => (w - now).min(SLICE),
+                None => SLICE,
+            };
+            if let Some(item) = self.get_blocking(block.max(Duration::from_millis(1)), wait)? {
+                return Ok(Got::Item(item));
+            }
+        }
+    }
+
+    /// One look at the queue, without blocking on the server.
+    fn get_now(&self, deadline: Instant) -> Result<Got> {
+        let keys = [self.keys.items.as_str(), self.keys.meta.as_str()];
+        let min_idle = (self.spec.visibility.as_millis() as u64).to_string();
+        let (src, args): (&'static str, Vec<&[u8]>) = match self.spec.delivery {
+            Delivery::AtLeastOnce => (GET, vec![self.group.as_bytes(), min_idle.as_bytes()]),
+            Delivery::AtMostOnce => (POP, vec![]),
+        };
+        self.link.run(deadline, Resend::Yes, |c| {
+            let reply: Value = c.script(script(src), &keys, &args)?;
+            match reply {
+                Value::Int(0) => Ok(Got::Empty),
+                Value::Int(_) => Ok(Got::Closed),
+                Value::Array(mut parts) if parts.len() == 2 => {
+                    let item = bytes(parts.pop().unwrap_or(Value::Nil)).unwrap_or_default();
+                    let id = bytes(parts.pop().unwrap_or(Value::Nil)).unwrap_or_default();
+                    if self.spec.delivery == Delivery::AtLeastOnce {
+                        self.taken(c, String::from_utf8_lossy(&id).into_owned())?;
+                    }
+                    Ok(Got::Item(item))
+                }
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Blocks on the server for up to `block` for a new item.
+    fn get_blocking(&self, block: Duration, wait: Option<Instant>) -> Result<Option<Vec<u8>>> {
+        let ms = block.as_millis().max(1) as u64;
+        match self.spec.delivery {
+            Delivery::AtMostOnce => {
+                let mut brpop = cmd("BRPOP");
+                brpop.arg(&self.keys.items).arg(ms as f64 / 1000.0);
+                self.link.run(self.reach(wait), Resend::No, |c| {
+                    let r: Option<(String, Vec<u8>)> = c.query_blocking(&brpop, block)?;
+                    Ok(r.map(|(_, v)| v))
+                })
+            }
+            Delivery::AtLeastOnce => {
+                let mut read = cmd("XREADGROUP");
+                read.arg("GROUP").arg("g").arg(&self.group).arg("COUNT").arg(1);
+                read.arg("BLOCK").arg(ms).arg("STREAMS").arg(&self.keys.items).arg(">");
+                // A read whose reply is lost leaves its entry pending: it is
+                // delivered again after the visibility timeout.
+                self.link.run(self.reach(wait), Resend::Yes, |c| {
+                    let reply: Value = match c.query_blocking(&read, block) {
+                        Err(e) if e.code() == Some("NOGROUP") => {
+                            return Ok(None); // the next look makes the group again
+                        }
+                        other => other?,
+                    };
+                    let Some((id, item)) = first_entry(reply) else { return Ok(None) };
+                    self.taken(c, id)?;
+                    Ok(Some(item))
+                })
+            }
+        }
+    }
+
+    /// Acknowledges entry `id` now (a queue) or keeps it for `task_done`
+    /// (a joinable queue).
+    fn taken(&self, c: &mut super::link::Conn, id: String) -> redis::RedisResult<()> {
+        if self.spec.joinable {
+            self.unacked.lock().unwrap_or_else(PoisonError::into_inner).push_back(id);
+            return Ok(());
+        }
+        let mut ack = redis::pipe();
+        ack.atomic();
+        ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&id);
+        ack.cmd("XDEL").arg(&self.keys.items).arg(&id);
+        c.send(&ack)
+    }
+
+    /// Marks one item done: acknowledges the oldest item this handle took
+    /// and has not marked yet. False if every item put is already marked.
+    pub(crate) fn task_done(&self) -> Result<bool> {
+        let id = self.unacked.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        let arg = id.clone().unwrap_or_default();
+        let keys =
+            [self.keys.items.as_str(), self.keys.meta.as_str(), self.keys.unfinished.as_str()];
+        let r: Result<i64> = self.link.run(self.reach(None), Resend::No, |c| {
+            c.script(script(TASK_DONE), &keys, &[arg.as_bytes()])
+        });
+        match r {
+            Ok(done) => Ok(done == 1),
+            Err(e) => {
+                if let Some(id) = id {
+                    self.unacked.lock().unwrap_or_else(PoisonError::into_inner).push_front(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// How many items were put and not yet marked done.
+    pub(crate) fn unfinished(&self) -> Result<u64> {
+        let mut get = cmd("GET");
+        get.arg(&self.keys.unfinished);
+        self.link
+            .run(self.reach(None), Resend::Yes, |c| Ok(c.query::<Option<u64>>(&get)?.unwrap_or(0)))
+    }
+
+    /// Waits until every item put was marked done, looking again after a
+    /// pause that grows from 1 ms to 50 ms; false at `wait`.
+    pub(crate) fn join(&self, wait: Option<Instant>) -> Result<bool> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if self.unfinished()? == 0 {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if wait.is_some_and(|w| now >= w) {
+                return Ok(false);
+            }
+            std::thread::sleep(wait.map_or(pause, |w| pause.min(w - now)));
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The number of items in the queue (a taken item stays counted until
+    /// it is acknowledged).
+    pub(crate) fn len(&self) -> Result<usize> {
+        let mut len = cmd(if self.spec.delivery == Delivery::AtMostOnce { "LLEN" } else { "XLEN" });
+        len.arg(&self.keys.items);
+        self.link.run(self.reach(None), Resend::Yes, |c| c.query(&len))
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut set = cmd("HSET");
+        set.arg(&self.keys.meta).arg("closed").arg(1);
+        self.link.run(self.reach(None), Resend::Yes, |c| c.query::<()>(&set))
+    }
+
+    pub(crate) fn is_closed(&self) -> Result<bool> {
+        let mut get = cmd("HEXISTS");
+        get.arg(&self.keys.meta).arg("closed");
+        self.link.run(self.reach(None), Resend::Yes, |c| c.query(&get))
+    }
+
+    /// Decodes an item taken from Redis.
+    pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        codec::decode(bytes, Vec::new())
+    }
+}
+
+/// The id and payload of the first entry of an `XREADGROUP` reply.
+fn first_entry(reply: Value) -> Option<(String, Vec<u8>)> {
+    // [[stream, [[id, [field, value]]]]]
+    let Value::Array(streams) = reply else { return None };
+    let Value::Array(stream) = streams.into_iter().next()? else { return None };
+    let Value::Array(entries) = stream.into_iter().nth(1)? else { return None };
+    let Value::Array(entry) = entries.into_iter().next()? else { return None };
+    let mut entry = entry.into_iter();
+    let id = String::from_utf8(bytes(entry.next()?)?).ok()?;
+    let Value::Array(fields) = entry.next()? else { return None };
+    let item = bytes(fields.into_iter().nth(1)?)?;
+    Some((id, item))
+}
+
+fn unexpected(reply: Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        format!("{reply:?}"),
+    ))
+}
+
+const GIVE_BACK: &str = r"
+if ARGV[2] == 'list' then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+else
+  redis.call('XADD', KEYS[1], '*', 'v', ARGV[1])
+end
+return 1
+";
+
+impl RedisQueue {
+    /// Puts back an item this handle took for a future that was dropped
+    /// before it saw it: at the consumers' end of an at-most-once queue (it
+    /// is the next taken), at the end of an at-least-once one. A joinable
+    /// queue's count does not change; the taken entry is acknowledged.
+    fn give_back(&self, bytes: &[u8]) {
+        let kind = if self.spec.delivery == Delivery::AtMostOnce { "list" } else { "stream" };
+        let keys = [self.keys.items.as_str()];
+        let r = self.link.run(self.reach(None), Resend::Yes, |c| {
+            c.script::<i64>(script(GIVE_BACK), &keys, &[bytes, kind.as_bytes()])
+        });
+        if let Err(e) = r {
+            log::warn!("a Redis queue item taken for a dropped future is lost: {e}");
+            return;
+        }
+        if self.spec.joinable {
+            let id = self.unacked.lock().unwrap_or_else(PoisonError::into_inner).pop_back();
+            if let Some(id) = id {
+                let mut ack = redis::pipe();
+                ack.atomic();
+                ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&id);
+                ack.cmd("XDEL").arg(&self.keys.items).arg(&id);
+                let _ = self.link.run(self.reach(None), Resend::Yes, |c| c.send(&ack));
+            }
+        }
+    }
+
+    /// [`get`](RedisQueue::get) awaited: the wait runs on a thread of its
+    /// own, which looks every 100 ms whether the future was dropped. An item
+    /// taken for a future dropped meanwhile is given back.
+    pub(crate) async fn get_async(self: Arc<Self>, wait: Option<Instant>) -> Result<Got> {
+        let slot = Arc::new(Mutex::new(Slot::<Result<Got>>::default()));
+        let mine = Arc::clone(&slot);
+        let q = Arc::clone(&self);
+        std::thread::Builder::new()
+            .name("multiproc-redis-get".into())
+            .spawn(move || {
+                let got = loop {
+                    if mine.lock().unwrap_or_else(PoisonError::into_inner).dropped {
+                        return;
+                    }
+                    let until = match wait {
+                        Some(w) => Some(w.min(Instant::now() + SLICE)),
+                        None => Some(Instant::now() + SLICE),
+                    };
+                    match q.get(until) {
+                        Ok(Got::Empty) if wait.is_none_or(|w| Instant::now() < w) => {}
+                        other => break other,
+                    }
+                };
+                let mut s = mine.lock().unwrap_or_else(PoisonError::into_inner);
+                if s.dropped {
+                    drop(s);
+                    if let Ok(Got::Item(bytes)) = &got {
+                        q.give_back(bytes);
+                    }
+                    return;
+                }
+                s.value = Some(got);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            })
+            .map_err(Error::os("start a thread"))?;
+        // Dropped after the result was seen, it finds nothing to give back.
+        let _dropped = Dropped { slot: Arc::clone(&slot), queue: self };
+        std::future::poll_fn(|cx| {
+            let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match s.value.take() {
+                Some(v) => std::task::Poll::Ready(v),
+                None => {
+                    s.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// [`join`](RedisQueue::join) awaited on a thread of its own, which
+    /// ends within 50 ms of the future being dropped.
+    pub(crate) async fn join_async(self: Arc<Self>) -> Result<()> {
+        let slot = Arc::new(Mutex::new(Slot::<Result<()>>::default()));
+        let mine = Arc::clone(&slot);
+        let q = Arc::clone(&self);
+        std::thread::Builder::new()
+            .name("multiproc-redis-join".into())
+            .spawn(move || {
+                let done = loop {
+                    if mine.lock().unwrap_or_else(PoisonError::into_inner).dropped {
+                        return;
+                    }
+                    match q.join(Some(Instant::now() + Duration::from_millis(50))) {
+                        Ok(false) => {}
+                        Ok(true) => break Ok(()),
+                        Err(e) => break Err(e),
+                    }
+                };
+                let mut s = mine.lock().unwrap_or_else(PoisonError::into_inner);
+                s.value = Some(done);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            })
+            .map_err(Error::os("start a thread"))?;
+        let _dropped = DroppedJoin(Arc::clone(&slot));
+        std::future::poll_fn(|cx| {
+            let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match s.value.take() {
+                Some(v) => std::task::Poll::Ready(v),
+                None => {
+                    s.waker = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Where a waiting thread leaves its result for the future.
+struct Slot<T> {
+    value: Option<T>,
+    waker: Option<std::task::Waker>,
+    dropped: bool,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { value: None, waker: None, dropped: false }
+    }
+}
+
+/// Marks a get's slot dropped when its future is; gives back an item that
+/// arrived but was not seen.
+struct Dropped {
+    slot: Arc<Mutex<Slot<Result<Got>>>>,
+    queue: Arc<RedisQueue>,
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        let left = {
+            let mut s = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            s.dropped = true;
+            s.value.take()
+        };
+        if let Some(Ok(Got::Item(bytes))) = left {
+            self.queue.give_back(&bytes);
+        }
+    }
+}
+
+struct DroppedJoin(Arc<Mutex<Slot<Result<()>>>>);
+
+impl Drop for DroppedJoin {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).dropped = true;
+    }
+}
