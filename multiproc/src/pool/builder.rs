@@ -6,7 +6,8 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::{Config, Core};
+use super::core::Config;
+use super::engine::Core;
 use super::{Pool, ProcessPoolExecutor, wire};
 use crate::process::helpers;
 use crate::{Error, Result, StartMethod};
@@ -48,6 +49,8 @@ pub struct PoolBuilder {
     retries: u32,
     init: Option<MakeInit>,
     threaded_fork: bool,
+    #[cfg(feature = "redis")]
+    redis: Option<super::remote::PoolSpec>,
 }
 
 impl Default for PoolBuilder {
@@ -59,6 +62,8 @@ impl Default for PoolBuilder {
             retries: 0,
             init: None,
             threaded_fork: false,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -71,6 +76,7 @@ impl fmt::Debug for PoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks)
             .field("retries", &self.retries)
             .field("initializer", &self.init.is_some())
+            .field("backend", &if self.has_redis() { "redis" } else { "local" })
             .finish()
     }
 }
@@ -227,7 +233,8 @@ impl PoolBuilder {
     }
 
     fn config(self) -> Result<Config> {
-        if self.method == StartMethod::Fork && !self.threaded_fork {
+        // A pool on Redis starts its workers with `Spawn` whatever the method.
+        if self.method == StartMethod::Fork && !self.threaded_fork && !self.has_redis() {
             let threads = helpers::foreign_thread_count()
                 .map_err(Error::os("count this process's threads"))?;
             if threads > 1 {
@@ -269,8 +276,81 @@ impl PoolBuilder {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn build(self) -> Result<Pool> {
+        #[cfg(feature = "redis")]
+        if let Some(spec) = self.redis.clone() {
+            let config = self.config()?;
+            return Ok(Pool { core: Core::start_redis(config, spec)? });
+        }
         let config = self.config()?;
         Ok(Pool { core: Core::start(config)? })
+    }
+
+    fn has_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// Puts the pool's tasks and results on the Redis server at `url`,
+    /// under `name`: the pool's `processes` workers run on this host, and
+    /// any number more on other hosts, started with
+    /// [`serve_redis`](crate::pool::serve_redis) (or the command line that
+    /// [`worker_from_args`](crate::pool::worker_from_args) reads) in the same
+    /// executable. Every method of [`Pool`] works as on a local pool;
+    /// `map` returns its results in order.
+    ///
+    /// A worker that dies (killed, or its host lost) stops renewing its
+    /// lease on the task it runs; once the lease runs out (see
+    /// [`visibility_timeout`](Self::visibility_timeout)) another worker takes
+    /// the task over, up to [`retry_on_worker_death`](Self::retry_on_worker_death)
+    /// times; after that it fails with [`Error::WorkerDied`](crate::Error::WorkerDied).
+    /// A task runs at least once and counts once: an answer for a task
+    /// already answered is dropped. Functions only (not capturing closures),
+    /// no initializer; a worker of another build refuses tasks with
+    /// [`Error::TaskFailed`](crate::Error::TaskFailed). A local worker that
+    /// dies hands its task over at once and is replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// let pool = multiproc::Pool::builder().redis("redis://127.0.0.1:6379/0", "pool").processes(4).build()?;
+    /// let v: Vec<u64> = pool.map(square, 0..100_000)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn redis(mut self, url: &str, name: &str) -> Self {
+        self.redis = Some(super::remote::PoolSpec {
+            url: url.to_owned(),
+            name: name.to_owned(),
+            lease: super::remote::DEFAULT_LEASE,
+        });
+        self
+    }
+
+    /// On Redis: a worker's lease on the task it runs (default 30 s),
+    /// renewed every third of it while the worker lives. A task whose
+    /// worker died is taken over once its lease runs out.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let pool = multiproc::Pool::builder()
+    ///     .redis("redis://127.0.0.1:6379/0", "pool")
+    ///     .visibility_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn visibility_timeout(mut self, lease: std::time::Duration) -> Self {
+        if let Some(spec) = &mut self.redis {
+            spec.lease = lease.max(std::time::Duration::from_millis(3));
+        }
+        self
     }
 
     /// Starts the pool behind a [`ProcessPoolExecutor`].

@@ -94,14 +94,14 @@ struct Inner {
 /// callbacks).
 type Deliveries = Vec<(Arc<Job>, Piece)>;
 
-/// `Core::lead` bit: a caller reads the result queue.
+/// `LocalCore::lead` bit: a caller reads the result queue.
 const LEADER: u32 = 1;
-/// `Core::lead` bit: the collector counts among the result queue's waiters.
+/// `LocalCore::lead` bit: the collector counts among the result queue's waiters.
 const WATCHING: u32 = 2;
 
 /// A caller's turn to read the result queue: handed back to the
 /// collector when dropped.
-struct Leading<'a>(&'a Core);
+struct Leading<'a>(&'a LocalCore);
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
@@ -110,7 +110,7 @@ impl Drop for Leading<'_> {
 }
 
 /// Everything the pool's handles and threads share.
-pub(crate) struct Core {
+pub(crate) struct LocalCore {
     pub(crate) config: Config,
     tasks: RawQueue,
     results: RawQueue,
@@ -127,7 +127,7 @@ pub(crate) struct Core {
     waker: Waker,
 }
 
-impl Core {
+impl LocalCore {
     /// Creates the queues and starts the workers and the helper threads.
     pub(crate) fn start(config: Config) -> Result<Arc<Self>> {
         let n = config.processes;
@@ -1033,7 +1033,7 @@ impl Core {
     }
 }
 
-impl Drop for Core {
+impl Drop for LocalCore {
     fn drop(&mut self) {
         if let Some(id) = self.config.init_closure {
             closures::unregister(id);
@@ -1041,8 +1041,8 @@ impl Drop for Core {
     }
 }
 
-impl std::fmt::Debug for Core {
+impl std::fmt::Debug for LocalCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("LocalCore").field("config", &self.config).finish_non_exhaustive()
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::Core;
+use super::engine::Core;
 use super::handle::Pool;
 use super::job::{Failure, Job, Piece, Signal};
 use super::result::{self, poll_job};
@@ -105,7 +105,7 @@ impl ProcessPoolExecutor {
     {
         let core = &self.pool.core;
         core.check_open()?;
-        let (target, closure) = super::target(&f, core.config.method)?;
+        let (target, closure) = super::target(&f, core.config().method)?;
         let job = Job::new(closure);
         job.set_total(1);
         let mut msg = wire::begin_task(0, wire::NO_CANCEL, target, 32);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::builder::PoolBuilder;
-use super::core::Core;
+use super::engine::Core;
 use super::imap::IMap;
 use super::job::{Failure, Job, JobState, Piece};
 use super::result::{self, AsyncResult};
@@ -173,7 +173,7 @@ impl Pool {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn processes(&self) -> usize {
-        self.core.config.processes
+        self.core.config().processes
     }
 
     /// The process ids of the workers alive now (a worker that died and was
@@ -206,7 +206,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         self.core.check_open()?;
-        let (target, closure) = super::target(f, self.core.config.method)?;
+        let (target, closure) = super::target(f, self.core.config().method)?;
         let chunksize =
             chunksize.unwrap_or_else(|| default_chunksize(len, self.processes())).max(1);
         let job = Job::new(closure);
@@ -811,7 +811,8 @@ impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("processes", &self.processes())
-            .field("start_method", &self.core.config.method)
+            .field("start_method", &self.core.config().method)
+            .field("backend", &self.core.backend())
             .finish_non_exhaustive()
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::core::Core;
+use super::engine::Core;
 use super::handle::{Pool, send_chunk};
 use super::job::Job;
 use super::wire;
@@ -74,7 +74,7 @@ impl<'a, R: DeserializeOwned> IMap<'a, R> {
             window,
             buffered: VecDeque::new(),
         };
-        let started = core.check_open().and_then(|()| super::target(&f, core.config.method));
+        let started = core.check_open().and_then(|()| super::target(&f, core.config().method));
         match started {
             Ok((target, closure)) => {
                 it.job = Some(Job::new(closure));

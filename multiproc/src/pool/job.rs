@@ -69,6 +69,11 @@ pub(crate) enum Failure {
     Broken(String),
     /// The argument could not be sent (encoding, descriptors).
     NotSent(String),
+    /// On Redis: the task's workers kept stopping before they answered
+    /// (they died, or lost the server, past their lease); the last one.
+    Lost {
+        worker: String,
+    },
 }
 
 impl Failure {
@@ -84,6 +89,13 @@ impl Failure {
             Self::Cancelled => Error::Cancelled,
             Self::Broken(message) => Error::PoolBroken { message: message.clone() },
             Self::NotSent(message) => Error::TaskFailed { message: message.clone() },
+            Self::Lost { worker } => Error::WorkerDied {
+                // Consumer names end in `-{pid}-{nonce}` or `-w{slot}...`:
+                // the pid is the number after the host.
+                pid: worker.split('-').rev().find_map(|p| p.parse().ok()).unwrap_or(0),
+                signal: None,
+                code: None,
+            },
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::core::Core;
+use super::engine::Core;
 use super::job::{Job, JobState, Piece};
 use super::wire;
 use crate::shm::park::deadline_after;

@@ -222,6 +222,16 @@ impl Conn {
         cmd.query(&mut self.con)
     }
 
+    /// Sends the commands of `pipe` and returns their replies.
+    pub(crate) fn query_pipe<T: FromRedisValue>(
+        &mut self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        self.drain()?;
+        self.timeout(COMMAND_TIMEOUT)?;
+        pipe.query(&mut self.con)
+    }
+
     /// Runs a script (by its digest, loading it if the server lacks it).
     pub(crate) fn script<T: FromRedisValue>(
         &mut self,
