@@ -10,6 +10,7 @@ pub mod latency;
 #[cfg(feature = "peers")]
 pub mod peers;
 pub mod pool;
+pub mod redis;
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -31,17 +31,121 @@ fn main() {
     let mut filter = String::new();
     let mut quick = false;
     let mut latency_only = false;
+    let mut redis = false;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--quick" => quick = true,
             "--latency" => latency_only = true,
+            "--redis" => redis = true,
             other => filter = other.to_owned(),
         }
+    }
+    if redis {
+        redis_rows();
+        return;
     }
     if !latency_only {
         medians(&filter, quick);
     }
     latencies(&filter);
+}
+
+/// The Redis table: multiproc's queue and pool on a `redis-server` of
+/// our own, and Celery, RQ and redis-benchmark on the same server, three
+/// runs taken round-robin.
+fn redis_rows() {
+    use multiproc_bench::redis;
+    let server = redis::server();
+    let url = server.url();
+    let pool = redis::pool(&url);
+    let mut rt = Vec::new();
+    let mut one_way = Vec::new();
+    let mut map = Vec::new();
+    for run in 0..LATENCY_RUNS {
+        let mut times = redis::queue_round_trips(&url, run);
+        rt.push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
+        one_way.push(redis::one_way_64(&url, run));
+        map.push(redis::pool_map(&pool));
+    }
+    drop(pool);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_redis.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(server.port().to_string())
+        .arg(LATENCY_RUNS.to_string())
+        .output();
+    let mut anchors: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    match output {
+        Ok(out) => {
+            if !out.status.success() {
+                eprintln!("bench_redis.py failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let [name, _run, secs] = line.split('\t').collect::<Vec<_>>()[..] {
+                    if let Ok(secs) = secs.trim().parse::<f64>() {
+                        anchors.entry(name.to_owned()).or_default().push(secs);
+                    }
+                }
+            }
+        }
+        Err(e) => eprintln!("could not run python3: {e}"),
+    }
+    let runs = |v: &[f64], f: &dyn Fn(f64) -> String| {
+        v.iter().map(|&x| f(x)).collect::<Vec<_>>().join("; ")
+    };
+    let secs = |x: f64| show(Duration::from_secs_f64(x));
+    println!();
+    println!("{}", machine());
+    println!();
+    println!("| Redis row (redis-server {}, loopback) | runs 1-{LATENCY_RUNS} | anchor, same server, runs 1-{LATENCY_RUNS} | ratio (anchor / ours, medians) |", redis_version());
+    println!("|---|---|---|---:|");
+    let rt_p50: Vec<f64> = rt.iter().map(|r| r.0.as_secs_f64()).collect();
+    let lpush = anchors.get("lpush-rpop").cloned().unwrap_or_default();
+    println!(
+        "| `Queue` put + get round trip, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (mean, 1 client): {} | {} |",
+        rt.iter().map(|(a, b)| format!("{} / {}", show(*a), show(*b))).collect::<Vec<_>>().join("; "),
+        runs(&lpush, &secs),
+        ratio(&lpush, &rt_p50)
+    );
+    println!(
+        "| `Queue` 64 B one-way, `put_many`/`get_many`, msgs/s | {} | — | — |",
+        runs(&one_way, &|x| format!("{:.0}k", x / 1e3))
+    );
+    let per_task: Vec<f64> = map.iter().map(Duration::as_secs_f64).collect();
+    for (name, label) in [("celery", "Celery 5.4 group, 2 prefork workers"), ("rq", "RQ 2.1, 2 SimpleWorkers")] {
+        let theirs = anchors.get(name).cloned().unwrap_or_default();
+        println!(
+            "| `Pool::map` of 10,000 trivial tasks, 2 local workers, per task | {} | {label}: {} | {} |",
+            runs(&per_task, &secs),
+            runs(&theirs, &secs),
+            ratio(&theirs, &per_task)
+        );
+    }
+}
+
+/// Median of `theirs` over median of `ours`.
+fn ratio(theirs: &[f64], ours: &[f64]) -> String {
+    let med = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    match (med(theirs), med(ours)) {
+        (Some(t), Some(o)) if o > 0.0 => format!("{:.2}x", t / o),
+        _ => "n/a".to_owned(),
+    }
+}
+
+fn redis_version() -> String {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace().find_map(|w| w.strip_prefix("v=").map(str::to_owned))
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The p50 and p99 of each latency row, run `LATENCY_RUNS` times

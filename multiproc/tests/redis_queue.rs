@@ -402,3 +402,29 @@ fn a_forked_child_uses_its_own_connection() {
     let want: Vec<u64> = (10..60).chain(100..150).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn batches_keep_order_bounds_and_close_on_both_backends() {
+    for backend in Backend::all() {
+        let q: Queue<u32> = backend.queue("batch", |b| b).build().unwrap();
+        assert_eq!(q.put_many(0..1000).unwrap(), 1000, "{}", backend.name());
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            got.extend(q.get_many(300, common::LIMIT).unwrap());
+        }
+        assert_eq!(got, (0..1000).collect::<Vec<u32>>(), "{}", backend.name());
+        assert!(matches!(q.get_many(5, Duration::from_millis(20)), Err(Error::Timeout)));
+        // A bounded queue takes a batch as room comes.
+        let b: Queue<u32> = backend.queue("batch-bounded", |b| b.maxsize(10)).build().unwrap();
+        let producer = Process::spawn(|b: Queue<u32>| b.put_many(0..100).unwrap(), b.clone()).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            got.extend(b.get_many(7, common::LIMIT).unwrap());
+            assert!(b.len() <= 10);
+        }
+        assert_eq!(common::join(producer).unwrap(), 100);
+        assert_eq!(got, (0..100).collect::<Vec<u32>>(), "{}", backend.name());
+        b.close();
+        assert!(matches!(b.put_many([1]), Err(Error::Closed)), "{}", backend.name());
+    }
+}

@@ -130,8 +130,10 @@ return 1
 ";
 
 /// A worker's next task: one whose worker stopped renewing its lease, or
-/// a new one. Returns `{id, fields, previous consumer, deliveries}` or 0.
+/// a new one. Returns `{id, fields, previous consumer, deliveries}`, 0 if
+/// there is none, -1 if the worker's stop key (KEYS[2]) is set.
 const TAKE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 local p = redis.call('XPENDING', KEYS[1], 'g', 'IDLE', ARGV[2], '-', '+', 1)
 if p[1] then
   local id, prev, n = p[1][1], p[1][2], p[1][4]
@@ -735,16 +737,11 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
     let mut out = Vec::with_capacity(256);
     let mut done = 0u64;
     let lease = lease_ms.to_string();
+    // A worker served for other hosts has no stop key: a name no one sets.
+    let stop = args.stop.clone().unwrap_or_else(|| format!("mp:{{{}}}:pool-never", args.spec.name));
     loop {
-        if let Some(stop) = &args.stop {
-            let mut get = cmd("EXISTS");
-            get.arg(stop);
-            if link.run(deadline(), Resend::Yes, |c| c.query::<bool>(&get))? {
-                return Ok(());
-            }
-        }
         let got: Value = link.run(deadline(), Resend::Yes, |c| {
-            c.script(script(TAKE), &[&tasks], &[args.consumer.as_bytes(), lease.as_bytes()])
+            c.script(script(TAKE), &[&tasks, &stop], &[args.consumer.as_bytes(), lease.as_bytes()])
         })?;
         let (entry, fields, previous, deliveries) = match got {
             Value::Array(mut parts) if parts.len() == 4 => {
@@ -757,6 +754,7 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
                 let entry = parts.pop().and_then(bytes).unwrap_or_default();
                 (String::from_utf8_lossy(&entry).into_owned(), fields, previous, deliveries)
             }
+            Value::Int(-1) => return Ok(()),
             _ => {
                 // Nothing now: block on the server for a new one.
                 let mut read = cmd("XREADGROUP");

@@ -49,6 +49,9 @@ pub(crate) struct RedisQueue {
     /// Entries this handle took but has not acknowledged yet (joinable
     /// queues acknowledge on `task_done`), oldest first.
     unacked: Mutex<VecDeque<String>>,
+    /// When this handle last looked for entries of dead consumers: it looks
+    /// at most every tenth of the visibility timeout.
+    claimed: Mutex<Option<Instant>>,
 }
 
 /// What a handle carries to another process.
@@ -124,11 +127,13 @@ return 1
 ";
 
 const GET: &str = r"
-local cursor = redis.call('HGET', KEYS[2], 'cursor') or '0-0'
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], 'g', ARGV[1], ARGV[2], cursor, 'COUNT', 1)
-redis.call('HSET', KEYS[2], 'cursor', claimed[1])
-local e = claimed[2][1]
-if e then return {e[1], e[2][2]} end
+if ARGV[3] == '1' then
+  local cursor = redis.call('HGET', KEYS[2], 'cursor') or '0-0'
+  local claimed = redis.call('XAUTOCLAIM', KEYS[1], 'g', ARGV[1], ARGV[2], cursor, 'COUNT', 1)
+  redis.call('HSET', KEYS[2], 'cursor', claimed[1])
+  local e = claimed[2][1]
+  if e then return {e[1], e[2][2]} end
+end
 local ok, r = pcall(redis.call, 'XREADGROUP', 'GROUP', 'g', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
 if not ok then
   if string.find(tostring(r), 'NOGROUP') then
@@ -139,11 +144,33 @@ if not ok then
   end
 end
 if r then
-  e = r[1][2][1]
+  local e = r[1][2][1]
   return {e[1], e[2][2]}
 end
 if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
 return 0
+";
+
+/// Puts the items ARGV[5..] (as many as there is room for); returns how
+/// many, or -1 if the queue is closed.
+const PUT_MANY: &str = r"
+if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
+local max = tonumber(ARGV[1])
+local n = #ARGV - 3
+if max > 0 then
+  local len
+  if ARGV[2] == 'list' then len = redis.call('LLEN', KEYS[1]) else len = redis.call('XLEN', KEYS[1]) end
+  n = math.min(n, math.max(max - len, 0))
+end
+for i = 1, n do
+  if ARGV[2] == 'list' then
+    redis.call('LPUSH', KEYS[1], ARGV[i + 3])
+  else
+    redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 3])
+  end
+end
+if ARGV[3] == '1' and n > 0 then redis.call('INCRBY', KEYS[3], n) end
+return n
 ";
 
 const POP: &str = r"
@@ -242,6 +269,7 @@ impl RedisQueue {
             keys,
             group: consumer_name(),
             unacked: Mutex::default(),
+            claimed: Mutex::default(),
         }))
     }
 
@@ -347,8 +375,18 @@ impl RedisQueue {
     fn get_now(&self, deadline: Instant) -> Result<Got> {
         let keys = [self.keys.items.as_str(), self.keys.meta.as_str()];
         let min_idle = (self.spec.visibility.as_millis() as u64).to_string();
+        let claim = {
+            let mut last = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = last.is_none_or(|t| t.elapsed() >= self.spec.visibility / 10);
+            if due {
+                *last = Some(Instant::now());
+            }
+            if due { "1" } else { "0" }
+        };
         let (src, args): (&'static str, Vec<&[u8]>) = match self.spec.delivery {
-            Delivery::AtLeastOnce => (GET, vec![self.group.as_bytes(), min_idle.as_bytes()]),
+            Delivery::AtLeastOnce => {
+                (GET, vec![self.group.as_bytes(), min_idle.as_bytes(), claim.as_bytes()])
+            }
             Delivery::AtMostOnce => (POP, vec![]),
         };
         self.link.run(deadline, Resend::Yes, |c| {
@@ -678,4 +716,89 @@ impl Drop for DroppedJoin {
     fn drop(&mut self) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).dropped = true;
     }
+}
+
+impl RedisQueue {
+    /// Puts encoded items in one round trip (a pipeline of puts, in order);
+    /// how many went in before the queue was full or closed.
+    pub(crate) fn put_batch(&self, items: &[Vec<u8>]) -> Result<(usize, Put)> {
+        let list = if self.spec.delivery == Delivery::AtMostOnce { "list" } else { "stream" };
+        let max = self.spec.maxsize.to_string();
+        let joinable = if self.spec.joinable { "1" } else { "0" };
+        let mut args: Vec<&[u8]> = vec![max.as_bytes(), list.as_bytes(), joinable.as_bytes()];
+        args.extend(items.iter().map(Vec::as_slice));
+        let keys = [self.keys.items.as_str(), self.keys.meta.as_str(), self.keys.unfinished.as_str()];
+        let resend =
+            if self.spec.delivery == Delivery::AtLeastOnce { Resend::Yes } else { Resend::No };
+        let n: i64 =
+            self.link.run(self.reach(None), resend, |c| c.script(script(PUT_MANY), &keys, &args))?;
+        Ok(match usize::try_from(n) {
+            Err(_) => (0, Put::Closed),
+            Ok(n) if n < items.len() => (n, Put::Full),
+            Ok(n) => (n, Put::Done),
+        })
+    }
+
+    /// Takes up to `max` more items that are there now (after a first one
+    /// taken by [`get`](RedisQueue::get)), acknowledging them as `get` does.
+    pub(crate) fn take_more(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        match self.spec.delivery {
+            Delivery::AtMostOnce => {
+                let mut pop = cmd("RPOP");
+                pop.arg(&self.keys.items).arg(max);
+                self.link.run(self.reach(None), Resend::No, |c| {
+                    Ok(c.query::<Option<Vec<Vec<u8>>>>(&pop)?.unwrap_or_default())
+                })
+            }
+            Delivery::AtLeastOnce => {
+                let mut read = cmd("XREADGROUP");
+                read.arg("GROUP").arg("g").arg(&self.group).arg("COUNT").arg(max);
+                read.arg("STREAMS").arg(&self.keys.items).arg(">");
+                self.link.run(self.reach(None), Resend::Yes, |c| {
+                    let reply: Value = c.query(&read)?;
+                    let entries = all_entries(reply);
+                    if entries.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    if self.spec.joinable {
+                        let mut unacked = self.unacked.lock().unwrap_or_else(PoisonError::into_inner);
+                        unacked.extend(entries.iter().map(|(id, _)| id.clone()));
+                    } else {
+                        let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+                        let mut ack = redis::pipe();
+                        ack.atomic();
+                        ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&ids);
+                        ack.cmd("XDEL").arg(&self.keys.items).arg(&ids);
+                        c.send(&ack)?;
+                    }
+                    Ok(entries.into_iter().map(|(_, v)| v).collect())
+                })
+            }
+        }
+    }
+}
+
+/// Every `(id, payload)` of an `XREADGROUP` reply.
+fn all_entries(reply: Value) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Value::Array(streams) = reply else { return out };
+    for stream in streams {
+        let Value::Array(mut parts) = stream else { continue };
+        let Some(Value::Array(entries)) = parts.pop() else { continue };
+        for entry in entries {
+            let Value::Array(e) = entry else { continue };
+            let mut e = e.into_iter();
+            let (Some(id), Some(Value::Array(fields))) = (e.next(), e.next()) else { continue };
+            let (Some(id), Some(item)) =
+                (bytes(id).and_then(|b| String::from_utf8(b).ok()), fields.into_iter().nth(1).and_then(bytes))
+            else {
+                continue;
+            };
+            out.push((id, item));
+        }
+    }
+    out
 }

@@ -1,0 +1,77 @@
+//! The Redis rows (`compare --redis`): a `Queue` and a `Pool` on a real
+//! `redis-server` of the command's own, beside the Python anchors on the
+//! same server (Celery, RQ, and redis-benchmark's LPUSH/RPOP).
+
+use std::time::{Duration, Instant};
+
+use multiproc::remote::RedisServer;
+use multiproc::{Pool, Process, Queue};
+
+/// Round trips of the queue row (timed one by one).
+pub const ROUND_TRIPS: usize = 5_000;
+/// Messages of the one-way row.
+pub const ONE_WAY: usize = 200_000;
+/// Tasks of the pool row.
+pub const POOL_TASKS: u64 = 10_000;
+
+/// A server for the rows.
+pub fn server() -> RedisServer {
+    RedisServer::start().expect("start redis-server (bash .ci/install-redis.sh installs it)")
+}
+
+/// `put` then `get` of one small item on a Redis queue, in one process:
+/// the time of each pair (two round trips to the server).
+pub fn queue_round_trips(url: &str, run: usize) -> Vec<Duration> {
+    let q: Queue<u64> =
+        Queue::builder().redis(url, &format!("rt-{run}")).build().expect("queue");
+    for i in 0..200 {
+        q.put(i).expect("put");
+        q.get().expect("get");
+    }
+    (0..ROUND_TRIPS as u64)
+        .map(|i| {
+            let start = Instant::now();
+            q.put(i).expect("put");
+            assert_eq!(q.get().expect("get"), i);
+            start.elapsed()
+        })
+        .collect()
+}
+
+fn produce((q, n): (Queue<serde_bytes::ByteBuf>, usize)) {
+    let item = serde_bytes::ByteBuf::from(vec![7u8; 64]);
+    q.put_many(std::iter::repeat_n(item, n)).expect("put_many");
+}
+
+/// 64-byte items from a producer process to this one, `put_many` and
+/// `get_many` (pipelined): messages per second.
+pub fn one_way_64(url: &str, run: usize) -> f64 {
+    let q: Queue<serde_bytes::ByteBuf> =
+        Queue::builder().redis(url, &format!("one-way-{run}")).build().expect("queue");
+    let start = Instant::now();
+    let producer = Process::spawn(produce, (q.clone(), ONE_WAY)).expect("spawn");
+    let mut got = 0;
+    while got < ONE_WAY {
+        got += q.get_many(1024, Duration::from_secs(60)).expect("get_many").len();
+    }
+    let elapsed = start.elapsed();
+    producer.join().expect("producer");
+    ONE_WAY as f64 / elapsed.as_secs_f64()
+}
+
+/// `map` of 10,000 trivial tasks on a pool on Redis with 2 local workers:
+/// time per task.
+pub fn pool_map(pool: &Pool) -> Duration {
+    let start = Instant::now();
+    let v = pool.map(crate::pool::sq, 0..POOL_TASKS).expect("map");
+    let elapsed = start.elapsed();
+    assert_eq!(v[9_999], 9_999 * 9_999);
+    elapsed / POOL_TASKS as u32
+}
+
+/// The pool of the pool row.
+pub fn pool(url: &str) -> Pool {
+    let pool = Pool::builder().redis(url, "bench").processes(2).build().expect("pool");
+    pool.map(crate::pool::sq, 0..100).expect("warm up");
+    pool
+}
