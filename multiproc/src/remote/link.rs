@@ -254,6 +254,30 @@ impl Conn {
     }
 }
 
+/// The script of source `src`, made once per process (its digest is
+/// computed once; the server loads it on first use).
+pub(crate) fn script(src: &'static str) -> &'static redis::Script {
+    static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
+    let mut all =
+        SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, s)) = all.iter().find(|(k, _)| std::ptr::eq(*k, src)) {
+        return s;
+    }
+    let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
+    all.push((src, s));
+    s
+}
+
+/// The deadline for reaching the server during a wait that ends at `wait`
+/// (`None`: never): the wait's own, but at least a moment from now, and at
+/// most `unreachable` from now.
+pub(crate) fn reach(wait: Option<Instant>, unreachable: Duration) -> Instant {
+    let now = Instant::now();
+    let moment = now + Duration::from_millis(20);
+    let limit = (now + unreachable).max(moment);
+    wait.map_or(limit, |w| w.clamp(moment, limit))
+}
+
 /// `value` as bytes, if it is a bulk string.
 pub(crate) fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {
