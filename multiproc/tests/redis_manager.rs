@@ -330,6 +330,7 @@ fn lock_forms_keep_their_promises_on_both_backends() {
         assert!(matches!(lock.release(), Err(Error::NotOwner)), "{}", backend.name());
         assert!(lock.try_acquire().unwrap());
         assert!(lock.is_locked().unwrap());
+        assert!(!lock.try_acquire().unwrap(), "not re-entrant: {}", backend.name());
         let other = std::thread::scope(|s| {
             s.spawn(|| {
                 let start = Instant::now();
@@ -544,6 +545,16 @@ fn a_name_that_holds_another_type_is_refused_naming_both() {
     assert!(other.dict::<String, String>("counts").unwrap().is_empty().unwrap());
     assert!(m.delete("counts").unwrap());
     m.dict::<String, String>("counts").unwrap();
+}
+
+#[test]
+fn a_value_carrying_a_local_handle_is_refused() {
+    let backend = Backend::redis(RedisServer::builder());
+    let Backend::Redis(_, m) = &backend else { unreachable!() };
+    let d = m.dict::<String, multiproc::Queue<u8>>("handles").unwrap();
+    let err = d.insert("q".into(), multiproc::Queue::new().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::Encode { .. }), "{err:?}");
+    assert!(d.is_empty().unwrap());
 }
 
 fn backend_url(backend: &Backend) -> String {

@@ -23,8 +23,16 @@ use super::object::RedisObject;
 use crate::manager::protocol::{Kind, Op, Outcome, Response, Wait};
 use crate::{Error, Result};
 
+/// Takes the lease for holder `ARGV[1]`: `{token, died}`, or `{0, 0}` if
+/// another holds it. Sent again after a lost reply, it finds the lease its
+/// first run took and answers its token.
 const ACQUIRE: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0, 0} end
+local current = redis.call('GET', KEYS[2])
+if current then
+  local mine = ARGV[1] .. '|'
+  if string.sub(current, 1, #mine) == mine then return {tonumber(string.sub(current, #mine + 1)), 0} end
+  return {0, 0}
+end
 local token = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
 local died = redis.call('HGET', KEYS[1], 'held')
@@ -75,7 +83,7 @@ fn held() -> std::sync::MutexGuard<'static, Vec<Held>> {
 
 fn find(held: &[Held], object: &RedisObject) -> Option<usize> {
     let me = std::thread::current().id();
-    held.iter().position(|h| h.thread == me && h.object.lease == object.lease)
+    held.iter().position(|h| h.thread == me && *h.object == *object)
 }
 
 fn millis(d: Duration) -> String {
@@ -110,14 +118,17 @@ impl RedisObject {
                 return Ok(Outcome::Acquired);
             }
         }
+        if self.token().is_some() {
+            // A lock is not re-entrant: its holder waits for itself, as
+            // with a manager's lock, without asking the server.
+            return self.wait_out(wait);
+        }
         let me = std::thread::current().id();
         let holder = format!("{}:{me:?}", consumer_name());
         let lease = millis(self.spec.lease);
         let keys = [self.meta.as_str(), self.lease.as_str()];
         let got = self.poll(wait, |deadline| {
-            // Sent twice, a lost acquisition would hold the lock unknown to
-            // us until its lease ran out: sent once only.
-            let (token, died): (u64, u8) = self.link.run(deadline, Resend::No, |c| {
+            let (token, died): (u64, u8) = self.link.run(deadline, Resend::Yes, |c| {
                 c.script(script(ACQUIRE), &keys, &[holder.as_bytes(), lease.as_bytes()])
             })?;
             Ok((token > 0).then_some((token, died == 1)))
@@ -140,6 +151,20 @@ impl RedisObject {
         start_renewing();
         RENEW_NOW.notify_all();
         Ok(if died { Outcome::OwnerDied } else { Outcome::Acquired })
+    }
+
+    /// The acquisition of a lock this thread holds already: it never
+    /// succeeds, so it waits out `wait`.
+    fn wait_out(&self, wait: Wait) -> Result<Outcome> {
+        match wait.deadline() {
+            Some(deadline) => {
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Ok(if matches!(wait, Wait::Never) { Outcome::WouldBlock } else { Outcome::Timeout })
+            }
+            None => loop {
+                std::thread::park();
+            },
+        }
     }
 
     fn release(&self) -> Result<()> {

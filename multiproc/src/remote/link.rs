@@ -105,6 +105,9 @@ impl Link {
                 }
                 Err(e) if is_lost(&e) => {
                     drop(conn);
+                    // The idle ones are likely as dead (the server went
+                    // away or restarted): the next attempt connects anew.
+                    self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
                     if resend == Resend::No {
                         return Err(self.error("the connection failed during a command", Some(e)));
                     }

@@ -73,7 +73,8 @@ impl RedisObject {
         let mut get = cmd("HMGET");
         get.arg(&self.meta).arg(names);
         let values: Vec<Option<i64>> = self.run(Resend::Yes, |c| c.query(&get))?;
-        Ok(values.into_iter().map(|v| v.unwrap_or(0)).collect())
+        // As many as asked for, whatever the server answered.
+        Ok((0..names.len()).map(|i| values.get(i).copied().flatten().unwrap_or(0)).collect())
     }
 
     fn set_field(&self, name: &str, value: i64) -> Result<Response> {
@@ -167,10 +168,10 @@ impl RedisObject {
         state.arg(&self.meta).arg(&["generation", "broken", "epoch"]);
         let passed = self.poll(wait, |deadline| {
             let f: Vec<Option<i64>> = self.link.run(deadline, Resend::Yes, |c| c.query(&state))?;
-            let f: Vec<i64> = f.into_iter().map(|v| v.unwrap_or(0)).collect();
-            if f[0] > generation {
+            let field = |i: usize| f.get(i).copied().flatten().unwrap_or(0);
+            if field(0) > generation {
                 Ok(Some(true))
-            } else if f[1] == 1 || f[2] != epoch {
+            } else if field(1) == 1 || field(2) != epoch {
                 Ok(Some(false))
             } else {
                 Ok(None)
