@@ -370,17 +370,10 @@ impl RedisObject {
         Ok(stored == 1)
     }
 
-    fn fetch_store(&self, shape: Shape, field: &[u8], op: Op) -> Result<Response> {
-        match op {
-            Op::Fetch(_) => {
-                let (version, slot) = self.fetch(shape, field)?;
-                Ok(Response::Versioned(version, slot))
-            }
-            Op::CompareStore(_, version, new) => {
-                Ok(Response::Bool(self.store(shape, field, version, new)?))
-            }
-            _ => Err(unsupported(self.spec.kind)),
-        }
+    /// A part with the object's version, for an update.
+    fn versioned(&self, shape: Shape, field: &[u8]) -> Result<Response> {
+        let (version, slot) = self.fetch(shape, field)?;
+        Ok(Response::Versioned(version, slot))
     }
 
     fn all(&self) -> Result<Vec<Blob>> {
@@ -474,8 +467,9 @@ impl RedisObject {
             }
             Op::All => Ok(Response::Many(self.all()?)),
             Op::Repr => Ok(Response::Text(dynval::repr_list(self.all()?.iter()))),
-            op @ (Op::Fetch(Part::Whole) | Op::CompareStore(Part::Whole, ..)) => {
-                self.fetch_store(Shape::List, b"", op)
+            Op::Fetch(Part::Whole) => self.versioned(Shape::List, b""),
+            Op::CompareStore(Part::Whole, version, new) => {
+                Ok(Response::Bool(self.store(Shape::List, b"", version, new)?))
             }
             _ => Err(unsupported(Kind::List)),
         }
@@ -524,9 +518,7 @@ impl RedisObject {
                 let pairs = self.pairs()?;
                 Ok(Response::Text(dynval::repr_dict(pairs.iter().map(|(k, v)| (k, v)))))
             }
-            Op::Fetch(Part::Key(k)) => {
-                self.fetch_store(Shape::Hash, &k.clone(), Op::Fetch(Part::Key(k)))
-            }
+            Op::Fetch(Part::Key(k)) => self.versioned(Shape::Hash, &k),
             Op::CompareStore(Part::Key(k), version, new) => {
                 Ok(Response::Bool(self.store(Shape::Hash, &k, version, new)?))
             }
@@ -559,10 +551,7 @@ impl RedisObject {
                 let _ = dynval::namespace_repr(&mut text, attrs.iter().map(|(k, v)| (k, v)));
                 Ok(Response::Text(text))
             }
-            Op::Fetch(Part::Attr(name)) => {
-                let (version, slot) = self.fetch(Shape::Hash, name.as_bytes())?;
-                Ok(Response::Versioned(version, slot))
-            }
+            Op::Fetch(Part::Attr(name)) => self.versioned(Shape::Hash, name.as_bytes()),
             Op::CompareStore(Part::Attr(name), version, new) => {
                 Ok(Response::Bool(self.store(Shape::Hash, name.as_bytes(), version, new)?))
             }
@@ -581,8 +570,9 @@ impl RedisObject {
                 let v: Option<Vec<u8>> = self.read(cmd("GET").arg(&self.data))?;
                 Ok(Response::Text(v.map_or_else(|| "None".to_owned(), |v| dynval::repr(&v))))
             }
-            op @ (Op::Fetch(Part::Whole) | Op::CompareStore(Part::Whole, ..)) => {
-                self.fetch_store(Shape::String, b"", op)
+            Op::Fetch(Part::Whole) => self.versioned(Shape::String, b""),
+            Op::CompareStore(Part::Whole, version, new) => {
+                Ok(Response::Bool(self.store(Shape::String, b"", version, new)?))
             }
             _ => Err(unsupported(Kind::Value)),
         }
