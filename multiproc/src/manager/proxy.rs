@@ -264,6 +264,8 @@ impl Target {
     /// `Debug` of a proxy: the object's contents (a manager's), or where
     /// it lives (Redis: contents may be large, and cost a round trip).
     pub(super) fn debug(&self, kind: Kind, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(not(feature = "redis"))]
+        let _ = name;
         match self {
             Target::Served(_) => self.display(kind, f),
             #[cfg(feature = "redis")]
