@@ -175,6 +175,12 @@ pub enum Error {
     /// on manager locks) the caller **holds** the lock and must release it.
     #[error("the previous owner of the lock died while holding it")]
     OwnerDied,
+    /// A lock on Redis was released by a holder whose lease had expired
+    /// first (it stalled, or lost the server, longer than the lease): the
+    /// lock was free, or another holder took it, meanwhile. What the lock
+    /// protects may have been changed by that other holder.
+    #[error("the lock's lease expired before its release: another holder may have taken it")]
+    LeaseExpired,
     /// A non-blocking operation would have had to wait.
     #[error("operation would block")]
     WouldBlock,

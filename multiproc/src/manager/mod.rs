@@ -43,11 +43,13 @@
 
 mod client;
 mod custom;
-mod dynval;
+pub(crate) mod dynval;
 mod keys;
-mod protocol;
+#[cfg(feature = "redis")]
+mod on_redis;
+pub(crate) mod protocol;
 mod proxy;
-mod server;
+pub(crate) mod server;
 mod sync_proxy;
 
 use std::fmt;
@@ -64,6 +66,8 @@ use client::{Link, unexpected};
 pub use custom::{HostedObject, Registered, SharedObject};
 use keys::AuthKey;
 pub(crate) use keys::{KnownKeys, inherit as inherit_keys, snapshot as known_keys};
+#[cfg(feature = "redis")]
+pub use on_redis::RedisManager;
 use protocol::{Create, Request, Response};
 pub use proxy::{CustomProxy, DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
 use proxy::{Target, sealed::Sealed};
@@ -784,7 +788,11 @@ impl Manager {
     ///
     /// See [`connect`](Self::connect).
     pub fn publish<P: Proxy>(&self, name: &str, proxy: &P) -> Result<()> {
-        let target = proxy.target();
+        let Some(target) = proxy.target().served() else {
+            return Err(Error::Unsupported {
+                reason: "an object on Redis is named already: open it by its name",
+            });
+        };
         if target.link != self.link {
             return Err(Error::Manager { message: "the proxy belongs to another manager".into() });
         }

@@ -14,16 +14,29 @@ use super::dynval::{self, Blob};
 use super::protocol::{Kind, Op, Part, Request, Response};
 use crate::connection::Address;
 use crate::queue::{PutError, Queue};
+#[cfg(feature = "redis")]
+use crate::remote::object::{Init, RedisObject, Spec as RedisSpec};
 use crate::shm::liveness::Liveness;
 use crate::{Error, Result};
 
 /// Larger items are appended by request, not through the append log.
 const LOG_ITEM_MAX: usize = 16 << 10;
 
+/// The object a proxy points to: one in a manager's server, or one on
+/// Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// An object of a manager's server.
+    Served(Served),
+    /// A named object on Redis.
+    #[cfg(feature = "redis")]
+    Redis(Arc<RedisObject>),
+}
+
 /// Which object of which manager, held for as long as a clone of it lives
 /// in this process (see [`client::hold`]).
 #[derive(Debug, Clone)]
-pub(crate) struct Target {
+pub(crate) struct Served {
     pub(crate) link: Link,
     pub(crate) id: u64,
     hold: Arc<Hold>,
@@ -50,13 +63,24 @@ impl Drop for Hold {
     }
 }
 
-impl PartialEq for Target {
+impl PartialEq for Served {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id && self.link == other.link
     }
 }
 
-impl Eq for Target {}
+impl Eq for Served {}
+
+#[cfg(feature = "redis")]
+impl PartialEq for RedisObject {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.spec(), other.spec());
+        (&a.url, &a.app, &a.name) == (&b.url, &b.app, &b.name)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Eq for RedisObject {}
 
 /// A proxy as it travels: its manager's address (never its key: where it
 /// arrives, the key is looked up by the address), its object, and the loan
@@ -69,8 +93,50 @@ struct Wire {
     loan: Option<u64>,
 }
 
+/// A proxy of either back-end as it travels: a Redis object carries its
+/// address (with the password), app and name, and is opened again where it
+/// arrives.
+#[derive(Serialize, Deserialize)]
+enum Travel<R> {
+    Served(Wire),
+    Redis(R),
+}
+
+#[cfg(feature = "redis")]
+type RedisWire = RedisSpec;
+#[cfg(not(feature = "redis"))]
+type RedisWire = ();
+
 impl Serialize for Target {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Target::Served(served) => Travel::<&RedisWire>::Served(served.wire()).serialize(s),
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => Travel::Redis(object.spec()).serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match Travel::<RedisWire>::deserialize(d)? {
+            Travel::Served(wire) => Ok(Target::Served(Served::arrived(wire))),
+            #[cfg(feature = "redis")]
+            Travel::Redis(spec) => RedisObject::open(spec, Init::default())
+                .map(Target::Redis)
+                .map_err(crate::transfer::codec::refuse),
+            #[cfg(not(feature = "redis"))]
+            Travel::Redis(()) => Err(crate::transfer::codec::refuse(Error::Unsupported {
+                reason: "a proxy of a Redis object reached a build without the `redis` feature",
+            })),
+        }
+    }
+}
+
+impl Served {
+    /// This proxy as it travels, with a loan (or pin) that keeps its
+    /// object alive on the way.
+    fn wire(&self) -> Wire {
         let loan = if !self.hold.known {
             None
         } else if dynval::storing() {
@@ -79,28 +145,24 @@ impl Serialize for Target {
         } else {
             Some(client::lend(&self.link, self.id))
         };
-        Wire { address: self.link.address.clone(), id: self.id, loan }.serialize(s)
+        Wire { address: self.link.address.clone(), id: self.id, loan }
     }
-}
 
-impl<'de> Deserialize<'de> for Target {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let wire = Wire::deserialize(d)?;
+    /// The proxy that `wire` describes, arrived in this process.
+    fn arrived(wire: Wire) -> Self {
         let Some(link) = Link::known(&wire.address) else {
             // Its loan runs out on the server (see `Refs::loans`).
-            return Ok(Self::of_unknown_manager(wire.address, wire.id));
+            return Self::of_unknown_manager(wire.address, wire.id);
         };
-        let target = Self::new(link, wire.id);
+        let served = Self::new(link, wire.id);
         if let Some(token) = wire.loan {
-            client::repay(&target.link, token);
+            client::repay(&served.link, token);
         }
-        Ok(target)
+        served
     }
-}
 
-impl Target {
     /// A handle on object `id`, held by this process while it lives.
-    pub(crate) fn new(link: Link, id: u64) -> Self {
+    fn new(link: Link, id: u64) -> Self {
         client::hold(&link, id);
         let hold = Hold { link: link.clone(), id, known: true, log: OnceLock::new() };
         Self { hold: Arc::new(hold), link, id }
@@ -117,7 +179,7 @@ impl Target {
     /// Appends an encoded item to a list: through the list's append log in
     /// shared memory when the manager is local (no request, no wake-up of
     /// the server), by request otherwise or when the log is full.
-    pub(super) fn append(&self, item: Blob) -> Result<()> {
+    fn append(&self, item: Blob) -> Result<()> {
         let item = match self.log() {
             Some((log, server)) if item.len() <= LOG_ITEM_MAX => match log.try_put(item) {
                 // The server must still be there to fold it in: a dead one
@@ -136,7 +198,10 @@ impl Target {
             },
             _ => item,
         };
-        self.done(Kind::List, Op::Append(item))
+        match self.call(Kind::List, Op::Append(item))? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     fn log(&self) -> Option<&(Queue<Blob>, Liveness)> {
@@ -154,18 +219,96 @@ impl Target {
             .as_ref()
     }
 
-    pub(super) fn call(&self, kind: Kind, op: Op) -> Result<Response> {
+    fn call(&self, kind: Kind, op: Op) -> Result<Response> {
         if !self.hold.known {
             return Err(Link::unknown(&self.link.address));
         }
         client::call(&self.link, &Request::Call(self.id, kind, op))
     }
+}
 
-    pub(super) async fn call_async(&self, kind: Kind, op: Op) -> Result<Response> {
-        if !self.hold.known {
-            return Err(Link::unknown(&self.link.address));
+impl Target {
+    /// A handle on object `id` of a manager's server, held by this process
+    /// while it lives.
+    pub(crate) fn new(link: Link, id: u64) -> Self {
+        Target::Served(Served::new(link, id))
+    }
+
+    /// The manager's object, if this is one.
+    pub(crate) fn served(&self) -> Option<&Served> {
+        match self {
+            Target::Served(served) => Some(served),
+            #[cfg(feature = "redis")]
+            Target::Redis(_) => None,
         }
-        client::call_async(&self.link, &Request::Call(self.id, kind, op)).await
+    }
+
+    /// Which back-end holds the object: `"local"` or `"redis"`.
+    pub(super) fn backend(&self) -> &'static str {
+        match self {
+            Target::Served(_) => "local",
+            #[cfg(feature = "redis")]
+            Target::Redis(_) => "redis",
+        }
+    }
+
+    /// The fencing token of the Redis lock lease this thread holds.
+    pub(super) fn token(&self) -> Option<u64> {
+        match self {
+            Target::Served(_) => None,
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => object.token(),
+        }
+    }
+
+    /// `Debug` of a proxy: the object's contents (a manager's), or where
+    /// it lives (Redis: contents may be large, and cost a round trip).
+    pub(super) fn debug(&self, kind: Kind, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        #[cfg(not(feature = "redis"))]
+        let _ = name;
+        match self {
+            Target::Served(_) => self.display(kind, f),
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => f
+                .debug_struct(name)
+                .field("backend", &"redis")
+                .field("address", &object.address())
+                .field("app", &object.spec().app)
+                .field("name", &object.spec().name)
+                .finish(),
+        }
+    }
+
+    /// Appends an encoded item to a list.
+    pub(super) fn append(&self, item: Blob) -> Result<()> {
+        match self {
+            Target::Served(served) => served.append(item),
+            #[cfg(feature = "redis")]
+            Target::Redis(_) => self.done(Kind::List, Op::Append(item)),
+        }
+    }
+
+    pub(super) fn call(&self, kind: Kind, op: Op) -> Result<Response> {
+        match self {
+            Target::Served(served) => served.call(kind, op),
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => object.call(op),
+        }
+    }
+
+    /// [`call`](Self::call), awaited. On Redis, the command runs on the
+    /// calling thread (it is short: none of the async calls waits).
+    pub(super) async fn call_async(&self, kind: Kind, op: Op) -> Result<Response> {
+        match self {
+            Target::Served(served) => {
+                if !served.hold.known {
+                    return Err(Link::unknown(&served.link.address));
+                }
+                client::call_async(&served.link, &Request::Call(served.id, kind, op)).await
+            }
+            #[cfg(feature = "redis")]
+            Target::Redis(object) => object.call(op),
+        }
     }
 
     pub(super) async fn done_async(&self, kind: Kind, op: Op) -> Result<()> {
@@ -504,8 +647,27 @@ macro_rules! proxy_common {
         }
 
         impl<$($t),*> fmt::Debug for $name<$($t),*> {
+            /// A manager's object shows its contents (as `Display`); a Redis
+            /// object shows its back-end, server (without password), app
+            /// and name.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(self, f)
+                self.target.debug($kind, stringify!($name), f)
+            }
+        }
+
+        impl<$($t),*> $name<$($t),*> {
+            /// Which back-end holds the object: `"local"` (a manager's
+            /// server) or `"redis"` ([`Manager::connect_redis`](crate::Manager::connect_redis)).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let m = multiproc::Manager::start()?;
+            /// assert_eq!(m.namespace()?.backend(), "local");
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn backend(&self) -> &'static str {
+                self.target.backend()
             }
         }
     };

@@ -1267,14 +1267,14 @@ impl Data {
 }
 
 /// Python's index: negative counts from the end; `None` if outside.
-fn position(index: i64, len: usize) -> Option<usize> {
+pub(crate) fn position(index: i64, len: usize) -> Option<usize> {
     let len = i64::try_from(len).ok()?;
     let i = if index < 0 { index + len } else { index };
     (0..len).contains(&i).then_some(i as usize)
 }
 
 /// Python's slice bound: clamped into `0..=len`.
-fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
+pub(crate) fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
     let Some(index) = index else { return default };
     let len_i = i64::try_from(len).unwrap_or(i64::MAX);
     let i = if index < 0 { index.saturating_add(len_i) } else { index };
@@ -1283,7 +1283,7 @@ fn bound(index: Option<i64>, default: usize, len: usize) -> usize {
 
 /// Where the first element `==` to `value` is (Python's equality on the
 /// decoded values, not on their encodings).
-fn find(items: &[Blob], value: &[u8]) -> Option<usize> {
+pub(crate) fn find(items: &[Blob], value: &[u8]) -> Option<usize> {
     let needle = dynval::Needle::new(value);
     items.iter().position(|x| needle.matches(x))
 }

@@ -58,6 +58,8 @@ pub struct ManagedGuard<'a> {
     target: &'a Target,
     kind: Kind,
     owner_died: bool,
+    token: Option<u64>,
+    released: bool,
     /// The lock belongs to this thread's session: the guard stays here.
     _not_send: PhantomData<*const ()>,
 }
@@ -72,16 +74,62 @@ impl ManagedGuard<'_> {
     pub fn previous_owner_died(&self) -> bool {
         self.owner_died
     }
+
+    /// The fencing token of this hold, on Redis: a number that grows with
+    /// every acquisition of the lock, for a store that refuses writes
+    /// stamped with a token older than one it has seen (a holder that
+    /// stalled past its lease cannot then overwrite its successor's work).
+    /// `None` for a manager's lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let lock = m.lock()?;
+    /// assert_eq!(lock.lock()?.token(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// Releases the lock now, reporting a failure that dropping the guard
+    /// would only log.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseExpired`] on Redis if the lease ran out before this
+    /// release (the holder stalled past it); [`Error::ManagerGone`];
+    /// [`Error::Backend`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = multiproc::Manager::start()?;
+    /// let lock = m.lock()?;
+    /// lock.lock()?.unlock()?;
+    /// assert!(!lock.is_locked()?);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn unlock(mut self) -> Result<()> {
+        self.released = true;
+        self.target.done(self.kind, Op::Release)
+    }
 }
 
 impl Drop for ManagedGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.target.done(self.kind, Op::Release);
+        if self.released {
+            return;
+        }
+        if let Err(e) = self.target.done(self.kind, Op::Release) {
+            log::warn!("releasing a lock at the end of its guard failed: {e}");
+        }
     }
 }
 
 macro_rules! lock_proxy {
-    ($(#[$doc:meta])* $name:ident, $kind:expr) => {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $make:ident) => {
         $(#[$doc])*
         pub struct $name {
             target: Target,
@@ -96,7 +144,9 @@ macro_rules! lock_proxy {
             /// # Errors
             ///
             /// [`Error::OwnerDied`]: the lock **is taken**, from a holder
-            /// that died with it; [`Error::ManagerGone`].
+            /// that died with it (on Redis: whose lease ran out before it
+            /// released the lock); [`Error::ManagerGone`];
+            /// [`Error::Backend`] on Redis.
             ///
             /// # Examples
             ///
@@ -136,7 +186,10 @@ macro_rules! lock_proxy {
             ///
             /// # Errors
             ///
-            /// [`Error::NotOwner`] if this thread does not hold it.
+            /// [`Error::NotOwner`] if this thread does not hold it;
+            /// [`Error::LeaseExpired`] on Redis if its lease ran out first
+            /// (the holder stalled past it: another may have taken the
+            /// lock meanwhile).
             ///
             /// # Examples
             ///
@@ -161,7 +214,32 @@ macro_rules! lock_proxy {
                     Err(Error::OwnerDied) => true,
                     Err(e) => return Err(e),
                 };
-                Ok(ManagedGuard { target: &self.target, kind: $kind, owner_died, _not_send: PhantomData })
+                let token = self.target.token();
+                Ok(ManagedGuard {
+                    target: &self.target,
+                    kind: $kind,
+                    owner_died,
+                    token,
+                    released: false,
+                    _not_send: PhantomData,
+                })
+            }
+
+            /// The fencing token of this thread's hold of a lock on Redis
+            /// (see [`ManagedGuard::token`]); `None` if this thread does
+            /// not hold it, and always for a manager's lock.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// let m = multiproc::Manager::start()?;
+            #[doc = concat!("let lock = m.", stringify!($make), "()?;")]
+            /// lock.acquire()?;
+            /// assert_eq!(lock.token(), None);
+            /// # Ok::<(), multiproc::Error>(())
+            /// ```
+            pub fn token(&self) -> Option<u64> {
+                self.target.token()
             }
 
             /// Whether some thread holds the lock now.
@@ -200,7 +278,8 @@ lock_proxy!(
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     LockProxy,
-    Kind::Lock
+    Kind::Lock,
+    lock
 );
 
 lock_proxy!(
@@ -220,7 +299,8 @@ lock_proxy!(
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     RLockProxy,
-    Kind::RLock
+    Kind::RLock,
+    rlock
 );
 
 /// A semaphore in a manager's server (Python's `manager.Semaphore(n)` and
@@ -495,6 +575,8 @@ impl ConditionProxy {
             target: &self.target,
             kind: Kind::Condition,
             owner_died,
+            token: None,
+            released: false,
             _not_send: PhantomData,
         })
     }

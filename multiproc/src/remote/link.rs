@@ -105,6 +105,9 @@ impl Link {
                 }
                 Err(e) if is_lost(&e) => {
                     drop(conn);
+                    // The idle ones are likely as dead (the server went
+                    // away or restarted): the next attempt connects anew.
+                    self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
                     if resend == Resend::No {
                         return Err(self.error("the connection failed during a command", Some(e)));
                     }
@@ -262,6 +265,30 @@ impl Conn {
         self.unread += pipe.cmd_iter().count() + 2;
         Ok(())
     }
+}
+
+/// The script of source `src`, made once per process (its digest is
+/// computed once; the server loads it on first use).
+pub(crate) fn script(src: &'static str) -> &'static redis::Script {
+    static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
+    let mut all =
+        SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, s)) = all.iter().find(|(k, _)| std::ptr::eq(*k, src)) {
+        return s;
+    }
+    let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
+    all.push((src, s));
+    s
+}
+
+/// The deadline for reaching the server during a wait that ends at `wait`
+/// (`None`: never): the wait's own, but at least a moment from now, and at
+/// most `unreachable` from now.
+pub(crate) fn reach(wait: Option<Instant>, unreachable: Duration) -> Instant {
+    let now = Instant::now();
+    let moment = now + Duration::from_millis(20);
+    let limit = (now + unreachable).max(moment);
+    wait.map_or(limit, |w| w.clamp(moment, limit))
 }
 
 /// `value` as bytes, if it is a bulk string.
