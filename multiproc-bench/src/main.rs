@@ -81,10 +81,10 @@ fn redis_rows() {
                 eprintln!("bench_redis.py failed: {}", String::from_utf8_lossy(&out.stderr));
             }
             for line in String::from_utf8_lossy(&out.stdout).lines() {
-                if let [name, _run, secs] = line.split('\t').collect::<Vec<_>>()[..] {
-                    if let Ok(secs) = secs.trim().parse::<f64>() {
-                        anchors.entry(name.to_owned()).or_default().push(secs);
-                    }
+                if let [name, _run, secs] = line.split('\t').collect::<Vec<_>>()[..]
+                    && let Ok(secs) = secs.trim().parse::<f64>()
+                {
+                    anchors.entry(name.to_owned()).or_default().push(secs);
                 }
             }
         }
@@ -97,13 +97,19 @@ fn redis_rows() {
     println!();
     println!("{}", machine());
     println!();
-    println!("| Redis row (redis-server {}, loopback) | runs 1-{LATENCY_RUNS} | anchor, same server, runs 1-{LATENCY_RUNS} | ratio (anchor / ours, medians) |", redis_version());
+    println!(
+        "| Redis row (redis-server {}, loopback) | runs 1-{LATENCY_RUNS} | anchor, same server, runs 1-{LATENCY_RUNS} | ratio (anchor / ours, medians) |",
+        redis_version()
+    );
     println!("|---|---|---|---:|");
     let rt_p50: Vec<f64> = rt.iter().map(|r| r.0.as_secs_f64()).collect();
     let lpush = anchors.get("lpush-rpop").cloned().unwrap_or_default();
     println!(
         "| `Queue` put + get round trip, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (mean, 1 client): {} | {} |",
-        rt.iter().map(|(a, b)| format!("{} / {}", show(*a), show(*b))).collect::<Vec<_>>().join("; "),
+        rt.iter()
+            .map(|(a, b)| format!("{} / {}", show(*a), show(*b)))
+            .collect::<Vec<_>>()
+            .join("; "),
         runs(&lpush, &secs),
         ratio(&lpush, &rt_p50)
     );
@@ -112,7 +118,9 @@ fn redis_rows() {
         runs(&one_way, &|x| format!("{:.0}k", x / 1e3))
     );
     let per_task: Vec<f64> = map.iter().map(Duration::as_secs_f64).collect();
-    for (name, label) in [("celery", "Celery 5.4 group, 2 prefork workers"), ("rq", "RQ 2.1, 2 SimpleWorkers")] {
+    for (name, label) in
+        [("celery", "Celery 5.4 group, 2 prefork workers"), ("rq", "RQ 2.1, 2 SimpleWorkers")]
+    {
         let theirs = anchors.get(name).cloned().unwrap_or_default();
         println!(
             "| `Pool::map` of 10,000 trivial tasks, 2 local workers, per task | {} | {label}: {} | {} |",

@@ -22,8 +22,7 @@ pub fn server() -> RedisServer {
 /// `put` then `get` of one small item on a Redis queue, in one process:
 /// the time of each pair (two round trips to the server).
 pub fn queue_round_trips(url: &str, run: usize) -> Vec<Duration> {
-    let q: Queue<u64> =
-        Queue::builder().redis(url, &format!("rt-{run}")).build().expect("queue");
+    let q: Queue<u64> = Queue::builder().redis(url, &format!("rt-{run}")).build().expect("queue");
     for i in 0..200 {
         q.put(i).expect("put");
         q.get().expect("get");

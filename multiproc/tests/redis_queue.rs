@@ -416,7 +416,8 @@ fn batches_keep_order_bounds_and_close_on_both_backends() {
         assert!(matches!(q.get_many(5, Duration::from_millis(20)), Err(Error::Timeout)));
         // A bounded queue takes a batch as room comes.
         let b: Queue<u32> = backend.queue("batch-bounded", |b| b.maxsize(10)).build().unwrap();
-        let producer = Process::spawn(|b: Queue<u32>| b.put_many(0..100).unwrap(), b.clone()).unwrap();
+        let producer =
+            Process::spawn(|b: Queue<u32>| b.put_many(0..100).unwrap(), b.clone()).unwrap();
         let mut got = Vec::new();
         while got.len() < 100 {
             got.extend(b.get_many(7, common::LIMIT).unwrap());

@@ -21,7 +21,7 @@ use super::core::Config;
 use super::job::{Failure, Job, JobState, Piece, Signal};
 use super::wire::{self, TASK_HEADER, Target};
 use crate::boot::entry::TaskFn;
-use crate::remote::link::{Conn, DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name};
+use crate::remote::link::{Conn, DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script};
 use crate::{Error, Process, Result};
 
 /// How long a blocking read waits on the server before looking around.
@@ -181,19 +181,6 @@ local p = redis.call('XPENDING', KEYS[1], 'g', ARGV[1], ARGV[1], 1)
 if p[1] then return 0 end
 return redis.call('XDEL', KEYS[1], ARGV[1])
 ";
-
-fn script(src: &'static str) -> &'static redis::Script {
-    static SCRIPTS: OnceLock<Mutex<Vec<(usize, &'static redis::Script)>>> = OnceLock::new();
-    let mut all =
-        SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
-    let key = src.as_ptr() as usize;
-    if let Some((_, s)) = all.iter().find(|(k, _)| *k == key) {
-        return s;
-    }
-    let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
-    all.push((key, s));
-    s
-}
 
 fn deadline() -> Instant {
     Instant::now() + DEFAULT_UNREACHABLE

@@ -9,7 +9,7 @@ use redis::{Value, cmd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::link::{DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name};
+use super::link::{DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script};
 use crate::transfer::codec;
 use crate::{Error, Result};
 
@@ -191,19 +191,6 @@ redis.call('DECR', KEYS[3])
 return 1
 ";
 
-fn script(src: &'static str) -> &'static redis::Script {
-    use std::sync::OnceLock;
-    static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
-    let mut all =
-        SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((_, s)) = all.iter().find(|(k, _)| std::ptr::eq(*k, src)) {
-        return s;
-    }
-    let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
-    all.push((src, s));
-    s
-}
-
 /// What a get found.
 pub(crate) enum Got {
     Item(Vec<u8>),
@@ -338,17 +325,10 @@ impl RedisQueue {
         }
     }
 
-    /// The deadline for reaching the server: the wait's own, but at least
-    /// a moment, and at most the unreachable timeout from now.
+    /// The deadline for reaching the server during a wait that ends at
+    /// `wait` (see [`super::link::reach`]).
     fn reach(&self, wait: Option<Instant>) -> Instant {
-        let now = Instant::now();
-        let limit = now + self.spec.unreachable;
-        match wait {
-            Some(w) => {
-                w.clamp(now + Duration::from_millis(20), limit.max(now + Duration::from_millis(20)))
-            }
-            None => limit,
-        }
+        super::link::reach(wait, self.spec.unreachable)
     }
 
     /// Takes an item, waiting until `wait` (`None`: without end; a past
@@ -727,11 +707,13 @@ impl RedisQueue {
         let joinable = if self.spec.joinable { "1" } else { "0" };
         let mut args: Vec<&[u8]> = vec![max.as_bytes(), list.as_bytes(), joinable.as_bytes()];
         args.extend(items.iter().map(Vec::as_slice));
-        let keys = [self.keys.items.as_str(), self.keys.meta.as_str(), self.keys.unfinished.as_str()];
+        let keys =
+            [self.keys.items.as_str(), self.keys.meta.as_str(), self.keys.unfinished.as_str()];
         let resend =
             if self.spec.delivery == Delivery::AtLeastOnce { Resend::Yes } else { Resend::No };
-        let n: i64 =
-            self.link.run(self.reach(None), resend, |c| c.script(script(PUT_MANY), &keys, &args))?;
+        let n: i64 = self
+            .link
+            .run(self.reach(None), resend, |c| c.script(script(PUT_MANY), &keys, &args))?;
         Ok(match usize::try_from(n) {
             Err(_) => (0, Put::Closed),
             Ok(n) if n < items.len() => (n, Put::Full),
@@ -764,7 +746,8 @@ impl RedisQueue {
                         return Ok(Vec::new());
                     }
                     if self.spec.joinable {
-                        let mut unacked = self.unacked.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mut unacked =
+                            self.unacked.lock().unwrap_or_else(PoisonError::into_inner);
                         unacked.extend(entries.iter().map(|(id, _)| id.clone()));
                     } else {
                         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
@@ -792,9 +775,10 @@ fn all_entries(reply: Value) -> Vec<(String, Vec<u8>)> {
             let Value::Array(e) = entry else { continue };
             let mut e = e.into_iter();
             let (Some(id), Some(Value::Array(fields))) = (e.next(), e.next()) else { continue };
-            let (Some(id), Some(item)) =
-                (bytes(id).and_then(|b| String::from_utf8(b).ok()), fields.into_iter().nth(1).and_then(bytes))
-            else {
+            let (Some(id), Some(item)) = (
+                bytes(id).and_then(|b| String::from_utf8(b).ok()),
+                fields.into_iter().nth(1).and_then(bytes),
+            ) else {
                 continue;
             };
             out.push((id, item));
