@@ -54,16 +54,20 @@ fn main() {
 /// our own, and Celery, RQ and redis-benchmark on the same server, three
 /// runs taken round-robin.
 fn redis_rows() {
+    use multiproc::queue::Delivery;
     use multiproc_bench::redis;
     let server = redis::server();
     let url = server.url();
     let pool = redis::pool(&url);
     let mut rt = Vec::new();
+    let mut rt_amo = Vec::new();
     let mut one_way = Vec::new();
     let mut map = Vec::new();
     for run in 0..LATENCY_RUNS {
-        let mut times = redis::queue_round_trips(&url, run);
+        let mut times = redis::queue_round_trips(&url, run, Delivery::AtLeastOnce);
         rt.push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
+        let mut times = redis::queue_round_trips(&url, run, Delivery::AtMostOnce);
+        rt_amo.push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
         one_way.push(redis::one_way_64(&url, run));
         map.push(redis::pool_map(&pool));
     }
@@ -102,17 +106,19 @@ fn redis_rows() {
         redis_version()
     );
     println!("|---|---|---|---:|");
-    let rt_p50: Vec<f64> = rt.iter().map(|r| r.0.as_secs_f64()).collect();
     let lpush = anchors.get("lpush-rpop").cloned().unwrap_or_default();
-    println!(
-        "| `Queue` put + get round trip, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (mean, 1 client): {} | {} |",
-        rt.iter()
-            .map(|(a, b)| format!("{} / {}", show(*a), show(*b)))
-            .collect::<Vec<_>>()
-            .join("; "),
-        runs(&lpush, &secs),
-        ratio(&lpush, &rt_p50)
-    );
+    for (label, rows) in [("at-least-once (Stream)", &rt), ("at-most-once (list)", &rt_amo)] {
+        let p50: Vec<f64> = rows.iter().map(|r| r.0.as_secs_f64()).collect();
+        println!(
+            "| `Queue` put + get round trip, {label}, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (mean, 1 client): {} | {} |",
+            rows.iter()
+                .map(|(a, b)| format!("{} / {}", show(*a), show(*b)))
+                .collect::<Vec<_>>()
+                .join("; "),
+            runs(&lpush, &secs),
+            ratio(&lpush, &p50)
+        );
+    }
     println!(
         "| `Queue` 64 B one-way, `put_many`/`get_many`, msgs/s | {} | — | — |",
         runs(&one_way, &|x| format!("{:.0}k", x / 1e3))

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use multiproc::queue::Delivery;
 use multiproc::remote::RedisServer;
 use multiproc::{Pool, Process, Queue};
 
@@ -21,8 +22,10 @@ pub fn server() -> RedisServer {
 
 /// `put` then `get` of one small item on a Redis queue, in one process:
 /// the time of each pair (two round trips to the server).
-pub fn queue_round_trips(url: &str, run: usize) -> Vec<Duration> {
-    let q: Queue<u64> = Queue::builder().redis(url, &format!("rt-{run}")).build().expect("queue");
+pub fn queue_round_trips(url: &str, run: usize, delivery: Delivery) -> Vec<Duration> {
+    let name = format!("rt-{run}-{delivery:?}");
+    let q: Queue<u64> =
+        Queue::builder().redis(url, &name).delivery(delivery).build().expect("queue");
     for i in 0..200 {
         q.put(i).expect("put");
         q.get().expect("get");

@@ -52,11 +52,17 @@ impl Link {
             return Ok(Arc::clone(link));
         }
         let address = redact(url);
-        let client = redis::Client::open(url).map_err(|e| Error::Backend {
+        let invalid = |e: RedisError| Error::Backend {
             address: address.clone(),
             detail: "not a valid Redis address".to_owned(),
             source: Some(e.into()),
-        })?;
+        };
+        // No Nagle delay: an acknowledgement sent without waiting must not
+        // hold up the next command behind it.
+        let info = redis::IntoConnectionInfo::into_connection_info(url)
+            .map_err(invalid)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info).map_err(invalid)?;
         let link = Arc::new(Link { client, url: url.to_owned(), address, idle: Mutex::default() });
         links.push(Arc::clone(&link));
         Ok(link)
@@ -214,15 +220,17 @@ impl Conn {
     }
 
     /// As [`query`](Conn::query) for a command that the server may hold for
-    /// up to `block`.
+    /// up to `block`. The command goes out before the replies still owed
+    /// for earlier sends are read: those cost no round trip of their own.
     pub(crate) fn query_blocking<T: FromRedisValue>(
         &mut self,
         cmd: &Cmd,
         block: Duration,
     ) -> redis::RedisResult<T> {
-        self.drain()?;
         self.timeout(COMMAND_TIMEOUT + block)?;
-        cmd.query(&mut self.con)
+        self.con.send_packed_command(&cmd.get_packed_command())?;
+        self.drain()?;
+        Ok(redis::from_redis_value(self.con.recv_response()?.extract_error()?)?)
     }
 
     /// Sends the commands of `pipe` and returns their replies.
@@ -242,16 +250,17 @@ impl Conn {
         keys: &[&str],
         args: &[&[u8]],
     ) -> redis::RedisResult<T> {
-        self.drain()?;
-        self.timeout(COMMAND_TIMEOUT)?;
-        let mut call = script.prepare_invoke();
-        for k in keys {
-            call.key(*k);
+        let mut call = redis::cmd("EVALSHA");
+        call.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+        match self.query(&call) {
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                let mut load = redis::cmd("SCRIPT");
+                load.arg("LOAD").arg(script_source(script));
+                self.query::<()>(&load)?;
+                self.query(&call)
+            }
+            done => done,
         }
-        for a in args {
-            call.arg(*a);
-        }
-        call.invoke(&mut self.con)
     }
 
     /// Sends the commands of `pipe` without waiting for their replies, which
@@ -267,10 +276,17 @@ impl Conn {
     }
 }
 
+static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
+
+/// The source of a script made by [`script`].
+fn script_source(made: &redis::Script) -> &'static str {
+    let all = SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    all.iter().find(|(_, s)| std::ptr::eq(*s, made)).map_or("", |(src, _)| src)
+}
+
 /// The script of source `src`, made once per process (its digest is
 /// computed once; the server loads it on first use).
 pub(crate) fn script(src: &'static str) -> &'static redis::Script {
-    static SCRIPTS: OnceLock<Mutex<Vec<(&'static str, &'static redis::Script)>>> = OnceLock::new();
     let mut all =
         SCRIPTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((_, s)) = all.iter().find(|(k, _)| std::ptr::eq(*k, src)) {
