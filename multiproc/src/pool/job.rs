@@ -71,6 +71,7 @@ pub(crate) enum Failure {
     NotSent(String),
     /// On Redis: the task's workers kept stopping before they answered
     /// (they died, or lost the server, past their lease); the last one.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Lost {
         worker: String,
     },
