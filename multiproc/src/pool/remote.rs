@@ -861,3 +861,66 @@ pub(crate) fn serve(url: &str, name: &str, processes: usize, lease: Duration) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::entry::TaskRef;
+    use crate::remote::RedisServer;
+
+    fn double(x: u64) -> u64 {
+        x * 2
+    }
+
+    /// Runs one task through a worker whose build id is `build`; the
+    /// outcome of its one item.
+    fn run_one_task(build: &str) -> Result<u64> {
+        // Where redis-server is missing (the integration tests install it),
+        // the caller skips.
+        let server = RedisServer::start()?;
+        let url = server.url();
+        let spec = PoolSpec { url: url.clone(), name: "builds".into(), lease: DEFAULT_LEASE };
+        let args = WorkerArgs {
+            spec,
+            consumer: "test-worker".into(),
+            stop: Some("mp:{builds}:stop".into()),
+            build: build.to_owned(),
+            max_tasks: 1,
+        };
+        let worker = std::thread::spawn(move || run_worker(&args));
+        let mut msg = wire::begin_task(7, wire::NO_CANCEL, Target::Entry(TaskRef::of(&double)?), 8);
+        wire::push_arg(&mut msg, &21u64)?;
+        wire::set_count(&mut msg, 1);
+        let link = Link::get(&url)?;
+        let mut add = cmd("XADD");
+        add.arg(tasks_key("builds")).arg("*").arg("m").arg(&msg).arg("r").arg("answers");
+        add.arg("b").arg(&*build_id()?).arg("n").arg(0);
+        link.run(deadline(), Resend::Yes, |c| c.query::<String>(&add))?;
+        let mut read = cmd("XREAD");
+        read.arg("BLOCK").arg(30_000).arg("STREAMS").arg("answers").arg("0-0");
+        let reply: Value = link
+            .run(deadline(), Resend::Yes, |c| c.query_blocking(&read, Duration::from_secs(30)))?;
+        assert!(worker.join().expect("worker").is_ok(), "one task, then it retires");
+        let (_, answer) = entries(reply).pop().expect("an answer");
+        let header = wire::parse_result(&answer).expect("a result header");
+        assert_eq!((header.kind, header.task), (wire::DONE, 7));
+        let mut outcome = None;
+        wire::decode_outcomes::<u64>(&answer[wire::RESULT_HEADER..], 1, |r| outcome = Some(r));
+        outcome.expect("one outcome")
+    }
+
+    #[test]
+    fn a_worker_of_the_same_build_runs_the_task_and_one_of_another_build_refuses_it() {
+        let ours = build_id().unwrap();
+        match run_one_task(&ours) {
+            Ok(v) => assert_eq!(v, 42),
+            Err(Error::Backend { detail, .. }) if detail.contains("could not run") => return,
+            Err(e) => panic!("{e}"),
+        }
+        let err = run_one_task("0123456789abcdef-another-build").unwrap_err();
+        assert!(
+            matches!(&err, Error::TaskFailed { message } if message.contains("another build")),
+            "{err:?}"
+        );
+    }
+}
