@@ -21,7 +21,9 @@ use super::core::Config;
 use super::job::{Failure, Job, JobState, Piece, Signal};
 use super::wire::{self, TASK_HEADER, Target};
 use crate::boot::entry::TaskFn;
-use crate::remote::link::{Conn, DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script};
+use crate::remote::link::{
+    Conn, DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, fields, script, stream_entries,
+};
 use crate::{Error, Process, Result};
 
 /// How long a blocking read waits on the server before looking around.
@@ -523,7 +525,7 @@ impl RedisCore {
                     continue;
                 }
             };
-            for (id, msg) in entries(reply) {
+            for (id, msg) in answers(reply) {
                 last.clone_from(&id);
                 done.push(id);
                 self.handle(&msg);
@@ -619,55 +621,10 @@ impl RedisCore {
     }
 }
 
-/// The `[id, payload]` pairs of an `XREAD` reply (payload: field `m`).
-fn entries(reply: Value) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Value::Array(streams) = reply else { return out };
-    for stream in streams {
-        let Value::Array(mut parts) = stream else { continue };
-        let Some(Value::Array(list)) = parts.pop() else { continue };
-        for entry in list {
-            let Value::Array(mut e) = entry else { continue };
-            if e.len() != 2 {
-                continue;
-            }
-            let fields = e.pop();
-            let id = e.pop().and_then(bytes).and_then(|b| String::from_utf8(b).ok());
-            if let (Some(id), Some(Value::Array(fields))) = (id, fields)
-                && let Some(m) = field(fields, b"m")
-            {
-                out.push((id, m));
-            }
-        }
-    }
-    out
-}
-
-/// The value of field `name` in a flat `[field, value, ...]` list.
-fn field(fields: Vec<Value>, name: &[u8]) -> Option<Vec<u8>> {
-    let mut it = fields.into_iter();
-    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        if bytes(k).as_deref() == Some(name) {
-            return bytes(v);
-        }
-    }
-    None
-}
-
-/// A stream entry's fields by name.
-type Fields = HashMap<Vec<u8>, Vec<u8>>;
-
-fn fields_map(fields: Value) -> Fields {
-    let mut map = HashMap::new();
-    if let Value::Array(list) = fields {
-        let mut it = list.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
-                map.insert(k, v);
-            }
-        }
-    }
-    map
+/// The ids and messages (field `m`) of an `XREAD` reply.
+fn answers(reply: Value) -> Vec<(String, Vec<u8>)> {
+    let entries = stream_entries(reply).into_iter();
+    entries.filter_map(|(id, mut f)| Some((id, f.remove(&b"m"[..])?))).collect()
 }
 
 /// What a worker is given.
@@ -737,7 +694,7 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
                     _ => 1,
                 };
                 let previous = parts.pop().and_then(bytes).unwrap_or_default();
-                let fields = fields_map(parts.pop().unwrap_or(Value::Nil));
+                let fields = fields(parts.pop().unwrap_or(Value::Nil));
                 let entry = parts.pop().and_then(bytes).unwrap_or_default();
                 (String::from_utf8_lossy(&entry).into_owned(), fields, previous, deliveries)
             }
@@ -752,7 +709,7 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
                         Err(e) if e.code() == Some("NOGROUP") => Ok(Value::Nil),
                         other => other,
                     })?;
-                match first(reply) {
+                match stream_entries(reply).into_iter().next() {
                     Some((entry, fields)) => (entry, fields, Vec::new(), 1),
                     None => continue,
                 }
@@ -826,17 +783,6 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
     }
 }
 
-/// The id and fields of the first entry of an `XREADGROUP` reply.
-fn first(reply: Value) -> Option<(String, Fields)> {
-    let Value::Array(streams) = reply else { return None };
-    let Value::Array(stream) = streams.into_iter().next()? else { return None };
-    let Value::Array(entries) = stream.into_iter().nth(1)? else { return None };
-    let Value::Array(entry) = entries.into_iter().next()? else { return None };
-    let mut entry = entry.into_iter();
-    let id = String::from_utf8(bytes(entry.next()?)?).ok()?;
-    Some((id, fields_map(entry.next()?)))
-}
-
 /// Runs `processes` workers of the pool `name` on the Redis server at
 /// `url` in this host, until they are killed (or the server stays
 /// unreachable): the other hosts' half of [`PoolBuilder::redis`](super::PoolBuilder::redis).
@@ -901,7 +847,7 @@ mod tests {
         let reply: Value = link
             .run(deadline(), Resend::Yes, |c| c.query_blocking(&read, Duration::from_secs(30)))?;
         assert!(worker.join().expect("worker").is_ok(), "one task, then it retires");
-        let (_, answer) = entries(reply).pop().expect("an answer");
+        let (_, answer) = answers(reply).pop().expect("an answer");
         let header = wire::parse_result(&answer).expect("a result header");
         assert_eq!((header.kind, header.task), (wire::DONE, 7));
         let mut outcome = None;

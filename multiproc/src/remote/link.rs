@@ -307,6 +307,43 @@ pub(crate) fn reach(wait: Option<Instant>, unreachable: Duration) -> Instant {
     wait.map_or(limit, |w| w.clamp(moment, limit))
 }
 
+/// A stream entry's fields by name.
+pub(crate) type Fields = std::collections::HashMap<Vec<u8>, Vec<u8>>;
+
+/// A flat `[field, value, ...]` list as [`Fields`].
+pub(crate) fn fields(list: Value) -> Fields {
+    let mut map = Fields::new();
+    if let Value::Array(list) = list {
+        let mut it = list.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            if let (Some(k), Some(v)) = (bytes(k), bytes(v)) {
+                map.insert(k, v);
+            }
+        }
+    }
+    map
+}
+
+/// The entries of an `XREAD` or `XREADGROUP` reply, in order: each id with
+/// its fields. Malformed parts are left out.
+pub(crate) fn stream_entries(reply: Value) -> Vec<(String, Fields)> {
+    let mut out = Vec::new();
+    let Value::Array(streams) = reply else { return out };
+    for stream in streams {
+        let Value::Array(mut parts) = stream else { continue };
+        let Some(Value::Array(entries)) = parts.pop() else { continue };
+        for entry in entries {
+            let Value::Array(entry) = entry else { continue };
+            let mut entry = entry.into_iter();
+            let (Some(id), Some(list)) = (entry.next(), entry.next()) else { continue };
+            if let Some(id) = bytes(id).and_then(|b| String::from_utf8(b).ok()) {
+                out.push((id, fields(list)));
+            }
+        }
+    }
+    out
+}
+
 /// `value` as bytes, if it is a bulk string.
 pub(crate) fn bytes(value: Value) -> Option<Vec<u8>> {
     match value {

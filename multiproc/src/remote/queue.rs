@@ -9,7 +9,9 @@ use redis::{Value, cmd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::link::{DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script};
+use super::link::{
+    DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script, stream_entries,
+};
 use crate::transfer::codec;
 use crate::{Error, Result};
 
@@ -412,7 +414,7 @@ impl RedisQueue {
                         }
                         other => other?,
                     };
-                    let Some((id, item)) = first_entry(reply) else { return Ok(None) };
+                    let Some((id, item)) = items(reply).next() else { return Ok(None) };
                     self.taken(c, id)?;
                     Ok(Some(item))
                 })
@@ -506,18 +508,9 @@ impl RedisQueue {
     }
 }
 
-/// The id and payload of the first entry of an `XREADGROUP` reply.
-fn first_entry(reply: Value) -> Option<(String, Vec<u8>)> {
-    // [[stream, [[id, [field, value]]]]]
-    let Value::Array(streams) = reply else { return None };
-    let Value::Array(stream) = streams.into_iter().next()? else { return None };
-    let Value::Array(entries) = stream.into_iter().nth(1)? else { return None };
-    let Value::Array(entry) = entries.into_iter().next()? else { return None };
-    let mut entry = entry.into_iter();
-    let id = String::from_utf8(bytes(entry.next()?)?).ok()?;
-    let Value::Array(fields) = entry.next()? else { return None };
-    let item = bytes(fields.into_iter().nth(1)?)?;
-    Some((id, item))
+/// The ids and items of an `XREADGROUP` reply.
+fn items(reply: Value) -> impl Iterator<Item = (String, Vec<u8>)> {
+    stream_entries(reply).into_iter().filter_map(|(id, mut f)| Some((id, f.remove(&b"v"[..])?)))
 }
 
 fn unexpected(reply: Value) -> redis::RedisError {
@@ -741,7 +734,7 @@ impl RedisQueue {
                 read.arg("STREAMS").arg(&self.keys.items).arg(">");
                 self.link.run(self.reach(None), Resend::Yes, |c| {
                     let reply: Value = c.query(&read)?;
-                    let entries = all_entries(reply);
+                    let entries: Vec<(String, Vec<u8>)> = items(reply).collect();
                     if entries.is_empty() {
                         return Ok(Vec::new());
                     }
@@ -762,27 +755,4 @@ impl RedisQueue {
             }
         }
     }
-}
-
-/// Every `(id, payload)` of an `XREADGROUP` reply.
-fn all_entries(reply: Value) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let Value::Array(streams) = reply else { return out };
-    for stream in streams {
-        let Value::Array(mut parts) = stream else { continue };
-        let Some(Value::Array(entries)) = parts.pop() else { continue };
-        for entry in entries {
-            let Value::Array(e) = entry else { continue };
-            let mut e = e.into_iter();
-            let (Some(id), Some(Value::Array(fields))) = (e.next(), e.next()) else { continue };
-            let (Some(id), Some(item)) = (
-                bytes(id).and_then(|b| String::from_utf8(b).ok()),
-                fields.into_iter().nth(1).and_then(bytes),
-            ) else {
-                continue;
-            };
-            out.push((id, item));
-        }
-    }
-    out
 }
