@@ -763,7 +763,8 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
                 }
             }
         }
-        // Answer and acknowledge in one round trip.
+        // Answer and acknowledge without waiting: the replies are read after
+        // the next take goes out, so a chunk costs the worker one round trip.
         let mut answer = redis::pipe();
         answer.atomic();
         if !out.is_empty() && !reply_to.is_empty() {
@@ -771,7 +772,7 @@ pub(crate) fn run_worker(args: &WorkerArgs) -> Result<()> {
         }
         answer.cmd("XACK").arg(&tasks).arg("g").arg(&entry).ignore();
         answer.cmd("XDEL").arg(&tasks).arg(&entry).ignore();
-        link.run(deadline(), Resend::Yes, |c: &mut Conn| c.query_pipe::<()>(&answer))?;
+        link.run(deadline(), Resend::Yes, |c: &mut Conn| c.send(&answer))?;
         *held.lock().unwrap_or_else(PoisonError::into_inner) = None;
         if out.capacity() > 1 << 20 {
             out = Vec::with_capacity(256);

@@ -233,16 +233,6 @@ impl Conn {
         Ok(redis::from_redis_value(self.con.recv_response()?.extract_error()?)?)
     }
 
-    /// Sends the commands of `pipe` and returns their replies.
-    pub(crate) fn query_pipe<T: FromRedisValue>(
-        &mut self,
-        pipe: &redis::Pipeline,
-    ) -> redis::RedisResult<T> {
-        self.drain()?;
-        self.timeout(COMMAND_TIMEOUT)?;
-        pipe.query(&mut self.con)
-    }
-
     /// Runs a script (by its digest, loading it if the server lacks it).
     pub(crate) fn script<T: FromRedisValue>(
         &mut self,
