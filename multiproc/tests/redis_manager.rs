@@ -639,3 +639,17 @@ fn auth_is_required_and_the_password_travels_with_a_proxy() {
     let none = url.replace(":s3cret-pw@", "");
     assert!(Manager::connect_redis(&none, "auth").is_err());
 }
+
+#[test]
+fn async_calls_work_on_both_backends_without_holding_the_executor() {
+    for backend in Backend::all() {
+        let l = backend.list::<i64>("async-list", vec![1, 2]);
+        futures::executor::block_on(async {
+            l.append_async(3).await.unwrap();
+            assert_eq!(l.len_async().await.unwrap(), 3, "{}", backend.name());
+            assert_eq!(l.get_async(-1).await.unwrap(), 3);
+            assert_eq!(l.pop_async().await.unwrap(), 3);
+            assert!(l.contains_async(&2).await.unwrap());
+        });
+    }
+}

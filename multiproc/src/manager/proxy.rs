@@ -296,8 +296,10 @@ impl Target {
         }
     }
 
-    /// [`call`](Self::call), awaited. On Redis, the command runs on the
-    /// calling thread (it is short: none of the async calls waits).
+    /// [`call`](Self::call), awaited. On Redis, the command runs on a
+    /// thread of its own (a round trip, or a wait for an unreachable
+    /// server, must not hold the executor's thread); a future dropped
+    /// meanwhile does not call it off.
     pub(super) async fn call_async(&self, kind: Kind, op: Op) -> Result<Response> {
         match self {
             Target::Served(served) => {
@@ -307,7 +309,10 @@ impl Target {
                 client::call_async(&served.link, &Request::Call(served.id, kind, op)).await
             }
             #[cfg(feature = "redis")]
-            Target::Redis(object) => object.call(op),
+            Target::Redis(object) => {
+                let object = Arc::clone(object);
+                crate::aio::off_thread("redis-call", move || object.call(op))?.await
+            }
         }
     }
 
