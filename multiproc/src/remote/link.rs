@@ -260,8 +260,9 @@ impl Conn {
     pub(crate) fn send(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
         self.drain()?;
         self.con.send_packed_command(&pipe.get_packed_pipeline())?;
-        // An atomic pipeline answers OK, one QUEUED per command, then EXEC.
-        self.unread += pipe.cmd_iter().count() + 2;
+        // One reply per command; an atomic pipeline's are OK, one QUEUED per
+        // command, then EXEC's.
+        self.unread += pipe.cmd_iter().count() + if pipe.is_transaction() { 2 } else { 0 };
         Ok(())
     }
 }

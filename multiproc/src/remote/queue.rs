@@ -429,11 +429,7 @@ impl RedisQueue {
             self.unacked.lock().unwrap_or_else(PoisonError::into_inner).push_back(id);
             return Ok(());
         }
-        let mut ack = redis::pipe();
-        ack.atomic();
-        ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&id);
-        ack.cmd("XDEL").arg(&self.keys.items).arg(&id);
-        c.send(&ack)
+        c.send(&ack_pipe(&self.keys.items, &[&id]))
     }
 
     /// Marks one item done: acknowledges the oldest item this handle took
@@ -508,6 +504,18 @@ impl RedisQueue {
     }
 }
 
+/// Deletes entries, then acknowledges them: no transaction is needed,
+/// for a server that stops between the two leaves deleted entries pending,
+/// which the next look for dead consumers' entries drops (`XAUTOCLAIM`
+/// reports and forgets deleted entries); the other order could leave an
+/// acknowledged entry in the stream for good.
+fn ack_pipe(items: &str, ids: &[&str]) -> redis::Pipeline {
+    let mut ack = redis::pipe();
+    ack.cmd("XDEL").arg(items).arg(ids);
+    ack.cmd("XACK").arg(items).arg("g").arg(ids);
+    ack
+}
+
 /// The ids and items of an `XREADGROUP` reply.
 fn items(reply: Value) -> impl Iterator<Item = (String, Vec<u8>)> {
     stream_entries(reply).into_iter().filter_map(|(id, mut f)| Some((id, f.remove(&b"v"[..])?)))
@@ -548,10 +556,7 @@ impl RedisQueue {
         if self.spec.joinable {
             let id = self.unacked.lock().unwrap_or_else(PoisonError::into_inner).pop_back();
             if let Some(id) = id {
-                let mut ack = redis::pipe();
-                ack.atomic();
-                ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&id);
-                ack.cmd("XDEL").arg(&self.keys.items).arg(&id);
+                let ack = ack_pipe(&self.keys.items, &[&id]);
                 let _ = self.link.run(self.reach(None), Resend::Yes, |c| c.send(&ack));
             }
         }
@@ -561,93 +566,82 @@ impl RedisQueue {
     /// own, which looks every 100 ms whether the future was dropped. An item
     /// taken for a future dropped meanwhile is given back.
     pub(crate) async fn get_async(self: Arc<Self>, wait: Option<Instant>) -> Result<Got> {
-        let slot = Arc::new(Mutex::new(Slot::<Result<Got>>::default()));
-        let mine = Arc::clone(&slot);
         let q = Arc::clone(&self);
-        std::thread::Builder::new()
-            .name("multiproc-redis-get".into())
-            .spawn(move || {
-                let got = loop {
-                    if mine.lock().unwrap_or_else(PoisonError::into_inner).dropped {
-                        return;
-                    }
-                    let until = match wait {
-                        Some(w) => Some(w.min(Instant::now() + SLICE)),
-                        None => Some(Instant::now() + SLICE),
-                    };
-                    match q.get(until) {
-                        Ok(Got::Empty) if wait.is_none_or(|w| Instant::now() < w) => {}
-                        other => break other,
-                    }
-                };
-                let mut s = mine.lock().unwrap_or_else(PoisonError::into_inner);
-                if s.dropped {
-                    drop(s);
-                    if let Ok(Got::Item(bytes)) = &got {
-                        q.give_back(bytes);
-                    }
-                    return;
-                }
-                s.value = Some(got);
-                if let Some(w) = s.waker.take() {
-                    w.wake();
-                }
-            })
-            .map_err(Error::os("start a thread"))?;
-        // Dropped after the result was seen, it finds nothing to give back.
-        let _dropped = Dropped { slot: Arc::clone(&slot), queue: self };
-        std::future::poll_fn(|cx| {
-            let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            match s.value.take() {
-                Some(v) => std::task::Poll::Ready(v),
-                None => {
-                    s.waker = Some(cx.waker().clone());
-                    std::task::Poll::Pending
-                }
+        let step = move || {
+            let until =
+                Some(wait.map_or(Instant::now() + SLICE, |w| w.min(Instant::now() + SLICE)));
+            match q.get(until) {
+                Ok(Got::Empty) if wait.is_none_or(|w| Instant::now() < w) => None,
+                other => Some(other),
             }
-        })
-        .await
+        };
+        let orphan = move |got: Result<Got>| {
+            if let Ok(Got::Item(bytes)) = got {
+                self.give_back(&bytes);
+            }
+        };
+        on_thread("multiproc-redis-get", step, orphan).await?
     }
 
     /// [`join`](RedisQueue::join) awaited on a thread of its own, which
     /// ends within 50 ms of the future being dropped.
     pub(crate) async fn join_async(self: Arc<Self>) -> Result<()> {
-        let slot = Arc::new(Mutex::new(Slot::<Result<()>>::default()));
-        let mine = Arc::clone(&slot);
-        let q = Arc::clone(&self);
-        std::thread::Builder::new()
-            .name("multiproc-redis-join".into())
-            .spawn(move || {
-                let done = loop {
-                    if mine.lock().unwrap_or_else(PoisonError::into_inner).dropped {
-                        return;
-                    }
-                    match q.join(Some(Instant::now() + Duration::from_millis(50))) {
-                        Ok(false) => {}
-                        Ok(true) => break Ok(()),
-                        Err(e) => break Err(e),
-                    }
-                };
-                let mut s = mine.lock().unwrap_or_else(PoisonError::into_inner);
-                s.value = Some(done);
-                if let Some(w) = s.waker.take() {
-                    w.wake();
+        let step = move || match self.join(Some(Instant::now() + Duration::from_millis(50))) {
+            Ok(false) => None,
+            Ok(true) => Some(Ok(())),
+            Err(e) => Some(Err(e)),
+        };
+        on_thread("multiproc-redis-join", step, drop).await?
+    }
+}
+
+/// Runs `step` on a thread of its own until it gives a value or the future
+/// is dropped (looked at between steps); a value that comes for a dropped
+/// future goes to `orphan`.
+async fn on_thread<T: Send + 'static>(
+    name: &str,
+    mut step: impl FnMut() -> Option<T> + Send + 'static,
+    orphan: impl Fn(T) + Send + Sync + 'static,
+) -> Result<T> {
+    let slot = Arc::new(Mutex::new(Slot::<T>::default()));
+    let orphan: Arc<dyn Fn(T) + Send + Sync> = Arc::new(orphan);
+    let (mine, theirs) = (Arc::clone(&slot), Arc::clone(&orphan));
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let value = loop {
+                if mine.lock().unwrap_or_else(PoisonError::into_inner).dropped {
+                    return;
                 }
-            })
-            .map_err(Error::os("start a thread"))?;
-        let _dropped = DroppedJoin(Arc::clone(&slot));
-        std::future::poll_fn(|cx| {
-            let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            match s.value.take() {
-                Some(v) => std::task::Poll::Ready(v),
-                None => {
-                    s.waker = Some(cx.waker().clone());
-                    std::task::Poll::Pending
+                if let Some(value) = step() {
+                    break value;
                 }
+            };
+            let mut s = mine.lock().unwrap_or_else(PoisonError::into_inner);
+            if s.dropped {
+                drop(s);
+                theirs(value);
+                return;
+            }
+            s.value = Some(value);
+            if let Some(w) = s.waker.take() {
+                w.wake();
             }
         })
-        .await
-    }
+        .map_err(Error::os("start a thread"))?;
+    // Dropped after the value was seen, it finds nothing to hand over.
+    let _dropped = Dropped { slot: Arc::clone(&slot), orphan };
+    Ok(std::future::poll_fn(|cx| {
+        let mut s = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match s.value.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await)
 }
 
 /// Where a waiting thread leaves its result for the future.
@@ -663,31 +657,23 @@ impl<T> Default for Slot<T> {
     }
 }
 
-/// Marks a get's slot dropped when its future is; gives back an item that
-/// arrived but was not seen.
-struct Dropped {
-    slot: Arc<Mutex<Slot<Result<Got>>>>,
-    queue: Arc<RedisQueue>,
+/// Marks a slot dropped when its future is; hands a value that arrived
+/// but was not seen to the orphan handler.
+struct Dropped<T> {
+    slot: Arc<Mutex<Slot<T>>>,
+    orphan: Arc<dyn Fn(T) + Send + Sync>,
 }
 
-impl Drop for Dropped {
+impl<T> Drop for Dropped<T> {
     fn drop(&mut self) {
         let left = {
             let mut s = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             s.dropped = true;
             s.value.take()
         };
-        if let Some(Ok(Got::Item(bytes))) = left {
-            self.queue.give_back(&bytes);
+        if let Some(value) = left {
+            (self.orphan)(value);
         }
-    }
-}
-
-struct DroppedJoin(Arc<Mutex<Slot<Result<()>>>>);
-
-impl Drop for DroppedJoin {
-    fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).dropped = true;
     }
 }
 
@@ -744,11 +730,7 @@ impl RedisQueue {
                         unacked.extend(entries.iter().map(|(id, _)| id.clone()));
                     } else {
                         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-                        let mut ack = redis::pipe();
-                        ack.atomic();
-                        ack.cmd("XACK").arg(&self.keys.items).arg("g").arg(&ids);
-                        ack.cmd("XDEL").arg(&self.keys.items).arg(&ids);
-                        c.send(&ack)?;
+                        c.send(&ack_pipe(&self.keys.items, &ids))?;
                     }
                     Ok(entries.into_iter().map(|(_, v)| v).collect())
                 })
