@@ -174,11 +174,13 @@ const READER_START: Duration = Duration::from_secs(30);
 fn drain(args: (Queue<ByteBuf>, u64, Event)) -> u64 {
     let (q, n, ready) = args;
     ready.set();
-    (0..n).map(|_| q.get().expect("get").len() as u64).sum()
+    (0..n).map(|_| std::hint::black_box(q.get().expect("get")).len() as u64).sum()
 }
 
 /// The time per message of `messages` one way; the clock starts once the
 /// reader runs, as in the iceoryx2 rows (whose subscriber is made first).
+/// The message and what the reader takes pass through `black_box`, as in
+/// the peers' rows, so that no copy is optimized away on either side.
 fn one_way(size: usize, messages: u64, ring: usize) -> Duration {
     let q = Queue::builder().ring_bytes(ring).build().expect("queue");
     let ready = Event::new().expect("event");
@@ -186,7 +188,7 @@ fn one_way(size: usize, messages: u64, ring: usize) -> Duration {
         .start_method(StartMethod::Fork)
         .spawn(drain, (q.clone(), messages, ready.clone()))
         .expect("spawn");
-    let message = ByteBuf::from(vec![7u8; size]);
+    let message = ByteBuf::from(std::hint::black_box(vec![7u8; size]));
     assert!(ready.wait_timeout(READER_START), "the reader did not start");
     let start = Instant::now();
     for _ in 0..messages {
@@ -236,7 +238,7 @@ pub fn pipe_round_trip() -> Duration {
 fn pipe_drain(args: (Connection<ByteBuf>, u64, Event)) -> u64 {
     let (conn, n, ready) = args;
     ready.set();
-    (0..n).map(|_| conn.recv().expect("recv").len() as u64).sum()
+    (0..n).map(|_| std::hint::black_box(conn.recv().expect("recv")).len() as u64).sum()
 }
 
 /// As [`one_way`], through a `pipe()`.
@@ -247,7 +249,7 @@ fn pipe_one_way(size: usize, messages: u64, ring: usize) -> Duration {
         .start_method(StartMethod::Fork)
         .spawn(pipe_drain, (theirs, messages, ready.clone()))
         .expect("spawn");
-    let message = ByteBuf::from(vec![7u8; size]);
+    let message = ByteBuf::from(std::hint::black_box(vec![7u8; size]));
     assert!(ready.wait_timeout(READER_START), "the reader did not start");
     let start = Instant::now();
     for _ in 0..messages {
