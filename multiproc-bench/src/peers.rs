@@ -327,11 +327,18 @@ pub fn ice_one_way_64(messages: usize) -> Duration {
         let subscriber = child_service(&node).subscriber_builder().create().expect("subscriber");
         child_ready.set();
         let (mut got, mut bytes) = (0usize, 0usize);
+        // Bounded: a message lost on the way must fail the row, not hang it.
+        let mut last = std::time::Instant::now();
         while got < messages {
             if let Some(sample) = subscriber.receive().expect("receive") {
                 got += 1;
                 bytes += sample.len();
+                last = std::time::Instant::now();
             } else {
+                assert!(
+                    last.elapsed() < Duration::from_secs(10),
+                    "iceoryx2 subscriber: no message for 10 s after {got} of {messages}"
+                );
                 std::hint::spin_loop();
             }
         }
@@ -377,6 +384,8 @@ pub fn ice_one_way_big(messages: usize) -> Duration {
         let subscriber = child_service(&node).subscriber_builder().create().expect("subscriber");
         child_ready.set();
         let (mut got, mut bytes) = (0usize, 0usize);
+        // Bounded: a message lost on the way must fail the row, not hang it.
+        let mut last = std::time::Instant::now();
         while got < messages {
             if let Some(sample) = subscriber.receive().expect("receive") {
                 // `black_box`: a copy used only for its length is otherwise
@@ -384,7 +393,12 @@ pub fn ice_one_way_big(messages: usize) -> Duration {
                 let copy = std::hint::black_box(sample.payload().to_vec());
                 got += 1;
                 bytes += copy.len();
+                last = std::time::Instant::now();
             } else {
+                assert!(
+                    last.elapsed() < Duration::from_secs(10),
+                    "iceoryx2 subscriber: no message for 10 s after {got} of {messages}"
+                );
                 std::hint::spin_loop();
             }
         }
