@@ -429,3 +429,25 @@ fn batches_keep_order_bounds_and_close_on_both_backends() {
         assert!(matches!(b.put_many([1]), Err(Error::Closed)), "{}", backend.name());
     }
 }
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn a_queue_crosses_tls_and_a_plain_client_is_refused() {
+    let server = common::redis_server(RedisServer::builder().tls(true).password("tls-pw"));
+    let url = server.url();
+    assert!(url.starts_with("rediss://"), "{url}");
+    let q: Queue<String> = Queue::builder().redis(&url, "tls").build().unwrap();
+    q.put("over TLS".to_owned()).unwrap();
+    let child = Process::spawn(|q: Queue<String>| q.get_timeout(common::LIMIT).unwrap(), q.clone())
+        .unwrap();
+    assert_eq!(common::join(child).unwrap(), "over TLS");
+    assert!(!format!("{q:?}").contains("tls-pw"), "{q:?}");
+    // Plain TCP to the TLS port fails cleanly, within its timeout.
+    let plain = url.replace("rediss://", "redis://").replace("#insecure", "");
+    let err = Queue::<String>::builder()
+        .redis(&plain, "tls")
+        .unreachable_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+}

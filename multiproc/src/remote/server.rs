@@ -59,6 +59,7 @@ pub struct RedisServer {
 pub struct RedisServerBuilder {
     password: Option<String>,
     persistent: bool,
+    tls: bool,
 }
 
 impl std::fmt::Debug for RedisServerBuilder {
@@ -66,6 +67,7 @@ impl std::fmt::Debug for RedisServerBuilder {
         f.debug_struct("RedisServerBuilder")
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("persistent", &self.persistent)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -96,6 +98,25 @@ impl RedisServerBuilder {
     /// ```
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self
+    }
+
+    /// Serves TLS only, with a self-signed certificate made at start (by the
+    /// `openssl` command): the address is then
+    /// `rediss://127.0.0.1:PORT/0#insecure`, whose `#insecure` tells the
+    /// client not to check the certificate. For tests of the TLS path only
+    /// (needs the `redis-tls` feature).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let server = multiproc::remote::RedisServer::builder().tls(true).start()?;
+    /// assert!(server.url().starts_with("rediss://"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -179,9 +200,11 @@ impl RedisServer {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn url(&self) -> String {
-        match &self.settings.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/0", self.port),
-            None => format!("redis://127.0.0.1:{}/0", self.port),
+        let auth = self.settings.password.as_ref().map(|pw| format!(":{pw}@")).unwrap_or_default();
+        if self.settings.tls {
+            format!("rediss://{auth}127.0.0.1:{}/0#insecure", self.port)
+        } else {
+            format!("redis://{auth}127.0.0.1:{}/0", self.port)
         }
     }
 
@@ -253,9 +276,36 @@ impl RedisServer {
             std::env::var_os("MULTIPROC_REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
         let log = self.dir.join("redis.log");
         let mut command = Command::new(&program);
+        if self.settings.tls {
+            let (cert, key) = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
+            if !cert.exists() {
+                let made = Command::new("openssl")
+                    .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+                    .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+                    .arg(&key)
+                    .arg("-out")
+                    .arg(&cert)
+                    .output()
+                    .map_err(|e| failure("could not run openssl", e.to_string()))?;
+                if !made.status.success() {
+                    let why = String::from_utf8_lossy(&made.stderr).into_owned();
+                    return Err(failure("openssl could not make a certificate", why));
+                }
+            }
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(&cert)
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
         command
-            .arg("--port")
-            .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -295,12 +345,8 @@ impl RedisServer {
                 e.to_string(),
             )
         })?;
-        let client = redis::Client::open(format!(
-            "redis://{}127.0.0.1:{}/0",
-            self.settings.password.as_ref().map(|p| format!(":{p}@")).unwrap_or_default(),
-            self.port
-        ))
-        .map_err(|e| failure("bad address", e.to_string()))?;
+        let client =
+            redis::Client::open(self.url()).map_err(|e| failure("bad address", e.to_string()))?;
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
