@@ -268,7 +268,7 @@ fn a_blocked_get_sees_a_close_from_another_process() {
     let q: Queue<u8> = Queue::builder().redis(&server.url(), "closing").build().unwrap();
     let waiter = common::asleep_in_thread("a get on an empty queue", {
         let q = q.clone();
-        move || q.get()
+        move || q.get_timeout(common::LIMIT)
     });
     let closer = Process::spawn(|q: Queue<u8>| q.close(), q.clone()).unwrap();
     common::join(closer).unwrap();
@@ -450,4 +450,30 @@ fn a_queue_crosses_tls_and_a_plain_client_is_refused() {
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+}
+
+fn signal(pid: u32, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+#[test]
+fn try_and_timeout_forms_keep_their_bound_while_the_server_stops_answering() {
+    let server = common::redis_server(RedisServer::builder());
+    let q: Queue<u8> = Queue::builder()
+        .redis(&server.url(), "stopped")
+        .unreachable_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    q.put(1).unwrap();
+    let pid = server.pid().unwrap();
+    signal(pid, rustix::process::Signal::STOP); // connected, but silent
+    let start = Instant::now();
+    assert!(matches!(q.try_get(), Err(Error::Backend { .. })));
+    assert!(matches!(q.get_timeout(Duration::from_millis(200)), Err(Error::Backend { .. })));
+    assert!(matches!(q.try_put(2), Err(PutError::Failed(2, Error::Backend { .. }))));
+    // Not the 5 s command timeout nor the 20 s unreachable timeout.
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    signal(pid, rustix::process::Signal::CONT);
+    assert_eq!(q.get_timeout(common::LIMIT).unwrap(), 1, "nothing was lost");
 }

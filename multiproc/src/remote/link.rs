@@ -104,6 +104,7 @@ impl Link {
                     continue;
                 }
             };
+            conn.deadline = deadline;
             match op(&mut conn) {
                 Ok(r) => {
                     self.put_back(conn);
@@ -160,7 +161,7 @@ impl Link {
             .clamp(Duration::from_millis(10), Duration::from_secs(2));
         let con = self.client.get_connection_with_timeout(wait)?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(Conn { con, pid, unread: 0, read_timeout: None })
+        Ok(Conn { con, pid, unread: 0, read_timeout: None, deadline })
     }
 
     fn put_back(&self, conn: Conn) {
@@ -188,7 +189,18 @@ pub(crate) struct Conn {
     pid: u32,
     unread: usize,
     read_timeout: Option<Duration>,
+    /// The deadline of the operation using it: no read waits past it by
+    /// more than [`READ_SLACK`].
+    deadline: Instant,
 }
+
+/// How long past its operation's deadline a read may wait for the reply
+/// of a command that does not block on the server.
+const READ_SLACK: Duration = Duration::from_millis(50);
+/// The same for a blocking command: the server answers its timeout only
+/// at its next timer tick (100 ms apart by default), and a read that gave
+/// up first would make a timed-out wait look like a lost server.
+const BLOCKED_READ_SLACK: Duration = Duration::from_millis(300);
 
 impl Conn {
     /// Reads the replies of commands sent earlier with [`send`](Conn::send).
@@ -206,7 +218,15 @@ impl Conn {
         Ok(())
     }
 
-    fn timeout(&mut self, t: Duration) -> redis::RedisResult<()> {
+    /// Sets the read timeout for a command that the server may hold for
+    /// `block`: the command timeout plus `block`, but no later than the
+    /// operation's deadline plus its slack, so that a server that stopped
+    /// answering cannot hold a `try_` or `_timeout` call for the whole
+    /// command timeout.
+    fn timeout(&mut self, block: Duration) -> redis::RedisResult<()> {
+        let slack = if block.is_zero() { READ_SLACK } else { BLOCKED_READ_SLACK };
+        let left = self.deadline.saturating_duration_since(Instant::now()) + slack;
+        let t = (COMMAND_TIMEOUT + block).min(left);
         if self.read_timeout != Some(t) {
             self.con.set_read_timeout(Some(t))?;
             self.read_timeout = Some(t);
@@ -227,7 +247,7 @@ impl Conn {
         cmd: &Cmd,
         block: Duration,
     ) -> redis::RedisResult<T> {
-        self.timeout(COMMAND_TIMEOUT + block)?;
+        self.timeout(block)?;
         self.con.send_packed_command(&cmd.get_packed_command())?;
         self.drain()?;
         Ok(redis::from_redis_value(self.con.recv_response()?.extract_error()?)?)
