@@ -8,9 +8,9 @@ Prints `name<TAB>run<TAB>seconds per task` lines for:
   path), 2 worker processes (prefork), Redis as broker and result backend;
 - `rq`: 1,000 trivial jobs, 2 burst workers (`SimpleWorker`, no fork per
   job: RQ's fastest setting);
-- `lpush-rpop`: redis-benchmark's LPUSH and RPOP, one client, no
-  pipelining: the sum of their mean latencies is one round trip of a list
-  queue.
+
+(redis-benchmark's LPUSH/RPOP anchor is run by the Rust side, just before
+each run of the queue rows.)
 
 Celery, RQ and the redis client are installed from PyPI into a virtual
 environment of their own (target/bench-venv) on first use: standard library
@@ -120,20 +120,6 @@ def rq(port, work):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def lpush_rpop(port):
-    out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-t", "lpush,rpop", "-n", "50000", "-c", "1",
-         "-P", "1", "--csv", "-r", "100"],
-        capture_output=True, text=True, check=True,
-    )
-    total = 0.0
-    for line in out.stdout.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if cells[0].startswith(("LPUSH", "RPOP")):
-            total += float(cells[2]) / 1000  # avg_latency_ms -> s
-    return total
-
-
 def main():
     port, runs = int(sys.argv[1]), int(sys.argv[2])
     venv()
@@ -141,7 +127,6 @@ def main():
         with open(os.path.join(work, "tasks.py"), "w") as f:
             f.write(textwrap.dedent(TASKS_PY.format(port=port)))
         for run in range(1, runs + 1):
-            print(f"lpush-rpop\t{run}\t{lpush_rpop(port)}", flush=True)
             print(f"celery\t{run}\t{celery(port, work)}", flush=True)
             print(f"rq\t{run}\t{rq(port, work)}", flush=True)
 

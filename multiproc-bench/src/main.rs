@@ -58,20 +58,25 @@ fn redis_rows() {
     use multiproc_bench::redis;
     let server = redis::server();
     let url = server.url();
-    let pool = redis::pool(&url);
     let mut rt = Vec::new();
     let mut rt_amo = Vec::new();
     let mut one_way = Vec::new();
     let mut map = Vec::new();
+    let mut lpush = Vec::new();
     for run in 0..LATENCY_RUNS {
+        // The anchor just before our rows, on the same server: the pair
+        // sees the same machine.
+        lpush.push(redis::lpush_rpop(server.port()));
         let mut times = redis::queue_round_trips(&url, run, Delivery::AtLeastOnce);
         rt.push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
         let mut times = redis::queue_round_trips(&url, run, Delivery::AtMostOnce);
         rt_amo.push((percentile(&mut times, 50.0), percentile(&mut times, 99.0)));
         one_way.push(redis::one_way_64(&url, run));
+        // The pool's workers live only for their row, so that they do not
+        // share the machine with the queue rows.
+        let pool = redis::pool(&url);
         map.push(redis::pool_map(&pool));
     }
-    drop(pool);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/bench_redis.py");
     let output = Command::new("python3")
         .arg(script)
@@ -106,11 +111,11 @@ fn redis_rows() {
         redis_version()
     );
     println!("|---|---|---|---:|");
-    let lpush = anchors.get("lpush-rpop").cloned().unwrap_or_default();
+    let lpush: Vec<f64> = lpush.into_iter().flatten().collect();
     for (label, rows) in [("at-least-once (Stream)", &rt), ("at-most-once (list)", &rt_amo)] {
         let p50: Vec<f64> = rows.iter().map(|r| r.0.as_secs_f64()).collect();
         println!(
-            "| `Queue` put + get round trip, {label}, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (mean, 1 client): {} | {} |",
+            "| `Queue` put + get round trip, {label}, p50 / p99 | {} | redis-benchmark LPUSH + RPOP (p50s, 1 client, just before): {} | {} |",
             rows.iter()
                 .map(|(a, b)| format!("{} / {}", show(*a), show(*b)))
                 .collect::<Vec<_>>()

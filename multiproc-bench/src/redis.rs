@@ -20,6 +20,30 @@ pub fn server() -> RedisServer {
     RedisServer::start().expect("start redis-server (bash .ci/install-redis.sh installs it)")
 }
 
+/// redis-benchmark's LPUSH and RPOP on the server at `port`, one client,
+/// no pipelining: the sum of their median latencies, in seconds (one round
+/// trip of a list queue). `None` if redis-benchmark could not run.
+pub fn lpush_rpop(port: u16) -> Option<f64> {
+    let out = std::process::Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-t", "lpush,rpop", "-n", "20000", "-c", "1"])
+        .args(["-P", "1", "--csv", "-r", "100"])
+        .output()
+        .map_err(|e| eprintln!("could not run redis-benchmark: {e}"))
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0.0;
+    let mut found = 0;
+    for line in text.lines() {
+        // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...
+        let cells: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+        if cells[0].starts_with("LPUSH") || cells[0].starts_with("RPOP") {
+            total += cells.get(4)?.parse::<f64>().ok()? / 1000.0;
+            found += 1;
+        }
+    }
+    (found == 2).then_some(total)
+}
+
 /// `put` then `get` of one small item on a Redis queue, in one process:
 /// the time of each pair (two round trips to the server).
 pub fn queue_round_trips(url: &str, run: usize, delivery: Delivery) -> Vec<Duration> {

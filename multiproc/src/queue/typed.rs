@@ -13,6 +13,10 @@ use crate::Result;
 #[cfg(feature = "redis")]
 use crate::remote::queue::{Delivery, Got, Put, RedisQueue, Spec as RedisSpec};
 use crate::shm::park::deadline_after;
+
+/// How many items `put_many` sends to Redis in one script call.
+#[cfg(feature = "redis")]
+const PUT_BATCH: usize = 1024;
 #[cfg(feature = "redis")]
 use std::sync::Arc;
 
@@ -534,7 +538,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 while items.peek().is_some() {
                     let batch = items
                         .by_ref()
-                        .take(256)
+                        .take(PUT_BATCH)
                         .map(|item| q.encode(&item, *max))
                         .collect::<Result<Vec<_>>>()?;
                     let mut rest = &batch[..];
@@ -586,6 +590,17 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if max == 0 {
             return Ok(out);
         }
+        #[cfg(feature = "redis")]
+        if let Imp::Redis(q, max_message) = &self.imp {
+            // What is there now, in one round trip; only an empty queue
+            // waits for its first item.
+            if let Some(batch) = q.take_now(max)? {
+                for bytes in batch {
+                    out.push(Self::decode_remote(&bytes, *max_message)?);
+                }
+                return Ok(out);
+            }
+        }
         out.push(self.get_timeout(timeout)?);
         match &self.imp {
             Imp::Local(_) => {
@@ -600,17 +615,20 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             #[cfg(feature = "redis")]
             Imp::Redis(q, max_message) => {
                 for bytes in q.take_more(max - 1)? {
-                    if bytes.len() > *max_message {
-                        return Err(crate::Error::FrameTooLarge {
-                            len: bytes.len() as u64,
-                            max: *max_message as u64,
-                        });
-                    }
-                    out.push(RedisQueue::decode(&bytes)?);
+                    out.push(Self::decode_remote(&bytes, *max_message)?);
                 }
             }
         }
         Ok(out)
+    }
+
+    /// An item taken from Redis, refused if larger than `max` bytes.
+    #[cfg(feature = "redis")]
+    fn decode_remote(bytes: &[u8], max: usize) -> Result<T> {
+        if bytes.len() > max {
+            return Err(crate::Error::FrameTooLarge { len: bytes.len() as u64, max: max as u64 });
+        }
+        RedisQueue::decode(bytes)
     }
 
     /// Python's `qsize()`: the number of items in the queue (exact).

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Cmd, FromRedisValue, RedisError, Value};
 
+use super::wire::Wire;
 use crate::{Error, Result};
 
 /// How long one command may take on a live connection before the server is
@@ -159,9 +160,10 @@ impl Link {
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_millis(10), Duration::from_secs(2));
-        let con = self.client.get_connection_with_timeout(wait)?;
+        let mut con = self.client.get_connection_with_timeout(wait)?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(Conn { con, pid, unread: 0, read_timeout: None, deadline })
+        let wire = Wire::find(&mut con, self.client.get_connection_info());
+        Ok(Conn { con, wire, pid, unread: 0, read_timeout: None, deadline })
     }
 
     fn put_back(&self, conn: Conn) {
@@ -186,6 +188,8 @@ fn is_lost(e: &RedisError) -> bool {
 /// waiting (acknowledgements).
 pub(crate) struct Conn {
     con: redis::Connection,
+    /// Its socket, read directly (plain TCP): see [`Wire`].
+    wire: Option<Wire>,
     pid: u32,
     unread: usize,
     read_timeout: Option<Duration>,
@@ -208,7 +212,7 @@ impl Conn {
     /// a lost connection is reported.
     fn drain(&mut self) -> redis::RedisResult<()> {
         while self.unread > 0 {
-            match self.con.recv_response() {
+            match self.recv(true) {
                 Ok(_) => {}
                 Err(e) if is_lost(&e) => return Err(e),
                 Err(_) => {}
@@ -250,7 +254,22 @@ impl Conn {
         self.timeout(block)?;
         self.con.send_packed_command(&cmd.get_packed_command())?;
         self.drain()?;
-        Ok(redis::from_redis_value(self.con.recv_response()?.extract_error()?)?)
+        Ok(redis::from_redis_value(self.recv(block.is_zero())?.extract_error()?)?)
+    }
+
+    /// The next reply; `prompt` for a command the server answers at once,
+    /// whose reply is looked for before the read sleeps.
+    fn recv(&mut self, prompt: bool) -> redis::RedisResult<Value> {
+        match &mut self.wire {
+            Some(wire) => wire.recv(prompt),
+            None => self.con.recv_response(),
+        }
+    }
+
+    /// Whether replies are read from the socket directly.
+    #[cfg(test)]
+    pub(crate) fn direct(&self) -> bool {
+        self.wire.is_some()
     }
 
     /// Runs a script (by its digest, loading it if the server lacks it).
@@ -410,7 +429,35 @@ pub(crate) fn consumer_name() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{Link, Resend, redact};
+    use crate::remote::RedisServer;
+    use std::time::{Duration, Instant};
+
+    /// On plain TCP the socket is found and read directly, so a reply is
+    /// looked for before the read sleeps; the replies stay in step.
+    #[test]
+    fn plain_tcp_connections_are_read_directly_and_stay_in_step() -> crate::Result<()> {
+        let server = RedisServer::start()?;
+        let link = Link::get(&server.url())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let direct = link.run(deadline, Resend::Yes, |c| Ok(c.direct()))?;
+        assert!(direct, "the socket of a loopback connection is found");
+        for i in 0..100u32 {
+            let mut set = redis::cmd("SET");
+            set.arg("k").arg(i);
+            let mut pipe = redis::pipe();
+            pipe.cmd("INCR").arg("n").cmd("INCR").arg("n");
+            let got: u32 = link.run(deadline, Resend::Yes, |c| {
+                c.query::<()>(&set)?;
+                c.send(&pipe)?; // replies read with the next command
+                c.query(redis::cmd("GET").arg("k"))
+            })?;
+            assert_eq!(got, i);
+        }
+        let n: u32 = link.run(deadline, Resend::Yes, |c| c.query(redis::cmd("GET").arg("n")))?;
+        assert_eq!(n, 200);
+        Ok(())
+    }
 
     #[test]
     fn passwords_are_left_out_of_addresses() {

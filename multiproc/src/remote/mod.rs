@@ -16,5 +16,6 @@ pub(crate) mod object;
 pub(crate) mod queue;
 mod server;
 mod sync;
+mod wire;
 
 pub use server::{RedisServer, RedisServerBuilder};

@@ -153,6 +153,24 @@ if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
 return 0
 ";
 
+/// Marks the queue closed. A stream's last id is also set to the largest
+/// there is, so that a plain `XADD` (the put of an unbounded queue) fails
+/// from then on, in the same step as the mark: the entries already in it
+/// are still delivered.
+const CLOSE: &str = r"
+redis.call('HSET', KEYS[1], 'closed', 1)
+if ARGV[1] == '1' then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('XGROUP', 'CREATE', KEYS[2], 'g', '0', 'MKSTREAM')
+  end
+  redis.call('XSETID', KEYS[2], '18446744073709551615-18446744073709551615')
+end
+return 1
+";
+
+/// What the server says to an `XADD` on a stream closed by [`CLOSE`].
+const EXHAUSTED: &str = "exhausted the last possible ID";
+
 /// Puts the items ARGV[5..] (as many as there is room for); returns how
 /// many, or -1 if the queue is closed.
 const PUT_MANY: &str = r"
@@ -293,6 +311,20 @@ impl RedisQueue {
         // At-least-once may put twice after a lost reply; at-most-once may not.
         let resend =
             if self.spec.delivery == Delivery::AtLeastOnce { Resend::Yes } else { Resend::No };
+        if self.spec.delivery == Delivery::AtLeastOnce
+            && self.spec.maxsize == 0
+            && !self.spec.joinable
+        {
+            // No room to check and no count to keep: one plain command,
+            // which a closed queue's stream refuses (see CLOSE).
+            let mut add = cmd("XADD");
+            add.arg(&self.keys.items).arg("*").arg("v").arg(bytes);
+            return self.link.run(deadline, resend, |c| match c.query::<Value>(&add) {
+                Ok(_) => Ok(Put::Done),
+                Err(e) if e.to_string().contains(EXHAUSTED) => Ok(Put::Closed),
+                Err(e) => Err(e),
+            });
+        }
         let r: i64 = self.link.run(deadline, resend, |c| {
             c.script(
                 script(PUT),
@@ -365,6 +397,53 @@ impl RedisQueue {
             }
             if due { "1" } else { "0" }
         };
+        if claim == "0" {
+            // The common case in one plain command, without a script: the
+            // queue's state is read only when it is empty.
+            let take = match self.spec.delivery {
+                Delivery::AtLeastOnce => {
+                    let mut read = cmd("XREADGROUP");
+                    read.arg("GROUP").arg("g").arg(&self.group).arg("COUNT").arg(1);
+                    read.arg("STREAMS").arg(&self.keys.items).arg(">");
+                    read
+                }
+                Delivery::AtMostOnce => {
+                    let mut pop = cmd("RPOP");
+                    pop.arg(&self.keys.items);
+                    pop
+                }
+            };
+            let got = self.link.run(deadline, Resend::Yes, |c| {
+                let reply: Value = match c.query(&take) {
+                    Err(e) if e.code() == Some("NOGROUP") => return Ok(None),
+                    other => other?,
+                };
+                let item = match self.spec.delivery {
+                    Delivery::AtMostOnce => bytes(reply),
+                    Delivery::AtLeastOnce => match items(reply).next() {
+                        Some((id, item)) => {
+                            self.taken(c, id)?;
+                            Some(item)
+                        }
+                        None => None,
+                    },
+                };
+                Ok(Some(item.map_or(Got::Empty, Got::Item)))
+            });
+            match got? {
+                Some(Got::Empty) => {
+                    let mut closed = cmd("HEXISTS");
+                    closed.arg(&self.keys.meta).arg("closed");
+                    if !self.link.run(deadline, Resend::Yes, |c| c.query::<bool>(&closed))? {
+                        return Ok(Got::Empty);
+                    }
+                    // Closed: whether it is also empty is decided by the
+                    // script below, in one step.
+                }
+                Some(got) => return Ok(got),
+                None => {} // no group (the stream was deleted): the script makes it
+            }
+        }
         let (src, args): (&'static str, Vec<&[u8]>) = match self.spec.delivery {
             Delivery::AtLeastOnce => {
                 (GET, vec![self.group.as_bytes(), min_idle.as_bytes(), claim.as_bytes()])
@@ -487,9 +566,12 @@ impl RedisQueue {
     }
 
     pub(crate) fn close(&self) -> Result<()> {
-        let mut set = cmd("HSET");
-        set.arg(&self.keys.meta).arg("closed").arg(1);
-        self.link.run(self.reach(None), Resend::Yes, |c| c.query::<()>(&set))
+        let keys = [self.keys.meta.as_str(), self.keys.items.as_str()];
+        let stream = if self.spec.delivery == Delivery::AtLeastOnce { "1" } else { "0" };
+        self.link.run(self.reach(None), Resend::Yes, |c| {
+            c.script::<i64>(script(CLOSE), &keys, &[stream.as_bytes()])
+        })?;
+        Ok(())
     }
 
     pub(crate) fn is_closed(&self) -> Result<bool> {
@@ -529,11 +611,16 @@ fn unexpected(reply: Value) -> redis::RedisError {
     ))
 }
 
+/// Puts back an item taken for a dropped future. A closed stream (see
+/// [`CLOSE`]) is opened for this one entry, then closed again.
 const GIVE_BACK: &str = r"
 if ARGV[2] == 'list' then
   redis.call('RPUSH', KEYS[1], ARGV[1])
-else
+elseif not pcall(redis.call, 'XADD', KEYS[1], '*', 'v', ARGV[1]) then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  redis.call('XSETID', KEYS[1], top and top[1] or '0-1')
   redis.call('XADD', KEYS[1], '*', 'v', ARGV[1])
+  redis.call('XSETID', KEYS[1], '18446744073709551615-18446744073709551615')
 end
 return 1
 ";
@@ -700,6 +787,23 @@ impl RedisQueue {
         })
     }
 
+    /// Takes up to `max` items that are there now, in one round trip, or
+    /// `None` when none are there or this handle is due to look for dead
+    /// consumers' entries first (then [`get`](RedisQueue::get) takes the
+    /// first item).
+    pub(crate) fn take_now(&self, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
+        let due = self
+            .claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|t| t.elapsed() >= self.spec.visibility / 10);
+        if due {
+            return Ok(None);
+        }
+        let batch = self.take_more(max)?;
+        Ok(if batch.is_empty() { None } else { Some(batch) })
+    }
+
     /// Takes up to `max` more items that are there now (after a first one
     /// taken by [`get`](RedisQueue::get)), acknowledging them as `get` does.
     pub(crate) fn take_more(&self, max: usize) -> Result<Vec<Vec<u8>>> {
@@ -719,7 +823,11 @@ impl RedisQueue {
                 read.arg("GROUP").arg("g").arg(&self.group).arg("COUNT").arg(max);
                 read.arg("STREAMS").arg(&self.keys.items).arg(">");
                 self.link.run(self.reach(None), Resend::Yes, |c| {
-                    let reply: Value = c.query(&read)?;
+                    let reply: Value = match c.query(&read) {
+                        // The stream was deleted: the next `get` makes it again.
+                        Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+                        other => other?,
+                    };
                     let entries: Vec<(String, Vec<u8>)> = items(reply).collect();
                     if entries.is_empty() {
                         return Ok(Vec::new());
@@ -736,5 +844,35 @@ impl RedisQueue {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::RedisServer;
+
+    /// An unbounded at-least-once queue puts with a plain `XADD`, which
+    /// `close` makes fail; an item given back after the close is kept.
+    #[test]
+    fn a_closed_stream_refuses_puts_but_takes_back_what_was_taken() -> Result<()> {
+        let server = RedisServer::start()?;
+        let q = RedisQueue::open(Spec::new(&server.url(), "closing"))?;
+        let soon = || Instant::now() + Duration::from_secs(5);
+        assert!(matches!(q.try_put(b"a", soon())?, Put::Done));
+        assert!(matches!(q.try_put(b"b", soon())?, Put::Done));
+        q.close()?;
+        assert!(matches!(q.try_put(b"c", soon())?, Put::Closed));
+        let Got::Item(first) = q.get(Some(soon()))? else { panic!("the first item is kept") };
+        assert_eq!(first, b"a");
+        q.give_back(&first);
+        assert!(matches!(q.try_put(b"d", soon())?, Put::Closed), "closed again after");
+        let mut rest = Vec::new();
+        while let Got::Item(item) = q.get(Some(soon()))? {
+            rest.push(item);
+        }
+        assert_eq!(rest, [b"b".to_vec(), b"a".to_vec()]);
+        assert!(matches!(q.get(Some(soon()))?, Got::Closed));
+        Ok(())
     }
 }
