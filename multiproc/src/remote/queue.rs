@@ -598,6 +598,47 @@ fn ack_pipe(items: &str, ids: &[&str]) -> redis::Pipeline {
     ack
 }
 
+/// Acknowledges the entries ARGV[1..] (in stream order, as `XREADGROUP`
+/// gives them) and removes them
+/// from the stream: the entries before the oldest one still pending, or
+/// before the last of these, are cut off as whole nodes (`XTRIM MINID`),
+/// and only the few left after that cut are deleted one by one (`XDEL`
+/// looks each entry up: 4 µs apiece, against well under 1 µs for a cut).
+/// Ids are compared as decimal strings, exact at any size.
+const ACK_MANY: &str = r"
+local function less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  local function lt(x, y)
+    if #x ~= #y then return #x < #y end
+    return x < y
+  end
+  if am ~= bm then return lt(am, bm) end
+  return lt(as, bs)
+end
+redis.call('XACK', KEYS[1], 'g', unpack(ARGV))
+local keep = ARGV[#ARGV]
+local pending = redis.call('XPENDING', KEYS[1], 'g')
+if pending[1] > 0 and less(pending[2], keep) then keep = pending[2] end
+redis.call('XTRIM', KEYS[1], 'MINID', keep)
+local left = {}
+local i = #ARGV
+while i > 0 and not less(ARGV[i], keep) do
+  left[#left + 1] = ARGV[i]
+  i = i - 1
+end
+if #left > 0 then redis.call('XDEL', KEYS[1], unpack(left)) end
+return #ARGV
+";
+
+/// The acknowledgement of a batch of entries (see [`ACK_MANY`]), sent as
+/// `EVAL` so that it can go without waiting for its reply.
+fn ack_many_pipe(items: &str, ids: &[&str]) -> redis::Pipeline {
+    let mut ack = redis::pipe();
+    ack.cmd("EVAL").arg(ACK_MANY).arg(1).arg(items).arg(ids);
+    ack
+}
+
 /// The ids and items of an `XREADGROUP` reply.
 fn items(reply: Value) -> impl Iterator<Item = (String, Vec<u8>)> {
     stream_entries(reply).into_iter().filter_map(|(id, mut f)| Some((id, f.remove(&b"v"[..])?)))
@@ -838,7 +879,8 @@ impl RedisQueue {
                         unacked.extend(entries.iter().map(|(id, _)| id.clone()));
                     } else {
                         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-                        c.send(&ack_pipe(&self.keys.items, &ids))?;
+                        let ack = if ids.len() > 1 { ack_many_pipe } else { ack_pipe };
+                        c.send(&ack(&self.keys.items, &ids))?;
                     }
                     Ok(entries.into_iter().map(|(_, v)| v).collect())
                 })
