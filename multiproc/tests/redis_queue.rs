@@ -241,6 +241,42 @@ fn an_entry_read_and_never_acknowledged_comes_back_after_the_visibility_timeout(
     common::eventually("the acknowledgement lands", || q.is_empty());
 }
 
+/// A batch taken by `get_many` is acknowledged by cutting the stream short
+/// of the oldest entry still pending: an entry a dead consumer holds is
+/// neither cut nor counted out, and comes back.
+#[test]
+fn a_batch_acknowledgement_removes_only_what_it_acknowledged() {
+    let server = common::redis_server(RedisServer::builder());
+    let q: Queue<u64> = Queue::builder()
+        .redis(&server.url(), "batches")
+        .visibility_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    q.put_many(0..300).unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "g", "dead-consumer", "COUNT", "1", "STREAMS", "mp:{batches}:items", ">"])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(q.get_many(100, common::LIMIT).unwrap(), (1..=100).collect::<Vec<_>>());
+    common::eventually("200 left, the dead consumer's entry among them", || q.len() == 200);
+    assert_eq!(q.get_many(1000, common::LIMIT).unwrap(), (101..300).collect::<Vec<_>>());
+    common::eventually("only the dead consumer's entry is left", || q.len() == 1);
+    assert_eq!(q.get_timeout(common::LIMIT).unwrap(), 0, "it comes back");
+    // With nothing pending, whole batches are cut off the stream.
+    q.put_many(0..2000).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2000 {
+        got.extend(q.get_many(512, common::LIMIT).unwrap());
+    }
+    assert_eq!(got, (0..2000).collect::<Vec<_>>());
+    let mut xlen =
+        || -> usize { redis::cmd("XLEN").arg("mp:{batches}:items").query(&mut con).unwrap() };
+    common::eventually("every entry left the stream", || xlen() == 0);
+    assert!(q.is_empty());
+}
+
 #[test]
 fn at_most_once_queues_deliver_in_order_and_close() {
     let server = common::redis_server(RedisServer::builder());
