@@ -354,6 +354,84 @@ fn lock_forms_keep_their_promises_on_both_backends() {
     }
 }
 
+/// The median time past `timeout` that `wait` took, over five waits, each
+/// of which must have taken at least `timeout`.
+fn median_overshoot(timeout: Duration, mut wait: impl FnMut(Duration)) -> Duration {
+    let mut over: Vec<Duration> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            wait(timeout);
+            let took = start.elapsed();
+            assert!(took >= timeout, "{took:?} < {timeout:?}");
+            took - timeout
+        })
+        .collect();
+    over.sort();
+    over[2]
+}
+
+/// Timed waits end near their deadline: a blocking command's timeout is
+/// answered on the server's timer, up to 100 ms late, so the end of a wait
+/// is not left to it.
+#[test]
+fn timed_waits_end_near_their_deadline_on_both_backends() {
+    let near = Duration::from_millis(40);
+    for backend in Backend::all() {
+        let e = backend.event("late-event");
+        let over = median_overshoot(Duration::from_millis(60), |t| {
+            assert!(!e.wait_timeout(t).unwrap());
+        });
+        assert!(over < near, "{}: event waits end {over:?} late", backend.name());
+        let lock = backend.lock("late-lock");
+        assert!(lock.try_acquire().unwrap());
+        let over = std::thread::scope(|s| {
+            s.spawn(|| {
+                median_overshoot(Duration::from_millis(150), |t| {
+                    assert!(!lock.acquire_timeout(t).unwrap());
+                })
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(over < near, "{}: lock waits end {over:?} late", backend.name());
+        lock.release().unwrap();
+    }
+}
+
+/// A release wakes a waiter blocked on the lock's bell at once, not at its
+/// next look (50 ms apart).
+#[test]
+fn a_release_wakes_a_blocked_waiter_at_once_on_redis() {
+    let Backend::Redis(server, m) = Backend::redis(RedisServer::builder()) else { unreachable!() };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let lock = m.lock("bell").unwrap();
+    let mut lags = Vec::new();
+    for _ in 0..5 {
+        assert!(lock.try_acquire().unwrap());
+        let waiter = std::thread::spawn({
+            let lock = lock.clone();
+            move || {
+                let got = lock.acquire_timeout(LIMIT).unwrap();
+                let at = Instant::now();
+                lock.release().unwrap();
+                (got, at)
+            }
+        });
+        common::eventually("the waiter blocks on the bell", || {
+            let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+            clients.lines().any(|c| c.contains("cmd=xread") && c.contains("flags=b"))
+        });
+        let released = Instant::now();
+        lock.release().unwrap();
+        let (got, at) = waiter.join().unwrap();
+        assert!(got);
+        lags.push(at - released);
+    }
+    lags.sort();
+    assert!(lags[2] < Duration::from_millis(20), "woken late: {lags:?}");
+}
+
 /// Takes the lock, says so, and hangs until it is killed.
 fn hold_and_hang(args: (LockProxy, EventProxy)) -> u64 {
     let (lock, taken) = args;

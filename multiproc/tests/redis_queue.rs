@@ -91,6 +91,31 @@ fn try_and_timeout_forms_keep_their_promise_on_both_backends() {
     }
 }
 
+/// A timed get ends near its deadline, not at the server's next timer tick
+/// (a blocking command's timeout is answered up to 100 ms late).
+#[test]
+fn timed_gets_end_near_their_deadline_on_both_backends() {
+    for backend in Backend::all() {
+        let q: Queue<u8> = backend.queue("late", |b| b).build().unwrap();
+        for timeout in [Duration::from_millis(30), Duration::from_millis(250)] {
+            let mut over: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    assert!(matches!(q.get_timeout(timeout), Err(Error::Timeout)));
+                    start.elapsed().checked_sub(timeout).expect("waited the whole timeout")
+                })
+                .collect();
+            over.sort();
+            let median = over[2];
+            assert!(
+                median < Duration::from_millis(40),
+                "{}: get_timeout({timeout:?}) ends {median:?} late",
+                backend.name()
+            );
+        }
+    }
+}
+
 fn produce((q, from, n): (Queue<u64>, u64, u64)) {
     for i in from..from + n {
         q.put(i).unwrap();

@@ -180,7 +180,10 @@ impl RedisObject {
         let token = h.token.to_string();
         let keys = [self.meta.as_str(), self.lease.as_str()];
         let released: i64 = self.run(Resend::No, |c| {
-            c.script(script(RELEASE), &keys, &[h.value.as_bytes(), token.as_bytes()])
+            let released =
+                c.script(script(RELEASE), &keys, &[h.value.as_bytes(), token.as_bytes()])?;
+            self.ring(c);
+            Ok(released)
         })?;
         if released == 1 { Ok(()) } else { Err(Error::LeaseExpired) }
     }

@@ -163,10 +163,13 @@ impl Link {
         let mut con = self.client.get_connection_with_timeout(wait)?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
         let wire = Wire::find(&mut con, self.client.get_connection_info());
-        Ok(Conn { con, wire, pid, unread: 0, read_timeout: None, deadline })
+        Ok(Conn { con, wire, pid, unread: 0, read_timeout: None, deadline, broken: false })
     }
 
     fn put_back(&self, conn: Conn) {
+        if conn.broken {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < 64 {
             idle.push(conn);
@@ -196,6 +199,8 @@ pub(crate) struct Conn {
     /// The deadline of the operation using it: no read waits past it by
     /// more than [`READ_SLACK`].
     deadline: Instant,
+    /// A send failed: the connection may be out of step and is dropped.
+    broken: bool,
 }
 
 /// How long past its operation's deadline a read may wait for the reply
@@ -297,8 +302,14 @@ impl Conn {
     /// the commands are in the kernel's hands: they reach the server even if
     /// this process is killed at once.
     pub(crate) fn send(&mut self, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
-        self.drain()?;
-        self.con.send_packed_command(&pipe.get_packed_pipeline())?;
+        let sent =
+            self.drain().and_then(|()| self.con.send_packed_command(&pipe.get_packed_pipeline()));
+        if let Err(e) = sent {
+            // Perhaps half written: never used again, even if the caller
+            // goes on without it.
+            self.broken = true;
+            return Err(e);
+        }
         // One reply per command; an atomic pipeline's are OK, one QUEUED per
         // command, then EXEC's.
         self.unread += pipe.cmd_iter().count() + if pipe.is_transaction() { 2 } else { 0 };
@@ -325,6 +336,31 @@ pub(crate) fn script(src: &'static str) -> &'static redis::Script {
     let s: &'static redis::Script = Box::leak(Box::new(redis::Script::new(src)));
     all.push((src, s));
     s
+}
+
+/// How late a server may answer the timeout of a blocking command: it
+/// looks at blocked clients' timeouts on its timer, ten times a second by
+/// default (`hz 10`), so `BLOCK 10` answers after up to 100 ms.
+const SERVER_TICK: Duration = Duration::from_millis(110);
+
+/// How long a blocking command may block on the server within a wait that
+/// ends at `until` (`None`: never), at most `slice`: short enough that its
+/// answer comes by `until` even when the server is a tick late. `None` when
+/// the wait is too short for that: look again after a pause instead (see
+/// [`pause`]).
+pub(crate) fn server_block(until: Option<Instant>, slice: Duration) -> Option<Duration> {
+    let Some(until) = until else { return Some(slice) };
+    let left = until.saturating_duration_since(Instant::now());
+    let block = left.checked_sub(SERVER_TICK)?.min(slice);
+    (block >= Duration::from_millis(1)).then_some(block)
+}
+
+/// Sleeps before the next look of a wait that ends at `until`: `pause`,
+/// which grows from 1 ms to 10 ms, cut short by `until`.
+pub(crate) fn pause(until: Option<Instant>, pause: &mut Duration) {
+    let left = until.map_or(*pause, |u| u.saturating_duration_since(Instant::now()));
+    std::thread::sleep((*pause).min(left));
+    *pause = (*pause * 2).min(Duration::from_millis(10));
 }
 
 /// The deadline for reaching the server during a wait that ends at `wait`

@@ -23,7 +23,7 @@ use redis::{Value, cmd};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::link::{Link, Resend, bytes, reach, script};
+use super::link::{Link, Resend, bytes, pause as pause_for, reach, script, server_block};
 use crate::manager::dynval::{self, Blob};
 use crate::manager::protocol::{Kind, Op, Part, Response, Wait};
 use crate::manager::server::{bound, find, position};
@@ -31,6 +31,11 @@ use crate::{Error, Result};
 
 /// The default lease of a lock on Redis.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The longest a waiter blocks on an object's bell before it looks again:
+/// a lock's lease that runs out rings nothing, so its next holder sees it
+/// this late at most.
+const BELL_SLICE: Duration = Duration::from_millis(50);
 
 /// What a handle carries to another process, which opens the object again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,9 @@ pub(crate) struct RedisObject {
     pub(super) meta: String,
     pub(super) data: String,
     pub(super) lease: String,
+    /// A Stream of one entry, added to by every change a waiter may wait
+    /// for: waiters block on it (`XREAD`) instead of sleeping.
+    pub(super) bell: String,
 }
 
 impl std::fmt::Debug for RedisObject {
@@ -204,6 +212,7 @@ impl RedisObject {
             meta: format!("{base}:meta"),
             data: format!("{base}:data"),
             lease: format!("{base}:lease"),
+            bell: format!("{base}:bell"),
             link,
             spec,
         };
@@ -256,26 +265,57 @@ impl RedisObject {
     }
 
     /// Looks with `look` (given the deadline to reach the server) until it
-    /// finds something or `wait` ends (`None`). Pauses grow from 1 ms to
-    /// 50 ms.
+    /// finds something or `wait` ends (`None`). Between looks it blocks on
+    /// the object's bell, which every change a waiter may wait for rings
+    /// (see [`ring`](RedisObject::ring)), for at most [`BELL_SLICE`]: a
+    /// lease that runs out rings nothing. The bell's last ring is read
+    /// before each look, so a change made after the look wakes the wait
+    /// at once.
     pub(super) fn poll<R>(
         &self,
         wait: Wait,
         mut look: impl FnMut(Instant) -> Result<Option<R>>,
     ) -> Result<Option<R>> {
         let until = wait.deadline();
+        if let Some(found) = look(self.reach(until))? {
+            return Ok(Some(found));
+        }
         let mut pause = Duration::from_millis(1);
         loop {
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(None);
+            }
+            let mut last = cmd("XREVRANGE");
+            last.arg(&self.bell).arg("+").arg("-").arg("COUNT").arg(1);
+            let rung: Value = self.link.run(self.reach(until), Resend::Yes, |c| c.query(&last))?;
+            let seen = last_id(rung).unwrap_or_else(|| "0-0".to_owned());
             if let Some(found) = look(self.reach(until))? {
                 return Ok(Some(found));
             }
-            let now = Instant::now();
-            if until.is_some_and(|u| now >= u) {
-                return Ok(None);
+            match server_block(until, BELL_SLICE) {
+                Some(block) => {
+                    let mut read = cmd("XREAD");
+                    read.arg("BLOCK").arg(block.as_millis() as u64);
+                    read.arg("STREAMS").arg(&self.bell).arg(&seen);
+                    self.link.run(self.reach(until), Resend::Yes, |c| {
+                        c.query_blocking::<Value>(&read, block)
+                    })?;
+                }
+                // The end of a timed wait: the server would answer late.
+                None => pause_for(until, &mut pause),
             }
-            std::thread::sleep(until.map_or(pause, |u| pause.min(u - now)));
-            pause = (pause * 2).min(Duration::from_millis(50));
         }
+    }
+
+    /// Rings the bell (without waiting for the reply) after a change that
+    /// may end a wait: a lock or units released, an event set, a barrier
+    /// passed, broken or reset. A ring that cannot be sent is left out: the
+    /// change is made, and waiters look again within [`BELL_SLICE`]; a lost
+    /// connection is found by the next command on it.
+    pub(super) fn ring(&self, c: &mut super::link::Conn) {
+        let mut ring = redis::pipe();
+        ring.cmd("XADD").arg(&self.bell).arg("MAXLEN").arg(1).arg("*").arg("r").arg(1);
+        let _ = c.send(&ring);
     }
 
     /// Runs `op` on the object: the manager's protocol, answered by Redis.
@@ -585,8 +625,16 @@ pub(crate) fn delete(link: &Link, app: &str, name: &str, deadline: Instant) -> R
     let base = format!("mpm:{{{app}:{name}}}");
     let mut del = cmd("DEL");
     del.arg(format!("{base}:meta")).arg(format!("{base}:data")).arg(format!("{base}:lease"));
+    del.arg(format!("{base}:bell"));
     let n: u64 = link.run(deadline, Resend::Yes, |c| c.query(&del))?;
     Ok(n > 0)
+}
+
+/// The id of the entry of an `XREVRANGE ... COUNT 1` reply.
+fn last_id(reply: Value) -> Option<String> {
+    let Value::Array(entries) = reply else { return None };
+    let Value::Array(entry) = entries.into_iter().next()? else { return None };
+    String::from_utf8(bytes(entry.into_iter().next()?)?).ok()
 }
 
 /// A length from a script's reply.

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::link::{
-    DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script, stream_entries,
+    DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script, server_block, stream_entries,
 };
 use crate::transfer::codec;
 use crate::{Error, Result};
@@ -368,19 +368,23 @@ impl RedisQueue {
     /// Takes an item, waiting until `wait` (`None`: without end; a past
     /// instant: not at all).
     pub(crate) fn get(&self, wait: Option<Instant>) -> Result<Got> {
+        let mut pause = Duration::from_millis(1);
         loop {
             match self.get_now(self.reach(wait))? {
                 Got::Empty => {}
                 got => return Ok(got),
             }
-            let now = Instant::now();
-            let block = match wait {
-                Some(w) if now >= w => return Ok(Got::Empty),
-                Some(w) => (w - now).min(SLICE),
-                None => SLICE,
-            };
-            if let Some(item) = self.get_blocking(block.max(Duration::from_millis(1)), wait)? {
-                return Ok(Got::Item(item));
+            if wait.is_some_and(|w| Instant::now() >= w) {
+                return Ok(Got::Empty);
+            }
+            match server_block(wait, SLICE) {
+                Some(block) => {
+                    if let Some(item) = self.get_blocking(block, wait)? {
+                        return Ok(Got::Item(item));
+                    }
+                }
+                // The end of a timed wait: the server would answer late.
+                None => super::link::pause(wait, &mut pause),
             }
         }
     }

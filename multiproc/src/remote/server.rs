@@ -143,10 +143,12 @@ impl RedisServerBuilder {
             SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             u32::from_ne_bytes(random)
         ));
-        std::fs::create_dir_all(&dir).map_err(Error::os("create the Redis server's directory"))?;
         let mut last = None;
-        // Another program may take the free port first: try a few.
+        // Another program may take the free port first: try a few (a
+        // failed try removes the directory as it goes).
         for _ in 0..5 {
+            std::fs::create_dir_all(&dir)
+                .map_err(Error::os("create the Redis server's directory"))?;
             let port = free_port()?;
             let mut server =
                 RedisServer { child: None, port, dir: dir.clone(), settings: self.clone() };
@@ -335,7 +337,7 @@ impl RedisServer {
                 });
             }
         }
-        let mut child = command.spawn().map_err(|e| {
+        let child = command.spawn().map_err(|e| {
             failure(
                 &format!(
                     "could not run {} (install it: bash .ci/install-redis.sh, \
@@ -345,10 +347,13 @@ impl RedisServer {
                 e.to_string(),
             )
         })?;
+        // Killed if anything below fails, or panics, before it answers.
+        let mut starting = Starting(Some(child));
         let client =
             redis::Client::open(self.url()).map_err(|e| failure("bad address", e.to_string()))?;
         let start = Instant::now();
         loop {
+            let Some(child) = starting.0.as_mut() else { unreachable!("taken only on return") };
             if let Ok(Some(status)) = child.try_wait() {
                 let mut err = String::new();
                 if let Some(mut stderr) = child.stderr.take() {
@@ -362,12 +367,10 @@ impl RedisServer {
             if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200))
                 && redis::cmd("PING").query::<String>(&mut c).is_ok()
             {
-                self.child = Some(child);
+                self.child = starting.0.take();
                 return Ok(());
             }
             if start.elapsed() > READY_WITHIN {
-                let _ = child.kill();
-                let _ = child.wait();
                 return Err(failure("redis-server did not answer within 20 s", tail(&log)));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -379,6 +382,18 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A server being started: killed if dropped before it answered.
+struct Starting(Option<Child>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Semaphores, events and barriers on Redis: their state in the object's
-//! `meta` hash, changed by Lua scripts; waiters look again after pauses
-//! that grow from 1 ms to 50 ms, within their timeout.
+//! `meta` hash, changed by Lua scripts; waiters block on the object's bell
+//! between looks (see `RedisObject::poll`).
 
 use std::sync::Arc;
 
@@ -84,8 +84,14 @@ impl RedisObject {
         Ok(Response::Done)
     }
 
-    fn script_on_meta(&self, src: &'static str, resend: Resend, args: &[&[u8]]) -> Result<Value> {
-        self.run(resend, |c| c.script(script(src), &[&self.meta], args))
+    /// Runs script `src` on the object's `meta` hash, then rings the bell
+    /// for the waiters.
+    fn change_and_ring(&self, src: &'static str, resend: Resend, args: &[&[u8]]) -> Result<Value> {
+        self.run(resend, |c| {
+            let reply = c.script(script(src), &[&self.meta], args)?;
+            self.ring(c);
+            Ok(reply)
+        })
     }
 
     pub(super) fn semaphore(self: &Arc<Self>, op: Op) -> Result<Response> {
@@ -105,7 +111,7 @@ impl RedisObject {
             }
             Op::ReleaseN(n) => {
                 let n = n.to_string();
-                match number(Some(&self.script_on_meta(GIVE, Resend::No, &[n.as_bytes()])?)) {
+                match number(Some(&self.change_and_ring(GIVE, Resend::No, &[n.as_bytes()])?)) {
                     1 => Ok(Response::Done),
                     _ => Err(Error::TooManyReleases),
                 }
@@ -117,7 +123,16 @@ impl RedisObject {
 
     pub(super) fn event(self: &Arc<Self>, op: Op) -> Result<Response> {
         match op {
-            Op::SetFlag => self.set_field("flag", 1),
+            Op::SetFlag => {
+                let mut set = cmd("HSET");
+                set.arg(&self.meta).arg("flag").arg(1);
+                self.run(Resend::Yes, |c| {
+                    c.query::<()>(&set)?;
+                    self.ring(c);
+                    Ok(())
+                })?;
+                Ok(Response::Done)
+            }
             Op::ClearFlag => self.set_field("flag", 0),
             Op::IsSet => Ok(Response::Bool(self.fields(&["flag"])?[0] == 1)),
             Op::WaitFlag(wait) => {
@@ -138,11 +153,11 @@ impl RedisObject {
         match op {
             Op::BarrierWait(wait) => self.barrier_wait(wait),
             Op::Abort => {
-                self.script_on_meta(BREAK, Resend::Yes, &[b""])?;
+                self.change_and_ring(BREAK, Resend::Yes, &[b""])?;
                 Ok(Response::Done)
             }
             Op::Reset => {
-                self.script_on_meta(RESET, Resend::No, &[])?;
+                self.change_and_ring(RESET, Resend::No, &[])?;
                 Ok(Response::Done)
             }
             Op::BarrierState => {
@@ -155,7 +170,7 @@ impl RedisObject {
 
     fn barrier_wait(self: &Arc<Self>, wait: Wait) -> Result<Response> {
         // Sent twice, an arrival would count this party twice.
-        let arrived = self.script_on_meta(ARRIVE, Resend::No, &[])?;
+        let arrived = self.change_and_ring(ARRIVE, Resend::No, &[])?;
         let Value::Array(parts) = &arrived else {
             return Err(self.link.error(format!("{:?}", unexpected(&arrived)), None));
         };
@@ -184,7 +199,7 @@ impl RedisObject {
                 // A timeout breaks the barrier, as in Python, unless the
                 // barrier passed in the meantime.
                 let generation = generation.to_string();
-                let broke = self.script_on_meta(BREAK, Resend::Yes, &[generation.as_bytes()])?;
+                let broke = self.change_and_ring(BREAK, Resend::Yes, &[generation.as_bytes()])?;
                 if number(Some(&broke)) == 0 {
                     Ok(Response::Count(index as u64))
                 } else {
