@@ -737,7 +737,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     ///
     /// On Redis, a consumer blocked on the server sees the close within
-    /// 100 ms; a failure to reach the server is logged.
+    /// 200 ms (it blocks for 100 ms at a time, and the server answers the
+    /// end of a block on its 100 ms timer); a failure to reach the server
+    /// is logged.
     pub fn close(&self) {
         match &self.imp {
             Imp::Local(raw) => raw.ring().close(),
