@@ -51,15 +51,119 @@ fn map_imap_and_apply_give_the_same_results_on_both_backends() {
     });
 }
 
+/// A network namespace of its own for the other "host", joined to this
+/// one by a virtual Ethernet pair (10.231.X.1 here, 10.231.X.2 there): made
+/// where the machine allows it (root, the `ip` command), else `None`, and
+/// the other host shares this one's loopback (as it does with
+/// `MULTIPROC_TEST_NO_NETNS=1`, to test that path). Removed on drop.
+struct Netns {
+    name: String,
+    link: String,
+    here: std::net::IpAddr,
+}
+
+impl Netns {
+    fn new() -> Option<Netns> {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let x = (pid.wrapping_mul(7).wrapping_add(n) % 250) + 1;
+        let ip = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let name = format!("mp-{pid}-{n}");
+        if std::env::var_os("MULTIPROC_TEST_NO_NETNS").is_some() || !ip(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = Netns {
+            link: format!("mp{}", (pid * 16 + n) % 10_000_000),
+            here: std::net::Ipv4Addr::new(10, 231, x as u8, 1).into(),
+            name,
+        };
+        let peer = format!("{}p", ns.link);
+        let made = ip(&[
+            "link", "add", &ns.link, "type", "veth", "peer", "name", &peer, "netns", &ns.name,
+        ]) && ip(&["addr", "add", &format!("10.231.{x}.1/30"), "dev", &ns.link])
+            && ip(&["link", "set", &ns.link, "up"])
+            && ip(&["-n", &ns.name, "addr", "add", &format!("10.231.{x}.2/30"), "dev", &peer])
+            && ip(&["-n", &ns.name, "link", "set", &peer, "up"])
+            && ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        made.then_some(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for args in [["netns", "del", &self.name], ["link", "del", &self.link]] {
+            let _ = std::process::Command::new("ip")
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A server and, where the machine allows, a network namespace for the
+/// other host, which reaches the server through it.
+struct Site {
+    server: RedisServer,
+    net: Option<Netns>,
+}
+
+impl Site {
+    fn new() -> Site {
+        let net = Netns::new();
+        // Redis refuses clients from other addresses unless a password is
+        // set ("protected mode"); across hosts there should be one anyway.
+        let builder = match &net {
+            Some(n) => RedisServer::builder().also_on(n.here).password("across-hosts"),
+            None => RedisServer::builder(),
+        };
+        Site { server: common::redis_server(builder), net }
+    }
+
+    /// The address for this host.
+    fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Starts the other host: in its own network namespace, if there is
+    /// one (where 127.0.0.1 is its own, and the server is at 10.231.X.1).
+    fn host(&self, name: &str, processes: usize) -> Host {
+        match &self.net {
+            Some(n) => {
+                let url = self.server.url_on(n.here);
+                Host::start(&url, name, processes, Some(&n.name))
+            }
+            None => Host::start(&self.url(), name, processes, None),
+        }
+    }
+}
+
 /// Another "host": this test program started anew as a process tree of
-/// its own, with an environment of its own, serving the pool's tasks (see
-/// `remote_host_main`). Killed on drop, workers included (they are its
-/// daemons).
+/// its own, with an environment of its own (and a network of its own where
+/// the machine allows), serving the pool's tasks (see `remote_host_main`).
+/// Killed on drop, workers included (they are its daemons).
 struct Host(std::process::Child);
 
 impl Host {
-    fn start(url: &str, name: &str, processes: usize) -> Host {
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
+    fn start(url: &str, name: &str, processes: usize, netns: Option<&str>) -> Host {
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        let child = command
             .args(["--exact", "remote_host_main", "--ignored", "--nocapture", "--test-threads=1"])
             .env("MULTIPROC_TEST_HOST", "remote")
             .env("MULTIPROC_TEST_REDIS", format!("{url} {name} {processes}"))
@@ -141,9 +245,25 @@ fn wait_for_blocked(url: &str, n: usize) {
 
 #[test]
 fn workers_on_another_host_share_the_work_and_results_stay_in_order() {
-    let server = common::redis_server(RedisServer::builder());
-    let url = server.url();
-    let _host = Host::start(&url, "shared", 2);
+    let site = Site::new();
+    let url = site.url();
+    if let Some(net) = &site.net {
+        // Its loopback is its own: only the link reaches the server.
+        let port = site.server.port();
+        let reach = |ip: &str| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &net.name, "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{ip}/{port}"))
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        assert!(!reach("127.0.0.1"), "the other host has a network of its own");
+        assert!(reach(&net.here.to_string()), "and reaches the server through the link");
+    } else {
+        eprintln!("no network namespace here: the other host shares this one's loopback");
+    }
+    let _host = site.host("shared", 2);
     wait_for_blocked(&url, 2);
     let pool = Pool::builder().redis(&url, "shared").processes(1).build().unwrap();
     let got = pool.map_chunked(tagged, 0..60, 1).unwrap();
@@ -154,9 +274,9 @@ fn workers_on_another_host_share_the_work_and_results_stay_in_order() {
 
 #[test]
 fn remote_workers_killed_mid_task_have_their_tasks_run_again_exactly_once() {
-    let server = common::redis_server(RedisServer::builder());
-    let url = server.url();
-    let mut host = Host::start(&url, "kills", 3);
+    let site = Site::new();
+    let url = site.url();
+    let mut host = site.host("kills", 3);
     wait_for_blocked(&url, 3);
     let pool = Pool::builder()
         .redis(&url, "kills")
@@ -183,12 +303,12 @@ fn remote_workers_killed_mid_task_have_their_tasks_run_again_exactly_once() {
 
 #[test]
 fn a_task_whose_worker_dies_and_no_retry_is_left_fails_with_worker_died() {
-    let server = common::redis_server(RedisServer::builder());
-    let url = server.url();
+    let site = Site::new();
+    let url = site.url();
     let mark = std::env::temp_dir().join(format!("multiproc-hang-{}", std::process::id()));
     let _ = std::fs::remove_file(&mark);
     let mark = mark.to_string_lossy().into_owned();
-    let mut host = Host::start(&url, "noretry", 1);
+    let mut host = site.host("noretry", 1);
     wait_for_blocked(&url, 1);
     let pool = Pool::builder()
         .redis(&url, "noretry")

@@ -60,6 +60,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     persistent: bool,
     tls: bool,
+    also_on: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for RedisServerBuilder {
@@ -68,6 +69,7 @@ impl std::fmt::Debug for RedisServerBuilder {
             .field("password", &self.password.as_ref().map(|_| ".."))
             .field("persistent", &self.persistent)
             .field("tls", &self.tls)
+            .field("also_on", &self.also_on)
             .finish()
     }
 }
@@ -117,6 +119,28 @@ impl RedisServerBuilder {
     #[cfg(feature = "redis-tls")]
     pub fn tls(mut self, tls: bool) -> Self {
         self.tls = tls;
+        self
+    }
+
+    /// Listens on `ip` too, besides 127.0.0.1: for a test whose other
+    /// "host" runs in a network namespace of its own, joined to this one by
+    /// a virtual link, and reaches the server at [`RedisServer::url_on`].
+    /// The address must exist when the server starts, and Redis answers
+    /// clients from other addresses only if a [`password`] is set (its
+    /// "protected mode").
+    ///
+    /// [`password`]: RedisServerBuilder::password
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let ip = "10.231.0.1".parse().unwrap();
+    /// let server = multiproc::remote::RedisServer::builder().also_on(ip).password("pw").start()?;
+    /// assert!(server.url_on(ip).starts_with("redis://:pw@10.231.0.1:"));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn also_on(mut self, ip: std::net::IpAddr) -> Self {
+        self.also_on.push(ip);
         self
     }
 
@@ -208,6 +232,24 @@ impl RedisServer {
         } else {
             format!("redis://{auth}127.0.0.1:{}/0", self.port)
         }
+    }
+
+    /// The address of the server at `ip`, one of the addresses given to
+    /// [`RedisServerBuilder::also_on`] (with the password, if any).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let server = multiproc::remote::RedisServer::start()?;
+    /// assert_eq!(server.url_on("127.0.0.1".parse().unwrap()), server.url());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn url_on(&self, ip: std::net::IpAddr) -> String {
+        let host = match ip {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        self.url().replacen("127.0.0.1", &host, 1)
     }
 
     /// The port the server listens on.
@@ -308,7 +350,10 @@ impl RedisServer {
             command.arg("--port").arg(self.port.to_string());
         }
         command
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .args(self.settings.also_on.iter().map(ToString::to_string))
+            .args(["--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
