@@ -69,7 +69,7 @@ pub(crate) use keys::{KnownKeys, inherit as inherit_keys, snapshot as known_keys
 #[cfg(feature = "redis")]
 pub use on_redis::RedisManager;
 use protocol::{Create, Request, Response};
-pub use proxy::{CustomProxy, DictProxy, ListProxy, Namespace, Proxy, ValueProxy};
+pub use proxy::{CustomProxy, DictProxy, EntryUpdate, ListProxy, Namespace, Proxy, ValueProxy};
 use proxy::{Target, sealed::Sealed};
 pub use sync_proxy::{
     ArrayProxy, BarrierProxy, ConditionProxy, EventProxy, LockProxy, ManagedGuard, QueueProxy,

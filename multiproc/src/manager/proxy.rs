@@ -1834,9 +1834,9 @@ where
     }
 
     /// Changes the entry of `key` atomically: `f` gets its value (`None` if
-    /// absent) and returns the new one (`None` removes it); if another
-    /// process changed the dict meanwhile, `f` runs again. Returns what was
-    /// stored.
+    /// absent) and returns the new one, either a value or an `Option` whose
+    /// `None` removes the entry (see [`EntryUpdate`]); if another process
+    /// changed the dict meanwhile, `f` runs again. Returns what was stored.
     ///
     /// # Errors
     ///
@@ -1847,14 +1847,21 @@ where
     /// ```
     /// let m = multiproc::Manager::start()?;
     /// let hits = m.dict::<String, u64>()?;
-    /// hits.update("page".to_owned(), |n| Some(n.unwrap_or(0) + 1))?;
-    /// hits.update("page".to_owned(), |n| Some(n.unwrap_or(0) + 1))?;
+    /// hits.update("page".into(), |n| n.unwrap_or(0) + 1)?;
+    /// hits.update("page".into(), |n| Some(n.unwrap_or(0) + 1))?;
     /// assert_eq!(hits.get(&"page".to_owned())?, Some(2));
+    /// hits.update("page".into(), |_| None)?; // removes it
+    /// assert!(hits.is_empty()?);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn update(&self, key: K, mut f: impl FnMut(Option<V>) -> Option<V>) -> Result<Option<V>> {
+    pub fn update<R: EntryUpdate<V>>(
+        &self,
+        key: K,
+        mut f: impl FnMut(Option<V>) -> R,
+    ) -> Result<Option<V>> {
         let key = dynval::encode(&key)?;
         let mut stored = None;
+        let mut f = |old: Option<V>| f(old).into_entry();
         self.target.update(
             Kind::Dict,
             || Part::Key(key.clone()),
@@ -1884,13 +1891,14 @@ where
     /// # Ok::<(), multiproc::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn update_async(
+    pub async fn update_async<R: EntryUpdate<V>>(
         &self,
         key: K,
-        mut f: impl FnMut(Option<V>) -> Option<V>,
+        mut f: impl FnMut(Option<V>) -> R,
     ) -> Result<Option<V>> {
         let key = dynval::encode(&key)?;
         let mut stored = None;
+        let mut f = |old: Option<V>| f(old).into_entry();
         self.target
             .update_async(
                 Kind::Dict,
@@ -1903,6 +1911,33 @@ where
             )
             .await?;
         Ok(stored)
+    }
+}
+
+/// What a [`DictProxy::update`] closure returns: the new value, or an
+/// `Option` of it whose `None` removes the entry.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::manager::EntryUpdate;
+/// assert_eq!(5u64.into_entry(), Some(5));
+/// assert_eq!(EntryUpdate::<u64>::into_entry(None::<u64>), None);
+/// ```
+pub trait EntryUpdate<V> {
+    /// The entry to store (`None`: none).
+    fn into_entry(self) -> Option<V>;
+}
+
+impl<V> EntryUpdate<V> for V {
+    fn into_entry(self) -> Option<V> {
+        Some(self)
+    }
+}
+
+impl<V> EntryUpdate<V> for Option<V> {
+    fn into_entry(self) -> Option<V> {
+        self
     }
 }
 
