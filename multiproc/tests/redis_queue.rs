@@ -223,7 +223,7 @@ fn an_item_whose_consumer_is_killed_before_task_done_is_delivered_again() {
     let q: JoinableQueue<u64> = JoinableQueue::builder()
         .redis(&server.url(), "redeliver")
         .visibility_timeout(Duration::from_millis(300))
-        .build_joinable()
+        .build() // the form; build_joinable() is the same
         .unwrap();
     q.put(7).unwrap();
     let consumer = Process::spawn(take_and_hang, q.clone()).unwrap();

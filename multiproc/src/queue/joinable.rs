@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Imp, Queue, QueueBuilder};
+use super::{Imp, Joinable, Queue, QueueBuilder};
 use crate::shm::park::deadline_after;
 use crate::{Error, Result};
 
@@ -177,17 +177,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     /// A builder: the item bound, and the Redis back-end (see
-    /// [`QueueBuilder`]); `build_joinable` makes the queue.
+    /// [`QueueBuilder`]); `build` makes the queue.
     ///
     /// # Examples
     ///
     /// ```
-    /// let q = multiproc::JoinableQueue::<u8>::builder().maxsize(4).build_joinable()?;
+    /// let q = multiproc::JoinableQueue::<u8>::builder().maxsize(4).build()?;
     /// assert_eq!(q.maxsize(), Some(4));
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn builder() -> QueueBuilder<T> {
-        Queue::builder()
+    pub fn builder() -> QueueBuilder<T, Joinable> {
+        Queue::builder().joinable()
     }
 }
 

@@ -44,4 +44,4 @@ pub use error::PutError;
 pub use iter::{Iter, TryIter};
 pub use joinable::JoinableQueue;
 pub use simple::SimpleQueue;
-pub use typed::{Queue, QueueBuilder};
+pub use typed::{Joinable, Plain, Queue, QueueBuilder};

@@ -68,18 +68,87 @@ impl<T> Clone for Queue<T> {
 /// assert_eq!(q.maxsize(), Some(100));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// The second parameter says what [`build`](QueueBuilder::build) makes: a
+/// [`Queue`] ([`Plain`], from [`Queue::builder`]) or a
+/// [`JoinableQueue`](crate::JoinableQueue) ([`Joinable`], from
+/// [`JoinableQueue::builder`](crate::JoinableQueue::builder)).
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build`"]
-pub struct QueueBuilder<T> {
+pub struct QueueBuilder<T, K = Plain> {
     maxsize: usize,
     ring_bytes: usize,
     max_message: usize,
     #[cfg(feature = "redis")]
     redis: Option<RedisSpec>,
     _items: PhantomData<fn(T) -> T>,
+    _kind: PhantomData<K>,
 }
 
-impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+/// A [`QueueBuilder`] that makes a [`Queue`].
+///
+/// # Examples
+///
+/// ```
+/// let b: multiproc::QueueBuilder<u8, multiproc::queue::Plain> = multiproc::Queue::builder();
+/// let q: multiproc::Queue<u8> = b.build()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+/// A [`QueueBuilder`] that makes a [`JoinableQueue`](crate::JoinableQueue).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{JoinableQueue, QueueBuilder, queue::Joinable};
+/// let b: QueueBuilder<u8, Joinable> = JoinableQueue::builder();
+/// let q: JoinableQueue<u8> = b.build()?;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Joinable;
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T, Joinable> {
+    /// Creates the [`JoinableQueue`](crate::JoinableQueue).
+    ///
+    /// # Errors
+    ///
+    /// As [`QueueBuilder::<T, Plain>::build`](QueueBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q: multiproc::JoinableQueue<u8> = multiproc::JoinableQueue::builder().build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<crate::JoinableQueue<T>> {
+        self.build_joinable()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T, Plain> {
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`](crate::Error::Os) if the shared memory cannot be made;
+    /// on Redis, [`Error::Backend`](crate::Error::Backend) if the server
+    /// cannot be reached or `name` holds something else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = multiproc::Queue::<u8>::builder().build()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn build(self) -> Result<Queue<T>> {
+        Ok(Queue { imp: self.build_imp(false)?, _items: PhantomData })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, K> QueueBuilder<T, K> {
     /// At most `maxsize` items at once (0: no bound; Python's `maxsize`).
     ///
     /// # Examples
@@ -131,22 +200,6 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         self
     }
 
-    /// Creates the queue.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Os`](crate::Error::Os) if the shared memory cannot be created.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let q = multiproc::Queue::<u8>::builder().build()?;
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn build(self) -> Result<Queue<T>> {
-        Ok(Queue { imp: self.build_imp(false)?, _items: PhantomData })
-    }
-
     /// Creates a [`JoinableQueue`](crate::JoinableQueue) with these
     /// settings.
     ///
@@ -168,6 +221,19 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         }))
     }
 
+    /// The same settings, for a [`JoinableQueue`](crate::JoinableQueue).
+    pub(crate) fn joinable(self) -> QueueBuilder<T, Joinable> {
+        QueueBuilder {
+            maxsize: self.maxsize,
+            ring_bytes: self.ring_bytes,
+            max_message: self.max_message,
+            #[cfg(feature = "redis")]
+            redis: self.redis,
+            _items: PhantomData,
+            _kind: PhantomData,
+        }
+    }
+
     fn build_imp(self, joinable: bool) -> Result<Imp> {
         #[cfg(feature = "redis")]
         if let Some(mut spec) = self.redis {
@@ -184,7 +250,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
 }
 
 #[cfg(feature = "redis")]
-impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+impl<T: Serialize + DeserializeOwned, K> QueueBuilder<T, K> {
     /// Puts the queue on the Redis (or Valkey) server at `url`, under
     /// `name`: every handle, on any host, built with the same address and
     /// name is the same queue. The queue is created on first use; a later
@@ -329,6 +395,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             #[cfg(feature = "redis")]
             redis: None,
             _items: PhantomData,
+            _kind: PhantomData,
         }
     }
 
