@@ -55,6 +55,20 @@ impl Signal {
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
         result
     }
+
+    /// Waits until `done()` holds (looked at after every event), or
+    /// `deadline`; whether it holds at the end.
+    pub(crate) fn wait_for(&self, deadline: Option<Instant>, done: impl Fn() -> bool) -> bool {
+        loop {
+            let seen = self.seen();
+            if done() {
+                return true;
+            }
+            if !self.wait(seen, deadline) {
+                return done();
+            }
+        }
+    }
 }
 
 /// Why items failed without an outcome from a worker.

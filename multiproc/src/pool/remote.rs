@@ -449,19 +449,10 @@ impl RedisCore {
         if !self.is_closed() {
             return Err(Error::PoolRunning);
         }
-        loop {
-            let seen = self.signal.seen();
-            {
-                let inner = self.lock();
-                if inner.collector_done && inner.watcher_done {
-                    return Ok(true);
-                }
-            }
-            if !self.signal.wait(seen, deadline) {
-                let inner = self.lock();
-                return Ok(inner.collector_done && inner.watcher_done);
-            }
-        }
+        Ok(self.signal.wait_for(deadline, || {
+            let inner = self.lock();
+            inner.collector_done && inner.watcher_done
+        }))
     }
 
     pub(crate) fn pids(&self) -> Vec<u32> {
