@@ -296,6 +296,14 @@ fn a_batch_acknowledgement_removes_only_what_it_acknowledged() {
         got.extend(q.get_many(512, common::LIMIT).unwrap());
     }
     assert_eq!(got, (0..2000).collect::<Vec<_>>());
+    // More ids than Redis's Lua unpacks at once (7,999): acknowledged in
+    // several calls, none of them lost.
+    q.put_many(0..10_000).unwrap();
+    let mut big = Vec::new();
+    while big.len() < 10_000 {
+        big.extend(q.get_many(10_000, common::LIMIT).unwrap());
+    }
+    assert_eq!(big, (0..10_000).collect::<Vec<_>>());
     let mut xlen =
         || -> usize { redis::cmd("XLEN").arg("mp:{batches}:items").query(&mut con).unwrap() };
     common::eventually("every entry left the stream", || xlen() == 0);
@@ -445,6 +453,78 @@ fn async_faces_work_on_redis_and_a_dropped_get_gives_its_item_back() {
         sorted.sort_unstable();
         assert_eq!(sorted, [2, 3], "the dropped get gave back what it took: {items:?}");
     });
+}
+
+/// An awaited get on an empty queue blocks on the server (about ten reads
+/// a second), rather than looking again every few milliseconds.
+#[test]
+fn an_idle_awaited_get_blocks_on_the_server() {
+    let server = common::redis_server(RedisServer::builder());
+    let q: Queue<u32> = Queue::builder().redis(&server.url(), "idle").build().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut reads = || -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query(&mut con).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let waiter = std::thread::spawn({
+        let q = q.clone();
+        move || futures::executor::block_on(q.get_async())
+    });
+    let before = reads();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(1)); // the window in which it idles
+    let per_second = (reads() - before) as f64 / started.elapsed().as_secs_f64();
+    q.put(7).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), 7);
+    assert!(per_second < 40.0, "{per_second:.0} reads a second while idle");
+}
+
+/// A server that accepts a connection and its handshake, then stops
+/// answering: building a queue fails within the handle's unreachable
+/// timeout, never hanging on a read.
+#[test]
+fn a_server_that_stops_answering_after_the_handshake_cannot_hold_a_build() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                // Answers OK to every command up to the first CLIENT INFO.
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = 0;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_uppercase();
+                    if text.contains("\r\nINFO\r\n") {
+                        std::thread::sleep(common::LIMIT); // silent from here on
+                        return;
+                    }
+                    let commands = text.matches('*').count();
+                    while answered < commands {
+                        let _ = stream.write_all(b"+OK\r\n");
+                        answered += 1;
+                    }
+                }
+            });
+        }
+    });
+    let start = Instant::now();
+    let built = Queue::<u8>::builder()
+        .redis(&format!("redis://127.0.0.1:{port}/0"), "silent")
+        .unreachable_timeout(Duration::from_secs(1))
+        .build();
+    assert!(matches!(built, Err(Error::Backend { .. })), "{:?}", built.err());
+    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
 }
 
 #[test]

@@ -162,7 +162,11 @@ impl Link {
             .clamp(Duration::from_millis(10), Duration::from_secs(2));
         let mut con = self.client.get_connection_with_timeout(wait)?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        let wire = Wire::find(&mut con, self.client.get_connection_info());
+        // The crate leaves no read timeout after its handshake: a server
+        // that stops answering must not hold the search for the socket.
+        con.set_read_timeout(Some(wait))?;
+        let wire = Wire::find(&mut con, self.client.get_connection_info())?;
+        // `read_timeout: None`: the first command sets its own.
         Ok(Conn { con, wire, pid, unread: 0, read_timeout: None, deadline, broken: false })
     }
 

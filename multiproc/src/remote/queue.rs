@@ -370,23 +370,33 @@ impl RedisQueue {
     pub(crate) fn get(&self, wait: Option<Instant>) -> Result<Got> {
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.get_now(self.reach(wait))? {
-                Got::Empty => {}
-                got => return Ok(got),
-            }
-            if wait.is_some_and(|w| Instant::now() >= w) {
-                return Ok(Got::Empty);
-            }
-            match server_block(wait, SLICE) {
-                Some(block) => {
-                    if let Some(item) = self.get_blocking(block, wait)? {
-                        return Ok(Got::Item(item));
-                    }
-                }
-                // The end of a timed wait: the server would answer late.
-                None => super::link::pause(wait, &mut pause),
+            if let Some(got) = self.get_once(wait, &mut pause)? {
+                return Ok(got);
             }
         }
+    }
+
+    /// One step of [`get`](RedisQueue::get): a look, then at most one block
+    /// on the server (for up to [`SLICE`]) or, at the end of a timed wait,
+    /// one `pause`. `None`: nothing yet, look again.
+    fn get_once(&self, wait: Option<Instant>, pause: &mut Duration) -> Result<Option<Got>> {
+        match self.get_now(self.reach(wait))? {
+            Got::Empty => {}
+            got => return Ok(Some(got)),
+        }
+        if wait.is_some_and(|w| Instant::now() >= w) {
+            return Ok(Some(Got::Empty));
+        }
+        match server_block(wait, SLICE) {
+            Some(block) => {
+                if let Some(item) = self.get_blocking(block, wait)? {
+                    return Ok(Some(Got::Item(item)));
+                }
+            }
+            // The end of a timed wait: the server would answer late.
+            None => super::link::pause(wait, pause),
+        }
+        Ok(None)
     }
 
     /// One look at the queue, without blocking on the server.
@@ -635,6 +645,11 @@ if #left > 0 then redis.call('XDEL', KEYS[1], unpack(left)) end
 return #ARGV
 ";
 
+/// The most ids one [`ACK_MANY`] call takes: Redis's Lua unpacks at most
+/// 7,999 values (`unpack` of more fails, and an acknowledgement sent
+/// without waiting would fail unseen: its entries would come back).
+const ACK_MANY_MOST: usize = 4000;
+
 /// The acknowledgement of a batch of entries (see [`ACK_MANY`]), sent as
 /// `EVAL` so that it can go without waiting for its reply.
 fn ack_many_pipe(items: &str, ids: &[&str]) -> redis::Pipeline {
@@ -657,13 +672,36 @@ fn unexpected(reply: Value) -> redis::RedisError {
 }
 
 /// Puts back an item taken for a dropped future. A closed stream (see
-/// [`CLOSE`]) is opened for this one entry, then closed again.
+/// [`CLOSE`]) is opened for this one entry, then closed again: its last id
+/// is set to the larger of its last entry's and the group's last delivered
+/// one, so that the new entry comes after every entry delivered (and is
+/// delivered in turn; ids are compared as decimal strings, exact at any
+/// size).
 const GIVE_BACK: &str = r"
+local function less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  local function lt(x, y)
+    if #x ~= #y then return #x < #y end
+    return x < y
+  end
+  if am ~= bm then return lt(am, bm) end
+  return lt(as, bs)
+end
 if ARGV[2] == 'list' then
   redis.call('RPUSH', KEYS[1], ARGV[1])
 elseif not pcall(redis.call, 'XADD', KEYS[1], '*', 'v', ARGV[1]) then
+  local floor = '0-1'
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-  redis.call('XSETID', KEYS[1], top and top[1] or '0-1')
+  if top then floor = top[1] end
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local fields = {}
+    for i = 1, #group, 2 do fields[group[i]] = group[i + 1] end
+    if fields['name'] == 'g' and less(floor, fields['last-delivered-id']) then
+      floor = fields['last-delivered-id']
+    end
+  end
+  redis.call('XSETID', KEYS[1], floor)
   redis.call('XADD', KEYS[1], '*', 'v', ARGV[1])
   redis.call('XSETID', KEYS[1], '18446744073709551615-18446744073709551615')
 end
@@ -695,18 +733,14 @@ impl RedisQueue {
     }
 
     /// [`get`](RedisQueue::get) awaited: the wait runs on a thread of its
-    /// own, which looks every 100 ms whether the future was dropped. An item
-    /// taken for a future dropped meanwhile is given back.
+    /// own, which looks whether the future was dropped between blocks on
+    /// the server (at most 200 ms apart: a block of 100 ms, which the server
+    /// may end on its next 100 ms tick). An item taken for a future dropped
+    /// meanwhile is given back.
     pub(crate) async fn get_async(self: Arc<Self>, wait: Option<Instant>) -> Result<Got> {
         let q = Arc::clone(&self);
-        let step = move || {
-            let until =
-                Some(wait.map_or(Instant::now() + SLICE, |w| w.min(Instant::now() + SLICE)));
-            match q.get(until) {
-                Ok(Got::Empty) if wait.is_none_or(|w| Instant::now() < w) => None,
-                other => Some(other),
-            }
-        };
+        let mut pause = Duration::from_millis(1);
+        let step = move || q.get_once(wait, &mut pause).transpose();
         let orphan = move |got: Result<Got>| {
             if let Ok(Got::Item(bytes)) = got {
                 self.give_back(&bytes);
@@ -884,7 +918,9 @@ impl RedisQueue {
                     } else {
                         let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
                         let ack = if ids.len() > 1 { ack_many_pipe } else { ack_pipe };
-                        c.send(&ack(&self.keys.items, &ids))?;
+                        for ids in ids.chunks(ACK_MANY_MOST) {
+                            c.send(&ack(&self.keys.items, ids))?;
+                        }
                     }
                     Ok(entries.into_iter().map(|(_, v)| v).collect())
                 })
@@ -918,6 +954,12 @@ mod tests {
             rest.push(item);
         }
         assert_eq!(rest, [b"b".to_vec(), b"a".to_vec()]);
+        assert!(matches!(q.get(Some(soon()))?, Got::Closed));
+        // Every entry taken and deleted: the stream's last entry is gone, so
+        // the id given back must still come after the last one delivered.
+        q.give_back(b"again");
+        let Got::Item(again) = q.get(Some(soon()))? else { panic!("given back, delivered") };
+        assert_eq!(again, b"again");
         assert!(matches!(q.get(Some(soon()))?, Got::Closed));
         Ok(())
     }

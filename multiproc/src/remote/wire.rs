@@ -41,15 +41,31 @@ impl Wire {
     /// TCP speaking RESP2 and its socket can be told apart: the server
     /// names both ends of it (`CLIENT INFO`, one round trip), and exactly
     /// one descriptor of this process must be a socket with those ends.
-    /// Anything else (TLS, a Unix socket, RESP3, an old server) keeps the
-    /// crate's own reads.
-    pub(crate) fn find(con: &mut redis::Connection, info: &ConnectionInfo) -> Option<Wire> {
+    /// Anything else (TLS, a Unix socket, RESP3, an old server that refuses
+    /// `CLIENT INFO`) keeps the crate's own reads. An error means the
+    /// connection failed (the caller sets a read timeout first), and must
+    /// be dropped: it may be out of step.
+    pub(crate) fn find(
+        con: &mut redis::Connection,
+        info: &ConnectionInfo,
+    ) -> redis::RedisResult<Option<Wire>> {
         if !matches!(info.addr(), ConnectionAddr::Tcp(..))
             || info.redis_settings().protocol() != ProtocolVersion::RESP2
         {
-            return None;
+            return Ok(None);
         }
-        let text: String = redis::cmd("CLIENT").arg("INFO").query(con).ok()?;
+        let text: String = match redis::cmd("CLIENT").arg("INFO").query(con) {
+            Ok(text) => text,
+            // Answered with an error (an old server, an ACL): still in step.
+            Err(e) if e.code().is_some() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Self::socket_of(&text))
+    }
+
+    /// The socket whose ends `CLIENT INFO` names, if exactly one
+    /// descriptor of this process is it.
+    fn socket_of(text: &str) -> Option<Wire> {
         let field = |name: &str| {
             text.split_whitespace().find_map(|kv| kv.strip_prefix(name)).and_then(parse_addr)
         };
@@ -85,6 +101,10 @@ impl Wire {
                 if self.start == self.buf.len() {
                     self.buf.clear();
                     self.start = 0;
+                    // An idle connection does not keep a large reply's room.
+                    if self.buf.capacity() > 4 * READ_CHUNK {
+                        self.buf.shrink_to(2 * READ_CHUNK);
+                    }
                 }
                 return value;
             }
