@@ -526,6 +526,51 @@ fn a_server_that_stops_answering_after_the_handshake_cannot_hold_a_build() {
     assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
 }
 
+/// A put blocked on a full bounded queue waits on the queue's bell: the
+/// take that makes room wakes it at once, and so does a close.
+#[test]
+fn a_blocked_put_is_woken_by_the_take_that_makes_room_and_by_a_close() {
+    let server = common::redis_server(RedisServer::builder());
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let mut blocked_on_the_bell = || {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut con).unwrap();
+        clients.lines().any(|c| c.contains("cmd=xread") && c.contains("flags=b"))
+    };
+    for delivery in [Delivery::AtLeastOnce, Delivery::AtMostOnce] {
+        let q: Queue<u64> = Queue::builder()
+            .redis(&server.url(), &format!("room-{delivery:?}"))
+            .delivery(delivery)
+            .maxsize(1)
+            .build()
+            .unwrap();
+        q.put(0).unwrap();
+        let mut lags = Vec::new();
+        for i in 1..=5u64 {
+            let producer = std::thread::spawn({
+                let q = q.clone();
+                move || {
+                    q.put(i).unwrap();
+                    Instant::now()
+                }
+            });
+            common::eventually("the put waits on the bell", &mut blocked_on_the_bell);
+            let took = Instant::now();
+            assert_eq!(q.get().unwrap(), i - 1);
+            lags.push(producer.join().unwrap() - took);
+        }
+        lags.sort();
+        assert!(lags[2] < Duration::from_millis(20), "{delivery:?}: woken late: {lags:?}");
+        let producer = std::thread::spawn({
+            let q = q.clone();
+            move || q.put(99)
+        });
+        common::eventually("the put waits on the bell", &mut blocked_on_the_bell);
+        q.close();
+        assert!(matches!(producer.join().unwrap(), Err(PutError::Closed(99))), "{delivery:?}");
+    }
+}
+
 #[test]
 fn a_forked_child_uses_its_own_connection() {
     let server = common::redis_server(RedisServer::builder());

@@ -367,6 +367,66 @@ pub(crate) fn pause(until: Option<Instant>, pause: &mut Duration) {
     *pause = (*pause * 2).min(Duration::from_millis(10));
 }
 
+/// Looks with `look` (given the deadline to reach the server) until it
+/// finds something or `until` passes (`None`: never), blocking on `bell`
+/// between looks for at most `slice`. A bell is a Stream of one entry that
+/// every change a waiter may wait for adds to ([`ring`]); the waiter reads
+/// its last ring before it looks again, then blocks from there, so a
+/// change made after that look wakes it at once. Near `until` it pauses
+/// instead (see [`server_block`]). `reach` gives the deadline to reach the
+/// server during a wait that ends at `until`.
+pub(crate) fn wait_on_bell<R>(
+    link: &Link,
+    bell: &str,
+    until: Option<Instant>,
+    slice: Duration,
+    reach: impl Fn(Option<Instant>) -> Instant,
+    mut look: impl FnMut(Instant) -> Result<Option<R>>,
+) -> Result<Option<R>> {
+    if let Some(found) = look(reach(until))? {
+        return Ok(Some(found));
+    }
+    let mut pauses = Duration::from_millis(1);
+    loop {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return Ok(None);
+        }
+        let mut last = redis::cmd("XREVRANGE");
+        last.arg(bell).arg("+").arg("-").arg("COUNT").arg(1);
+        let rung: Value = link.run(reach(until), Resend::Yes, |c| c.query(&last))?;
+        let seen = last_id(rung).unwrap_or_else(|| "0-0".to_owned());
+        if let Some(found) = look(reach(until))? {
+            return Ok(Some(found));
+        }
+        match server_block(until, slice) {
+            Some(block) => {
+                let mut read = redis::cmd("XREAD");
+                read.arg("BLOCK").arg(block.as_millis() as u64);
+                read.arg("STREAMS").arg(bell).arg(&seen);
+                link.run(reach(until), Resend::Yes, |c| c.query_blocking::<Value>(&read, block))?;
+            }
+            // The end of a timed wait: the server would answer late.
+            None => pause(until, &mut pauses),
+        }
+    }
+}
+
+/// Rings `bell` (see [`wait_on_bell`]) without waiting for the reply. A
+/// ring that cannot be sent is left out: waiters look again within their
+/// slice, and the connection is dropped (its send failed).
+pub(crate) fn ring(c: &mut Conn, bell: &str) {
+    let mut ring = redis::pipe();
+    ring.cmd("XADD").arg(bell).arg("MAXLEN").arg(1).arg("*").arg("r").arg(1);
+    let _ = c.send(&ring);
+}
+
+/// The id of the entry of an `XREVRANGE ... COUNT 1` reply.
+fn last_id(reply: Value) -> Option<String> {
+    let Value::Array(entries) = reply else { return None };
+    let Value::Array(entry) = entries.into_iter().next()? else { return None };
+    String::from_utf8(bytes(entry.into_iter().next()?)?).ok()
+}
+
 /// The deadline for reaching the server during a wait that ends at `wait`
 /// (`None`: never): the wait's own, but at least a moment from now, and at
 /// most `unreachable` from now.

@@ -23,7 +23,7 @@ use redis::{Value, cmd};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::link::{Link, Resend, bytes, pause as pause_for, reach, script, server_block};
+use super::link::{Link, Resend, bytes, reach, ring, script, wait_on_bell};
 use crate::manager::dynval::{self, Blob};
 use crate::manager::protocol::{Kind, Op, Part, Response, Wait};
 use crate::manager::server::{bound, find, position};
@@ -268,54 +268,20 @@ impl RedisObject {
     /// finds something or `wait` ends (`None`). Between looks it blocks on
     /// the object's bell, which every change a waiter may wait for rings
     /// (see [`ring`](RedisObject::ring)), for at most [`BELL_SLICE`]: a
-    /// lease that runs out rings nothing. The bell's last ring is read
-    /// before each look, so a change made after the look wakes the wait
-    /// at once.
+    /// lease that runs out rings nothing.
     pub(super) fn poll<R>(
         &self,
         wait: Wait,
-        mut look: impl FnMut(Instant) -> Result<Option<R>>,
+        look: impl FnMut(Instant) -> Result<Option<R>>,
     ) -> Result<Option<R>> {
-        let until = wait.deadline();
-        if let Some(found) = look(self.reach(until))? {
-            return Ok(Some(found));
-        }
-        let mut pause = Duration::from_millis(1);
-        loop {
-            if until.is_some_and(|u| Instant::now() >= u) {
-                return Ok(None);
-            }
-            let mut last = cmd("XREVRANGE");
-            last.arg(&self.bell).arg("+").arg("-").arg("COUNT").arg(1);
-            let rung: Value = self.link.run(self.reach(until), Resend::Yes, |c| c.query(&last))?;
-            let seen = last_id(rung).unwrap_or_else(|| "0-0".to_owned());
-            if let Some(found) = look(self.reach(until))? {
-                return Ok(Some(found));
-            }
-            match server_block(until, BELL_SLICE) {
-                Some(block) => {
-                    let mut read = cmd("XREAD");
-                    read.arg("BLOCK").arg(block.as_millis() as u64);
-                    read.arg("STREAMS").arg(&self.bell).arg(&seen);
-                    self.link.run(self.reach(until), Resend::Yes, |c| {
-                        c.query_blocking::<Value>(&read, block)
-                    })?;
-                }
-                // The end of a timed wait: the server would answer late.
-                None => pause_for(until, &mut pause),
-            }
-        }
+        wait_on_bell(&self.link, &self.bell, wait.deadline(), BELL_SLICE, |u| self.reach(u), look)
     }
 
     /// Rings the bell (without waiting for the reply) after a change that
     /// may end a wait: a lock or units released, an event set, a barrier
-    /// passed, broken or reset. A ring that cannot be sent is left out: the
-    /// change is made, and waiters look again within [`BELL_SLICE`]; a lost
-    /// connection is found by the next command on it.
+    /// passed, broken or reset.
     pub(super) fn ring(&self, c: &mut super::link::Conn) {
-        let mut ring = redis::pipe();
-        ring.cmd("XADD").arg(&self.bell).arg("MAXLEN").arg(1).arg("*").arg("r").arg(1);
-        let _ = c.send(&ring);
+        ring(c, &self.bell);
     }
 
     /// Runs `op` on the object: the manager's protocol, answered by Redis.
@@ -628,13 +594,6 @@ pub(crate) fn delete(link: &Link, app: &str, name: &str, deadline: Instant) -> R
     del.arg(format!("{base}:bell"));
     let n: u64 = link.run(deadline, Resend::Yes, |c| c.query(&del))?;
     Ok(n > 0)
-}
-
-/// The id of the entry of an `XREVRANGE ... COUNT 1` reply.
-fn last_id(reply: Value) -> Option<String> {
-    let Value::Array(entries) = reply else { return None };
-    let Value::Array(entry) = entries.into_iter().next()? else { return None };
-    String::from_utf8(bytes(entry.into_iter().next()?)?).ok()
 }
 
 /// A length from a script's reply.

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::link::{
-    DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, script, server_block, stream_entries,
+    DEFAULT_UNREACHABLE, Link, Resend, bytes, consumer_name, ring, script, server_block,
+    stream_entries, wait_on_bell,
 };
 use crate::transfer::codec;
 use crate::{Error, Result};
@@ -88,6 +89,9 @@ struct Keys {
     items: String,
     meta: String,
     unfinished: String,
+    /// Rung when a bounded queue gains room or closes: blocked puts wait
+    /// on it (see [`wait_on_bell`]).
+    bell: String,
 }
 
 /// The default visibility timeout: how long an unacknowledged item waits
@@ -238,6 +242,7 @@ impl RedisQueue {
             items: format!("mp:{{{name}}}:items"),
             meta: format!("mp:{{{name}}}:meta"),
             unfinished: format!("mp:{{{name}}}:unfinished"),
+            bell: format!("mp:{{{name}}}:bell"),
         };
         let delivery = match spec.delivery {
             Delivery::AtLeastOnce => "at-least-once",
@@ -340,23 +345,23 @@ impl RedisQueue {
     }
 
     /// Puts an encoded item, waiting for room until `wait` (`None`: without
-    /// end; a past instant: not at all). Room is looked for again after a
-    /// pause that grows from 1 ms to 20 ms.
+    /// end; a past instant: not at all). A full queue is looked at again
+    /// when a take rings its bell, or every [`SLICE`].
     pub(crate) fn put(&self, bytes: &[u8], wait: Option<Instant>) -> Result<Put> {
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match self.try_put(bytes, self.reach(wait))? {
-                Put::Full => {}
-                done => return Ok(done),
-            }
-            let now = Instant::now();
-            if wait.is_some_and(|w| now >= w) {
-                return Ok(Put::Full);
-            }
-            let nap = wait.map_or(pause, |w| pause.min(w - now));
-            std::thread::sleep(nap);
-            pause = (pause * 2).min(Duration::from_millis(20));
-        }
+        let done = wait_on_bell(
+            &self.link,
+            &self.keys.bell,
+            wait,
+            SLICE,
+            |u| self.reach(u),
+            |d| {
+                Ok(match self.try_put(bytes, d)? {
+                    Put::Full => None,
+                    done => Some(done),
+                })
+            },
+        )?;
+        Ok(done.unwrap_or(Put::Full))
     }
 
     /// The deadline for reaching the server during a wait that ends at
@@ -433,7 +438,13 @@ impl RedisQueue {
                     other => other?,
                 };
                 let item = match self.spec.delivery {
-                    Delivery::AtMostOnce => bytes(reply),
+                    Delivery::AtMostOnce => {
+                        let item = bytes(reply);
+                        if item.is_some() {
+                            self.freed(c);
+                        }
+                        item
+                    }
                     Delivery::AtLeastOnce => match items(reply).next() {
                         Some((id, item)) => {
                             self.taken(c, id)?;
@@ -474,6 +485,8 @@ impl RedisQueue {
                     let id = bytes(parts.pop().unwrap_or(Value::Nil)).unwrap_or_default();
                     if self.spec.delivery == Delivery::AtLeastOnce {
                         self.taken(c, String::from_utf8_lossy(&id).into_owned())?;
+                    } else {
+                        self.freed(c);
                     }
                     Ok(Got::Item(item))
                 }
@@ -491,6 +504,9 @@ impl RedisQueue {
                 brpop.arg(&self.keys.items).arg(ms as f64 / 1000.0);
                 self.link.run(self.reach(wait), Resend::No, |c| {
                     let r: Option<(String, Vec<u8>)> = c.query_blocking(&brpop, block)?;
+                    if r.is_some() {
+                        self.freed(c);
+                    }
                     Ok(r.map(|(_, v)| v))
                 })
             }
@@ -522,7 +538,17 @@ impl RedisQueue {
             self.unacked.lock().unwrap_or_else(PoisonError::into_inner).push_back(id);
             return Ok(());
         }
-        c.send(&ack_pipe(&self.keys.items, &[&id]))
+        c.send(&ack_pipe(&self.keys.items, &[&id]))?;
+        self.freed(c);
+        Ok(())
+    }
+
+    /// Rings the bell of a bounded queue after room was made (sent without
+    /// waiting, after the command that made it).
+    fn freed(&self, c: &mut super::link::Conn) {
+        if self.spec.maxsize > 0 {
+            ring(c, &self.keys.bell);
+        }
     }
 
     /// Marks one item done: acknowledges the oldest item this handle took
@@ -533,7 +559,9 @@ impl RedisQueue {
         let keys =
             [self.keys.items.as_str(), self.keys.meta.as_str(), self.keys.unfinished.as_str()];
         let r: Result<i64> = self.link.run(self.reach(None), Resend::No, |c| {
-            c.script(script(TASK_DONE), &keys, &[arg.as_bytes()])
+            let done = c.script(script(TASK_DONE), &keys, &[arg.as_bytes()])?;
+            self.freed(c);
+            Ok(done)
         });
         match r {
             Ok(done) => Ok(done == 1),
@@ -583,7 +611,9 @@ impl RedisQueue {
         let keys = [self.keys.meta.as_str(), self.keys.items.as_str()];
         let stream = if self.spec.delivery == Delivery::AtLeastOnce { "1" } else { "0" };
         self.link.run(self.reach(None), Resend::Yes, |c| {
-            c.script::<i64>(script(CLOSE), &keys, &[stream.as_bytes()])
+            let closed = c.script::<i64>(script(CLOSE), &keys, &[stream.as_bytes()])?;
+            self.freed(c); // blocked puts see the close at once
+            Ok(closed)
         })?;
         Ok(())
     }
@@ -894,7 +924,11 @@ impl RedisQueue {
                 let mut pop = cmd("RPOP");
                 pop.arg(&self.keys.items).arg(max);
                 self.link.run(self.reach(None), Resend::No, |c| {
-                    Ok(c.query::<Option<Vec<Vec<u8>>>>(&pop)?.unwrap_or_default())
+                    let batch = c.query::<Option<Vec<Vec<u8>>>>(&pop)?.unwrap_or_default();
+                    if !batch.is_empty() {
+                        self.freed(c);
+                    }
+                    Ok(batch)
                 })
             }
             Delivery::AtLeastOnce => {
@@ -921,6 +955,7 @@ impl RedisQueue {
                         for ids in ids.chunks(ACK_MANY_MOST) {
                             c.send(&ack(&self.keys.items, ids))?;
                         }
+                        self.freed(c);
                     }
                     Ok(entries.into_iter().map(|(_, v)| v).collect())
                 })
