@@ -27,9 +27,12 @@ const MISSES_BEFORE_PROBE: u8 = 4;
 /// read from it that were not taken yet.
 pub(crate) struct Wire {
     fd: RawFd,
+    /// Room for replies, zeroed once when it grows (never per read).
     buf: Vec<u8>,
     /// Where the unread part of `buf` starts.
     start: usize,
+    /// Where it ends: what the kernel gave so far.
+    end: usize,
     /// Waits in a row that ended in sleep.
     misses: u8,
     /// How far the next frame was measured.
@@ -83,7 +86,7 @@ impl Wire {
                 found = Some(fd);
             }
         }
-        Some(Wire { fd: found?, buf: Vec::new(), start: 0, misses: 0, scan: Scan::NEW })
+        Some(Wire { fd: found?, buf: Vec::new(), start: 0, end: 0, misses: 0, scan: Scan::NEW })
     }
 
     /// The next reply. For a command the server answers at once (`prompt`),
@@ -93,17 +96,17 @@ impl Wire {
     pub(crate) fn recv(&mut self, prompt: bool) -> redis::RedisResult<Value> {
         let mut looked = !prompt;
         loop {
-            if let Some(len) = frame_len(&self.buf[self.start..], &mut self.scan)? {
+            if let Some(len) = frame_len(&self.buf[self.start..self.end], &mut self.scan)? {
                 let frame = &self.buf[self.start..self.start + len];
                 let value = redis::parse_redis_value(frame);
                 self.start += len;
                 self.scan = Scan::NEW;
-                if self.start == self.buf.len() {
-                    self.buf.clear();
-                    self.start = 0;
+                if self.start == self.end {
+                    (self.start, self.end) = (0, 0);
                     // An idle connection does not keep a large reply's room.
-                    if self.buf.capacity() > 4 * READ_CHUNK {
-                        self.buf.shrink_to(2 * READ_CHUNK);
+                    if self.buf.len() > 4 * READ_CHUNK {
+                        self.buf.truncate(READ_CHUNK);
+                        self.buf.shrink_to_fit();
                     }
                 }
                 return value;
@@ -146,33 +149,33 @@ impl Wire {
     /// Reads what the kernel has (sleeping until something comes, or the
     /// socket's read timeout passes).
     fn fill(&mut self) -> redis::RedisResult<()> {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > READ_CHUNK {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        let room = |w: &Wire| w.buf.len() - w.end;
+        if self.start > 0 && room(self) < READ_CHUNK / 4 {
+            // Move the unread part to the front (what was read is gone).
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
         }
-        let have = self.buf.len();
-        self.buf.resize(have + READ_CHUNK, 0);
+        if room(self) < READ_CHUNK / 4 {
+            let grown = (self.buf.len() * 2).max(self.end + READ_CHUNK);
+            self.buf.resize(grown, 0);
+        }
+        let tail = &mut self.buf[self.end..];
         let n = loop {
-            // SAFETY: the pointer and length describe the writable tail of
-            // `buf`, which lives across the call; the kernel writes at most
-            // that many bytes. A descriptor number that no longer named this
-            // socket could only make the read fail or read the wrong data,
-            // never touch memory outside `buf`.
-            let n =
-                unsafe { libc::recv(self.fd, self.buf[have..].as_mut_ptr().cast(), READ_CHUNK, 0) };
+            // SAFETY: the pointer and length describe `tail`, the writable
+            // end of `buf`, which lives across the call; the kernel writes
+            // at most that many bytes. A descriptor number that no longer
+            // named this socket could only make the read fail or read the
+            // wrong data, never touch memory outside `tail`.
+            let n = unsafe { libc::recv(self.fd, tail.as_mut_ptr().cast(), tail.len(), 0) };
             if n >= 0 {
                 break n as usize;
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                self.buf.truncate(have);
                 return Err(e.into());
             }
         };
-        self.buf.truncate(have + n);
+        self.end += n;
         if n == 0 {
             return Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -330,6 +333,44 @@ mod tests {
 
     fn len(buf: &[u8]) -> redis::RedisResult<Option<usize>> {
         frame_len(buf, &mut Scan::NEW.clone())
+    }
+
+    /// Replies large and small, written in uneven pieces to a socket, come
+    /// out whole and in order, and the buffer shrinks back when idle.
+    #[test]
+    fn replies_read_from_a_socket_come_out_whole_and_in_order() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (ours, mut theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut big = format!("*{}\r\n", 5000).into_bytes();
+        for i in 0..5000 {
+            let item = format!("item-{i}-{}", "x".repeat(i % 97));
+            big.extend_from_slice(format!("${}\r\n{item}\r\n", item.len()).as_bytes());
+        }
+        let frames: Vec<Vec<u8>> =
+            vec![b"+OK\r\n".to_vec(), big, b":42\r\n".to_vec(), b"$-1\r\n".to_vec()];
+        let all: Vec<u8> = frames.concat();
+        let writer = std::thread::spawn(move || {
+            for piece in all.chunks(7919) {
+                theirs.write_all(piece).unwrap();
+            }
+            theirs
+        });
+        let mut wire = super::Wire {
+            fd: ours.as_raw_fd(),
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            misses: 0,
+            scan: Scan::NEW,
+        };
+        for frame in &frames {
+            let want = redis::parse_redis_value(frame).unwrap();
+            assert_eq!(wire.recv(false).unwrap(), want);
+        }
+        assert!(wire.buf.len() <= super::READ_CHUNK, "shrunk back: {}", wire.buf.len());
+        drop(writer.join().unwrap());
+        assert!(wire.recv(false).is_err(), "the peer hung up");
     }
 
     #[test]
