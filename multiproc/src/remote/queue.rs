@@ -642,14 +642,12 @@ fn ack_pipe(items: &str, ids: &[&str]) -> redis::Pipeline {
     ack
 }
 
-/// Acknowledges the entries ARGV[1..] (in stream order, as `XREADGROUP`
-/// gives them) and removes them
-/// from the stream: the entries before the oldest one still pending, or
-/// before the last of these, are cut off as whole nodes (`XTRIM MINID`),
-/// and only the few left after that cut are deleted one by one (`XDEL`
-/// looks each entry up: 4 µs apiece, against well under 1 µs for a cut).
-/// Ids are compared as decimal strings, exact at any size.
-const ACK_MANY: &str = r"
+/// Lua's `less(a, b)` for stream ids: whether id `a` comes before id `b`,
+/// comparing their two parts as decimal strings (exact at any size, where
+/// Lua's numbers are not). The start of the scripts that compare ids.
+macro_rules! id_less {
+    () => {
+        r"
 local function less(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -660,6 +658,19 @@ local function less(a, b)
   if am ~= bm then return lt(am, bm) end
   return lt(as, bs)
 end
+"
+    };
+}
+
+/// Acknowledges the entries ARGV[1..] (in stream order, as `XREADGROUP`
+/// gives them) and removes them
+/// from the stream: the entries before the oldest one still pending, or
+/// before the last of these, are cut off as whole nodes (`XTRIM MINID`),
+/// and only the few left after that cut are deleted one by one (`XDEL`
+/// looks each entry up: 4 µs apiece, against well under 1 µs for a cut).
+const ACK_MANY: &str = concat!(
+    id_less!(),
+    r"
 redis.call('XACK', KEYS[1], 'g', unpack(ARGV))
 local keep = ARGV[#ARGV]
 local pending = redis.call('XPENDING', KEYS[1], 'g')
@@ -673,7 +684,8 @@ while i > 0 and not less(ARGV[i], keep) do
 end
 if #left > 0 then redis.call('XDEL', KEYS[1], unpack(left)) end
 return #ARGV
-";
+"
+);
 
 /// The most ids one [`ACK_MANY`] call takes: Redis's Lua unpacks at most
 /// 7,999 values (`unpack` of more fails, and an acknowledgement sent
@@ -705,19 +717,10 @@ fn unexpected(reply: Value) -> redis::RedisError {
 /// [`CLOSE`]) is opened for this one entry, then closed again: its last id
 /// is set to the larger of its last entry's and the group's last delivered
 /// one, so that the new entry comes after every entry delivered (and is
-/// delivered in turn; ids are compared as decimal strings, exact at any
-/// size).
-const GIVE_BACK: &str = r"
-local function less(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  local function lt(x, y)
-    if #x ~= #y then return #x < #y end
-    return x < y
-  end
-  if am ~= bm then return lt(am, bm) end
-  return lt(as, bs)
-end
+/// delivered in turn).
+const GIVE_BACK: &str = concat!(
+    id_less!(),
+    r"
 if ARGV[2] == 'list' then
   redis.call('RPUSH', KEYS[1], ARGV[1])
 elseif not pcall(redis.call, 'XADD', KEYS[1], '*', 'v', ARGV[1]) then
@@ -736,7 +739,8 @@ elseif not pcall(redis.call, 'XADD', KEYS[1], '*', 'v', ARGV[1]) then
   redis.call('XSETID', KEYS[1], '18446744073709551615-18446744073709551615')
 end
 return 1
-";
+"
+);
 
 impl RedisQueue {
     /// Puts back an item this handle took for a future that was dropped
