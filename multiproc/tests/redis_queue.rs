@@ -650,15 +650,24 @@ fn try_and_timeout_forms_keep_their_bound_while_the_server_stops_answering() {
         .unreachable_timeout(Duration::from_secs(20))
         .build()
         .unwrap();
+    let jq: JoinableQueue<u8> = JoinableQueue::builder()
+        .redis(&server.url(), "stopped-joinable")
+        .unreachable_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
     q.put(1).unwrap();
+    jq.put(1).unwrap();
     let pid = server.pid().unwrap();
     signal(pid, rustix::process::Signal::STOP); // connected, but silent
     let start = Instant::now();
     assert!(matches!(q.try_get(), Err(Error::Backend { .. })));
     assert!(matches!(q.get_timeout(Duration::from_millis(200)), Err(Error::Backend { .. })));
     assert!(matches!(q.try_put(2), Err(PutError::Failed(2, Error::Backend { .. }))));
+    let many = q.get_many(10, Duration::from_millis(200));
+    assert!(matches!(many, Err(Error::Backend { .. })), "{many:?}");
+    assert!(!jq.join_timeout(Duration::from_millis(200)), "not done, and not held");
     // Not the 5 s command timeout nor the 20 s unreachable timeout.
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     signal(pid, rustix::process::Signal::CONT);
     assert_eq!(q.get_timeout(common::LIMIT).unwrap(), 1, "nothing was lost");
 }

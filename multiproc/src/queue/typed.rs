@@ -657,11 +657,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if max == 0 {
             return Ok(out);
         }
+        // Every look at the server keeps within `timeout` (at least a
+        // moment), even one that finds it silent.
+        #[cfg(feature = "redis")]
+        let wait = deadline_after(timeout);
         #[cfg(feature = "redis")]
         if let Imp::Redis(q, max_message) = &self.imp {
             // What is there now, in one round trip; only an empty queue
             // waits for its first item.
-            if let Some(batch) = q.take_now(max)? {
+            if let Some(batch) = q.take_now(max, wait)? {
                 for bytes in batch {
                     out.push(Self::decode_remote(&bytes, *max_message)?);
                 }
@@ -681,7 +685,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             #[cfg(feature = "redis")]
             Imp::Redis(q, max_message) => {
-                for bytes in q.take_more(max - 1)? {
+                for bytes in q.take_more(max - 1, wait)? {
                     out.push(Self::decode_remote(&bytes, *max_message)?);
                 }
             }

@@ -575,11 +575,12 @@ impl RedisQueue {
     }
 
     /// How many items were put and not yet marked done.
-    pub(crate) fn unfinished(&self) -> Result<u64> {
+    /// The server is reached within a wait that ends at `wait`.
+    fn unfinished_by(&self, wait: Option<Instant>) -> Result<u64> {
         let mut get = cmd("GET");
         get.arg(&self.keys.unfinished);
         self.link
-            .run(self.reach(None), Resend::Yes, |c| Ok(c.query::<Option<u64>>(&get)?.unwrap_or(0)))
+            .run(self.reach(wait), Resend::Yes, |c| Ok(c.query::<Option<u64>>(&get)?.unwrap_or(0)))
     }
 
     /// Waits until every item put was marked done, looking again after a
@@ -587,7 +588,7 @@ impl RedisQueue {
     pub(crate) fn join(&self, wait: Option<Instant>) -> Result<bool> {
         let mut pause = Duration::from_millis(1);
         loop {
-            if self.unfinished()? == 0 {
+            if self.unfinished_by(wait)? == 0 {
                 return Ok(true);
             }
             let now = Instant::now();
@@ -904,7 +905,11 @@ impl RedisQueue {
     /// `None` when none are there or this handle is due to look for dead
     /// consumers' entries first (then [`get`](RedisQueue::get) takes the
     /// first item).
-    pub(crate) fn take_now(&self, max: usize) -> Result<Option<Vec<Vec<u8>>>> {
+    pub(crate) fn take_now(
+        &self,
+        max: usize,
+        wait: Option<Instant>,
+    ) -> Result<Option<Vec<Vec<u8>>>> {
         let due = self
             .claimed
             .lock()
@@ -913,13 +918,13 @@ impl RedisQueue {
         if due {
             return Ok(None);
         }
-        let batch = self.take_more(max)?;
+        let batch = self.take_more(max, wait)?;
         Ok(if batch.is_empty() { None } else { Some(batch) })
     }
 
     /// Takes up to `max` more items that are there now (after a first one
     /// taken by [`get`](RedisQueue::get)), acknowledging them as `get` does.
-    pub(crate) fn take_more(&self, max: usize) -> Result<Vec<Vec<u8>>> {
+    pub(crate) fn take_more(&self, max: usize, wait: Option<Instant>) -> Result<Vec<Vec<u8>>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -927,7 +932,7 @@ impl RedisQueue {
             Delivery::AtMostOnce => {
                 let mut pop = cmd("RPOP");
                 pop.arg(&self.keys.items).arg(max);
-                self.link.run(self.reach(None), Resend::No, |c| {
+                self.link.run(self.reach(wait), Resend::No, |c| {
                     let batch = c.query::<Option<Vec<Vec<u8>>>>(&pop)?.unwrap_or_default();
                     if !batch.is_empty() {
                         self.freed(c);
@@ -939,7 +944,7 @@ impl RedisQueue {
                 let mut read = cmd("XREADGROUP");
                 read.arg("GROUP").arg("g").arg(&self.group).arg("COUNT").arg(max);
                 read.arg("STREAMS").arg(&self.keys.items).arg(">");
-                self.link.run(self.reach(None), Resend::Yes, |c| {
+                self.link.run(self.reach(wait), Resend::Yes, |c| {
                     let reply: Value = match c.query(&read) {
                         // The stream was deleted: the next `get` makes it again.
                         Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
